@@ -1,0 +1,39 @@
+/**
+ * `nfqwall COMMAND …`: dispatches to one module per command (src/cli/<command>.ts),
+ * each exporting `main(argv): Promise<number>` (the exit code).
+ */
+type CommandModule = { main(argv: string[]): Promise<number> };
+
+const COMMANDS: Record<string, { load: () => Promise<CommandModule>; summary: string }> = {
+  // Each command registers itself here with one line.
+};
+
+function usage(): string {
+  const lines = ['usage: nfqwall COMMAND [options]', '', 'commands:'];
+  for (const [name, c] of Object.entries(COMMANDS)) lines.push(`  ${name.padEnd(10)} ${c.summary}`);
+  lines.push('', 'nfqwall COMMAND --help shows the options of a command.');
+  return lines.join('\n');
+}
+
+export async function cliMain(argv: string[]): Promise<void> {
+  const [cmd, ...rest] = argv;
+  if (!cmd || cmd === '-h' || cmd === '--help' || cmd === 'help') {
+    process.stdout.write(usage() + '\n');
+    process.exitCode = cmd ? 0 : 2;
+    return;
+  }
+  const entry = COMMANDS[cmd];
+  if (!entry) {
+    process.stderr.write(`nfqwall: unknown command '${cmd}'\n${usage()}\n`);
+    process.exitCode = 2;
+    return;
+  }
+  try {
+    const mod = await entry.load();
+    process.exitCode = await mod.main(rest);
+  } catch (err) {
+    process.stderr.write(`nfqwall ${cmd}: ${err instanceof Error ? err.message : String(err)}\n`);
+    if (process.env.NFQWALL_DEBUG) console.error(err);
+    process.exitCode = 1;
+  }
+}

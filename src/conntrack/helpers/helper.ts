@@ -1,0 +1,59 @@
+import type { PacketView } from '../../packet/view';
+import type { TunableValues } from '../sysctl';
+
+/**
+ * What the conntrack core offers a helper (the part of nf_conntrack_helper.c /
+ * nf_conntrack_expect.c a nf_conntrack_<helper>.c file calls).
+ */
+export interface HelperHost {
+  readonly tun: TunableValues;
+  /** Address family of entry e: 4 or 6. */
+  family(e: number): number;
+  /**
+   * Copy the source (which = 0) or destination (which = 1) address of the tuple of
+   * direction dir of entry e into out (u32 words, IPv4 in word 0).
+   */
+  tupleAddr(e: number, dir: number, which: number, out: Uint32Array): void;
+  /** Source (which = 0) or destination (which = 1) port of the tuple of direction dir. */
+  tuplePort(e: number, dir: number, which: number): number;
+  /**
+   * Create an expectation for a future connection of master e (nf_ct_expect_related):
+   * protocol `proto`, exact source address `src` (null = any), source port `sport`
+   * (-1 = any), destination `dst`:`dport`. Applies the helper's max_expected and
+   * timeout (`policy`) and nf_conntrack_expect_max. Returns false when it could not
+   * be added (the helper then drops the packet, as the kernel does).
+   */
+  expect(
+    e: number,
+    proto: number,
+    src: Uint32Array | null,
+    sport: number,
+    dst: Uint32Array,
+    dport: number,
+    policy: { maxExpected: number; timeoutSec: number },
+    now: number,
+  ): boolean;
+  /** Helper debug/diagnostic log (e.g. "partial matching of `PORT'"). */
+  log(msg: string): void;
+}
+
+/**
+ * A connection-tracking helper, like the kernel's struct nf_conntrack_helper.
+ * Registered by name; attached to new entries by a raw-table `-j CT --helper NAME`.
+ */
+export interface ConntrackHelper {
+  /** 'ftp' */
+  readonly name: string;
+  /** L4 protocol the helper is for (6 for FTP). */
+  readonly protonum: number;
+  /** Grow per-entry helper state to hold `capacity` entries. */
+  resize(capacity: number): void;
+  /** A new entry got this helper: reset its per-entry state. */
+  init(e: number): void;
+  /**
+   * A packet of entry e was accepted (called at confirmation time, like the kernel
+   * calls helpers from nf_confirm). dir 0/1, ctinfo IP_CT_*. Returns PKT_ACCEPT or
+   * PKT_DROP (the packet is then dropped).
+   */
+  help(host: HelperHost, e: number, dir: number, ctinfo: number, pkt: PacketView, now: number): number;
+}

@@ -1,0 +1,57 @@
+import type { PacketView } from '../../packet/view';
+import type { TunableValues } from '../sysctl';
+
+/**
+ * What the connection table offers a protocol tracker (the part of
+ * nf_conntrack_core a nf_conntrack_proto_*.c file calls into).
+ * Entries are integer ids (rows of the table); `now` is milliseconds on a
+ * monotonic clock.
+ */
+export interface TrackerHost {
+  readonly tun: TunableValues;
+  /** IPS_* status bits of entry e. */
+  status(e: number): number;
+  setStatusBits(e: number, bits: number): void;
+  /** Set the entry's timeout to `seconds` from now (relative until confirmation, as the kernel). */
+  setTimeout(e: number, seconds: number, now: number): void;
+  /** Remaining timeout in seconds (for "lower the timeout if longer" decisions). */
+  timeoutLeft(e: number, now: number): number;
+  /** Creation time of the entry in ms (UDP's stream detection uses it). */
+  createdAt(e: number): number;
+  /** Remove the entry from the table at once (RST before any reply, TIME_WAIT reopen). */
+  kill(e: number): void;
+  /** Log an invalid packet under nf_conntrack_log_invalid ("nf_ct_proto_6: <reason>"). */
+  logInvalid(pkt: PacketView, reason: string): void;
+}
+
+/**
+ * One protocol tracker, like the kernel's nf_conntrack_l4proto. Per-entry
+ * protocol state lives in the tracker's own typed arrays, indexed by entry id
+ * and grown through resize().
+ */
+export interface ProtoTracker {
+  readonly protonum: number;
+  /** Name as conntrack -L prints it: 'tcp', 'udp', 'icmp', 'icmpv6', 'unknown'. */
+  readonly name: string;
+  /** Make per-entry storage hold at least `capacity` entries (keep existing data). */
+  resize(capacity: number): void;
+  /**
+   * First packet of a new, unconfirmed entry e (the tuple is already stored).
+   * Initialise per-entry state. Return false if this packet cannot create a
+   * connection (the packet is then INVALID and the entry is freed).
+   */
+  newConnection(host: TrackerHost, e: number, pkt: PacketView, now: number): boolean;
+  /**
+   * Every packet of entry e (including the first, after newConnection).
+   * dir: 0 original, 1 reply; ctinfo: IP_CT_*. Returns PKT_*; on PKT_ACCEPT the
+   * tracker has refreshed the timeout through host.setTimeout.
+   */
+  packet(host: TrackerHost, e: number, dir: number, ctinfo: number, pkt: PacketView, now: number): number;
+  /** May GC-assisted early drop evict this entry even if ASSURED (tcp_can_early_drop). */
+  canEarlyDrop(e: number): boolean;
+  /** The protocol state word printed after the timeout in conntrack -L ('' if none). */
+  stateName(e: number): string;
+  /** Per-entry protocol state as plain numbers (state file), and back. */
+  save(e: number): number[];
+  restore(e: number, data: readonly number[]): void;
+}

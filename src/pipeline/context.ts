@@ -1,0 +1,46 @@
+import { PacketView } from '../packet/view';
+import { CTSTATE_INVALID, IP_CT_NONE } from '../conntrack/constants';
+
+/**
+ * Everything the pipeline knows about the packet being decided. One instance
+ * is reused for every packet; fields are numbers.
+ */
+export class PacketContext {
+  readonly view = new PacketView();
+  /** NF_INET_* hook the packet was queued from */
+  hook = 0;
+  /** 4 or 6 */
+  family = 4;
+  indev = 0;
+  outdev = 0;
+  mark = 0;
+  queue = 0;
+  /** length of the packet on the wire (counters count this) */
+  length = 0;
+
+  /** Set by the raw table: 1 = -j CT --notrack / -j NOTRACK. */
+  notrack = 0;
+  /** Set by the raw table: helper id from `-j CT --helper NAME` (0 = none). */
+  helper = 0;
+
+  /** Set by conntrack: entry id or -1, ctinfo (IP_CT_*), ctstate bit (CTSTATE_*), IPS_* status. */
+  entry = -1;
+  ctinfo = IP_CT_NONE;
+  ctstate = CTSTATE_INVALID;
+  ctstatus = 0;
+  /** Helper id of the entry's master (0 = no master or master without helper), for -m helper. */
+  masterHelper = 0;
+  /** 1 when the entry was created by this packet and is not yet confirmed. */
+  unconfirmed = 0;
+
+  reset(): void {
+    this.notrack = 0;
+    this.helper = 0;
+    this.entry = -1;
+    this.ctinfo = IP_CT_NONE;
+    this.ctstate = CTSTATE_INVALID;
+    this.ctstatus = 0;
+    this.masterHelper = 0;
+    this.unconfirmed = 0;
+  }
+}

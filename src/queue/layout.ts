@@ -1,0 +1,45 @@
+/**
+ * Layout of one batch as the native addon hands it to JavaScript.
+ *
+ * Packet bytes live in one shared Uint8Array (`batch.data`); per packet there is
+ * one row of INDEX_STRIDE Uint32 words in `batch.index`. JavaScript answers by
+ * writing one word per packet into `batch.verdicts` (and optionally a mark into
+ * `batch.marks` with VERDICT_SET_MARK). Nothing here allocates per packet.
+ */
+export const INDEX_STRIDE = 12;
+
+/** Word offsets inside a packet's index row. */
+export const IX_ID = 0; // NFQUEUE packet id
+export const IX_HOOK = 1; // NF_INET_* hook the packet was queued from
+export const IX_FAMILY = 2; // nfgen_family: 2 (AF_INET) or 10 (AF_INET6)
+export const IX_INDEV = 3; // input ifindex, 0 if none
+export const IX_OUTDEV = 4; // output ifindex, 0 if none
+export const IX_MARK = 5; // skb mark
+export const IX_OFFSET = 6; // byte offset of the packet (IP header) in batch.data
+export const IX_CAPLEN = 7; // bytes copied into batch.data
+export const IX_ORIGLEN = 8; // length of the packet on the wire (>= caplen)
+export const IX_FLAGS = 9; // PKTF_* bits
+export const IX_QUEUE = 10; // queue number
+export const IX_RESERVED = 11;
+
+/** IX_FLAGS bits */
+export const PKTF_CSUM_NOT_READY = 1 << 0; // NFQA_SKB_CSUMNOTREADY: L4 checksum not computed yet (local/GSO)
+export const PKTF_GSO = 1 << 1; // NFQA_SKB_GSO: a GSO super-packet
+export const PKTF_TRUNCATED = 1 << 2; // caplen < origlen
+
+/** Netfilter hooks (include/uapi/linux/netfilter.h) */
+export const NF_INET_PRE_ROUTING = 0;
+export const NF_INET_LOCAL_IN = 1;
+export const NF_INET_FORWARD = 2;
+export const NF_INET_LOCAL_OUT = 3;
+export const NF_INET_POST_ROUTING = 4;
+
+/** Verdicts (include/uapi/linux/netfilter.h) */
+export const NF_DROP = 0;
+export const NF_ACCEPT = 1;
+/** OR-ed into a verdict word: also set the packet mark from batch.marks[i]. */
+export const VERDICT_SET_MARK = 1 << 16;
+export const VERDICT_MASK = 0xffff;
+
+export const AF_INET = 2;
+export const AF_INET6 = 10;
