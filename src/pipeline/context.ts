@@ -17,6 +17,8 @@ export class PacketContext {
   queue = 0;
   /** length of the packet on the wire (counters count this) */
   length = 0;
+  /** PKTF_* flags from the queue (checksum not ready, GSO, truncated) */
+  pktFlags = 0;
 
   /** Set by the raw table: 1 = -j CT --notrack / -j NOTRACK. */
   notrack = 0;

@@ -33,6 +33,12 @@ export interface ProtoTracker {
   readonly protonum: number;
   /** Name as conntrack -L prints it: 'tcp', 'udp', 'icmp', 'icmpv6', 'unknown'. */
   readonly name: string;
+  /**
+   * Sanity checks before the lookup (the kernel's tcp_error / udp_error): header
+   * shape, flag combinations. Checksums are checked by the core. Return false if
+   * the packet is INVALID (log the reason through host.logInvalid).
+   */
+  validate(host: TrackerHost, pkt: PacketView): boolean;
   /** Make per-entry storage hold at least `capacity` entries (keep existing data). */
   resize(capacity: number): void;
   /**
