@@ -1,0 +1,13 @@
+{
+  "targets": [
+    {
+      "target_name": "nfqwall",
+      "sources": ["native/nfq.cc"],
+      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+      "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],
+      "cflags_cc": ["-std=c++17", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+      "cflags_cc!": ["-fno-exceptions"],
+      "libraries": ["-lmnl"]
+    }
+  ]
+}

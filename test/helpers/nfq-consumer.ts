@@ -1,0 +1,83 @@
+/**
+ * Test-owned NFQUEUE consumer built on the programmatic API (src/index.ts). Run inside the lab's
+ * gw namespace:
+ *
+ *   node --import tsx test/helpers/nfq-consumer.ts --queue N [--mode accept|drop|mixed]
+ *        [--drop-udp-port P] [--max-len N] [--rcvbuf BYTES] [--batch N] [--fail-open] [--slow-ms N]
+ *
+ * mode accept: every packet ACCEPT; drop: every packet DROP; mixed: DROP UDP to --drop-udp-port,
+ * ACCEPT everything else. Prints `READY {json}` once bound, and on SIGTERM/SIGINT closes the queue
+ * and prints `STATS {json}` (queue counters + packets seen per class) and exits 0.
+ * `--slow-ms N` burns N ms of CPU per batch (to overload a tiny queue on purpose).
+ */
+import { openQueue, INDEX_STRIDE, IX_OFFSET, IX_CAPLEN, NF_ACCEPT, NF_DROP } from '../../src/index';
+
+function arg(name: string, def?: string): string | undefined {
+  const i = process.argv.indexOf(name);
+  return i >= 0 ? process.argv[i + 1] : def;
+}
+const mode = arg('--mode', 'accept')!;
+const dropPort = Number(arg('--drop-udp-port', '0'));
+const slowMs = Number(arg('--slow-ms', '0'));
+
+const seen = { total: 0, v4: 0, v6: 0, tcp: 0, udp: 0, udpDropped: 0, icmp: 0, icmp6: 0, other: 0, accepted: 0, dropped: 0 };
+
+const q = openQueue({
+  queue: Number(arg('--queue', '0')),
+  maxLen: arg('--max-len') ? Number(arg('--max-len')) : undefined,
+  rcvbuf: arg('--rcvbuf') ? Number(arg('--rcvbuf')) : undefined,
+  batchSize: arg('--batch') ? Number(arg('--batch')) : undefined,
+  failOpen: process.argv.includes('--fail-open'),
+  onBatch(b) {
+    const { data, index, verdicts, count } = b;
+    for (let i = 0; i < count; i++) {
+      const off = index[i * INDEX_STRIDE + IX_OFFSET];
+      const len = index[i * INDEX_STRIDE + IX_CAPLEN];
+      seen.total++;
+      let proto = -1;
+      let l4 = 0;
+      const ver = len > 0 ? data[off] >> 4 : 0;
+      if (ver === 4 && len >= 20) {
+        seen.v4++;
+        proto = data[off + 9];
+        l4 = off + (data[off] & 15) * 4;
+      } else if (ver === 6 && len >= 40) {
+        seen.v6++;
+        proto = data[off + 6];
+        l4 = off + 40;
+      }
+      let dport = -1;
+      if ((proto === 6 || proto === 17) && l4 + 4 <= off + len) dport = (data[l4 + 2] << 8) | data[l4 + 3];
+      if (proto === 6) seen.tcp++;
+      else if (proto === 17) seen.udp++;
+      else if (proto === 1) seen.icmp++;
+      else if (proto === 58) seen.icmp6++;
+      else seen.other++;
+      let v = NF_ACCEPT;
+      if (mode === 'drop') v = NF_DROP;
+      else if (mode === 'mixed' && proto === 17 && dport === dropPort) {
+        v = NF_DROP;
+        seen.udpDropped++;
+      }
+      if (v === NF_ACCEPT) seen.accepted++;
+      else seen.dropped++;
+      verdicts[i] = v;
+    }
+    if (slowMs > 0) {
+      const end = Date.now() + slowMs;
+      while (Date.now() < end);
+    }
+  },
+  onError(err) {
+    process.stderr.write(`consumer: onBatch threw: ${String(err)}\n`);
+  },
+});
+
+process.stdout.write(`READY ${JSON.stringify({ queue: q.queue, portid: q.portid, pid: process.pid })}\n`);
+
+function finish(): void {
+  q.close();
+  process.stdout.write(`STATS ${JSON.stringify({ ...q.stats(), seen })}\n`, () => process.exit(0));
+}
+process.on('SIGTERM', finish);
+process.on('SIGINT', finish);
