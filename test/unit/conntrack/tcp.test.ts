@@ -349,6 +349,27 @@ describe('tcp newConnection (tcp_new) and loose pickup', () => {
     assert.equal(t.tdScale[s0], 14, 'window scale capped at 14');
     assert.equal(t.tdFlags[s0] & (IP_CT_TCP_FLAG_WINDOW_SCALE | IP_CT_TCP_FLAG_SACK_PERM), 3);
   });
+  it('a SYN with a later ISN in SYN_SENT re-initialises the sender; options only when present (tcp_options)', () => {
+    const { t, c } = setup();
+    c.send(C, { flags: 'S', seq: 1000, win: 64240, opts: { sackPerm: true, wscale: 7 } });
+    const s0 = 2 * c.e;
+    const both = IP_CT_TCP_FLAG_WINDOW_SCALE | IP_CT_TCP_FLAG_SACK_PERM;
+    // no options at all: tcp_options() returns before touching flags/scale
+    assert.equal(c.send(C, { flags: 'S', seq: 2000, win: 1000 }), PKT_ACCEPT);
+    assert.equal(t.tdEnd[s0], 2001);
+    assert.equal(t.tdMaxwin[s0], 1000);
+    assert.equal(t.tdFlags[s0] & both, both);
+    assert.equal(t.tdScale[s0], 7);
+    // options without WS/SACK-permitted: both are cleared
+    assert.equal(c.send(C, { flags: 'S', seq: 3000, win: 1000, opts: { mss: 1400 } }), PKT_ACCEPT);
+    assert.equal(t.tdEnd[s0], 3001);
+    assert.equal(t.tdFlags[s0] & both, 0);
+    assert.equal(t.tdScale[s0], 0);
+    // an older ISN does not re-initialise
+    assert.equal(c.send(C, { flags: 'S', seq: 2500, win: 1000, opts: { wscale: 3 } }), PKT_ACCEPT);
+    assert.equal(t.tdEnd[s0], 3001);
+    assert.equal(t.tdScale[s0], 0);
+  });
   it('SYN/ACK, FIN/ACK and RST cannot create an entry ("invalid new")', () => {
     for (const f of ['SA', 'FA', 'R', 'RA']) {
       const { h, c } = setup();
@@ -512,6 +533,7 @@ describe('tcp ignored packets and resync', () => {
     assert.equal(t.tdScale[2 * c.e], 6);
     assert.equal(t.tdScale[2 * c.e + 1], 5);
     assert.equal(t.tdEnd[2 * c.e], 90001);
+    assert.equal(t.tdMaxwin[2 * c.e], 29200, 'client window re-initialised from the ignored SYN');
     assert.equal(c.send(C, { flags: 'A', seq: 90001, ack: 70001, win: 400 }), PKT_ACCEPT);
     assert.equal(c.state, 'ESTABLISHED');
     assert.equal(c.timeout, 432000);
@@ -754,6 +776,24 @@ describe('tcp RST handling (§5.8)', () => {
     const e = c.e;
     assert.equal(c.send(S, { flags: 'RA', seq: 0, ack: CISN + 1 }), PKT_ACCEPT);
     assert.deepEqual(h.killed, [e]);
+  });
+  it('not yet established: RST with seq 0 passes the td_maxack check, other old seqs do not', () => {
+    {
+      const { h, c } = setup();
+      c.send(C, { flags: 'S', seq: CISN, win: 64240 });
+      c.send(S, { flags: 'SA', seq: SISN, ack: CISN + 1, win: 65160 });
+      assert.equal(c.send(C, { flags: 'R', seq: 0 }), PKT_ACCEPT);
+      assert.equal(c.state, 'CLOSE');
+      assert.deepEqual(h.logs, []);
+    }
+    {
+      const { h, c } = setup();
+      c.send(C, { flags: 'S', seq: CISN, win: 64240 });
+      c.send(S, { flags: 'SA', seq: SISN, ack: CISN + 1, win: 65160 });
+      assert.equal(c.send(C, { flags: 'R', seq: 500 }), PKT_INVALID);
+      assert.equal(c.state, 'SYN_RECV');
+      assert.deepEqual(h.logs, ['invalid rst']);
+    }
   });
   it('RST from the client before any reply kills too', () => {
     const { h, c } = setup();
