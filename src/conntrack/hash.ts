@@ -1,0 +1,61 @@
+/**
+ * Keyed hashing of tuples: HalfSipHash-2-4 (32-bit output) over u32 words,
+ * pure 32-bit integer arithmetic, no allocation. The kernel hashes conntrack
+ * tuples with (h)siphash under a random boot-time key so that nobody can choose
+ * tuples that pile up in one bucket; every Conntrack instance draws its own key.
+ *
+ * Message words are read as little-endian 32-bit words, so hashing the words
+ * [0x03020100, 0x07060504] equals hashing the bytes 00..07 (the reference
+ * test vectors use that).
+ */
+
+/** HalfSipHash-2-4, 32-bit output, key (k0, k1), message = n u32 words of `words` from `off`. */
+export function halfSipHash24(k0: number, k1: number, words: Uint32Array, off: number, n: number): number {
+  let v0 = k0 | 0;
+  let v1 = k1 | 0;
+  let v2 = (0x6c796765 ^ k0) | 0;
+  let v3 = (0x74656462 ^ k1) | 0;
+  for (let i = 0; i <= n; i++) {
+    // the last block: the length in the top byte (message is whole words: no tail bytes)
+    const m = i < n ? words[off + i] | 0 : ((n * 4) & 0xff) << 24;
+    v3 ^= m;
+    for (let r = 0; r < 2; r++) {
+      v0 = (v0 + v1) | 0; v1 = (v1 << 5) | (v1 >>> 27); v1 ^= v0; v0 = (v0 << 16) | (v0 >>> 16);
+      v2 = (v2 + v3) | 0; v3 = (v3 << 8) | (v3 >>> 24); v3 ^= v2;
+      v0 = (v0 + v3) | 0; v3 = (v3 << 7) | (v3 >>> 25); v3 ^= v0;
+      v2 = (v2 + v1) | 0; v1 = (v1 << 13) | (v1 >>> 19); v1 ^= v2; v2 = (v2 << 16) | (v2 >>> 16);
+    }
+    v0 ^= m;
+  }
+  v2 ^= 0xff;
+  for (let r = 0; r < 4; r++) {
+    v0 = (v0 + v1) | 0; v1 = (v1 << 5) | (v1 >>> 27); v1 ^= v0; v0 = (v0 << 16) | (v0 >>> 16);
+    v2 = (v2 + v3) | 0; v3 = (v3 << 8) | (v3 >>> 24); v3 ^= v2;
+    v0 = (v0 + v3) | 0; v3 = (v3 << 7) | (v3 >>> 25); v3 ^= v0;
+    v2 = (v2 + v1) | 0; v1 = (v1 << 13) | (v1 >>> 19); v1 ^= v2; v2 = (v2 << 16) | (v2 >>> 16);
+  }
+  return (v1 ^ v3) >>> 0;
+}
+
+/** A 64-bit HalfSipHash key drawn from `random` (crypto.randomFillSync by default). */
+export class HashKey {
+  readonly k0: number;
+  readonly k1: number;
+  constructor(random: (buf: Uint8Array) => void) {
+    const b = new Uint8Array(8);
+    random(b);
+    this.k0 = (b[0] | (b[1] << 8) | (b[2] << 16) | (b[3] << 24)) >>> 0;
+    this.k1 = (b[4] | (b[5] << 8) | (b[6] << 16) | (b[7] << 24)) >>> 0;
+  }
+  hash(words: Uint32Array, off: number, n: number): number {
+    return halfSipHash24(this.k0, this.k1, words, off, n);
+  }
+}
+
+/** Bucket of a 32-bit hash in a table of n buckets: (hash * n) >> 32, as the kernel's reciprocal_scale(). */
+export function scaleHash(h: number, n: number): number {
+  // (h * n) can exceed 2^53 for big tables: split h into halves to stay exact
+  const hi = (h >>> 16) * n;
+  const lo = (h & 0xffff) * n;
+  return Math.floor((hi + lo / 65536) / 65536);
+}

@@ -1,0 +1,54 @@
+/**
+ * ICMPv6 (nf_conntrack_proto_icmpv6.c): echo request (128) and node information
+ * query (139) create entries; ND/MLD messages are not tracked (UNTRACKED, handled
+ * by the core's error path together with the errors, types < 128).
+ */
+import type { PacketView } from '../../packet/view';
+import { PKT_ACCEPT, PKT_INVALID } from '../constants';
+import type { ProtoTracker, TrackerHost } from './tracker';
+
+/** noct_valid_new[]: MLD query/report/done, RS, RA, NS, NA, MLDv2 report → accepted untracked */
+const NOCT = new Uint8Array(256);
+for (const t of [130, 131, 132, 133, 134, 135, 136, 143]) NOCT[t] = 1;
+
+export function icmpv6Untracked(type: number): boolean {
+  return NOCT[type & 0xff] === 1;
+}
+
+export class Icmpv6Tracker implements ProtoTracker {
+  readonly protonum = 58;
+  readonly name = 'icmpv6';
+
+  validate(_host: TrackerHost, _pkt: PacketView): boolean {
+    return true;
+  }
+
+  resize(_capacity: number): void {}
+
+  newConnection(host: TrackerHost, _e: number, pkt: PacketView, _now: number): boolean {
+    if (pkt.ipVersion !== 6) return false;
+    const t = pkt.icmpType;
+    if (t !== 128 && t !== 139) {
+      host.logInvalid(pkt, `invalid new with type ${t}`);
+      return false;
+    }
+    return true;
+  }
+
+  packet(host: TrackerHost, e: number, _dir: number, _ctinfo: number, pkt: PacketView, now: number): number {
+    if (pkt.ipVersion !== 6) return PKT_INVALID;
+    host.setTimeout(e, host.tun.nf_conntrack_icmpv6_timeout, now);
+    return PKT_ACCEPT;
+  }
+
+  canEarlyDrop(_e: number): boolean {
+    return false;
+  }
+  stateName(_e: number): string {
+    return '';
+  }
+  save(_e: number): number[] {
+    return [];
+  }
+  restore(_e: number, _data: readonly number[]): void {}
+}
