@@ -316,7 +316,19 @@ class NfqQueue : public Napi::ObjectWrap<NfqQueue> {
   // ---------------------------------------------------------------- hot path
   static void OnPoll(uv_poll_t* h, int status, int events) {
     auto* self = static_cast<NfqQueue*>(h->data);
-    if (status < 0) self->stats_.errors++;
+    if (status < 0) {
+      // A pending socket error (ENOBUFS: the kernel could not queue a packet message to us)
+      // shows up as POLLERR, on which libuv stops the handle. Read and clear the error, count
+      // it, and poll again: overflow is never fatal.
+      if (self->closed_) return;
+      int soerr = 0;
+      socklen_t sl = sizeof soerr;
+      if (getsockopt(self->fd_, SOL_SOCKET, SO_ERROR, &soerr, &sl) == 0 && soerr == ENOBUFS)
+        self->stats_.enobufs++;
+      else
+        self->stats_.errors++;
+      uv_poll_start(self->poll_, UV_READABLE, &NfqQueue::OnPoll);
+    }
     self->OnReadable();
   }
 

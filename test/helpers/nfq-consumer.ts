@@ -20,7 +20,7 @@ const mode = arg('--mode', 'accept')!;
 const dropPort = Number(arg('--drop-udp-port', '0'));
 const slowMs = Number(arg('--slow-ms', '0'));
 
-const seen = { total: 0, v4: 0, v6: 0, tcp: 0, udp: 0, udpDropped: 0, icmp: 0, icmp6: 0, other: 0, accepted: 0, dropped: 0 };
+const seen = { total: 0, v4: 0, v6: 0, tcp: 0, udp: 0, udpDropped: 0, icmp: 0, icmp6: 0, other: 0, accepted: 0, dropped: 0, fragments: 0, maxLen: 0 };
 
 const q = openQueue({
   queue: Number(arg('--queue', '0')),
@@ -37,14 +37,17 @@ const q = openQueue({
       let proto = -1;
       let l4 = 0;
       const ver = len > 0 ? data[off] >> 4 : 0;
+      if (len > seen.maxLen) seen.maxLen = len;
       if (ver === 4 && len >= 20) {
         seen.v4++;
+        if ((((data[off + 6] << 8) | data[off + 7]) & 0x3fff) !== 0) seen.fragments++;
         proto = data[off + 9];
         l4 = off + (data[off] & 15) * 4;
       } else if (ver === 6 && len >= 40) {
         seen.v6++;
         proto = data[off + 6];
         l4 = off + 40;
+        if (proto === 44) seen.fragments++;
       }
       let dport = -1;
       if ((proto === 6 || proto === 17) && l4 + 4 <= off + len) dport = (data[l4 + 2] << 8) | data[l4 + 3];

@@ -1,0 +1,151 @@
+/**
+ * `nfqwall run`: the daemon.
+ *
+ *   nfqwall run --rules FILE [--queue N | --queues A:B] [--fail-open] [--iptables auto|off]
+ *               [--kernel-conntrack keep|notrack] [--copy-range N] [--queue-maxlen N]
+ *               [--batch N] [--rcvbuf BYTES] [--no-gso] [--log-level LEVEL]
+ *   nfqwall run --accept-all …   data-path benchmark/diagnostic mode: no tracking, no rules,
+ *                                every packet ACCEPT.
+ *
+ * The firewall itself plugs in at createHandler(): it returns the per-queue batch handler.
+ */
+import { parseArgs } from 'node:util';
+import { NF_ACCEPT } from '../queue/layout';
+import { BatchHandler, DaemonOptions, parseQueueSpec, startDaemon } from '../daemon/daemon';
+import { createLogger, Logger } from '../daemon/log';
+
+export interface RunOptions extends DaemonOptions {
+  rules?: string;
+  acceptAll: boolean;
+  logLevel: string;
+}
+
+const USAGE = `usage: nfqwall run --rules FILE [options]
+       nfqwall run --accept-all [options]
+
+  --rules FILE                 rule file (iptables-restore format)
+  --accept-all                 data-path benchmark/diagnostic mode: no tracking, no rules, every packet ACCEPT
+  --queue N | --queues A:B     NFQUEUE number(s) (default 0); A:B opens every queue A..B and uses --queue-balance
+  --fail-open                  kernel accepts packets when nfqwall is gone or the queue is full (default fail-closed)
+  --iptables auto|off          install (and on exit remove) nfqwall's own iptables jump rules (default auto)
+  --kernel-conntrack keep|notrack
+                               notrack (default): raw-table CT --notrack for the queued traffic; keep: leave kernel tracking on
+  --copy-range N               bytes of each packet copied to nfqwall (default 65535)
+  --queue-maxlen N             packets the kernel holds per queue waiting for a verdict (default 4096)
+  --batch N                    packets per receive batch, 1..256 (default 64)
+  --rcvbuf BYTES               netlink receive buffer (default 8388608)
+  --no-gso                     let the kernel segment GSO packets before queueing
+  --log-level LEVEL            fatal|error|warn|info|debug|trace|silent (default info)
+`;
+
+function int(name: string, v: string | undefined, def: number, lo: number, hi: number): number {
+  if (v === undefined) return def;
+  if (!/^\d+$/.test(v)) throw new UsageError(`${name}: not a number: ${v}`);
+  const n = Number(v);
+  if (n < lo || n > hi) throw new UsageError(`${name}: must be in ${lo}..${hi} (got ${v})`);
+  return n;
+}
+
+class UsageError extends Error {}
+
+export function parseRunArgs(argv: string[]): RunOptions {
+  const { values } = parseArgs({
+    args: argv,
+    allowPositionals: false,
+    options: {
+      rules: { type: 'string' },
+      'accept-all': { type: 'boolean', default: false },
+      queue: { type: 'string' },
+      queues: { type: 'string' },
+      'fail-open': { type: 'boolean', default: false },
+      iptables: { type: 'string', default: 'auto' },
+      'kernel-conntrack': { type: 'string', default: 'notrack' },
+      'copy-range': { type: 'string' },
+      'queue-maxlen': { type: 'string' },
+      batch: { type: 'string' },
+      rcvbuf: { type: 'string' },
+      'no-gso': { type: 'boolean', default: false },
+      'log-level': { type: 'string', default: 'info' },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+  if (values.help) throw new HelpRequested();
+  if (values.queue !== undefined && values.queues !== undefined) throw new UsageError('--queue and --queues are exclusive');
+  let queues;
+  try {
+    queues = values.queues !== undefined ? parseQueueSpec(values.queues) : parseQueueSpec(values.queue ?? '0');
+    if (values.queue !== undefined && queues.first !== queues.last) throw new Error('--queue takes one number; use --queues A:B');
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  const ipt = values.iptables!;
+  if (ipt !== 'auto' && ipt !== 'off') throw new UsageError(`--iptables must be auto or off (got ${ipt})`);
+  const kc = values['kernel-conntrack']!;
+  if (kc !== 'keep' && kc !== 'notrack') throw new UsageError(`--kernel-conntrack must be keep or notrack (got ${kc})`);
+  return {
+    rules: values.rules,
+    acceptAll: values['accept-all']!,
+    queues,
+    failOpen: values['fail-open']!,
+    iptables: ipt,
+    kernelConntrack: kc,
+    copyRange: int('--copy-range', values['copy-range'], 0xffff, 0, 0xffff),
+    maxLen: int('--queue-maxlen', values['queue-maxlen'], 4096, 1, 0x7fffffff),
+    batchSize: int('--batch', values.batch, 64, 1, 256),
+    rcvbuf: int('--rcvbuf', values.rcvbuf, 8 << 20, 0, 0x7fffffff),
+    gso: !values['no-gso'],
+    logLevel: values['log-level']!,
+  };
+}
+
+class HelpRequested extends Error {}
+
+/**
+ * The seam where the firewall plugs in: returns, per queue, the handler that decides a batch.
+ * --accept-all: every packet ACCEPT. --rules: the rule engine (not wired in yet).
+ */
+export function createHandler(opts: RunOptions, log: Logger): (queue: number) => BatchHandler {
+  if (opts.acceptAll) {
+    if (opts.rules) log.warn({ rules: opts.rules }, '--accept-all: the rule file is ignored');
+    log.warn('accept-all mode: no connection tracking, no rules, every packet is accepted');
+    return () => (batch) => {
+      batch.verdicts.fill(NF_ACCEPT, 0, batch.count);
+    };
+  }
+  throw new UsageError('--rules: the rule engine is not wired in yet (only --accept-all is available)');
+}
+
+export async function main(argv: string[]): Promise<number> {
+  let opts: RunOptions;
+  try {
+    opts = parseRunArgs(argv);
+  } catch (err) {
+    if (err instanceof HelpRequested) {
+      process.stdout.write(USAGE);
+      return 0;
+    }
+    process.stderr.write(`nfqwall run: ${(err as Error).message}\n${USAGE}`);
+    return 2;
+  }
+  if (!opts.acceptAll && !opts.rules) {
+    process.stderr.write(`nfqwall run: --rules FILE is required (or --accept-all)\n${USAGE}`);
+    return 2;
+  }
+  const log = createLogger({ level: opts.logLevel });
+  let handlerFor;
+  try {
+    handlerFor = createHandler(opts, log);
+  } catch (err) {
+    process.stderr.write(`nfqwall run: ${(err as Error).message}\n`);
+    return 1;
+  }
+  let daemon;
+  try {
+    daemon = await startDaemon(opts, handlerFor, log);
+  } catch (err) {
+    log.fatal({ err }, (err as Error).message);
+    process.stderr.write(`nfqwall run: ${(err as Error).message}\n`);
+    return 1;
+  }
+  return daemon.done;
+}
