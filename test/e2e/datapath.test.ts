@@ -226,9 +226,10 @@ describe('data path through a lab gateway', { skip }, () => {
     assert.equal(await ping(A.srv4, 1), 0);
   });
 
-  test('mixed: DROP UDP to port 5301, ACCEPT the rest, counted per class', T, async () => {
+  test('mixed: DROP UDP to port 5301, ACCEPT the rest (ICMP with a mark), counted per class', T, async () => {
     await queueTo(3);
-    const c = await startConsumer(['--queue', '3', '--mode', 'mixed', '--drop-udp-port', '5301']);
+    await lab.exec('gw', ['iptables', '-w', '-t', 'mangle', '-A', 'POSTROUTING', '-m', 'mark', '--mark', '0x42'], { check: true });
+    const c = await startConsumer(['--queue', '3', '--mode', 'mixed', '--drop-udp-port', '5301', '--mark-icmp', '66']);
     let s: ConsumerStats;
     try {
       assert.deepEqual(await udp(A.srv4, 5300, 10), { sent: 10, received: 10 });
@@ -244,6 +245,12 @@ describe('data path through a lab gateway', { skip }, () => {
     assert.equal(s.seen.dropped, 10);
     assert.equal(s.seen.accepted, s.seen.total - 10);
     assert.equal(s.packets, s.seen.total);
+    // The 4 ICMP packets left the gateway with mark 0x42 (single NFQNL_MSG_VERDICT + NFQA_MARK).
+    const m = await lab.exec('gw', ['iptables', '-w', '-t', 'mangle', '-L', 'POSTROUTING', '-v', '-n', '-x'], { check: true });
+    const row = m.stdout.split('\n').find((l) => l.includes('mark match 0x42'));
+    assert.ok(row, m.stdout);
+    assert.equal(Number(row.trim().split(/\s+/)[0]), 4, row);
+    await lab.exec('gw', ['iptables', '-w', '-t', 'mangle', '-D', 'POSTROUTING', '-m', 'mark', '--mark', '0x42'], { check: true });
   });
 
   async function fragRun(q: number, raw: string[][]): Promise<ConsumerStats> {

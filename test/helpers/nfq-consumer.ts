@@ -8,9 +8,10 @@
  * mode accept: every packet ACCEPT; drop: every packet DROP; mixed: DROP UDP to --drop-udp-port,
  * ACCEPT everything else. Prints `READY {json}` once bound, and on SIGTERM/SIGINT closes the queue
  * and prints `STATS {json}` (queue counters + packets seen per class) and exits 0.
+ * `--mark-icmp M` answers accepted ICMP/ICMPv6 with VERDICT_SET_MARK and mark M.
  * `--slow-ms N` burns N ms of CPU per batch (to overload a tiny queue on purpose).
  */
-import { openQueue, INDEX_STRIDE, IX_OFFSET, IX_CAPLEN, NF_ACCEPT, NF_DROP } from '../../src/index';
+import { openQueue, INDEX_STRIDE, IX_OFFSET, IX_CAPLEN, NF_ACCEPT, NF_DROP, VERDICT_SET_MARK } from '../../src/index';
 
 function arg(name: string, def?: string): string | undefined {
   const i = process.argv.indexOf(name);
@@ -19,6 +20,7 @@ function arg(name: string, def?: string): string | undefined {
 const mode = arg('--mode', 'accept')!;
 const dropPort = Number(arg('--drop-udp-port', '0'));
 const slowMs = Number(arg('--slow-ms', '0'));
+const markIcmp = Number(arg('--mark-icmp', '0'));
 
 const seen = { total: 0, v4: 0, v6: 0, tcp: 0, udp: 0, udpDropped: 0, icmp: 0, icmp6: 0, other: 0, accepted: 0, dropped: 0, fragments: 0, maxLen: 0 };
 
@@ -62,8 +64,12 @@ const q = openQueue({
         v = NF_DROP;
         seen.udpDropped++;
       }
-      if (v === NF_ACCEPT) seen.accepted++;
+      if ((v & 0xffff) === NF_ACCEPT) seen.accepted++;
       else seen.dropped++;
+      if (markIcmp && v === NF_ACCEPT && (proto === 1 || proto === 58)) {
+        v |= VERDICT_SET_MARK;
+        b.marks[i] = markIcmp;
+      }
       verdicts[i] = v;
     }
     if (slowMs > 0) {
