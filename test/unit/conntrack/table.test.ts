@@ -1,0 +1,195 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { ipv4, udp } from '../../helpers/packets';
+import { CTSTATE_INVALID, IP_CT_NEW, IPS_ASSURED } from '../../../src/conntrack/constants';
+import { NF_DROP } from '../../../src/queue/layout';
+import { TABLE_FULL_MSG } from '../../../src/conntrack/core';
+import { makeCt, pass } from './util';
+
+const S = '198.19.0.2';
+const flow = (i: number, dir = 0) =>
+  dir === 0
+    ? ipv4({ src: `198.18.${(i >> 8) & 0xff}.${i & 0xff}`, dst: S }, udp({ sport: 1000 + (i & 0x3fff), dport: 53, payload: 'q' }))
+    : ipv4({ src: S, dst: `198.18.${(i >> 8) & 0xff}.${i & 0xff}` }, udp({ sport: 53, dport: 1000 + (i & 0x3fff), payload: 'r' }));
+
+test('expiry: an expired entry is reaped by the lookup that meets it', () => {
+  const { ct } = makeCt();
+  const a = pass(ct, flow(1), 0);
+  assert.equal(ct.count, 1);
+  const b = pass(ct, flow(1), 29_999);
+  assert.equal(b.entry, a.entry, 'still alive just before 30 s');
+  const c = pass(ct, flow(1), 29_999 + 30_000);
+  assert.equal(c.ctinfo, IP_CT_NEW, 'a new entry after expiry');
+  assert.equal(ct.count, 1);
+});
+
+test('GC reaps expired entries with bounded work per call and covers the whole table over calls', () => {
+  const { ct } = makeCt({ nf_conntrack_buckets: 256, nf_conntrack_max: 0 });
+  for (let i = 0; i < 500; i++) pass(ct, flow(i), 0);
+  for (let i = 500; i < 600; i++) pass(ct, flow(i), 20_000); // these live on
+  assert.equal(ct.count, 600);
+  const first = ct.gc(40_000, 50);
+  assert.ok(first <= 50, `one call removed ${first}`);
+  let total = first;
+  let calls = 1;
+  while (ct.count > 100 && calls < 1000) {
+    total += ct.gc(40_000, 50);
+    calls++;
+  }
+  assert.equal(ct.count, 100);
+  assert.equal(total, 500);
+  assert.ok(calls > 5, 'work was split over several calls');
+  assert.equal([...ct.entries()].length, 100);
+});
+
+test('table full (max 64): never exceeds max, early drop evicts the non-ASSURED entries of one bucket', () => {
+  const { ct, logs } = makeCt({ nf_conntrack_max: 64, nf_conntrack_buckets: 16 });
+  for (let i = 0; i < 64; i++) pass(ct, flow(i), 0);
+  assert.equal(ct.count, 64);
+  // one more: early drop must evict every unreplied entry of the first non-empty bucket
+  const x = pass(ct, flow(1000), 1);
+  assert.equal(x.ctinfo, IP_CT_NEW);
+  assert.ok(ct.stats.early_drop >= 1);
+  assert.ok(ct.count <= 64);
+  assert.equal(ct.stats.drop, 0);
+  assert.equal(logs.length, 0);
+  // many more: the count never exceeds the max
+  for (let i = 2000; i < 2300; i++) {
+    pass(ct, flow(i), 2);
+    assert.ok(ct.count <= 64);
+  }
+});
+
+test('ASSURED entries survive; when only ASSURED entries are left the packet is dropped and logged (rate-limited)', () => {
+  const { ct, logs } = makeCt({ nf_conntrack_max: 64, nf_conntrack_buckets: 16 });
+  for (let i = 0; i < 64; i++) {
+    pass(ct, flow(i), 0);
+    pass(ct, flow(i, 1), 100);
+    pass(ct, flow(i), 2500); // > 2 s after creation with a reply: ASSURED
+  }
+  const assured = [...ct.entries()];
+  assert.equal(assured.length, 64);
+  for (const e of assured) assert.ok(ct.status(e) & IPS_ASSURED);
+  const x = pass(ct, flow(5000), 3000);
+  assert.equal(x.queue, NF_DROP);
+  assert.equal(x.ctstate, CTSTATE_INVALID);
+  assert.equal(ct.stats.drop, 1);
+  assert.equal(ct.stats.early_drop, 0);
+  assert.equal(ct.count, 64);
+  for (const e of assured) assert.ok(ct.status(e) & IPS_ASSURED, 'all survive');
+  assert.deepEqual(logs.map((l) => l.msg), [TABLE_FULL_MSG]);
+  // burst of 10 per 5 s window, then suppressed
+  for (let i = 1; i < 25; i++) pass(ct, flow(5000 + i), 3000 + i);
+  assert.equal(logs.filter((l) => l.msg === TABLE_FULL_MSG).length, 10);
+  assert.equal(ct.stats.drop, 25);
+  // next window: the suppressed count is reported first
+  pass(ct, flow(6000), 9000);
+  assert.equal(logs[10].msg, 'net_ratelimit: 15 callbacks suppressed');
+  assert.equal(logs[11].msg, TABLE_FULL_MSG);
+  assert.equal(logs[10].level, 'warn');
+  // an established flow is never refused
+  const est = pass(ct, flow(3), 9001);
+  assert.ok(assured.includes(est.entry));
+  assert.equal(est.ctinfo, 0 /* IP_CT_ESTABLISHED */);
+  assert.notEqual(est.queue, NF_DROP);
+});
+
+test('early drop only evicts in the first bucket with victims, reaping expired ones without counting them', () => {
+  // one bucket: all entries share it
+  const { ct } = makeCt({ nf_conntrack_max: 8, nf_conntrack_buckets: 1 });
+  for (let i = 0; i < 4; i++) {
+    pass(ct, flow(i), 0);
+    pass(ct, flow(i, 1), 10);
+    pass(ct, flow(i), 2500); // ASSURED
+  }
+  for (let i = 4; i < 8; i++) pass(ct, flow(i), 2600);
+  assert.equal(ct.count, 8);
+  pass(ct, flow(100), 2700);
+  assert.equal(ct.stats.early_drop, 4, 'every non-ASSURED entry of the bucket');
+  assert.equal(ct.count, 5);
+});
+
+test('GC-assisted early drop after a failure evicts non-ASSURED entries while the table is >= 95% full', () => {
+  const { ct } = makeCt({ nf_conntrack_max: 200, nf_conntrack_buckets: 256 });
+  for (let i = 0; i < 190; i++) {
+    pass(ct, flow(i), 0);
+    pass(ct, flow(i, 1), 10);
+    pass(ct, flow(i), 2500);
+  }
+  for (let i = 190; i < 200; i++) pass(ct, flow(i), 2600);
+  assert.equal(ct.count, 200);
+  // new flows until one meets only ASSURED entries in its 8 buckets (early drop fails)
+  let failed = false;
+  for (let i = 1000; i < 3000 && !failed; i++) {
+    const before = ct.stats.drop;
+    pass(ct, flow(i), 2700);
+    failed = ct.stats.drop > before;
+  }
+  assert.ok(failed, 'some new flow found no victim');
+  const unreplied = () => [...ct.entries()].filter((e) => (ct.status(e) & IPS_ASSURED) === 0).length;
+  assert.ok(unreplied() > 0);
+  assert.ok(ct.count >= 190);
+  ct.gc(2800, 100_000);
+  assert.equal(unreplied(), 0, 'GC evicted the non-ASSURED entries');
+  assert.equal(ct.count, 190, 'ASSURED entries stay');
+});
+
+test('changing nf_conntrack_buckets rehashes: every entry is still found', () => {
+  const { ct } = makeCt({ nf_conntrack_buckets: 16, nf_conntrack_max: 0 });
+  const ids: number[] = [];
+  for (let i = 0; i < 300; i++) ids.push(pass(ct, flow(i), 0).entry);
+  ct.setTunable('nf_conntrack_buckets', 4096);
+  assert.equal(ct.table.nbuckets, 4096);
+  for (let i = 0; i < 300; i++) {
+    assert.equal(pass(ct, flow(i), 1).entry, ids[i]);
+    assert.equal(pass(ct, flow(i, 1), 1).entry, ids[i]);
+  }
+  ct.setTunable('nf_conntrack_buckets', 3);
+  for (let i = 0; i < 300; i++) assert.equal(pass(ct, flow(i, 1), 2).entry, ids[i]);
+  assert.equal([...ct.entries()].length, 300);
+  assert.throws(() => ct.setTunable('nf_conntrack_count', 5));
+});
+
+test('shrinking nf_conntrack_max evicts nothing at once; new flows then need early drop', () => {
+  const { ct } = makeCt({ nf_conntrack_max: 100, nf_conntrack_buckets: 64 });
+  for (let i = 0; i < 100; i++) pass(ct, flow(i), 0);
+  ct.setTunable('nf_conntrack_max', 10);
+  assert.equal(ct.count, 100);
+  pass(ct, flow(500), 1);
+  assert.ok(ct.stats.early_drop > 0 || ct.stats.drop > 0);
+});
+
+test('capacity grows by doubling up to nf_conntrack_max and trackers follow', () => {
+  const { ct } = makeCt({ nf_conntrack_max: 3000, nf_conntrack_buckets: 1024 });
+  assert.equal(ct.table.capacity, 1024);
+  for (let i = 0; i < 2500; i++) pass(ct, flow(i), 0);
+  assert.equal(ct.count, 2500);
+  assert.equal(ct.table.capacity, 3000);
+});
+
+test('flush and deleteMatching remove confirmed entries', () => {
+  const { ct } = makeCt();
+  for (let i = 0; i < 10; i++) pass(ct, flow(i), 0);
+  const n = ct.deleteMatching((e) => ct.tuplePort(e, 0, 0) < 1005);
+  assert.equal(n, 5);
+  assert.equal(ct.count, 5);
+  assert.equal(ct.flush(), 5);
+  assert.equal(ct.count, 0);
+  assert.equal(pass(ct, flow(1), 1).ctinfo, IP_CT_NEW);
+});
+
+test('clash at confirmation: two NEW packets of one UDP flow in flight → the second joins the first (clash_resolve)', () => {
+  const { ct } = makeCt();
+  const { ctxOf } = require('./util');
+  const a = ctxOf(flow(1));
+  const b = ctxOf(flow(1));
+  ct.in(a, 0);
+  ct.in(b, 0);
+  assert.equal(ct.count, 2);
+  assert.notEqual(a.entry, b.entry);
+  assert.equal(ct.confirm(a, 0), 1);
+  assert.equal(ct.confirm(b, 0), 1);
+  assert.equal(b.entry, a.entry);
+  assert.equal(ct.stats.clash_resolve, 1);
+  assert.equal(ct.count, 1);
+});
