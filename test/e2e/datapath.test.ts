@@ -277,6 +277,23 @@ describe('data path through a lab gateway', { skip }, () => {
     process.stderr.write(`# CT --notrack only: ${bare.seen.fragments} fragments of ${bare.seen.total} packets queued\n`);
   });
 
+  test('a throwing handler: its packets get the error verdict (fail-closed: DROP), the error is reported, the consumer lives', T, async () => {
+    await queueTo(10);
+    const c = await startConsumer(['--queue', '10', '--throw']);
+    let s: ConsumerStats;
+    try {
+      assert.notEqual(await ping(A.srv4, 2), 0);
+      assert.equal(c.child.exitCode, null);
+    } finally {
+      await unqueue(10);
+      s = await c.stop();
+    }
+    assert.ok(s.handlerErrors >= 2, JSON.stringify(s));
+    assert.equal(s.reported, s.handlerErrors);
+    assert.equal(s.sendErrors, 0);
+    assert.ok(s.verdictMsgs >= s.batches, JSON.stringify(s)); // every batch was answered
+  });
+
   test('overload: a tiny queue flooded with UDP survives (ENOBUFS/queue full) and still passes traffic', T, async () => {
     await queueTo(6);
     const c = await startConsumer(['--queue', '6', '--mode', 'accept', '--max-len', '16', '--rcvbuf', '4096', '--batch', '4', '--slow-ms', '5']);

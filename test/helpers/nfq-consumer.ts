@@ -9,6 +9,7 @@
  * ACCEPT everything else. Prints `READY {json}` once bound, and on SIGTERM/SIGINT closes the queue
  * and prints `STATS {json}` (queue counters + packets seen per class) and exits 0.
  * `--mark-icmp M` answers accepted ICMP/ICMPv6 with VERDICT_SET_MARK and mark M.
+ * `--throw` makes onBatch throw before deciding anything (the error verdict applies).
  * `--slow-ms N` burns N ms of CPU per batch (to overload a tiny queue on purpose).
  */
 import { openQueue, INDEX_STRIDE, IX_OFFSET, IX_CAPLEN, NF_ACCEPT, NF_DROP, VERDICT_SET_MARK } from '../../src/index';
@@ -21,6 +22,8 @@ const mode = arg('--mode', 'accept')!;
 const dropPort = Number(arg('--drop-udp-port', '0'));
 const slowMs = Number(arg('--slow-ms', '0'));
 const markIcmp = Number(arg('--mark-icmp', '0'));
+const throwMode = process.argv.includes('--throw');
+let reported = 0;
 
 const seen = { total: 0, v4: 0, v6: 0, tcp: 0, udp: 0, udpDropped: 0, icmp: 0, icmp6: 0, other: 0, accepted: 0, dropped: 0, fragments: 0, maxLen: 0 };
 
@@ -31,6 +34,7 @@ const q = openQueue({
   batchSize: arg('--batch') ? Number(arg('--batch')) : undefined,
   failOpen: process.argv.includes('--fail-open'),
   onBatch(b) {
+    if (throwMode) throw new Error('handler failure (test)');
     const { data, index, verdicts, count } = b;
     for (let i = 0; i < count; i++) {
       const off = index[i * INDEX_STRIDE + IX_OFFSET];
@@ -78,6 +82,7 @@ const q = openQueue({
     }
   },
   onError(err) {
+    reported++;
     process.stderr.write(`consumer: onBatch threw: ${String(err)}\n`);
   },
 });
@@ -86,7 +91,7 @@ process.stdout.write(`READY ${JSON.stringify({ queue: q.queue, portid: q.portid,
 
 function finish(): void {
   q.close();
-  process.stdout.write(`STATS ${JSON.stringify({ ...q.stats(), seen })}\n`, () => process.exit(0));
+  process.stdout.write(`STATS ${JSON.stringify({ ...q.stats(), reported, seen })}\n`, () => process.exit(0));
 }
 process.on('SIGTERM', finish);
 process.on('SIGINT', finish);
