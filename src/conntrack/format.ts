@@ -13,7 +13,7 @@ import { T_DST, T_META, T_PORTS, T_SRC, TUPLE_WORDS } from './tuple';
 
 export const CONNTRACK_VERSION = 'conntrack v1.4.8 (conntrack-tools)';
 
-/** l4proto names as conntrack-tools and /proc print them. */
+/** l4proto names as conntrack-tools (libnetfilter_conntrack's proto2str) prints them. */
 export function l4Name(proto: number): string {
   switch (proto) {
     case IPPROTO_TCP:
@@ -99,7 +99,8 @@ export function formatProcConntrack(ct: Conntrack, e: number, now: number): stri
   const proto = ct.proto(e);
   const st = ct.status(e);
   const l = l3(ct.family(e));
-  let s = `${pad8(l.name)} ${l.num} ${pad8(l4Name(proto))} ${proto} ${secondsLeft(ct, e, now)} `;
+  // the kernel prints its tracker's name: protocols tracked generically are 'unknown'
+  let s = `${pad8(l.name)} ${l.num} ${pad8(ct.tracker(proto).name)} ${proto} ${secondsLeft(ct, e, now)} `;
   const state = ct.tracker(proto).stateName(e);
   if (state) s += `${state} `;
   s += tuplePart(ct, e, 0);

@@ -155,8 +155,10 @@ test('an expectation of an unconfirmed master is not matched; an aborted master 
 });
 
 test('expect listing formats', () => {
-  const { ct, say } = setup();
+  const { ct, say, ctl } = setup();
   say('OPEN 40123', 3000);
+  const { formatConntrack } = require('../../../src/conntrack/format');
+  assert.match(formatConntrack(ct, ctl.entry, 3000), / mark=0 helper=toy use=1$/);
   const lines: string[] = [];
   const proc: string[] = [];
   ct.expectations.forEach((x) => {
