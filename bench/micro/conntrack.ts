@@ -1,0 +1,112 @@
+/**
+ * Conntrack micro-benchmark: bytes per connection (from process memory) and
+ * lookups per second at 1k, 100k and 1M entries. Prints numbers, checks nothing.
+ *
+ *   node --expose-gc --import tsx bench/micro/conntrack.ts [sizes...]
+ */
+import { Conntrack } from '../../src/conntrack/core';
+import { defaultTunables } from '../../src/conntrack/sysctl';
+import { TUPLE_WORDS, T_DST, T_META, T_PORTS, T_SRC } from '../../src/conntrack/tuple';
+import { parsePacket } from '../../src/packet/parse';
+import { PacketContext } from '../../src/pipeline/context';
+
+const gc = (globalThis as { gc?: () => void }).gc;
+
+function mem(): number {
+  gc?.();
+  gc?.();
+  const m = process.memoryUsage();
+  return m.heapUsed + m.arrayBuffers;
+}
+
+/** An IPv4/UDP packet whose source address and port are rewritten per flow (checksums off). */
+function udpPacket(): Uint8Array {
+  const b = new Uint8Array(20 + 8 + 4);
+  b[0] = 0x45;
+  b[3] = b.length;
+  b[8] = 64;
+  b[9] = 17;
+  b.set([198, 19, 0, 2], 16);
+  b[20 + 3] = 53; // dport 53
+  b[20 + 5] = 12; // udp length
+  return b;
+}
+
+function setFlow(b: Uint8Array, i: number): void {
+  // source 198.18.x.y (16 bits of i), source port 1024 + (i >> 16)
+  b.set([198, 18, (i >>> 8) & 0xff, i & 0xff], 12);
+  const sport = 1024 + (i >>> 16);
+  b[20] = sport >>> 8;
+  b[21] = sport & 0xff;
+}
+
+function run(n: number): void {
+  const tun = defaultTunables();
+  tun.nf_conntrack_max = n;
+  tun.nf_conntrack_buckets = Math.max(1024, Math.ceil(n / 512) * 512);
+  tun.nf_conntrack_checksum = 0;
+  tun.nf_conntrack_udp_timeout = 3600;
+  const before = mem();
+  const ct = new Conntrack(tun);
+  const ctx = new PacketContext();
+  const pkt = udpPacket();
+  let now = 1;
+  const t0 = performance.now();
+  for (let i = 0; i < n; i++) {
+    setFlow(pkt, i);
+    ctx.reset();
+    parsePacket(pkt, 0, pkt.length, ctx.view);
+    ct.in(ctx, now);
+    ct.confirm(ctx, now);
+  }
+  const insertMs = performance.now() - t0;
+  const after = mem();
+  if (ct.count !== n) throw new Error(`expected ${n} entries, have ${ct.count}`);
+
+  // lookups of existing flows through the full per-packet path (parse + in + confirm)
+  const rounds = Math.max(1, Math.floor(2_000_000 / n));
+  const stride = 7919; // visit entries out of insertion order
+  const t1 = performance.now();
+  let hits = 0;
+  for (let r = 0; r < rounds; r++) {
+    for (let k = 0, i = 0; k < n; k++, i = (i + stride) % n) {
+      setFlow(pkt, i);
+      ctx.reset();
+      parsePacket(pkt, 0, pkt.length, ctx.view);
+      ct.in(ctx, now);
+      ct.confirm(ctx, now);
+      if (ctx.unconfirmed === 0 && ctx.entry >= 0) hits++;
+    }
+    now += 1;
+  }
+  const pathMs = performance.now() - t1;
+
+  // bare table lookups of ready-made tuples
+  const tuple = new Uint32Array(TUPLE_WORDS);
+  tuple[T_META] = (4 << 8) | 17;
+  tuple[T_DST] = (198 << 24) | (19 << 16) | 2;
+  const t2 = performance.now();
+  let found = 0;
+  for (let r = 0; r < rounds; r++) {
+    for (let k = 0, i = 0; k < n; k++, i = (i + stride) % n) {
+      tuple[T_SRC] = ((198 << 24) | (18 << 16) | (i & 0xffff)) >>> 0;
+      tuple[T_PORTS] = (((1024 + (i >>> 16)) << 16) | 53) >>> 0;
+      if (ct.lookup(tuple, now) >= 0) found++;
+    }
+  }
+  const lookupMs = performance.now() - t2;
+  if (found !== rounds * n || hits !== rounds * n) throw new Error('lookups missed entries');
+
+  const fmt = (x: number) => Math.round(x).toLocaleString('en-US');
+  console.log(
+    `${fmt(n).padStart(9)} entries: ${fmt((after - before) / n).padStart(4)} bytes/conn` +
+      ` | create ${fmt((n / insertMs) * 1000)}/s` +
+      ` | packet path ${fmt(((rounds * n) / pathMs) * 1000)}/s` +
+      ` | lookup ${fmt(((rounds * n) / lookupMs) * 1000)}/s` +
+      ` | buckets ${tun.nf_conntrack_buckets}`,
+  );
+}
+
+const sizes = process.argv.slice(2).map(Number).filter((x) => x > 0);
+if (!gc) console.log('(run with node --expose-gc for steadier memory numbers)');
+for (const n of sizes.length ? sizes : [1_000, 100_000, 1_000_000]) run(n);
