@@ -13,6 +13,8 @@ import { parseArgs } from 'node:util';
 import { NF_ACCEPT } from '../queue/layout';
 import { BatchHandler, DaemonOptions, parseQueueSpec, startDaemon } from '../daemon/daemon';
 import { createLogger, Logger } from '../daemon/log';
+import { FirewallService, RuleLoadError } from '../daemon/service';
+import { defaultTunables } from '../conntrack/sysctl';
 
 export interface RunOptions extends DaemonOptions {
   rules?: string;
@@ -101,10 +103,12 @@ export function parseRunArgs(argv: string[]): RunOptions {
 class HelpRequested extends Error {}
 
 /**
- * The seam where the firewall plugs in: returns, per queue, the handler that decides a batch.
- * --accept-all: every packet ACCEPT. --rules: the rule engine (not wired in yet).
+ * Returns, per queue, the handler that decides a batch.
+ * --accept-all: every packet ACCEPT. --rules: the stateful firewall; all queues of the
+ * process share one connection table (both directions of a flow may arrive on different
+ * queues).
  */
-export function createHandler(opts: RunOptions, log: Logger): (queue: number) => BatchHandler {
+export function createHandler(opts: RunOptions, log: Logger, service?: FirewallService): (queue: number) => BatchHandler {
   if (opts.acceptAll) {
     if (opts.rules) log.warn({ rules: opts.rules }, '--accept-all: the rule file is ignored');
     log.warn('accept-all mode: no connection tracking, no rules, every packet is accepted');
@@ -112,7 +116,8 @@ export function createHandler(opts: RunOptions, log: Logger): (queue: number) =>
       batch.verdicts.fill(NF_ACCEPT, 0, batch.count);
     };
   }
-  throw new UsageError('--rules: the rule engine is not wired in yet (only --accept-all is available)');
+  if (!service) throw new UsageError('--rules FILE is required (or --accept-all)');
+  return () => service.handleBatch;
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -132,9 +137,21 @@ export async function main(argv: string[]): Promise<number> {
     return 2;
   }
   const log = createLogger({ level: opts.logLevel });
+  let service: FirewallService | undefined;
+  if (!opts.acceptAll) {
+    try {
+      service = new FirewallService({ rulesFile: opts.rules!, tun: defaultTunables(), log });
+    } catch (err) {
+      if (err instanceof RuleLoadError) {
+        for (const line of err.errors) process.stderr.write(line + '\n');
+        log.error({ file: opts.rules, errors: err.errors }, 'invalid rule file');
+      } else process.stderr.write(`nfqwall run: ${(err as Error).message}\n`);
+      return 1;
+    }
+  }
   let handlerFor;
   try {
-    handlerFor = createHandler(opts, log);
+    handlerFor = createHandler(opts, log, service);
   } catch (err) {
     process.stderr.write(`nfqwall run: ${(err as Error).message}\n`);
     return 1;
@@ -146,6 +163,20 @@ export async function main(argv: string[]): Promise<number> {
     log.fatal({ err }, (err as Error).message);
     process.stderr.write(`nfqwall run: ${(err as Error).message}\n`);
     return 1;
+  }
+  if (service) {
+    service.start();
+    const s = service;
+    const onHup = () => void s.reload();
+    process.on('SIGHUP', onHup);
+    void daemon.done.then(() => {
+      process.removeListener('SIGHUP', onHup);
+      s.stop();
+    });
+    log.info(
+      { buckets: s.tun.nf_conntrack_buckets, max: s.tun.nf_conntrack_max, expect_max: s.tun.nf_conntrack_expect_max, rules: opts.rules },
+      `nf_conntrack (${s.tun.nf_conntrack_buckets} buckets, ${s.tun.nf_conntrack_max} max)`,
+    );
   }
   return daemon.done;
 }
