@@ -6,6 +6,7 @@ type CommandModule = { main(argv: string[]): Promise<number> };
 
 const COMMANDS: Record<string, { load: () => Promise<CommandModule>; summary: string }> = {
   // Each command registers itself here with one line.
+  check: { load: async () => require('./check') as CommandModule, summary: 'validates a rule file: nothing and exit 0 when valid, FILE:LINE:COL: message lines otherwise' },
   replay: { load: async () => require('./replay') as CommandModule, summary: 'offline: runs a capture through the tracker and the rules, prints state and verdict per packet' },
   run: { load: async () => require('./run') as CommandModule, summary: 'the daemon: opens the queue(s), installs iptables rules, filters until SIGTERM' },
 };

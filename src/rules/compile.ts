@@ -1,0 +1,228 @@
+/**
+ * RuleSet → flat data the evaluator walks without allocating: per-chain rule arrays,
+ * addresses as u32 words + masks, interface patterns as ids (resolved per ifindex at
+ * run time), jump targets as chain indices, and per chain ten candidate lists
+ * (family × protocol class) so a packet only visits rules that can match its family
+ * and protocol.
+ */
+import type { CompiledMatch, MatchRuntime, ParsedRule, RuleSet } from './types';
+import { MATCHES } from './matches/index';
+import { TARGETS } from './targets/index';
+import type { CtState } from './targets/CT';
+import type { LogState } from './targets/LOG';
+import type { RejectState } from './targets/REJECT';
+import { NF_ACCEPT, NF_DROP } from '../queue/layout';
+
+export const T_NONE = 0;
+export const T_ACCEPT = 1;
+export const T_DROP = 2;
+export const T_RETURN = 3;
+export const T_JUMP = 4;
+export const T_GOTO = 5;
+export const T_LOG = 6;
+export const T_REJECT = 7;
+export const T_CT = 8;
+
+/** Protocol classes for the candidate lists: tcp, udp, icmp, icmpv6, anything else. */
+export const PC_TCP = 0;
+export const PC_UDP = 1;
+export const PC_ICMP = 2;
+export const PC_ICMP6 = 3;
+export const PC_OTHER = 4;
+export const N_PCLASS = 5;
+
+export function protoClass(p: number): number {
+  return p === 6 ? PC_TCP : p === 17 ? PC_UDP : p === 1 ? PC_ICMP : p === 58 ? PC_ICMP6 : PC_OTHER;
+}
+
+export class CompiledRule {
+  /** canonical rule number (counter index) */
+  counter = 0;
+  family = 0;
+  proto = 0;
+  protoInv = false;
+  /** address words to compare: 0 (no test), 1 (IPv4) or 4 (IPv6) */
+  srcWords = 0;
+  srcInv = false;
+  readonly src = new Uint32Array(4);
+  readonly srcMask = new Uint32Array(4);
+  dstWords = 0;
+  dstInv = false;
+  readonly dst = new Uint32Array(4);
+  readonly dstMask = new Uint32Array(4);
+  /** interface pattern ids, -1 = no test */
+  inPat = -1;
+  inInv = false;
+  outPat = -1;
+  outInv = false;
+  matches: CompiledMatch[] = [];
+  target = T_NONE;
+  /** chain index for T_JUMP / T_GOTO */
+  jump = -1;
+  logPrefix = '';
+  logLevel = 4;
+  logFlags = 0;
+  rejectV4 = -1;
+  rejectV6 = -1;
+  ctNotrack = 0;
+  ctHelper = 0;
+  constructor(readonly parsed: ParsedRule) {}
+}
+
+export class CompiledChain {
+  rules: CompiledRule[] = [];
+  /** [family(0: v4, 1: v6) * N_PCLASS + protoClass] → indices into rules */
+  cand: Int32Array[] = [];
+  constructor(
+    readonly name: string,
+    readonly table: string,
+    readonly builtin: boolean,
+    /** NF_ACCEPT / NF_DROP for built-in chains, -1 for user chains */
+    readonly policy: number,
+    /** canonical chain number (policy counter index) */
+    readonly counter: number,
+  ) {}
+}
+
+export interface CompileDeps {
+  /** helper name → id (0 = unknown), from the conntrack helper registry */
+  helperId(name: string): number;
+}
+
+export class CompiledRuleSet {
+  chains: CompiledChain[] = [];
+  /** chain indices, -1 when absent */
+  rawPrerouting = -1;
+  rawOutput = -1;
+  filterInput = -1;
+  filterForward = -1;
+  filterOutput = -1;
+  ruleCount = 0;
+  /** distinct interface patterns (-i/-o), by id */
+  ifacePatterns: string[] = [];
+  readonly runtime: MatchRuntime = { hotdrop: 0 };
+  constructor(readonly set: RuleSet) {}
+}
+
+function ruleMayMatch(r: CompiledRule, fam: 4 | 6, pc: number): boolean {
+  if (r.family !== 0 && r.family !== fam) return false;
+  if (r.proto === 0) return true;
+  const rc = protoClass(r.proto);
+  if (!r.protoInv) return rc === pc;
+  return rc !== pc || pc === PC_OTHER;
+}
+
+export function compileRules(set: RuleSet, deps: CompileDeps): CompiledRuleSet {
+  const out = new CompiledRuleSet(set);
+  const patIds = new Map<string, number>();
+  const patId = (p: string): number => {
+    let id = patIds.get(p);
+    if (id === undefined) {
+      id = out.ifacePatterns.length;
+      out.ifacePatterns.push(p);
+      patIds.set(p, id);
+    }
+    return id;
+  };
+  const env = { helperId: deps.helperId, runtime: out.runtime };
+  let ruleNo = 0;
+  let chainNo = 0;
+  const pending: [CompiledRule, string, string][] = [];
+  const index = new Map<string, number>();
+  for (const t of set.tables) {
+    for (const ch of t.chains) {
+      const cc = new CompiledChain(ch.name, t.name, ch.builtin, ch.policy === null ? -1 : ch.policy === 'DROP' ? NF_DROP : NF_ACCEPT, chainNo++);
+      index.set(`${t.name}/${ch.name}`, out.chains.length);
+      out.chains.push(cc);
+      for (const pr of ch.rules) {
+        const r = new CompiledRule(pr);
+        r.counter = ruleNo++;
+        r.family = pr.family;
+        r.proto = pr.proto;
+        r.protoInv = pr.protoInv;
+        if (pr.src) {
+          r.srcWords = pr.src.family === 4 ? 1 : 4;
+          r.src.set(pr.src.addr);
+          r.srcMask.set(pr.src.mask);
+          r.srcInv = pr.srcInv;
+        }
+        if (pr.dst) {
+          r.dstWords = pr.dst.family === 4 ? 1 : 4;
+          r.dst.set(pr.dst.addr);
+          r.dstMask.set(pr.dst.mask);
+          r.dstInv = pr.dstInv;
+        }
+        if (pr.inIface !== null) {
+          r.inPat = patId(pr.inIface);
+          r.inInv = pr.inInv;
+        }
+        if (pr.outIface !== null) {
+          r.outPat = patId(pr.outIface);
+          r.outInv = pr.outInv;
+        }
+        r.matches = pr.matches.map((m) => MATCHES[m.name].compile(m.state, env));
+        const tg = pr.target;
+        switch (tg.kind) {
+          case 'none':
+            r.target = T_NONE;
+            break;
+          case 'standard':
+            r.target = tg.name === 'ACCEPT' ? T_ACCEPT : tg.name === 'DROP' ? T_DROP : T_RETURN;
+            break;
+          case 'jump':
+          case 'goto':
+            r.target = tg.kind === 'jump' ? T_JUMP : T_GOTO;
+            pending.push([r, t.name, tg.name]);
+            break;
+          case 'ext':
+            if (!TARGETS[tg.name]) throw new Error(`unknown target ${tg.name}`);
+            if (tg.name === 'LOG') {
+              const s = tg.state as LogState;
+              r.target = T_LOG;
+              r.logPrefix = s.prefix;
+              r.logLevel = s.level;
+              r.logFlags = s.flags;
+            } else if (tg.name === 'REJECT') {
+              const s = tg.state as RejectState;
+              r.target = T_REJECT;
+              r.rejectV4 = s.v4;
+              r.rejectV6 = s.v6;
+            } else if (tg.name === 'CT') {
+              const s = tg.state as CtState;
+              r.target = T_CT;
+              r.ctNotrack = s.notrack ? 1 : 0;
+              r.ctHelper = s.helper ? deps.helperId(s.helper) : 0;
+            } else if (tg.name === 'NOTRACK') {
+              r.target = T_CT;
+              r.ctNotrack = 1;
+            }
+            break;
+        }
+        cc.rules.push(r);
+      }
+    }
+  }
+  out.ruleCount = ruleNo;
+  for (const [r, table, name] of pending) {
+    const ci = index.get(`${table}/${name}`);
+    if (ci === undefined) throw new Error(`jump to missing chain ${name}`);
+    r.jump = ci;
+  }
+  for (const cc of out.chains) {
+    for (const fam of [4, 6] as const) {
+      for (let pc = 0; pc < N_PCLASS; pc++) {
+        const list: number[] = [];
+        cc.rules.forEach((r, i) => {
+          if (ruleMayMatch(r, fam, pc)) list.push(i);
+        });
+        cc.cand[(fam === 6 ? 1 : 0) * N_PCLASS + pc] = Int32Array.from(list);
+      }
+    }
+  }
+  out.rawPrerouting = index.get('raw/PREROUTING') ?? -1;
+  out.rawOutput = index.get('raw/OUTPUT') ?? -1;
+  out.filterInput = index.get('filter/INPUT') ?? -1;
+  out.filterForward = index.get('filter/FORWARD') ?? -1;
+  out.filterOutput = index.get('filter/OUTPUT') ?? -1;
+  return out;
+}

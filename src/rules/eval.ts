@@ -1,0 +1,239 @@
+/**
+ * The per-packet walk over compiled chains (the kernel's ipt_do_table): jumps push a
+ * return position, gotos do not, RETURN / the end of a chain pops, and with nothing
+ * to pop the built-in chain's policy applies. No allocation, no string work, no
+ * closures per packet.
+ */
+import type { PacketContext } from '../pipeline/context';
+import { NF_ACCEPT, NF_DROP, NF_INET_FORWARD, NF_INET_LOCAL_IN, NF_INET_LOCAL_OUT, NF_INET_PRE_ROUTING } from '../queue/layout';
+import { CompiledRuleSet, N_PCLASS, protoClass, T_ACCEPT, T_CT, T_DROP, T_GOTO, T_JUMP, T_LOG, T_NONE, T_REJECT, T_RETURN, type CompiledRule } from './compile';
+import { MAX_CHAIN_DEPTH } from './parse';
+import { ifaceMatches } from './matches/basic';
+import { formatLogLine } from './targets/LOG';
+
+export interface EngineDeps {
+  /** ifindex → interface name (undefined when unknown) */
+  ifname(ifindex: number): string | undefined;
+  /** a LOG line (kernel nf_log format) and its syslog level 0..7 */
+  log(line: string, level: number): void;
+  /** send the reply for reject kind RJ_* (see targets/REJECT.ts; createRejectSender builds one) */
+  reject(kind: number, ctx: PacketContext): void;
+  /** optional: a counter that changes when links change; cached -i/-o results are then recomputed */
+  linkGeneration?(): number;
+}
+
+export interface Counters {
+  /** per rule, by canonical rule number (tables, chains, rules in file order) */
+  rulePkts: Float64Array;
+  ruleBytes: Float64Array;
+  /** per chain, by canonical chain number; only built-in chains' policies count */
+  chainPkts: Float64Array;
+  chainBytes: Float64Array;
+}
+
+/** Largest ifindex kept in the dense per-pattern caches; larger ones go to a Map. */
+const DENSE_IFINDEX = 1 << 16;
+
+export class RuleEngine {
+  readonly counters: Counters;
+  private readonly ifCache: Uint8Array[];
+  private readonly ifBig: Map<number, number>[];
+  private linkGen = 0;
+  private readonly chainStack = new Int32Array(MAX_CHAIN_DEPTH + 2);
+  private readonly posStack = new Int32Array(MAX_CHAIN_DEPTH + 2);
+
+  constructor(
+    readonly compiled: CompiledRuleSet,
+    private readonly deps: EngineDeps,
+  ) {
+    const nChains = compiled.chains.length;
+    this.counters = {
+      rulePkts: new Float64Array(compiled.ruleCount),
+      ruleBytes: new Float64Array(compiled.ruleCount),
+      chainPkts: new Float64Array(nChains),
+      chainBytes: new Float64Array(nChains),
+    };
+    this.ifCache = compiled.ifacePatterns.map(() => new Uint8Array(64));
+    this.ifBig = compiled.ifacePatterns.map(() => new Map());
+    this.linkGen = deps.linkGeneration ? deps.linkGeneration() : 0;
+  }
+
+  /** Forget cached interface matches (a link appeared, vanished or was renamed). */
+  invalidateInterfaces(): void {
+    for (const c of this.ifCache) c.fill(0);
+    for (const m of this.ifBig) m.clear();
+  }
+
+  /**
+   * raw PREROUTING (packets queued at PRE_ROUTING, LOCAL_IN, FORWARD) or raw OUTPUT
+   * (LOCAL_OUT). Sets ctx.notrack / ctx.helper. Returns NF_ACCEPT or NF_DROP.
+   */
+  evalRaw(ctx: PacketContext, now: number): number {
+    const h = ctx.hook;
+    const c = this.compiled;
+    const chain = h === NF_INET_LOCAL_OUT ? c.rawOutput : h === NF_INET_PRE_ROUTING || h === NF_INET_LOCAL_IN || h === NF_INET_FORWARD ? c.rawPrerouting : -1;
+    if (chain < 0) return NF_ACCEPT;
+    return this.walk(chain, ctx, now);
+  }
+
+  /** filter INPUT / FORWARD / OUTPUT by ctx.hook (no chain → ACCEPT). REJECT sends, then DROPs. */
+  evalFilter(ctx: PacketContext, now: number): number {
+    const h = ctx.hook;
+    const c = this.compiled;
+    const chain = h === NF_INET_LOCAL_IN ? c.filterInput : h === NF_INET_FORWARD ? c.filterForward : h === NF_INET_LOCAL_OUT ? c.filterOutput : -1;
+    if (chain < 0) return NF_ACCEPT;
+    return this.walk(chain, ctx, now);
+  }
+
+  private walk(base: number, ctx: PacketContext, now: number): number {
+    if (this.deps.linkGeneration) {
+      const g = this.deps.linkGeneration();
+      if (g !== this.linkGen) {
+        this.linkGen = g;
+        this.invalidateInterfaces();
+      }
+    }
+    const chains = this.compiled.chains;
+    const rt = this.compiled.runtime;
+    const cnt = this.counters;
+    const cls = (ctx.family === 6 ? N_PCLASS : 0) + protoClass(ctx.view.proto);
+    rt.hotdrop = 0;
+    let chain = base;
+    let cand = chains[chain].cand[cls];
+    let rules = chains[chain].rules;
+    let pos = 0;
+    let sp = 0;
+    for (;;) {
+      if (pos >= cand.length) {
+        // End of chain: return to the caller, or the built-in chain's policy.
+        if (sp === 0) return this.policy(base, ctx);
+        sp--;
+        chain = this.chainStack[sp];
+        pos = this.posStack[sp];
+        cand = chains[chain].cand[cls];
+        rules = chains[chain].rules;
+        continue;
+      }
+      const r = rules[cand[pos++]];
+      if (!this.ruleMatches(r, ctx, now)) {
+        if (rt.hotdrop !== 0) return NF_DROP;
+        continue;
+      }
+      cnt.rulePkts[r.counter] += 1;
+      cnt.ruleBytes[r.counter] += ctx.length;
+      switch (r.target) {
+        case T_NONE:
+          continue;
+        case T_ACCEPT:
+          return NF_ACCEPT;
+        case T_DROP:
+          return NF_DROP;
+        case T_RETURN:
+          if (sp === 0) return this.policy(base, ctx);
+          sp--;
+          chain = this.chainStack[sp];
+          pos = this.posStack[sp];
+          cand = chains[chain].cand[cls];
+          rules = chains[chain].rules;
+          continue;
+        case T_JUMP:
+        case T_GOTO:
+          if (r.target === T_JUMP) {
+            this.chainStack[sp] = chain;
+            this.posStack[sp] = pos;
+            sp++;
+          }
+          chain = r.jump;
+          pos = 0;
+          cand = chains[chain].cand[cls];
+          rules = chains[chain].rules;
+          continue;
+        case T_LOG:
+          this.deps.log(formatLogLine(ctx, r.logPrefix, r.logFlags, this.deps.ifname), r.logLevel);
+          continue;
+        case T_REJECT:
+          this.deps.reject(ctx.family === 6 ? r.rejectV6 : r.rejectV4, ctx);
+          return NF_DROP;
+        case T_CT:
+          // xt_CT / NOTRACK: a packet that already has a conntrack (template) is left alone.
+          if (ctx.notrack === 0 && ctx.helper === 0) {
+            if (r.ctNotrack !== 0) ctx.notrack = 1;
+            else if (r.ctHelper !== 0) ctx.helper = r.ctHelper;
+          }
+          continue;
+      }
+    }
+  }
+
+  private policy(base: number, ctx: PacketContext): number {
+    const ch = this.compiled.chains[base];
+    this.counters.chainPkts[ch.counter] += 1;
+    this.counters.chainBytes[ch.counter] += ctx.length;
+    return ch.policy;
+  }
+
+  private ruleMatches(r: CompiledRule, ctx: PacketContext, now: number): boolean {
+    const v = ctx.view;
+    if (r.proto !== 0 && (v.proto === r.proto) === r.protoInv) return false;
+    let n = r.srcWords;
+    if (n !== 0) {
+      let eq = true;
+      for (let i = 0; i < n; i++) {
+        if (((v.src[i] & r.srcMask[i]) >>> 0) !== r.src[i]) {
+          eq = false;
+          break;
+        }
+      }
+      if (eq === r.srcInv) return false;
+    }
+    n = r.dstWords;
+    if (n !== 0) {
+      let eq = true;
+      for (let i = 0; i < n; i++) {
+        if (((v.dst[i] & r.dstMask[i]) >>> 0) !== r.dst[i]) {
+          eq = false;
+          break;
+        }
+      }
+      if (eq === r.dstInv) return false;
+    }
+    if (r.inPat >= 0 && this.ifMatch(r.inPat, ctx.indev) === r.inInv) return false;
+    if (r.outPat >= 0 && this.ifMatch(r.outPat, ctx.outdev) === r.outInv) return false;
+    const ms = r.matches;
+    for (let i = 0; i < ms.length; i++) if (!ms[i].match(ctx, now)) return false;
+    return true;
+  }
+
+  private ifMatch(pat: number, ifindex: number): boolean {
+    const cache = this.ifCache[pat];
+    if (ifindex < cache.length) {
+      const c = cache[ifindex];
+      if (c !== 0) return c === 1;
+    } else if (ifindex >= DENSE_IFINDEX) {
+      const c = this.ifBig[pat].get(ifindex);
+      if (c !== undefined) return c === 1;
+    }
+    return this.ifResolve(pat, ifindex);
+  }
+
+  /** Slow path, once per (pattern, ifindex, link generation). */
+  private ifResolve(pat: number, ifindex: number): boolean {
+    const name = ifindex === 0 ? '' : this.deps.ifname(ifindex);
+    if (name === undefined) return false; // unknown now; ask again next time
+    const m = ifaceMatches(this.compiled.ifacePatterns[pat], name);
+    if (ifindex >= DENSE_IFINDEX) {
+      this.ifBig[pat].set(ifindex, m ? 1 : 2);
+    } else {
+      let cache = this.ifCache[pat];
+      if (ifindex >= cache.length) {
+        let size = cache.length;
+        while (size <= ifindex) size *= 2;
+        const grown = new Uint8Array(size);
+        grown.set(cache);
+        this.ifCache[pat] = cache = grown;
+      }
+      cache[ifindex] = m ? 1 : 2;
+    }
+    return m;
+  }
+}

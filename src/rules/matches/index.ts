@@ -1,0 +1,41 @@
+/** The match modules by name (-m NAME). */
+import type { MatchModule } from '../types';
+import { commentMatch } from './comment';
+import { conntrackMatch } from './conntrack';
+import { helperMatch } from './helper';
+import { icmpMatch } from './icmp';
+import { icmp6Match } from './icmp6';
+import { iprangeMatch } from './iprange';
+import { limitMatch } from './limit';
+import { multiportMatch } from './multiport';
+import { stateMatch } from './state';
+import { tcpMatch } from './tcp';
+import { udpMatch } from './udp';
+
+export const MATCHES: Record<string, MatchModule> = {
+  tcp: tcpMatch,
+  udp: udpMatch,
+  multiport: multiportMatch,
+  conntrack: conntrackMatch,
+  state: stateMatch,
+  icmp: icmpMatch,
+  icmp6: icmp6Match,
+  iprange: iprangeMatch,
+  helper: helperMatch,
+  comment: commentMatch,
+  limit: limitMatch,
+};
+
+/** -m aliases iptables accepts. */
+export const MATCH_ALIASES: Record<string, string> = { icmpv6: 'icmp6', 'ipv6-icmp': 'icmp6' };
+
+/** The match a protocol loads implicitly when its options follow -p (iptables' "implicit match"). */
+export const PROTO_MATCH: Record<number, string> = { 6: 'tcp', 17: 'udp', 1: 'icmp', 58: 'icmp6' };
+
+/** Match extensions iptables has that nfqwall does not implement (a clearer error than "unknown"). */
+export const KNOWN_UNSUPPORTED_MATCHES = [
+  'addrtype', 'ah', 'bpf', 'cgroup', 'cluster', 'connbytes', 'connlabel', 'connlimit', 'connmark', 'cpu', 'dccp', 'devgroup',
+  'dscp', 'dst', 'ecn', 'esp', 'eui64', 'frag', 'hashlimit', 'hbh', 'hl', 'ipcomp', 'ipv6header', 'ipvs', 'length', 'mac',
+  'mark', 'mh', 'nfacct', 'osf', 'owner', 'physdev', 'pkttype', 'policy', 'quota', 'rateest', 'realm', 'recent', 'rpfilter',
+  'rt', 'sctp', 'set', 'socket', 'statistic', 'string', 'tcpmss', 'time', 'tos', 'ttl', 'u32', 'udplite',
+];

@@ -1,0 +1,81 @@
+/** Small parsing helpers shared by the match and target modules. */
+import type { ParseEnv, Token } from '../types';
+import { Malformed, type PacketView } from '../../packet/view';
+
+/** A few /etc/services names iptables users write; numbers always work. */
+const SERVICES: Record<string, number> = {
+  ftp: 21, 'ftp-data': 20, ssh: 22, telnet: 23, smtp: 25, domain: 53, bootps: 67, bootpc: 68, tftp: 69,
+  http: 80, www: 80, pop3: 110, ntp: 123, imap: 143, snmp: 161, ldap: 389, https: 443, smtps: 465,
+  submission: 587, ldaps: 636, imaps: 993, pop3s: 995, openvpn: 1194, mysql: 3306, postgresql: 5432,
+};
+
+/** Parses one port (number 0..65535 or a service name). Returns -1 when invalid. */
+export function parsePort(s: string): number {
+  if (/^[0-9]+$/.test(s)) {
+    const n = Number(s);
+    return n <= 65535 ? n : -1;
+  }
+  const v = SERVICES[s.toLowerCase()];
+  return v === undefined ? -1 : v;
+}
+
+/**
+ * Parses PORT or FIRST:LAST (either side may be empty, like iptables) into [lo, hi].
+ * Reports errors against tok and returns null.
+ */
+export function parsePortRange(tok: Token, s: string, env: ParseEnv): [number, number] | null {
+  const colon = s.indexOf(':');
+  if (colon < 0) {
+    const p = parsePort(s);
+    if (p < 0) {
+      env.error(tok, `bad port "${s}"`);
+      return null;
+    }
+    return [p, p];
+  }
+  const a = s.slice(0, colon);
+  const b = s.slice(colon + 1);
+  const lo = a === '' ? 0 : parsePort(a);
+  const hi = b === '' ? 65535 : parsePort(b);
+  if (lo < 0 || hi < 0 || b.includes(':')) {
+    env.error(tok, `bad port range "${s}"`);
+    return null;
+  }
+  if (lo > hi) {
+    env.error(tok, `port range "${s}" is out of order (${lo} > ${hi})`);
+    return null;
+  }
+  return [lo, hi];
+}
+
+export function formatPortRange(r: readonly [number, number]): string {
+  return r[0] === r[1] ? String(r[0]) : `${r[0]}:${r[1]}`;
+}
+
+/**
+ * iptables' xtables_save_string: bare when only [A-Za-z0-9_-], otherwise in
+ * double quotes with ", \ and ' escaped.
+ */
+export function quoteArg(s: string): string {
+  if (s.length > 0 && /^[A-Za-z0-9_-]+$/.test(s)) return s;
+  return '"' + s.replace(/["\\']/g, (c) => '\\' + c) + '"';
+}
+
+/**
+ * Whether the packet's L4 header could be read (the kernel's skb_header_pointer
+ * succeeding). Ports/flags are present for these malformed codes too.
+ */
+export function l4HeaderReadable(v: PacketView): boolean {
+  const m = v.malformed;
+  return m === Malformed.NONE || m === Malformed.BAD_TCP_DOFF || m === Malformed.BAD_TCP_OPTIONS || m === Malformed.BAD_UDP_LEN || m === Malformed.BAD_INNER;
+}
+
+/** Splits a comma list, reporting empty elements. */
+export function splitList(tok: Token, s: string, env: ParseEnv, what: string): string[] | null {
+  const parts = s.split(',');
+  if (parts.some((p) => p === '')) {
+    env.error(tok, `bad ${what} list "${s}"`);
+    return null;
+  }
+  return parts;
+}

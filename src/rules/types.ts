@@ -1,0 +1,187 @@
+/**
+ * Shared types of the rule engine: tokens with source positions, errors, the
+ * parsed rule set, and the interfaces every match module / target implements.
+ */
+import type { PacketContext } from '../pipeline/context';
+
+/** One word of a rule line after shell-like unquoting, with its 1-based position. */
+export interface Token {
+  text: string;
+  line: number;
+  col: number;
+  /** true when the word was (partly) quoted: a quoted "!" is not a negation. */
+  quoted: boolean;
+}
+
+export interface RuleError {
+  file: string;
+  line: number;
+  col: number;
+  message: string;
+}
+
+/** Where parse errors go. Each module reports against the token at fault. */
+export interface ErrorSink {
+  error(at: { line: number; col: number }, message: string): void;
+}
+
+/** 0 = both families, 4 = IPv4 only, 6 = IPv6 only. */
+export type Family = 0 | 4 | 6;
+
+/** What a match module's finalize() may look at from its rule. */
+export interface RuleInfo {
+  /** -p value (0 = any), and whether it was negated. */
+  proto: number;
+  protoInv: boolean;
+  /** Family forced by -4/-6 or by addresses (0 = not yet known). */
+  family: Family;
+  table: string;
+  chain: string;
+}
+
+/** A predicate compiled from one match instance. Called per packet: must not allocate. */
+export interface CompiledMatch {
+  match(ctx: PacketContext, now: number): boolean;
+}
+
+/** Shared per-engine state the compiled predicates may touch. */
+export interface MatchRuntime {
+  /** Set to 1 by a match that wants the packet dropped (the kernel's par->hotdrop). */
+  hotdrop: number;
+}
+
+export interface CompileEnv {
+  /** helper name → id (0 if unknown); from src/conntrack/helpers/registry.ts, passed in. */
+  helperId(name: string): number;
+  runtime: MatchRuntime;
+}
+
+export interface OptSpec {
+  /** long option name without the leading dashes */
+  name: string;
+  /** whether `! --name` is allowed */
+  invertible: boolean;
+  /** number of arguments (0 for flags) */
+  args: 0 | 1 | 2;
+}
+
+export interface ParseEnv extends ErrorSink {
+  /** helper name → id, 0 if no such helper (for --helper validation); optional at parse time */
+  helperId?(name: string): number;
+}
+
+/**
+ * One match extension (the userspace libxt_NAME.c + kernel xt_NAME.c pair).
+ * S is the parsed state of one instance; it must be plain data (cloneable, comparable).
+ */
+export interface MatchModule<S = any> {
+  readonly name: string;
+  readonly options: readonly OptSpec[];
+  /** Known iptables options of this module that nfqwall does not implement (reported as unsupported). */
+  readonly unsupported?: readonly string[];
+  /** Protocol the kernel requires (`-p` value, not negated), 0 = none. */
+  readonly proto?: number;
+  /** Family the module exists in only (icmp: 4, icmp6: 6). */
+  readonly family?: Family;
+  create(): S;
+  /** One option; arg tokens per spec; report errors through env. */
+  parse(s: S, opt: string, args: Token[], inv: boolean, optTok: Token, env: ParseEnv): void;
+  /** Called once the whole rule is read: check required options. `at` = the -m NAME token. */
+  finalize(s: S, rule: RuleInfo, at: Token, env: ParseEnv): void;
+  /** Family implied by the instance (addresses in iprange), 0 = either. */
+  familyOf(s: S): Family;
+  /** iptables-save words after `-m NAME`. */
+  save(s: S, family: Family): string[];
+  compile(s: S, env: CompileEnv): CompiledMatch;
+}
+
+export interface TargetModule<S = any> {
+  readonly name: string;
+  readonly options: readonly OptSpec[];
+  readonly unsupported?: readonly string[];
+  /** Tables the target is allowed in. */
+  readonly tables: readonly string[];
+  create(): S;
+  parse(s: S, opt: string, args: Token[], inv: boolean, optTok: Token, env: ParseEnv): void;
+  finalize(s: S, rule: RuleInfo, at: Token, env: ParseEnv): void;
+  familyOf(s: S): Family;
+  save(s: S, family: Family): string[];
+}
+
+export interface ParsedMatch {
+  name: string;
+  /** the -m NAME token (or the option token for an implicit protocol match) */
+  at: Token;
+  explicit: boolean;
+  state: any;
+}
+
+/** A rule's address test: words + mask, per family. */
+export interface AddrSpec {
+  family: 4 | 6;
+  addr: number[]; // 4 u32 words
+  mask: number[]; // 4 u32 words
+  prefix: number; // -1 when the mask is not a prefix
+}
+
+export type Verdict = 'ACCEPT' | 'DROP' | 'RETURN';
+
+export interface ParsedTarget {
+  /** 'standard' (ACCEPT/DROP/RETURN), 'jump', 'goto', 'ext' (module target), 'none' (no -j) */
+  kind: 'standard' | 'jump' | 'goto' | 'ext' | 'none';
+  name: string;
+  at: Token | null;
+  state: any;
+}
+
+export interface ParsedRule {
+  table: string;
+  chain: string;
+  line: number;
+  /** -4 / -6 / 0 (effective: includes what addresses and matches imply) */
+  family: Family;
+  /** -4/-6 as written */
+  familyFlag: Family;
+  proto: number;
+  protoInv: boolean;
+  src: AddrSpec | null;
+  srcInv: boolean;
+  dst: AddrSpec | null;
+  dstInv: boolean;
+  inIface: string | null;
+  inInv: boolean;
+  outIface: string | null;
+  outInv: boolean;
+  matches: ParsedMatch[];
+  target: ParsedTarget;
+  /** [pkts, bytes] from a `[p:b]` prefix (iptables-save -c), or null */
+  counters: [number, number] | null;
+}
+
+export interface ParsedChain {
+  name: string;
+  builtin: boolean;
+  /** 'ACCEPT' | 'DROP' for built-in chains, null for user chains */
+  policy: 'ACCEPT' | 'DROP' | null;
+  counters: [number, number];
+  line: number;
+  col: number;
+  rules: ParsedRule[];
+}
+
+export interface ParsedTable {
+  name: 'raw' | 'filter';
+  line: number;
+  /** chains in declaration order (built-ins first, as iptables-save writes them) */
+  chains: ParsedChain[];
+}
+
+export interface RuleSet {
+  file: string;
+  tables: ParsedTable[];
+}
+
+export const BUILTIN_CHAINS: Record<string, readonly string[]> = {
+  raw: ['PREROUTING', 'OUTPUT'],
+  filter: ['INPUT', 'FORWARD', 'OUTPUT'],
+};
