@@ -425,6 +425,8 @@ function parseRule(
   const seenBasic = new Set<string>();
   let inv: Token | null = null;
   let skipUnknown = false;
+  /** after an unknown option: its arguments are not reported again */
+  let skipArgs = false;
   let protoTok: Token | null = null;
 
   /** Reads an option's arguments (handling the legacy `--opt ! ARG` negation). */
@@ -434,10 +436,12 @@ function parseRule(
     if (spec.args > 0 && nx && !nx.quoted && nx.text === '!') {
       if (!spec.invertible) {
         sink.error(nx, `option "${t.text}" cannot be inverted`);
+        skipArgs = true;
         return null;
       }
       if (invNow) {
         sink.error(nx, 'multiple "!" flags not allowed');
+        skipArgs = true;
         return null;
       }
       invNow = true;
@@ -465,9 +469,10 @@ function parseRule(
       continue;
     }
     if (t.quoted || !t.text.startsWith('-') || t.text === '-' || t.text === '--') {
-      if (!skipUnknown) sink.error(t, `unexpected argument "${t.text}"`);
+      if (!skipUnknown && !skipArgs) sink.error(t, `unexpected argument "${t.text}"`);
       continue;
     }
+    skipArgs = false;
     const isInv = inv !== null;
     const invTok = inv;
     inv = null;
@@ -646,6 +651,7 @@ function parseRule(
     // protocol's implicit match (-p tcp --dport 22 without -m tcp).
     if (!t.text.startsWith('--')) {
       if (!skipUnknown) sink.error(t, `unknown option "${t.text}"`);
+      skipArgs = true;
       continue;
     }
     const optName = t.text.slice(2);
@@ -677,6 +683,7 @@ function parseRule(
       if (skipUnknown) continue;
       const unsup = [...r.matches.map((m) => ({ kind: 'match', name: m.name, list: MATCHES[m.name].unsupported })),
         ...(r.target.kind === 'ext' ? [{ kind: 'target', name: r.target.name, list: TARGETS[r.target.name].unsupported }] : [])].find((x) => x.list?.includes(optName));
+      skipArgs = true;
       if (unsup) sink.error(t, `option "${t.text}" of ${unsup.kind} ${unsup.name} is not supported`);
       else {
         const ctx = r.matches.length ? ` (matches loaded: ${r.matches.map((m) => m.name).join(', ')})` : '';
@@ -686,6 +693,7 @@ function parseRule(
     }
     if (isInv && !spec.invertible) {
       sink.error(invTok!, `option "${t.text}" cannot be inverted`);
+      skipArgs = true;
       continue;
     }
     const a = takeArgs(t, i, spec, isInv);
@@ -695,6 +703,8 @@ function parseRule(
   }
   if (inv) sink.error(inv, '"!" must be followed by an option');
 
+  // Completeness checks only for rules that read cleanly (no cascades from an earlier error).
+  if (bad) return null;
   const info = { proto: r.proto, protoInv: r.protoInv, family: r.family, table: ts.t.name, chain: chain.name };
   for (const m of r.matches) {
     const mod = MATCHES[m.name];

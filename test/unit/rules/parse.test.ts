@@ -1,0 +1,306 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { parseRules, tokenize } from '../../../src/rules/parse';
+import { errorsOf, forward, helperId } from './util';
+
+/** Error of one FORWARD rule (line 5), expected at the column of `at` inside the rule. */
+function expectRuleError(rule: string, at: string, message: string | RegExp, nth = 0): void {
+  let idx = -1;
+  for (let k = 0; k <= nth; k++) idx = rule.indexOf(at, idx + 1);
+  assert.ok(idx >= 0, `"${at}" not in rule`);
+  const col = '-A FORWARD '.length + 1 + idx;
+  const errs = errorsOf(forward(rule));
+  assert.equal(errs.length, 1, `expected one error for ${rule}, got:\n${errs.join('\n')}`);
+  const prefix = `e.rules:5:${col}: `;
+  assert.ok(errs[0].startsWith(prefix), `${errs[0]} should start with ${prefix}`);
+  const msg = errs[0].slice(prefix.length);
+  if (typeof message === 'string') assert.equal(msg, message);
+  else assert.match(msg, message);
+}
+
+function parseOk(text: string) {
+  const r = parseRules(text, 'ok.rules', { helperId });
+  assert.deepEqual(r.errors, []);
+  return r.set;
+}
+
+function rule(text: string) {
+  return parseOk(forward(text)).tables[0].chains[1].rules[0];
+}
+
+test('tokenizer: quoting, escapes, columns', () => {
+  const errs: string[] = [];
+  const t = tokenize(`-A X --comment "a b" --log-prefix 'x: ' \\"q  "\\"in\\""`, 3, (c, m) => errs.push(`${c}:${m}`));
+  assert.deepEqual(
+    t.map((x) => [x.text, x.col, x.quoted]),
+    [
+      ['-A', 1, false],
+      ['X', 4, false],
+      ['--comment', 6, false],
+      ['a b', 16, true],
+      ['--log-prefix', 22, false],
+      ['x: ', 35, true],
+      ['"q', 41, true],
+      ['"in"', 46, true],
+    ],
+  );
+  assert.deepEqual(errs, []);
+  tokenize('-A X --comment "open', 1, (c, m) => errs.push(`${c}:${m}`));
+  assert.deepEqual(errs, ['16:unterminated double quote']);
+});
+
+test('basic options: -p names and numbers, addresses, CIDR, masks, interfaces, -4/-6', () => {
+  assert.equal(rule('-p tcp -j ACCEPT').proto, 6);
+  assert.equal(rule('-p udp -j ACCEPT').proto, 17);
+  assert.equal(rule('-p icmp -j ACCEPT').family, 4);
+  assert.equal(rule('-p ipv6-icmp -j ACCEPT').family, 6);
+  assert.equal(rule('-p icmpv6 -j ACCEPT').proto, 58);
+  assert.equal(rule('-p 47 -j ACCEPT').proto, 47);
+  assert.equal(rule('-p all -j ACCEPT').proto, 0);
+  const r = rule('! -s 10.1.2.3/8 -d 2001:2::/48 -j ACCEPT'.replace('2001:2::/48', '10.9.9.9/255.255.0.0'));
+  assert.deepEqual(r.src, { family: 4, addr: [0x0a000000, 0, 0, 0], mask: [0xff000000, 0, 0, 0], prefix: 8 });
+  assert.equal(r.srcInv, true);
+  assert.deepEqual(r.dst!.addr, [0x0a090000, 0, 0, 0]);
+  const r6 = rule('-s 2001:2:0:1::5/64 -j ACCEPT');
+  assert.equal(r6.family, 6);
+  assert.deepEqual(r6.src!.addr, [0x20010002, 0x00000001, 0, 0]);
+  const i = rule('-i eth+ ! -o g1 -j ACCEPT');
+  assert.equal(i.inIface, 'eth+');
+  assert.equal(i.outIface, 'g1');
+  assert.equal(i.outInv, true);
+  assert.equal(rule('-4 -j ACCEPT').family, 4);
+  assert.equal(rule('-6 -j ACCEPT').familyFlag, 6);
+  // legacy negation after the option name
+  const legacy = rule('-s ! 10.0.0.1 -p ! tcp -j ACCEPT');
+  assert.equal(legacy.srcInv, true);
+  assert.equal(legacy.protoInv, true);
+});
+
+test('every match parses its options (incl. negation, legacy negation, implicit protocol matches)', () => {
+  const t = rule('-p tcp ! --sport 1024:65535 --dport 22 --tcp-flags SYN,ACK SYN --tcp-option 2 -j ACCEPT');
+  assert.equal(t.matches[0].explicit, false);
+  assert.deepEqual(t.matches[0].state, { sport: [1024, 65535], sportInv: true, dport: [22, 22], dportInv: false, flagMask: 0x12, flagCmp: 0x02, flagsSet: true, flagsInv: false, option: 2, optionInv: false });
+  assert.equal(rule('-p tcp -m tcp ! --syn -j ACCEPT').matches[0].state.flagsInv, true);
+  assert.deepEqual(rule('-p tcp -m tcp --dport :1023 -j ACCEPT').matches[0].state.dport, [0, 1023]);
+  assert.deepEqual(rule('-p tcp -m tcp --sport 1024: -j ACCEPT').matches[0].state.sport, [1024, 65535]);
+  assert.deepEqual(rule('-p tcp --dport ssh -j ACCEPT').matches[0].state.dport, [22, 22]);
+  assert.deepEqual(rule('-p udp -m udp --dport ! 53 -j ACCEPT').matches[0].state, { sport: null, sportInv: false, dport: [53, 53], dportInv: true });
+  assert.deepEqual(rule('-p tcp -m multiport ! --dports 80,443,8000:8080 -j ACCEPT').matches[0].state, {
+    flags: 'dst',
+    ports: [[80, 80], [443, 443], [8000, 8080]],
+    inv: true,
+  });
+  assert.equal(rule('-p udp -m multiport --ports 53 -j ACCEPT').matches[0].state.flags, 'any');
+  assert.equal(rule('-p udp -m multiport --sports 53 -j ACCEPT').matches[0].state.flags, 'src');
+  assert.deepEqual(rule('-m conntrack ! --ctstate NEW,INVALID,UNTRACKED,SNAT,DNAT --ctstatus ASSURED,SEEN_REPLY --ctdir REPLY --ctproto tcp -j ACCEPT').matches[0].state, {
+    state: 0x1 | 0x8 | 0x400 | 0x100 | 0x200,
+    stateInv: true,
+    proto: 6,
+    protoInv: false,
+    status: 0x4 | 0x2,
+    statusInv: false,
+    dir: 'REPLY',
+  });
+  assert.deepEqual(rule('-m state --state ESTABLISHED,RELATED -j ACCEPT').matches[0].state, { mask: 0x6, inv: false });
+  assert.deepEqual(rule('-p icmp -m icmp --icmp-type echo-request -j ACCEPT').matches[0].state, { type: 8, codeMin: 0, codeMax: 255, inv: false });
+  assert.deepEqual(rule('-p icmp --icmp-type port-unreachable -j ACCEPT').matches[0].state, { type: 3, codeMin: 3, codeMax: 3, inv: false });
+  assert.deepEqual(rule('-p icmp -m icmp ! --icmp-type 3/4 -j ACCEPT').matches[0].state, { type: 3, codeMin: 4, codeMax: 4, inv: true });
+  assert.equal(rule('-p icmp -m icmp --icmp-type any -j ACCEPT').matches[0].state.type, 255);
+  assert.equal(rule('-p icmp -m icmp --icmp-type pong -j ACCEPT').matches[0].state.type, 0);
+  assert.deepEqual(rule('-p ipv6-icmp -m icmp6 --icmpv6-type neighbour-solicitation -j ACCEPT').matches[0].state, { type: 135, codeMin: 0, codeMax: 255, inv: false });
+  assert.equal(rule('-p ipv6-icmp --icmpv6-type 1/4 -j ACCEPT').matches[0].state.codeMin, 4);
+  assert.equal(rule('-m iprange --src-range 10.0.0.1-10.0.0.9 ! --dst-range 10.1.0.0-10.1.255.255 -j ACCEPT').family, 4);
+  assert.equal(rule('-m iprange --dst-range 2001:2::1-2001:2::ff -j ACCEPT').family, 6);
+  assert.deepEqual(rule('-m helper ! --helper ftp -j ACCEPT').matches[0].state, { name: 'ftp', inv: true });
+  assert.deepEqual(rule('-m comment --comment "a b \\"c\\"" -j ACCEPT').matches[0].state, { text: 'a b "c"' });
+  assert.deepEqual(rule('-m limit --limit 5/min --limit-burst 10 -j ACCEPT').matches[0].state, { avg: 120000, burst: 10, avgSet: true, burstSet: true });
+  assert.equal(rule('-m limit --limit 3/s -j ACCEPT').matches[0].state.avg, 3333);
+  assert.equal(rule('-m limit --limit 1/hour -m limit --limit 2/min -j ACCEPT').matches.length, 2);
+});
+
+test('every target parses: verdicts, jumps, gotos, LOG, REJECT, CT, NOTRACK', () => {
+  const set = parseOk(`*raw
+:PREROUTING ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A PREROUTING -p tcp -m tcp --dport 21 -j CT --helper ftp
+-A PREROUTING -i lo -j CT --notrack
+-A OUTPUT -j NOTRACK
+-A OUTPUT -j LOG --log-prefix "raw: " --log-level debug --log-tcp-sequence --log-tcp-options --log-ip-options --log-uid
+COMMIT
+*filter
+:INPUT DROP [10:20]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:sub - [0:0]
+-N other
+[3:300] -A INPUT -j sub
+-A INPUT -g other
+-A INPUT -p tcp -j REJECT --reject-with tcp-reset
+-A INPUT -j REJECT
+-A INPUT -4 -j REJECT --reject-with icmp-host-prohibited
+-A INPUT -j REJECT --reject-with icmp6-adm-prohibited
+-A INPUT -j REJECT --reject-with port-unreach
+-I INPUT -j DROP
+-I INPUT 2 -j RETURN
+-A sub -j ACCEPT
+COMMIT
+`);
+  const [raw, filter] = set.tables;
+  assert.equal(raw.name, 'raw');
+  assert.deepEqual(raw.chains[0].rules[0].target.state, { notrack: false, helper: 'ftp' });
+  assert.deepEqual(raw.chains[0].rules[1].target.state, { notrack: true, helper: null });
+  assert.equal(raw.chains[1].rules[0].target.name, 'NOTRACK');
+  assert.deepEqual(raw.chains[1].rules[1].target.state, { prefix: 'raw: ', level: 7, flags: 0x0f, prefixSet: true, levelSet: true });
+  const input = filter.chains[0];
+  assert.equal(input.policy, 'DROP');
+  assert.deepEqual(input.counters, [10, 20]);
+  assert.deepEqual(
+    input.rules.map((r) => `${r.target.kind}:${r.target.name}`),
+    ['standard:DROP', 'standard:RETURN', 'jump:sub', 'goto:other', 'ext:REJECT', 'ext:REJECT', 'ext:REJECT', 'ext:REJECT', 'ext:REJECT'],
+  );
+  assert.deepEqual(input.rules[2].counters, [3, 300]);
+  assert.deepEqual(input.rules[4].target.state, { v4: 0, v6: 0, name: 'tcp-reset' });
+  assert.deepEqual(input.rules[5].target.state, { v4: 4, v6: 11, name: null });
+  assert.equal(input.rules[5].family, 0);
+  assert.equal(input.rules[6].target.state.v4, 6);
+  assert.equal(input.rules[7].family, 6);
+  assert.deepEqual(input.rules[8].target.state, { v4: 4, v6: 11, name: 'port-unreach' });
+  assert.deepEqual(
+    filter.chains.map((c) => c.name),
+    ['INPUT', 'FORWARD', 'OUTPUT', 'sub', 'other'],
+  );
+});
+
+test('errors: unknown match / option / missing argument / bad values, with the offending column', () => {
+  expectRuleError('-m foo -j ACCEPT', 'foo', 'unknown match "foo"');
+  expectRuleError('-m owner --uid-owner 0 -j ACCEPT', 'owner', 'match "owner" is not supported');
+  expectRuleError('-p tcp -m tcp --bogus 1 -j ACCEPT', '--bogus', 'unknown option "--bogus" (matches loaded: tcp)');
+  expectRuleError('-m conntrack --ctorigsrc 1.2.3.4 -j ACCEPT', '--ctorigsrc', 'option "--ctorigsrc" of match conntrack is not supported');
+  expectRuleError('-p tcp --dport', '--dport', 'option "--dport" requires an argument');
+  expectRuleError('-p tcp --dport -j ACCEPT', '--dport', 'option "--dport" requires an argument');
+  expectRuleError('-s -j ACCEPT', '-s', 'option "-s" requires an argument');
+  expectRuleError('-s 10.0.0.300 -j ACCEPT', '10.0.0.300', 'bad address "10.0.0.300"');
+  expectRuleError('-s 10.0.0.0/33 -j ACCEPT', '10.0.0.0/33', 'bad prefix length "/33" (at most 32)');
+  expectRuleError('-d 2001:2::/129 -j ACCEPT', '2001:2::/129', 'bad prefix length "/129" (at most 128)');
+  expectRuleError('-d 2001:::1 -j ACCEPT', '2001:::1', 'bad address "2001:::1"');
+  expectRuleError('-s gw.example.org -j ACCEPT', 'gw.example.org', 'host names are not supported ("gw.example.org"): use an address');
+  expectRuleError('-p tcp --dport 70000 -j ACCEPT', '70000', 'bad port "70000"');
+  expectRuleError('-p tcp --dport 90:80 -j ACCEPT', '90:80', 'port range "90:80" is out of order (90 > 80)');
+  expectRuleError('-p udp -m multiport --dports 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15:16 -j ACCEPT', '1,2', 'too many ports in multiport list (at most 15, a range counts as two)');
+  assert.deepEqual(errorsOf(forward('-p udp -m multiport --dports 1,2,3,4,5,6,7,8,9,10,11,12,13,14:15 -j ACCEPT')), []);
+  expectRuleError('-p tcp -m multiport --dports 5:1 -j ACCEPT', '5:1', 'port range "5:1" is out of order (5 > 1)');
+  expectRuleError('-p foo -j ACCEPT', 'foo', 'unknown protocol "foo"');
+  expectRuleError('-p 256 -j ACCEPT', '256', 'unknown protocol "256"');
+  expectRuleError('-i averyveryverylongname -j ACCEPT', 'averyveryverylongname', 'interface name "averyveryverylongname" is longer than 15 characters');
+  expectRuleError('-m conntrack --ctstate NEW,BOGUS -j ACCEPT', 'NEW,BOGUS', 'unknown state "BOGUS"');
+  expectRuleError('-m state --state SNAT -j ACCEPT', 'SNAT', 'unknown state "SNAT"');
+  expectRuleError('-p icmp -m icmp --icmp-type bogus -j ACCEPT', 'bogus', 'unknown ICMP type "bogus"');
+  expectRuleError('-p ipv6-icmp -m icmp6 --icmpv6-type 300 -j ACCEPT', '300', 'unknown ICMPv6 type "300"');
+  expectRuleError('-m iprange --src-range 10.0.0.9-10.0.0.1 -j ACCEPT', '10.0.0.9', /out of order/);
+  expectRuleError('-m iprange -j ACCEPT', 'iprange', 'iprange match needs --src-range or --dst-range');
+  expectRuleError('-m helper --helper nope -j ACCEPT', 'nope', 'unknown helper "nope"');
+  expectRuleError('-m limit --limit 5/fortnight -j ACCEPT', '5/fortnight', 'bad rate "5/fortnight"');
+  expectRuleError('-m limit --limit 20000/sec -j ACCEPT', '20000/sec', 'rate too fast "20000/sec"');
+  expectRuleError('-m limit --limit-burst 10001 -j ACCEPT', '10001', 'bad --limit-burst "10001" (0..10000)');
+  // xt_limit's u32 credit arithmetic: 1/day overflows already with the default burst of 5
+  expectRuleError('-m limit --limit 1/day -j ACCEPT', 'limit', 'limit overflow, try lower: 1/day with burst 5');
+  expectRuleError('-m limit ! --limit 1/s -j ACCEPT', '!', 'option "--limit" cannot be inverted');
+  expectRuleError('-p tcp -m tcp --tcp-flags SYN,BOGUS SYN -j ACCEPT', 'SYN,BOGUS', 'unknown TCP flag "BOGUS"');
+  expectRuleError('-p udp -m tcp --dport 1 -j ACCEPT', 'tcp', 'match "tcp" needs "-p tcp"');
+  expectRuleError('-m multiport --dports 1 -j ACCEPT', 'multiport', /multiport needs "-p tcp"/);
+  expectRuleError('-m icmp --icmp-type 8 -j ACCEPT', 'icmp', 'match "icmp" needs "-p icmp"');
+  expectRuleError('! ! -s 1.2.3.4 -j ACCEPT', '!', 'multiple "!" flags not allowed', 1);
+  expectRuleError('-s 1.2.3.4 -s 1.2.3.5 -j ACCEPT', '-s', 'multiple -s flags not allowed', 1);
+  expectRuleError('! -m comment --comment x -j ACCEPT', '!', '"!" not allowed before -m');
+  expectRuleError('-j ACCEPT !', '!', '"!" must be followed by an option');
+  expectRuleError('-j ACCEPT extra', 'extra', 'unexpected argument "extra"');
+  expectRuleError('-f -j ACCEPT', '-f', '-f (fragment matching) is not supported');
+});
+
+test('errors: family conflicts', () => {
+  expectRuleError('-s 1.2.3.4 -d 2001:2::1 -j ACCEPT', '2001:2::1', 'address "2001:2::1" is IPv6, but the rule is IPv4 (address "1.2.3.4")');
+  expectRuleError('-6 -s 1.2.3.4 -j ACCEPT', '1.2.3.4', 'address "1.2.3.4" is IPv4, but the rule is IPv6 (-6)');
+  expectRuleError('-4 -p ipv6-icmp -j ACCEPT', 'ipv6-icmp', '-p ipv6-icmp is IPv6, but the rule is IPv4 (-4)');
+  expectRuleError('-4 -6 -j ACCEPT', '-6', 'a rule cannot be both -4 and -6');
+  expectRuleError('-4 -j REJECT --reject-with icmp6-no-route', 'REJECT', /is IPv6, but the rule is IPv4/);
+});
+
+test('errors: targets (unknown, missing chain, table, tcp-reset, goto)', () => {
+  expectRuleError('-j NOPE', 'NOPE', 'unknown target "NOPE" (no target or chain of that name)');
+  expectRuleError('-j nochain', 'nochain', 'jump to missing chain "nochain"');
+  expectRuleError('-j MASQUERADE', 'MASQUERADE', 'target "MASQUERADE" is not supported');
+  expectRuleError('-j CT --notrack', 'CT', 'target CT is not allowed in table filter (only in raw)');
+  expectRuleError('-j NOTRACK', 'NOTRACK', 'target NOTRACK is not allowed in table filter (only in raw)');
+  expectRuleError('-j REJECT --reject-with tcp-reset', 'REJECT', 'REJECT --reject-with tcp-reset needs "-p tcp"');
+  expectRuleError('-j REJECT --reject-with icmp-bogus', 'icmp-bogus', 'unknown --reject-with type "icmp-bogus"');
+  expectRuleError('-j LOG --log-prefix "0123456789012345678901234567890"', '"0123', '--log-prefix is longer than 29 characters');
+  expectRuleError('-j LOG --log-level 9', '9', 'bad --log-level "9" (0..7 or a syslog level name)');
+  expectRuleError('-g ACCEPT', 'ACCEPT', '-g needs a user chain, not "ACCEPT"');
+  expectRuleError('-j INPUT', 'INPUT', 'cannot jump to built-in chain INPUT');
+  expectRuleError('-j ACCEPT -j DROP', '-j', 'multiple -j/-g flags not allowed', 1);
+  const raw = '*raw\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -j REJECT\n-A PREROUTING -j CT --helper nope --zone 1\nCOMMIT\n';
+  assert.deepEqual(errorsOf(raw), [
+    'e.rules:3:18: target REJECT is not allowed in table raw (only in filter)',
+    'e.rules:4:30: no such helper "nope"',
+    'e.rules:4:35: option "--zone" of target CT is not supported',
+  ]);
+  assert.deepEqual(errorsOf('*raw\n-A PREROUTING -j CT --notrack --helper ftp\nCOMMIT\n'), ['e.rules:2:18: CT --notrack cannot be combined with --helper']);
+});
+
+test('errors: table and section structure', () => {
+  assert.deepEqual(errorsOf('-A INPUT -j ACCEPT\n'), ['e.rules:1:1: rule outside a table (start a section with *filter or *raw)']);
+  assert.deepEqual(errorsOf('*filter\n-A INPUT -j ACCEPT\n'), ['e.rules:1:1: missing COMMIT for table "filter"']);
+  assert.deepEqual(errorsOf('*raw\n*filter\nCOMMIT\n'), ['e.rules:2:1: table "raw" (line 1) has no COMMIT before "*filter"']);
+  assert.deepEqual(errorsOf('*nat\nCOMMIT\n'), ['e.rules:1:1: unsupported table "nat" (nfqwall knows raw and filter)']);
+  assert.deepEqual(errorsOf('COMMIT\n'), ['e.rules:1:1: COMMIT outside a table']);
+  assert.deepEqual(errorsOf('*filter\nCOMMIT\n*filter\nCOMMIT\n'), ['e.rules:3:1: table "filter" appears twice']);
+  assert.deepEqual(errorsOf('*filter\n:PREROUTING ACCEPT [0:0]\nCOMMIT\n'), [
+    'e.rules:2:2: "PREROUTING" is a built-in chain of table raw, not of filter (built-in: INPUT, FORWARD, OUTPUT)',
+  ]);
+  assert.deepEqual(errorsOf('*raw\n:INPUT ACCEPT [0:0]\nCOMMIT\n'), [
+    'e.rules:2:2: "INPUT" is a built-in chain of table filter, not of raw (built-in: PREROUTING, OUTPUT)',
+  ]);
+  assert.deepEqual(errorsOf('*filter\n:INPUT REJECT [0:0]\n:FOO ACCEPT [0:0]\n:BAR - [x]\nCOMMIT\n'), [
+    'e.rules:2:8: bad policy "REJECT" for built-in chain INPUT (ACCEPT or DROP)',
+    'e.rules:3:6: user chain "FOO" cannot have a policy (write "-")',
+    'e.rules:4:8: bad counters "[x]" (expected [PACKETS:BYTES])',
+  ]);
+  assert.deepEqual(errorsOf('*filter\n:FOO - [0:0]\n:FOO - [0:0]\n-N FOO\n:INPUT DROP [0:0]\n:INPUT DROP [0:0]\nCOMMIT\n'), [
+    'e.rules:3:2: chain "FOO" already exists (line 2)',
+    'e.rules:4:4: chain "FOO" already exists (line 2)',
+    'e.rules:6:2: chain "INPUT" already declared',
+  ]);
+  assert.deepEqual(errorsOf('*filter\n:ACCEPT - [0:0]\n-A NOPE -j ACCEPT\n-F INPUT\nfoo\nCOMMIT\n'), [
+    'e.rules:2:2: chain name "ACCEPT" is a target name',
+    'e.rules:3:4: chain "NOPE" does not exist (declare it with ":NOPE - [0:0]")',
+    'e.rules:4:1: command -F is not supported in a rule file (write the table as iptables-save does)',
+    'e.rules:5:1: unexpected "foo" (expected -A, -I, -N, :CHAIN, COMMIT or *table)',
+  ]);
+  assert.deepEqual(errorsOf('*filter\n-I INPUT 3 -j ACCEPT\nCOMMIT\n'), ['e.rules:2:10: insert position 3 is out of range (1..1)']);
+});
+
+test('errors: loops between chains and nesting beyond the kernel limit', () => {
+  const loop = '*filter\n:A - [0:0]\n:B - [0:0]\n:C - [0:0]\n-A INPUT -j A\n-A A -j B\n-A B -j C\n-A C -g A\nCOMMIT\n';
+  assert.deepEqual(errorsOf(loop), ['e.rules:8:9: jump to "A" creates a loop (A -> B -> C -> A)']);
+  assert.deepEqual(errorsOf('*filter\n:S - [0:0]\n-A S -j S\nCOMMIT\n'), ['e.rules:3:9: jump to "S" creates a loop (S -> S)']);
+  const chain = (n: number) => {
+    const lines = ['*filter'];
+    for (let i = 1; i <= n; i++) lines.push(`:c${i} - [0:0]`);
+    lines.push('-A INPUT -j c1');
+    for (let i = 1; i < n; i++) lines.push(`-A c${i} -j c${i + 1}`);
+    lines.push('COMMIT', '');
+    return lines.join('\n');
+  };
+  assert.deepEqual(errorsOf(chain(15)), []);
+  // 16 nested user chains: the jump c15 -> c16 is one too many (line 1 + 16 declarations + INPUT rule + 14 rules + 1)
+  assert.deepEqual(errorsOf(chain(16)), ['e.rules:33:11: jump to "c16" nests user chains 16 deep (the kernel allows 15)']);
+});
+
+test('several errors are collected in one run, sorted by position', () => {
+  const text = forward('-m foo -j ACCEPT', '-p tcp --dport 99999 -j ACCEPT', '-j ACCEPT', '-j nowhere');
+  assert.deepEqual(errorsOf(text), [
+    'e.rules:5:15: unknown match "foo"',
+    'e.rules:6:27: bad port "99999"',
+    'e.rules:8:15: jump to missing chain "nowhere"',
+  ]);
+});
