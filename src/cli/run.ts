@@ -4,6 +4,8 @@
  *   nfqwall run --rules FILE [--queue N | --queues A:B] [--fail-open] [--iptables auto|off]
  *               [--kernel-conntrack keep|notrack] [--copy-range N] [--queue-maxlen N]
  *               [--batch N] [--rcvbuf BYTES] [--no-gso] [--log-level LEVEL]
+ *               [--set NAME=VALUE]... [--sysctl FILE] [--control PATH] [--metrics HOST:PORT]
+ *               [--state FILE] [--state-interval SEC]
  *   nfqwall run --accept-all …   data-path benchmark/diagnostic mode: no tracking, no rules,
  *                                every packet ACCEPT.
  *
@@ -14,12 +16,22 @@ import { NF_ACCEPT } from '../queue/layout';
 import { BatchHandler, DaemonOptions, parseQueueSpec, startDaemon } from '../daemon/daemon';
 import { createLogger, Logger } from '../daemon/log';
 import { FirewallService, RuleLoadError } from '../daemon/service';
-import { defaultTunables } from '../conntrack/sysctl';
+import { defaultTunables, type TunableValues } from '../conntrack/sysctl';
+import { applySetting, parseSysctlText } from '../conntrack/settings';
+import * as fs from 'node:fs';
+import { ControlServer, defaultControlPath } from '../daemon/control';
 
 export interface RunOptions extends DaemonOptions {
   rules?: string;
   acceptAll: boolean;
   logLevel: string;
+  /** --set NAME=VALUE, in order (applied after --sysctl FILE) */
+  set: string[];
+  sysctlFile?: string;
+  control: string;
+  metrics?: string;
+  state?: string;
+  stateIntervalSec: number;
 }
 
 const USAGE = `usage: nfqwall run --rules FILE [options]
@@ -38,6 +50,12 @@ const USAGE = `usage: nfqwall run --rules FILE [options]
   --rcvbuf BYTES               netlink receive buffer (default 8388608)
   --no-gso                     let the kernel segment GSO packets before queueing
   --log-level LEVEL            fatal|error|warn|info|debug|trace|silent (default info)
+  --set NAME=VALUE             a tunable (repeatable; kernel names, e.g. net.netfilter.nf_conntrack_max=262144)
+  --sysctl FILE                tunables in sysctl.conf syntax (applied before --set)
+  --control PATH               control socket for the client commands (default /run/nfqwall/queue-N.sock)
+  --metrics HOST:PORT          Prometheus metrics at http://HOST:PORT/metrics
+  --state FILE                 save the connection table on exit (and every --state-interval s), restore it at start
+  --state-interval SEC         seconds between periodic state saves (default 60, 0 = only on exit)
 `;
 
 function int(name: string, v: string | undefined, def: number, lo: number, hi: number): number {
@@ -68,6 +86,12 @@ export function parseRunArgs(argv: string[]): RunOptions {
       rcvbuf: { type: 'string' },
       'no-gso': { type: 'boolean', default: false },
       'log-level': { type: 'string', default: 'info' },
+      set: { type: 'string', multiple: true },
+      sysctl: { type: 'string' },
+      control: { type: 'string' },
+      metrics: { type: 'string' },
+      state: { type: 'string' },
+      'state-interval': { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -97,6 +121,12 @@ export function parseRunArgs(argv: string[]): RunOptions {
     rcvbuf: int('--rcvbuf', values.rcvbuf, 8 << 20, 0, 0x7fffffff),
     gso: !values['no-gso'],
     logLevel: values['log-level']!,
+    set: values.set ?? [],
+    sysctlFile: values.sysctl,
+    control: values.control ?? defaultControlPath(queues.first),
+    metrics: values.metrics,
+    state: values.state,
+    stateIntervalSec: int('--state-interval', values['state-interval'], 60, 0, 86400 * 365),
   };
 }
 
@@ -137,10 +167,17 @@ export async function main(argv: string[]): Promise<number> {
     return 2;
   }
   const log = createLogger({ level: opts.logLevel });
+  const tun = defaultTunables();
+  const tunErrors = startTunables(tun, opts);
+  if (tunErrors.length > 0) {
+    for (const line of tunErrors) process.stderr.write(line + '\n');
+    log.error({ errors: tunErrors }, 'invalid tunables');
+    return 1;
+  }
   let service: FirewallService | undefined;
   if (!opts.acceptAll) {
     try {
-      service = new FirewallService({ rulesFile: opts.rules!, tun: defaultTunables(), log });
+      service = new FirewallService({ rulesFile: opts.rules!, tun, log });
     } catch (err) {
       if (err instanceof RuleLoadError) {
         for (const line of err.errors) process.stderr.write(line + '\n');
@@ -156,13 +193,29 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`nfqwall run: ${(err as Error).message}\n`);
     return 1;
   }
+  let control: ControlServer | undefined;
+  if (service) {
+    control = new ControlServer({ path: opts.control, target: service, log });
+    try {
+      await control.listen();
+    } catch (err) {
+      log.fatal({ err, path: opts.control }, `control socket: ${(err as Error).message}`);
+      process.stderr.write(`nfqwall run: control socket: ${(err as Error).message}\n`);
+      return 1;
+    }
+  }
   let daemon;
   try {
     daemon = await startDaemon(opts, handlerFor, log);
   } catch (err) {
+    await control?.close();
     log.fatal({ err }, (err as Error).message);
     process.stderr.write(`nfqwall run: ${(err as Error).message}\n`);
     return 1;
+  }
+  if (control) {
+    const c = control;
+    void daemon.done.then(() => c.close());
   }
   if (service) {
     service.start();
@@ -179,4 +232,31 @@ export async function main(argv: string[]): Promise<number> {
     );
   }
   return daemon.done;
+}
+
+/**
+ * Tunables at start: `--sysctl FILE` (sysctl.conf syntax) first, then every `--set`, applied to
+ * tun before the table is created (so nf_conntrack_buckets / nf_conntrack_max take effect).
+ * Returns error lines (`FILE:LINE: message`, `--set ARG: message`); empty when all applied.
+ */
+export function startTunables(tun: TunableValues, opts: Pick<RunOptions, 'set' | 'sysctlFile'>): string[] {
+  const errors: string[] = [];
+  if (opts.sysctlFile !== undefined) {
+    let text: string | undefined;
+    try {
+      text = fs.readFileSync(opts.sysctlFile, 'utf8');
+    } catch (err) {
+      errors.push(`${opts.sysctlFile}: cannot read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+    if (text !== undefined) {
+      const r = parseSysctlText(text);
+      for (const e of r.errors) errors.push(`${opts.sysctlFile}:${e.line}: ${e.message}`);
+      if (r.errors.length === 0) for (const st of r.settings) tun[st.key] = st.value;
+    }
+  }
+  for (const a of opts.set) {
+    const err = applySetting(tun, a);
+    if (err) errors.push(`--set ${a}: ${err}`);
+  }
+  return errors;
 }
