@@ -4,7 +4,6 @@ import { formatAddrSpec } from './addr';
 import { protoName } from './matches/basic';
 import { MATCHES } from './matches/index';
 import { TARGETS } from './targets/index';
-import { quoteArg } from './matches/util';
 import type { Counters } from './eval';
 
 export interface FormatOptions {
@@ -20,8 +19,8 @@ export function ruleWords(r: ParsedRule): string[] {
   if (r.familyFlag) w.push(r.familyFlag === 4 ? '-4' : '-6');
   if (r.src) w.push(...(r.srcInv ? ['!'] : []), '-s', formatAddrSpec(r.src));
   if (r.dst) w.push(...(r.dstInv ? ['!'] : []), '-d', formatAddrSpec(r.dst));
-  if (r.inIface !== null) w.push(...(r.inInv ? ['!'] : []), '-i', quoteArg(r.inIface));
-  if (r.outIface !== null) w.push(...(r.outInv ? ['!'] : []), '-o', quoteArg(r.outIface));
+  if (r.inIface !== null) w.push(...(r.inInv ? ['!'] : []), '-i', r.inIface);
+  if (r.outIface !== null) w.push(...(r.outInv ? ['!'] : []), '-o', r.outIface);
   if (r.proto !== 0 || r.protoInv) w.push(...(r.protoInv ? ['!'] : []), '-p', protoName(r.proto));
   for (const m of r.matches) w.push('-m', m.name, ...MATCHES[m.name].save(m.state, r.family));
   const t = r.target;
