@@ -34,6 +34,12 @@ export interface LabOptions {
   prefix?: string;
   /** Progress/diagnostic output (default: silent). */
   log?: (msg: string) => void;
+  /**
+   * Tear the lab down (SIGKILL to its processes, namespaces deleted) on SIGINT/SIGTERM
+   * (default true). Pass false when the caller handles these signals itself and calls
+   * destroy() for an orderly shutdown; the lab is still removed on process exit.
+   */
+  signalTeardown?: boolean;
 }
 
 export interface ExecOptions {
@@ -65,7 +71,7 @@ function installProcessHooks(): void {
   });
   for (const sig of ['SIGINT', 'SIGTERM'] as const) {
     const handler = () => {
-      for (const lab of [...live]) lab.destroySync();
+      for (const lab of [...live]) if (lab.signalTeardown) lab.destroySync();
       // If nobody else handles the signal, behave like the default action.
       if (process.listenerCount(sig) === 1) {
         process.removeListener(sig, handler);
@@ -85,6 +91,8 @@ export class Lab {
   readonly id: string;
   readonly ns: Readonly<Record<Role, string>>;
   private readonly log: (msg: string) => void;
+  /** Whether SIGINT/SIGTERM tear this lab down synchronously (LabOptions.signalTeardown). */
+  readonly signalTeardown: boolean;
   /** pid -> child process we started (each in its own process group). */
   private readonly procs = new Map<number, ChildProcess>();
   private created: string[] = [];
@@ -97,6 +105,7 @@ export class Lab {
     this.id = Array.from(randomBytes(6), (b) => alphabet[b % alphabet.length]).join('');
     this.ns = { cli: `${prefix}-cli-${this.id}`, gw: `${prefix}-gw-${this.id}`, srv: `${prefix}-srv-${this.id}` };
     this.log = opts.log ?? (() => {});
+    this.signalTeardown = opts.signalTeardown ?? true;
   }
 
   /** Builds the three namespaces. On failure everything created so far is removed again. */
