@@ -45,8 +45,9 @@ test('tokenizer: quoting, escapes, columns', () => {
     ],
   );
   assert.deepEqual(errs, []);
-  tokenize('-A X --comment "open', 1, (c, m) => errs.push(`${c}:${m}`));
-  assert.deepEqual(errs, ['16:unterminated double quote']);
+  const errs2: string[] = [];
+  tokenize('-A X --comment "open', 1, (c, m) => errs2.push(`${c}:${m}`));
+  assert.deepEqual(errs2, ['16:unterminated double quote']);
 });
 
 test('basic options: -p names and numbers, addresses, CIDR, masks, interfaces, -4/-6', () => {
