@@ -389,7 +389,7 @@ export function randomRules(r: Rng): RuleEvaluator {
       const k = r.below(100);
       if (k < 2) return NF_DROP;
       if (k < 5) ctx.notrack = 1;
-      else if (k < 30 && (ctx.view.sport === 21 || ctx.view.dport === 21)) ctx.helper = HELPER_FTP;
+      else if (ctx.view.sport === 21 || ctx.view.dport === 21) ctx.helper = HELPER_FTP;
       else if (k < 32) ctx.helper = HELPER_FTP;
       return NF_ACCEPT;
     },
@@ -477,7 +477,9 @@ export function makeFirewall(cfg: FuzzConfig, r: Rng): { fw: Firewall; logs: { w
     debug: () => {},
   };
   const rules = cfg.rules === 'accept' ? acceptAllRules() : cfg.rules === 'random' ? randomRules(new Rng(r.next())) : gatewayRules();
-  const fw = new Firewall({ tun: makeTunables(cfg), rules, log });
+  // seeded hash keys: a run is reproducible from its seed
+  const keyRng = new Rng(r.next());
+  const fw = new Firewall({ tun: makeTunables(cfg), rules, log, random: (b) => b.set(keyRng.bytes(b.length)) });
   return { fw, logs };
 }
 
