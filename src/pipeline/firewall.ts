@@ -135,6 +135,7 @@ export class Firewall {
     }
     verdict = this.ct.in(ctx, now);
     if (verdict !== NF_ACCEPT) {
+      this.ct.abort(ctx);
       this.decidedBy = DECIDED_BY_CONNTRACK;
       return this.count(hook, NF_DROP, origlen);
     }
