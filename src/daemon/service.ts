@@ -26,6 +26,9 @@ export class RuleLoadError extends Error {
   }
 }
 
+/** Upper bounds of the batch-size histogram buckets (packets per batch; batches hold at most 256). */
+export const BATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256] as const;
+
 export class FirewallService {
   readonly tun: TunableValues;
   readonly fw: Firewall;
@@ -34,6 +37,10 @@ export class FirewallService {
   /** reloads done / refused since start */
   reloads = 0;
   reloadFailures = 0;
+  /** batches by size bucket (BATCH_BUCKETS, non-cumulative), their count and packet sum */
+  readonly batchHist = new Float64Array(BATCH_BUCKETS.length);
+  batches = 0;
+  batchPackets = 0;
   private readonly log: Logger;
   private gcTimer: NodeJS.Timeout | undefined;
   private readonly gcBuckets: number;
@@ -64,6 +71,11 @@ export class FirewallService {
 
   /** The batch handler for the queues. */
   handleBatch = (batch: Batch): void => {
+    const n = batch.count;
+    // bucket = ceil(log2(n)): 1 → 0, 2 → 1, 3..4 → 2, …, 129..256 → 8
+    this.batchHist[n <= 1 ? 0 : Math.min(BATCH_BUCKETS.length - 1, 32 - Math.clz32(n - 1))]++;
+    this.batches++;
+    this.batchPackets += n;
     this.fw.processBatch(batch, performance.now());
   };
 

@@ -11,6 +11,17 @@ export interface LoadedRules extends RuleEvaluator {
   readonly ruleCount: number;
   /** the rules in iptables-save format; with counters ([pkts:bytes]) when verbose */
   format(verbose: boolean): string;
+  /**
+   * Live per-rule and per-policy counters (metrics). Rule numbers count from 1 within their
+   * chain, as `iptables -L --line-numbers` shows them.
+   */
+  ruleCounters(): RuleCounters;
+}
+
+export interface RuleCounters {
+  rules: { table: string; chain: string; rule: number; packets: number; bytes: number }[];
+  /** built-in chains' policy counters */
+  policies: { table: string; chain: string; packets: number; bytes: number }[];
 }
 
 export interface RuleDeps {
@@ -37,5 +48,17 @@ export function loadRuleFile(file: string, deps: RuleDeps): { rules?: LoadedRule
 export function loadRuleText(text: string, file: string, deps: RuleDeps): { rules?: LoadedRules; errors: string[] } {
   // eslint-disable-next-line @typescript-eslint/no-var-requires
   const rulesMod = require('../rules') as typeof import('../rules');
-  return rulesMod.loadForPipeline(text, file, deps);
+  const r = rulesMod.loadForPipeline(text, file, deps);
+  if (!r.rules) return { errors: r.errors };
+  const engine = r.rules.engine;
+  const ruleCounters = (): RuleCounters => {
+    const c = engine.counters;
+    const out: RuleCounters = { rules: [], policies: [] };
+    for (const ch of engine.compiled.chains) {
+      if (ch.builtin) out.policies.push({ table: ch.table, chain: ch.name, packets: c.chainPkts[ch.counter], bytes: c.chainBytes[ch.counter] });
+      ch.rules.forEach((rule, i) => out.rules.push({ table: ch.table, chain: ch.name, rule: i + 1, packets: c.rulePkts[rule.counter], bytes: c.ruleBytes[rule.counter] }));
+    }
+    return out;
+  };
+  return { errors: r.errors, rules: Object.assign(r.rules, { ruleCounters }) };
 }

@@ -1,0 +1,208 @@
+/**
+ * Prometheus metrics at http://HOST:PORT/metrics (`run --metrics HOST:PORT`).
+ *
+ * A private prom-client Registry; every nfqwall value is read from the live counters when
+ * Prometheus scrapes (custom collectors), so nothing is added to the packet path beyond the
+ * counters the pipeline keeps anyway. Names of the conntrack metrics mirror node-exporter's
+ * (`node_nf_conntrack_*` → `nfqwall_nf_conntrack_*`) and have its types (gauges).
+ */
+import * as http from 'node:http';
+import { collectDefaultMetrics, Registry } from 'prom-client';
+import type { ConntrackStats } from '../conntrack/core';
+import { MALFORMED_NAMES } from '../packet/view';
+import { HOOK_NAMES } from '../pipeline/firewall';
+import { readKernelQueues, type Queue } from '../queue/queue';
+import type { Logger } from './log';
+import { BATCH_BUCKETS, type FirewallService } from './service';
+
+/** The `conntrack -S` counters exported as nfqwall_nf_conntrack_stat_<name>. */
+export const STAT_NAMES: readonly (keyof ConntrackStats)[] = [
+  'found',
+  'invalid',
+  'ignore',
+  'insert',
+  'insert_failed',
+  'drop',
+  'early_drop',
+  'error',
+  'search_restart',
+  'clash_resolve',
+  'chaintoolong',
+  'expect_new',
+  'expect_create',
+  'expect_delete',
+  'per_source_drop',
+];
+
+type Labels = Record<string, string | number>;
+interface Value {
+  value: number;
+  labels?: Labels;
+  metricName?: string;
+}
+
+export interface MetricsSources {
+  service: FirewallService;
+  /** the open queues (empty before the daemon has started) */
+  queues: () => readonly Queue[];
+  /** /proc/net/netfilter/nfnetlink_queue (tests replace it) */
+  kernelQueuesFile?: string;
+  /** control socket counters, when there is one */
+  control?: () => { requests: number; badRequests: number; connections: number };
+}
+
+/** Builds the registry with every nfqwall metric and the process/Node.js default metrics. */
+export function createRegistry(src: MetricsSources): Registry {
+  const reg = new Registry();
+  const add = (name: string, help: string, type: 'gauge' | 'counter' | 'histogram', values: () => Value[]) => {
+    reg.registerMetric({
+      name,
+      help,
+      type,
+      aggregator: 'sum',
+      get: async () => ({ name, help, type, aggregator: 'sum', values: values() }),
+    } as never);
+  };
+  const svc = src.service;
+  const ct = () => svc.fw.ct;
+
+  add('nfqwall_nf_conntrack_entries', 'Number of currently allocated flow entries for connection tracking.', 'gauge', () => [{ value: ct().count }]);
+  add('nfqwall_nf_conntrack_entries_limit', 'Maximum size of connection tracking table (net.netfilter.nf_conntrack_max).', 'gauge', () => [{ value: svc.tun.nf_conntrack_max }]);
+  add('nfqwall_nf_conntrack_buckets', 'Size of the connection tracking hash table (net.netfilter.nf_conntrack_buckets).', 'gauge', () => [{ value: svc.tun.nf_conntrack_buckets }]);
+  for (const s of STAT_NAMES) {
+    add(`nfqwall_nf_conntrack_stat_${s}`, `Connection tracking statistic ${s} (conntrack -S).`, 'gauge', () => [{ value: ct().stats[s] }]);
+  }
+  add('nfqwall_nf_conntrack_expect_entries', 'Number of current expectations.', 'gauge', () => [{ value: ct().expectations.count }]);
+  add('nfqwall_nf_conntrack_expect_limit', 'Maximum number of expectations (net.netfilter.nf_conntrack_expect_max).', 'gauge', () => [{ value: svc.tun.nf_conntrack_expect_max }]);
+
+  const byHook = (arr: () => Float64Array) => () => {
+    const a = arr();
+    const out: Value[] = [];
+    for (let h = 0; h < HOOK_NAMES.length; h++) {
+      for (let v = 0; v < 2; v++) {
+        const n = a[h * 2 + v];
+        if (n > 0) out.push({ value: n, labels: { hook: HOOK_NAMES[h], verdict: v === 1 ? 'accept' : 'drop' } });
+      }
+    }
+    return out;
+  };
+  add('nfqwall_packets_total', 'Packets decided, by hook and verdict.', 'counter', byHook(() => svc.fw.packets));
+  add('nfqwall_bytes_total', 'Bytes of the packets decided (original length), by hook and verdict.', 'counter', byHook(() => svc.fw.bytes));
+  add('nfqwall_malformed_packets_total', 'Malformed or truncated packets (treated as INVALID), by reason.', 'counter', () => {
+    const out: Value[] = [];
+    const m = svc.fw.malformed;
+    for (let i = 1; i < MALFORMED_NAMES.length; i++) out.push({ value: m[i], labels: { reason: MALFORMED_NAMES[i] } });
+    return out;
+  });
+
+  const perQueue = (field: 'packets' | 'batches' | 'enobufs' | 'overflow' | 'truncated' | 'handlerErrors') => () =>
+    src.queues().map((q) => ({ value: q.stats()[field], labels: { queue: q.queue } }));
+  add('nfqwall_queue_packets_total', 'Packets received from the queue.', 'counter', perQueue('packets'));
+  add('nfqwall_queue_batches_total', 'Batches received from the queue.', 'counter', perQueue('batches'));
+  add('nfqwall_queue_enobufs_total', 'Queue overflows (ENOBUFS): packet messages the kernel could not deliver to nfqwall.', 'counter', perQueue('enobufs'));
+  add('nfqwall_queue_overflow_total', 'Receive overflows counted by the queue binding.', 'counter', perQueue('overflow'));
+  add('nfqwall_queue_truncated_total', 'Packets delivered truncated to the copy range.', 'counter', perQueue('truncated'));
+  add('nfqwall_queue_handler_errors_total', 'Batches whose handler threw (their undecided packets got the error verdict).', 'counter', perQueue('handlerErrors'));
+  const kernel = (field: 'qlen' | 'queueDropped' | 'userDropped') => () => {
+    const mine = new Set(src.queues().map((q) => q.queue));
+    return readKernelQueues(src.kernelQueuesFile)
+      .filter((k) => mine.has(k.queue))
+      .map((k) => ({ value: k[field], labels: { queue: k.queue } }));
+  };
+  add('nfqwall_queue_in_flight', 'Packets queued by the kernel and waiting for a verdict (nfnetlink_queue queue_total).', 'gauge', kernel('qlen'));
+  add('nfqwall_queue_full_dropped_total', 'Packets the kernel dropped because the queue was full (nfnetlink_queue queue_dropped).', 'counter', kernel('queueDropped'));
+  add('nfqwall_queue_user_dropped_total', 'Packets the kernel could not send to nfqwall (nfnetlink_queue user_dropped).', 'counter', kernel('userDropped'));
+
+  add('nfqwall_batch_size', 'Packets per received batch.', 'histogram', () => {
+    const out: Value[] = [];
+    let cum = 0;
+    for (let i = 0; i < BATCH_BUCKETS.length; i++) {
+      cum += svc.batchHist[i];
+      out.push({ metricName: 'nfqwall_batch_size_bucket', value: cum, labels: { le: BATCH_BUCKETS[i] } });
+    }
+    out.push({ metricName: 'nfqwall_batch_size_bucket', value: svc.batches, labels: { le: '+Inf' } });
+    out.push({ metricName: 'nfqwall_batch_size_sum', value: svc.batchPackets });
+    out.push({ metricName: 'nfqwall_batch_size_count', value: svc.batches });
+    return out;
+  });
+
+  add('nfqwall_rule_packets_total', 'Packets matched per rule (rule = number within its chain, from 1).', 'counter', () =>
+    svc.rules.ruleCounters().rules.map((r) => ({ value: r.packets, labels: { table: r.table, chain: r.chain, rule: r.rule } })),
+  );
+  add('nfqwall_rule_bytes_total', 'Bytes matched per rule (rule = number within its chain, from 1).', 'counter', () =>
+    svc.rules.ruleCounters().rules.map((r) => ({ value: r.bytes, labels: { table: r.table, chain: r.chain, rule: r.rule } })),
+  );
+  add('nfqwall_chain_policy_packets_total', 'Packets that met the policy of a built-in chain.', 'counter', () =>
+    svc.rules.ruleCounters().policies.map((r) => ({ value: r.packets, labels: { table: r.table, chain: r.chain } })),
+  );
+  add('nfqwall_chain_policy_bytes_total', 'Bytes of the packets that met the policy of a built-in chain.', 'counter', () =>
+    svc.rules.ruleCounters().policies.map((r) => ({ value: r.bytes, labels: { table: r.table, chain: r.chain } })),
+  );
+  add('nfqwall_rules', 'Rules loaded.', 'gauge', () => [{ value: svc.rules.ruleCount }]);
+  add('nfqwall_reloads_total', 'Rule reloads that took effect.', 'counter', () => [{ value: svc.reloads }]);
+  add('nfqwall_reload_failures_total', 'Rule reloads refused because the file was invalid.', 'counter', () => [{ value: svc.reloadFailures }]);
+  if (src.control) {
+    const c = src.control;
+    add('nfqwall_control_requests_total', 'Control socket requests.', 'counter', () => [{ value: c().requests }]);
+    add('nfqwall_control_bad_requests_total', 'Control socket requests answered with an error (malformed, oversized, unknown op, bad arguments).', 'counter', () => [{ value: c().badRequests }]);
+  }
+  collectDefaultMetrics({ register: reg, prefix: 'nfqwall_' });
+  return reg;
+}
+
+/** Parses HOST:PORT ([v6]:PORT accepted). */
+export function parseListen(s: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(s.trim());
+  if (!m || Number(m[3]) > 65535) throw new Error(`--metrics: expected HOST:PORT (got '${s}')`);
+  return { host: m[1] ?? (m[2] || '0.0.0.0'), port: Number(m[3]) };
+}
+
+export class MetricsServer {
+  private server: http.Server | undefined;
+  constructor(
+    private readonly reg: Registry,
+    private readonly log: Logger,
+  ) {}
+
+  async listen(listen: string): Promise<{ host: string; port: number }> {
+    const { host, port } = parseListen(listen);
+    const server = http.createServer((req, res) => {
+      const url = (req.url ?? '/').split('?')[0];
+      if (req.method !== 'GET' && req.method !== 'HEAD') {
+        res.writeHead(405, { Allow: 'GET, HEAD' }).end();
+        return;
+      }
+      if (url !== '/metrics') {
+        res.writeHead(404, { 'Content-Type': 'text/plain' }).end('not found; metrics are at /metrics\n');
+        return;
+      }
+      this.reg.metrics().then(
+        (text) => res.writeHead(200, { 'Content-Type': this.reg.contentType }).end(req.method === 'HEAD' ? undefined : text),
+        (err: Error) => {
+          this.log.error({ err }, 'metrics collection failed');
+          res.writeHead(500, { 'Content-Type': 'text/plain' }).end(`${err.message}\n`);
+        },
+      );
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    server.on('error', (err) => this.log.error({ err }, 'metrics server error'));
+    this.server = server;
+    const addr = server.address() as { address: string; port: number };
+    this.log.info({ host: addr.address, port: addr.port }, 'metrics listening at /metrics');
+    return { host: addr.address, port: addr.port };
+  }
+
+  async close(): Promise<void> {
+    const s = this.server;
+    this.server = undefined;
+    if (!s) return;
+    s.closeAllConnections?.();
+    await new Promise<void>((r) => s.close(() => r()));
+  }
+}
