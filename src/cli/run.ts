@@ -20,6 +20,9 @@ import { defaultTunables, type TunableValues } from '../conntrack/sysctl';
 import { applySetting, parseSysctlText } from '../conntrack/settings';
 import * as fs from 'node:fs';
 import { ControlServer, defaultControlPath } from '../daemon/control';
+import { createRegistry, MetricsServer } from '../daemon/metrics';
+import type { Queue } from '../queue/queue';
+import { StateKeeper } from '../daemon/state';
 
 export interface RunOptions extends DaemonOptions {
   rules?: string;
@@ -193,6 +196,12 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`nfqwall run: ${(err as Error).message}\n`);
     return 1;
   }
+  let state: StateKeeper | undefined;
+  if (service && opts.state !== undefined) {
+    // before the queues open: restored entries are in place for the first packet
+    state = new StateKeeper(service.fw.ct, opts.state, log);
+    state.restore();
+  }
   let control: ControlServer | undefined;
   if (service) {
     control = new ControlServer({ path: opts.control, target: service, log });
@@ -204,19 +213,36 @@ export async function main(argv: string[]): Promise<number> {
       return 1;
     }
   }
+  let metrics: MetricsServer | undefined;
+  let openQueues: readonly Queue[] = [];
+  if (opts.metrics !== undefined) {
+    if (!service) log.warn('--metrics needs --rules (there are no firewall counters in accept-all mode); not started');
+    else {
+      const c = control;
+      const reg = createRegistry({ service, queues: () => openQueues, control: c ? () => c.counters : undefined });
+      metrics = new MetricsServer(reg, log);
+      try {
+        await metrics.listen(opts.metrics);
+      } catch (err) {
+        await control?.close();
+        log.fatal({ err }, `metrics: ${(err as Error).message}`);
+        process.stderr.write(`nfqwall run: metrics: ${(err as Error).message}\n`);
+        return 1;
+      }
+    }
+  }
   let daemon;
   try {
     daemon = await startDaemon(opts, handlerFor, log);
   } catch (err) {
+    await metrics?.close();
     await control?.close();
     log.fatal({ err }, (err as Error).message);
     process.stderr.write(`nfqwall run: ${(err as Error).message}\n`);
     return 1;
   }
-  if (control) {
-    const c = control;
-    void daemon.done.then(() => c.close());
-  }
+  openQueues = daemon.queues;
+  state?.start(opts.stateIntervalSec);
   if (service) {
     service.start();
     const s = service;
@@ -231,7 +257,12 @@ export async function main(argv: string[]): Promise<number> {
       `nf_conntrack (${s.tun.nf_conntrack_buckets} buckets, ${s.tun.nf_conntrack_max} max)`,
     );
   }
-  return daemon.done;
+  const code = await daemon.done;
+  // the queues are closed: the table no longer changes; save it, then close the sockets
+  await state?.stop();
+  await control?.close();
+  await metrics?.close();
+  return code;
 }
 
 /**
