@@ -752,20 +752,33 @@ function resolveTable(ts: TableState, sink: ParseEnv): void {
   const color = new Map<string, number>(); // 1 = on stack, 2 = done
   const stack: string[] = [];
   const loopEdges = new Set<JumpRef>();
-  const visit = (c: string) => {
-    color.set(c, 1);
-    stack.push(c);
-    for (const e of edges.get(c) ?? []) {
-      const t = e.rule.target.name;
-      const st = color.get(t);
-      if (st === 1) {
-        const cycle = [...stack.slice(stack.indexOf(t)), t];
-        sink.error(e.tok, `jump to "${t}" creates a loop (${cycle.join(' -> ')})`);
-        loopEdges.add(e);
-      } else if (st === undefined) visit(t);
+  // Iterative depth-first search: a chain of thousands of user chains must give
+  // errors, not overflow the JS stack (recursion here crashed `nfqwall check`).
+  const visit = (root: string) => {
+    const frames: { c: string; list: JumpRef[]; i: number }[] = [];
+    const enter = (c: string) => {
+      color.set(c, 1);
+      stack.push(c);
+      frames.push({ c, list: edges.get(c) ?? [], i: 0 });
+    };
+    enter(root);
+    while (frames.length > 0) {
+      const f = frames[frames.length - 1];
+      if (f.i < f.list.length) {
+        const e = f.list[f.i++];
+        const t = e.rule.target.name;
+        const st = color.get(t);
+        if (st === 1) {
+          const cycle = [...stack.slice(stack.indexOf(t)), t];
+          sink.error(e.tok, `jump to "${t}" creates a loop (${cycle.join(' -> ')})`);
+          loopEdges.add(e);
+        } else if (st === undefined) enter(t);
+      } else {
+        frames.pop();
+        stack.pop();
+        color.set(f.c, 2);
+      }
     }
-    stack.pop();
-    color.set(c, 2);
   };
   for (const ch of ts.t.chains) if (!color.has(ch.name)) visit(ch.name);
   // Depth below the built-in chains.
