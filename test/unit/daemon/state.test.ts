@@ -1,0 +1,85 @@
+/**
+ * State file: round trip with wall-clock adjusted timeouts, expired entries left out,
+ * atomic write (no temp file left), and files that are ignored (corrupt, truncated, future
+ * version, not a state file) without an exception.
+ */
+import { after, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { Conntrack } from '../../../src/conntrack/core';
+import { formatConntrack } from '../../../src/conntrack/format';
+import { defaultTunables } from '../../../src/conntrack/sysctl';
+import { TUPLE_WORDS } from '../../../src/conntrack/tuple';
+import { restoreState, saveState, STATE_VERSION } from '../../../src/daemon/state';
+
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nfqw-state-'));
+after(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+function tuple(sport: number): number[] {
+  const t = new Array(TUPLE_WORDS).fill(0);
+  t[0] = (4 << 8) | 17;
+  t[1] = 0xc6120101; // 198.18.1.1
+  t[5] = 0xc6130201; // 198.19.2.1
+  t[9] = ((sport << 16) | 53) >>> 0;
+  return t;
+}
+
+function table(): Conntrack {
+  const tun = defaultTunables(1 << 30);
+  return new Conntrack(tun);
+}
+
+describe('state file', () => {
+  test('round trip: timeouts less the wall-clock time passed; expired entries are not restored', async () => {
+    const a = table();
+    a.importEntry({ tuple: tuple(1000), status: 0, timeoutMs: 100_000, ageMs: 5000, mark: 7, helper: '', proto: [] }, 50_000);
+    a.importEntry({ tuple: tuple(1001), status: 0, timeoutMs: 10_000, ageMs: 0, mark: 0, helper: '', proto: [] }, 50_000);
+    const file = path.join(dir, 'a.state');
+    const w = await saveState(a, file, { now: 50_000, wallNow: 1_700_000_000_000 });
+    assert.deepEqual(w, { entries: 2, expectations: 0 });
+    assert.deepEqual(fs.readdirSync(dir).filter((f) => f.includes('.tmp-')), []);
+    assert.equal(fs.statSync(file).mode & 0o777, 0o600);
+    const b = table();
+    // 20 s of wall-clock time later, on a fresh monotonic clock
+    const r = restoreState(b, file, { now: 3000, wallNow: 1_700_000_020_000 });
+    assert.equal(r.ignored, undefined);
+    assert.equal(r.restored, 1);
+    assert.equal(r.expired, 1);
+    const lines: string[] = [];
+    b.forEach((e) => lines.push(formatConntrack(b, e, 3000)));
+    assert.deepEqual(lines, ['udp      17 80 src=198.18.1.1 dst=198.19.2.1 sport=1000 dport=53 [UNREPLIED] src=198.19.2.1 dst=198.18.1.1 sport=53 dport=1000 mark=7 use=1']);
+  });
+
+  test('a missing file restores nothing quietly', () => {
+    const r = restoreState(table(), path.join(dir, 'missing'), { now: 0 });
+    assert.deepEqual(r, { restored: 0, expired: 0, refused: 0, expectations: 0 });
+  });
+
+  test('corrupt, truncated, future-version and foreign files are ignored with a reason', async () => {
+    const a = table();
+    for (let i = 0; i < 10; i++) a.importEntry({ tuple: tuple(2000 + i), status: 0, timeoutMs: 100_000, ageMs: 0, mark: 0, helper: '', proto: [] }, 0);
+    const good = path.join(dir, 'good.state');
+    await saveState(a, good, { now: 0 });
+    const text = fs.readFileSync(good, 'utf8');
+    const cases: [string, string, RegExp][] = [
+      ['truncated mid-line', text.slice(0, Math.floor(text.length / 2)), /not valid JSON|truncated/],
+      ['truncated at a line end', text.split('\n').slice(0, 5).join('\n') + '\n', /truncated/],
+      ['garbage', '\u0000\u0001binary junk', /not valid JSON/],
+      ['future version', text.replace(`"version":${STATE_VERSION}`, '"version":99'), /unsupported state file version 99/],
+      ['foreign', '{"hello":"world"}\n', /not an nfqwall state file/],
+      ['empty', '', /not an nfqwall state file/],
+    ];
+    for (const [name, content, re] of cases) {
+      const f = path.join(dir, 'bad.state');
+      fs.writeFileSync(f, content);
+      const b = table();
+      const r = restoreState(b, f, { now: 0 });
+      assert.match(String(r.ignored), re, name);
+      assert.equal(b.count, 0, name);
+    }
+    const b = table();
+    assert.equal(restoreState(b, good, { now: 0 }).restored, 10);
+  });
+});
