@@ -31,7 +31,9 @@ SHAPES.forEach((shape, i) => {
     }
     total += res.packets;
     assert.equal(res.accepted + res.dropped, cfg.packets);
-    assert.equal(res.maxCount, cfg.max);
+    // with few buckets the chain-length limit of confirm (50..79 nodes) caps the table below max
+    if ((2 * cfg.max) / cfg.buckets <= 50) assert.equal(res.maxCount, cfg.max);
+    else assert.ok(res.maxCount <= cfg.max && res.stats.chaintoolong > 0);
     assert.ok(res.stats.early_drop > 0 && res.stats.invalid > 0);
     console.log(`# seed ${cfg.seed}: ${res.packets} packets, accepted ${res.accepted}, dropped ${res.dropped}, stats ${JSON.stringify(res.stats)}`);
   });
