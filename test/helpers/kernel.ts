@@ -280,7 +280,7 @@ export class Capture {
 
   /** `tcpdump -i any -Q in` inside ns; resolves once tcpdump is listening. */
   static async start(lab: Lab, ns: Role | string, file: string): Promise<Capture> {
-    const child = lab.spawn(ns, ['tcpdump', '-i', 'any', '-Q', 'in', '-n', '-l', '-U', '--immediate-mode', '--print', '-w', file, 'ip or ip6 or arp']);
+    const child = lab.spawn(ns, ['tcpdump', '-i', 'any', '-Q', 'in', '-n', '-l', '-U', '--immediate-mode', '-B', '65536', '--print', '-w', file, 'ip or ip6 or arp']);
     const w = watch(child);
     await w.waitFor(/listening on/, 'err');
     return new Capture(lab, child, w, file);
@@ -294,6 +294,8 @@ export class Capture {
     }
     if (!/who-has 198\.18\.1\.253/.test(this.w.out)) throw new Error(`capture never saw the sentinel: ${this.w.err}`);
     await this.lab.kill(this.child, 'SIGINT');
+    const dropped = /(\d+) packets? dropped by kernel/.exec(this.w.err);
+    if (!dropped || dropped[1] !== '0') throw new Error(`capture ${this.file} incomplete: ${this.w.err}`);
     return this.w.out;
   }
 }
