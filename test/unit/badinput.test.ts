@@ -233,3 +233,73 @@ test('capture reader: 5000 mutated captures never throw; damage is reported with
   }
   assert.ok(damaged > 1000, `${damaged} damaged`);
 });
+
+// ------------------------------------------------------------ state files (--state FILE)
+
+test('state files: corrupt, truncated, future-version and hostile records never throw nor corrupt the table', async () => {
+  const { saveState, restoreState } = require('../../src/daemon/state') as typeof import('../../src/daemon/state');
+  const { checkConntrack } = require('../../src/conntrack/check') as typeof import('../../src/conntrack/check');
+  const { makeCt, pass } = require('./conntrack/util') as typeof import('./conntrack/util');
+  const src = makeCt({ nf_conntrack_max: 64 }).ct;
+  for (let i = 0; i < 20; i++) {
+    pass(src, ipv4({ src: `198.18.0.${i + 1}` }, tcp({ flags: 'S', sport: 3000 + i })), 1000);
+    pass(src, ipv4({ src: `198.18.0.${i + 1}` }, udp({ sport: 3000 + i })), 1000);
+  }
+  const good = path.join(dir, 'good.state');
+  await saveState(src, good, { now: 1000, wallNow: 1_700_000_000_000 });
+  const text = fs.readFileSync(good, 'utf8');
+  const lines = text.trimEnd().split('\n');
+  const fresh = () => makeCt({ nf_conntrack_max: 16, per_source_max: 3 }).ct;
+  // the good file restores (bounded by the smaller max and the per-source limit of the new table)
+  {
+    const ct = fresh();
+    const r = restoreState(ct, good, { now: 5000, wallNow: 1_700_000_000_500 });
+    assert.equal(r.ignored, undefined);
+    assert.ok(r.restored > 0 && ct.count <= 16);
+    assert.deepEqual(checkConntrack(ct), []);
+  }
+  const variants: [string, string, RegExp | null][] = [
+    ['truncated', text.slice(0, Math.floor(text.length / 2)), /truncated|not valid JSON/],
+    ['no-end', lines.slice(0, -1).join('\n') + '\n', /truncated/],
+    ['future', text.replace('"version":1', '"version":99'), /unsupported state file version 99/],
+    ['not-ours', '{"format":"something-else","version":1}\n', /not an nfqwall state file/],
+    ['garbage', Buffer.from(new Rng(12).bytes(5000)).toString('latin1'), /not valid JSON|not an nfqwall/],
+    ['empty', '', /not an nfqwall/],
+  ];
+  // hostile but well-formed records: wrong tuple lengths, families, huge numbers, prototype keys
+  const hostile = [
+    lines[0],
+    JSON.stringify({ tuple: [1, 2, 3], status: 8, timeoutMs: 1e9, ageMs: 0, mark: 0, helper: '', proto: [] }),
+    JSON.stringify({ tuple: [0x0911, 1, 0, 0, 0, 2, 0, 0, 0, 0x10000050], status: -1, timeoutMs: 1e300, ageMs: -5, mark: 'x', helper: 'nope', proto: [1e308, -1, 'a'] }),
+    JSON.stringify({ tuple: new Array(10).fill(0xffffffff), status: 8, timeoutMs: 5000, ageMs: 0, mark: 0, helper: 'ftp', proto: null }),
+    JSON.stringify({ __proto__: { polluted: true }, tuple: [0x0406, 1, 0, 0, 0, 2, 0, 0, 0, 0x10000050], status: 8, timeoutMs: 5000, helper: 'ftp', proto: new Array(100000).fill(7) }),
+    JSON.stringify({ end: true, entries: 4, expectations: 0 }),
+  ].join('\n');
+  variants.push(['hostile', hostile + '\n', null]);
+  for (const [name, body, re] of variants) {
+    const f = file(`${name}.state`, body);
+    const ct = fresh();
+    let r;
+    try {
+      r = restoreState(ct, f, { now: 5000, wallNow: 1_700_000_000_500 });
+    } catch (err) {
+      assert.fail(`${name}: restoreState threw ${(err as Error).stack}`);
+    }
+    if (re) {
+      assert.match(String(r.ignored), re, name);
+      assert.equal(ct.count, 0, `${name}: nothing restored from a bad file`);
+    }
+    assert.deepEqual(checkConntrack(ct), [], name);
+    assert.equal(({} as Record<string, unknown>).polluted, undefined, 'no prototype pollution');
+  }
+  // random damage to a good file
+  const rr = new Rng(99);
+  for (let i = 0; i < 300; i++) {
+    const b = Buffer.from(text);
+    for (let j = 1 + rr.below(4); j > 0; j--) b[rr.below(b.length)] = rr.below(128);
+    const f = file('mut.state', b);
+    const ct = fresh();
+    restoreState(ct, f, { now: 5000, wallNow: 1_700_000_000_500 });
+    assert.deepEqual(checkConntrack(ct), [], `mutant ${i}`);
+  }
+});
