@@ -179,7 +179,7 @@ describe('FTP end to end through the gateway', { skip }, () => {
     return { child, reply: w.out.trim() };
   }
 
-  const kernelResults: Record<string, { down: boolean; up: boolean }> = {};
+  const kernelResults: Record<string, { down: boolean; up: boolean; err: string }> = {};
 
   test('kernel gw with its own FTP helper: transfers, RELATED data connections, replay of the capture agrees', T, async () => {
     const gw = new KernelGw(lab);
