@@ -185,8 +185,11 @@ describe('operator commands against a live daemon', { skip }, () => {
   });
 
   test('-L expect and -F expect (FTP PASV answer through the helper)', T, async () => {
-    // a minimal FTP server: answers PASV with a 227 line and keeps the connection open
-    lab.spawn('srv', ['socat', `TCP-LISTEN:21,bind=${A.srv4},reuseaddr`, 'SYSTEM:read l; printf "227 Entering Passive Mode (198\\,19\\,2\\,1\\,200\\,10).\\r\\n"; sleep 60']);
+    // a minimal FTP server: greets (the helper, like the kernel's, parses only after a line
+    // end), answers PASV with a 227 line and keeps the connection open
+    const script = path.join(tmp, 'ftp.sh');
+    fs.writeFileSync(script, "printf '220 ready\\r\\n'; read l; printf '227 Entering Passive Mode (198,19,2,1,200,10).\\r\\n'; sleep 60\n");
+    lab.spawn('srv', ['socat', `TCP-LISTEN:21,bind=${A.srv4},reuseaddr`, `EXEC:sh ${script}`]);
     await waitListen(lab, 21);
     lab.spawn('cli', ['sh', '-c', `(printf 'PASV\\r\\n'; sleep 60) | socat - TCP:${A.srv4}:21`]);
     const listing = await until(async () => {
