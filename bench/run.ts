@@ -89,8 +89,18 @@ if (A.help) {
 const QUICK = A.quick!;
 const DURATION = Number(A.duration ?? (QUICK ? 2 : 3));
 const ROUNDS = Number(A.rounds ?? (QUICK ? 1 : 3));
-const MODES = A.modes ? A.modes.split(',').map((s) => s.trim()).filter(Boolean) : DEFAULT_MODES;
-const WORKLOADS = A.workloads ? A.workloads.split(',').map((s) => s.trim()).filter(Boolean) : ALL_WORKLOADS;
+const MODES = A.modes
+  ? A.modes
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean)
+  : DEFAULT_MODES;
+const WORKLOADS = A.workloads
+  ? A.workloads
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean)
+  : ALL_WORKLOADS;
 const LOAD_CPU = Number(A['load-cpu']);
 const FW_CPU = Number(A['fw-cpu']);
 const BASELINE = A.baseline!;
@@ -142,7 +152,7 @@ function runMicro(argv: string[], timeoutMs: number): { out: string; ok: boolean
     timeout: timeoutMs,
     maxBuffer: 16 << 20,
   });
-  const out = (r.stdout ?? '') + (r.status !== 0 ? r.stderr ?? '' : '');
+  const out = (r.stdout ?? '') + (r.status !== 0 ? (r.stderr ?? '') : '');
   return { out: out.trim(), ok: r.status === 0, seconds: (Date.now() - t0) / 1000 };
 }
 
@@ -433,7 +443,11 @@ async function runModeRound(mode: string, round: number, logDir: string): Promis
       const q1 = fw ? await queueLine(lab) : undefined;
       if (fwPid) out.fw_cpu_s = groupCpuSeconds(fwPid) - f0;
       if (q0 && q1) {
-        const d = { queue_dropped: q1.queueDropped - q0.queueDropped, user_dropped: q1.userDropped - q0.userDropped, id_sequence: q1.idSequence - q0.idSequence };
+        const d = {
+          queue_dropped: q1.queueDropped - q0.queueDropped,
+          user_dropped: q1.userDropped - q0.userDropped,
+          id_sequence: q1.idSequence - q0.idSequence,
+        };
         (res.queue as Row)[w] = d;
         if (d.id_sequence > 0) {
           const us = ((out.fw_cpu_s as number) / d.id_sequence) * 1e6;
@@ -516,7 +530,8 @@ function table(med: ReturnType<typeof summarize>['med'], ratios: ReturnType<type
   const out = rows.map((r) => r.map((c, i) => (i === 0 ? c.padEnd(w[i]) : c.padStart(w[i]))).join('  '));
   out.splice(1, 0, w.map((x) => '-'.repeat(x)).join('  '));
   out.push(`(x) = median / median of ${BASELINE}; throughput rows: >1 = more than ${BASELINE}; latency and CPU/packet rows: <1 = less than ${BASELINE}.`);
-  if (WORKLOADS.includes('udp-pps')) out.push('>= : udp-pps loss < 1 %: the sending side (CPU 0, incl. the kernel\'s per-packet path) was the limit, a lower bound for that mode.');
+  if (WORKLOADS.includes('udp-pps'))
+    out.push(">= : udp-pps loss < 1 %: the sending side (CPU 0, incl. the kernel's per-packet path) was the limit, a lower bound for that mode.");
   return out.join('\n');
 }
 

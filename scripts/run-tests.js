@@ -27,9 +27,8 @@ if (files.length === 0) {
   process.exit(1);
 }
 const concurrency = process.env.NFQWALL_TEST_CONCURRENCY || '2';
-const r = spawnSync(
-  process.execPath,
-  ['--import', 'tsx', '--test', `--test-concurrency=${concurrency}`, '--test-reporter=spec', ...files],
-  { stdio: 'inherit', cwd: root },
-);
+const r = spawnSync(process.execPath, ['--import', 'tsx', '--test', `--test-concurrency=${concurrency}`, '--test-reporter=spec', ...files], {
+  stdio: 'inherit',
+  cwd: root,
+});
 process.exit(r.status === null ? 1 : r.status);

@@ -4,5 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-npm run --silent typecheck
+npm run --silent lint
 exec node scripts/run-tests.js "$@"

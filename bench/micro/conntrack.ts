@@ -107,6 +107,9 @@ function run(n: number): void {
   );
 }
 
-const sizes = process.argv.slice(2).map(Number).filter((x) => x > 0);
+const sizes = process.argv
+  .slice(2)
+  .map(Number)
+  .filter((x) => x > 0);
 if (!gc) console.log('(run with node --expose-gc for steadier memory numbers)');
 for (const n of sizes.length ? sizes : [1_000, 100_000, 1_000_000]) run(n);

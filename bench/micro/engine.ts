@@ -150,7 +150,10 @@ function replayRate(pkts: Uint8Array[]): { pps: number; seconds: number; startup
   try {
     const big = path.join(dir, 'big.pcap');
     const small = path.join(dir, 'small.pcap');
-    writePcapFile(big, pkts.map((data, i) => ({ data, tsMs: 1_700_000_000_000 + i * 0.01 })));
+    writePcapFile(
+      big,
+      pkts.map((data, i) => ({ data, tsMs: 1_700_000_000_000 + i * 0.01 })),
+    );
     writePcapFile(small, [{ data: pkts[0], tsMs: 1_700_000_000_000 }]);
     const run = (f: string) => {
       const t0 = process.hrtime.bigint();
@@ -191,7 +194,7 @@ if (!values['no-replay']) {
 if (values.json) console.log(JSON.stringify(result));
 else {
   console.log(
-    `engine: ${pkts.length} packets (${FLOWS} flows), ${(result.engine_pps as number / 1e6).toFixed(2)} Mpps median of ${REPS}` +
+    `engine: ${pkts.length} packets (${FLOWS} flows), ${((result.engine_pps as number) / 1e6).toFixed(2)} Mpps median of ${REPS}` +
       ` (${runs.map((r) => (r.pps / 1e6).toFixed(2)).join(', ')}), accepted ${runs[0].accepted}, entries ${runs[0].entries}`,
   );
   if (result.replay_pps !== undefined) {

@@ -58,7 +58,9 @@ function run(n: number): void {
     for (let i = 0; i < iters; i++) acc += engine.evalFilter(ctx, i);
     const ns = Number(process.hrtime.bigint() - t0);
     const pps = (iters / ns) * 1e9;
-    process.stdout.write(`${String(n).padStart(5)} rules  ${name.padEnd(22)} ${(pps / 1e6).toFixed(2).padStart(8)} Mpps  ${(ns / iters).toFixed(0).padStart(6)} ns/packet  (verdict sum ${acc})\n`);
+    process.stdout.write(
+      `${String(n).padStart(5)} rules  ${name.padEnd(22)} ${(pps / 1e6).toFixed(2).padStart(8)} Mpps  ${(ns / iters).toFixed(0).padStart(6)} ns/packet  (verdict sum ${acc})\n`,
+    );
   }
 }
 

@@ -121,7 +121,13 @@ export async function main(argv: string[]): Promise<number> {
 
   let info: DemoInfo;
   const starting = demo.start();
-  const first = await Promise.race([starting.then(() => 'up' as const, (e: Error) => e), stopSignal]);
+  const first = await Promise.race([
+    starting.then(
+      () => 'up' as const,
+      (e: Error) => e,
+    ),
+    stopSignal,
+  ]);
   if (first instanceof Error) {
     process.stderr.write(`nfqwall lab: ${first.message}\n`);
     for (const s of sigs) process.removeListener(s, onSignal);

@@ -6,13 +6,28 @@ type CommandModule = { main(argv: string[]): Promise<number> };
 
 const COMMANDS: Record<string, { load: () => Promise<CommandModule>; summary: string }> = {
   // Each command registers itself here with one line.
-  check: { load: async () => require('./check') as CommandModule, summary: 'validates a rule file: nothing and exit 0 when valid, FILE:LINE:COL: message lines otherwise' },
-  lab: { load: async () => require('./lab') as CommandModule, summary: 'the demo: a client/gateway/server lab in network namespaces with nfqwall on the gateway; Ctrl-C tears it down' },
-  conntrack: { load: async () => require('./conntrack') as CommandModule, summary: "the running daemon's connection table, like conntrack-tools (-L, -L expect, -C, -S, -D, -F)" },
-  reload: { load: async () => require('./reload') as CommandModule, summary: 'makes the running daemon reload its rule file; exit 1 with the errors when it is invalid' },
+  check: {
+    load: async () => require('./check') as CommandModule,
+    summary: 'validates a rule file: nothing and exit 0 when valid, FILE:LINE:COL: message lines otherwise',
+  },
+  lab: {
+    load: async () => require('./lab') as CommandModule,
+    summary: 'the demo: a client/gateway/server lab in network namespaces with nfqwall on the gateway; Ctrl-C tears it down',
+  },
+  conntrack: {
+    load: async () => require('./conntrack') as CommandModule,
+    summary: "the running daemon's connection table, like conntrack-tools (-L, -L expect, -C, -S, -D, -F)",
+  },
+  reload: {
+    load: async () => require('./reload') as CommandModule,
+    summary: 'makes the running daemon reload its rule file; exit 1 with the errors when it is invalid',
+  },
   rules: { load: async () => require('./rules') as CommandModule, summary: "the running daemon's rules, iptables-save style (-L [-v] with counters)" },
   sysctl: { load: async () => require('./sysctl') as CommandModule, summary: 'reads or sets tunables of the running daemon (NAME[=VALUE], all without NAME)' },
-  replay: { load: async () => require('./replay') as CommandModule, summary: 'offline: runs a capture through the tracker and the rules, prints state and verdict per packet' },
+  replay: {
+    load: async () => require('./replay') as CommandModule,
+    summary: 'offline: runs a capture through the tracker and the rules, prints state and verdict per packet',
+  },
   run: { load: async () => require('./run') as CommandModule, summary: 'the daemon: opens the queue(s), installs iptables rules, filters until SIGTERM' },
 };
 

@@ -43,7 +43,10 @@ export async function main(argv: string[]): Promise<number> {
     }
     for (const a of names) {
       const eq = a.indexOf('=');
-      const r = eq > 0 ? await request(target.path, { op: 'sysctl.set', name: a.slice(0, eq), value: a.slice(eq + 1) }) : await request(target.path, { op: 'sysctl.get', name: a });
+      const r =
+        eq > 0
+          ? await request(target.path, { op: 'sysctl.set', name: a.slice(0, eq), value: a.slice(eq + 1) })
+          : await request(target.path, { op: 'sysctl.get', name: a });
       if (!r.ok) {
         process.stderr.write(`nfqwall sysctl: ${r.error}\n`);
         code = 1;

@@ -35,7 +35,7 @@ import {
   PKT_INVALID,
   PKT_REPEAT,
   ctstateBit,
-} from './constants'
+} from './constants';
 import type { TunableValues } from './sysctl';
 import type { ProtoTracker, TrackerHost } from './proto/tracker';
 import type { ConntrackHelper, HelperHost } from './helpers/helper';
@@ -47,25 +47,8 @@ import { ConnTable } from './table';
 import { HashKey } from './hash';
 import { RateLimiter } from './ratelimit';
 import { SourceCounter } from './persource';
-import {
-  EXP_MASK_SRC_ADDR,
-  EXP_MASK_SRC_PORT,
-  EXP_OK,
-  EXP_TABLE_FULL,
-  ExpectTable,
-  NF_CT_EXPECT_PERMANENT,
-} from './expect';
-import {
-  T_DST,
-  T_META,
-  T_PORTS,
-  T_SRC,
-  TUPLE_WORDS,
-  innerTupleFromView,
-  invertPorts,
-  invertTuple,
-  tupleFromView,
-} from './tuple';
+import { EXP_MASK_SRC_ADDR, EXP_MASK_SRC_PORT, EXP_OK, EXP_TABLE_FULL, ExpectTable, NF_CT_EXPECT_PERMANENT } from './expect';
+import { T_DST, T_META, T_PORTS, T_SRC, TUPLE_WORDS, innerTupleFromView, invertPorts, invertTuple, tupleFromView } from './tuple';
 
 /** pino-like logger */
 export interface ConntrackLog {
@@ -189,7 +172,7 @@ export class Conntrack implements TrackerHost, HelperHost {
     this.expectations = new ExpectTable(new HashKey(random), this.stats);
     const seed = new Uint8Array(4);
     random(seed);
-    this.rnd = new Uint32Array([((seed[0] | (seed[1] << 8) | (seed[2] << 16) | (seed[3] << 24)) >>> 0) || 0x9e3779b9]);
+    this.rnd = new Uint32Array([(seed[0] | (seed[1] << 8) | (seed[2] << 16) | (seed[3] << 24)) >>> 0 || 0x9e3779b9]);
 
     const generic = new GenericTracker();
     this.byProto.fill(generic);
@@ -269,12 +252,7 @@ export class Conntrack implements TrackerHost, HelperHost {
       this.stats.invalid++;
       return NF_ACCEPT;
     }
-    if (
-      this.tun.nf_conntrack_checksum !== 0 &&
-      ctx.hook !== NF_INET_LOCAL_OUT &&
-      (ctx.pktFlags & PKTF_CSUM_NOT_READY) === 0 &&
-      !verifyL4Checksum(v)
-    ) {
+    if (this.tun.nf_conntrack_checksum !== 0 && ctx.hook !== NF_INET_LOCAL_OUT && (ctx.pktFlags & PKTF_CSUM_NOT_READY) === 0 && !verifyL4Checksum(v)) {
       if (icmpErrPath) {
         this.logInvalid(v, proto === IPPROTO_ICMP ? 'bad hw icmp checksum' : 'ICMPv6 checksum failed');
         this.stats.error++;
@@ -318,14 +296,7 @@ export class Conntrack implements TrackerHost, HelperHost {
         dir = node & 1;
       }
       const st = tb.status[e];
-      const ctinfo =
-        dir === 1
-          ? IP_CT_ESTABLISHED_REPLY
-          : st & IPS_SEEN_REPLY
-            ? IP_CT_ESTABLISHED
-            : st & IPS_EXPECTED
-              ? IP_CT_RELATED
-              : IP_CT_NEW;
+      const ctinfo = dir === 1 ? IP_CT_ESTABLISHED_REPLY : st & IPS_SEEN_REPLY ? IP_CT_ESTABLISHED : st & IPS_EXPECTED ? IP_CT_RELATED : IP_CT_NEW;
       if (isNew && !tr.newConnection(this, e, v, now)) {
         this.destroy(e);
         this.stats.invalid++;
@@ -751,7 +722,7 @@ export class Conntrack implements TrackerHost, HelperHost {
       const b = this.gcCursor;
       work++;
       const early = this.gcEarlyDropLeft > 0;
-      for (let n = tb.heads[b]; n >= 0; ) {
+      for (let n = tb.heads[b]; n >= 0;) {
         work++;
         const e = n >> 1;
         const nx = tb.next[n];
@@ -1019,7 +990,7 @@ export class Conntrack implements TrackerHost, HelperHost {
     tb.status[e] = ((data.status >>> 0) | IPS_CONFIRMED) & ~IPS_EXPECTED;
     tb.timeout[e] = now + data.timeoutMs;
     tb.created[e] = now - (data.ageMs > 0 ? data.ageMs : 0);
-    tb.mark[e] = (data.mark >>> 0) || 0;
+    tb.mark[e] = data.mark >>> 0 || 0;
     tb.helper[e] = 0;
     tb.masterHelper[e] = 0;
     tb.master[e] = -1;

@@ -141,7 +141,9 @@ export function formatExpect(ct: Conntrack, x: number, now: number): string {
   s += `src=${addrToString(fam, words(T_SRC))} dst=${addrToString(fam, words(T_DST))} ` + l4Part(proto, ports);
   s += `mask-src=${addrToString(fam, m & EXP_MASK_SRC_ADDR ? ones : zero)} mask-dst=${addrToString(fam, ones)} ` + l4Part(proto, maskPorts);
   const master = X.master[x];
-  s += `master-src=${addrToString(fam, sub(ct, master, 0))} master-dst=${addrToString(fam, sub(ct, master, 1))} ` + l4Part(ct.proto(master), ct.portsWord(master, 0));
+  s +=
+    `master-src=${addrToString(fam, sub(ct, master, 0))} master-dst=${addrToString(fam, sub(ct, master, 1))} ` +
+    l4Part(ct.proto(master), ct.portsWord(master, 0));
   const fl = expFlags(X.flags[x]);
   if (fl) s += fl + ' ';
   s += `class=${X.cls[x]} `;

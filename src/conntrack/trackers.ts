@@ -8,7 +8,6 @@ import { UdpTracker } from './proto/udp';
 import { IcmpTracker } from './proto/icmp';
 import { Icmpv6Tracker } from './proto/icmpv6';
 
-
 export function createDefaultTrackers(): ProtoTracker[] {
   return [new TcpTracker(), new UdpTracker(IPPROTO_UDP), new UdpTracker(IPPROTO_UDPLITE), new IcmpTracker(), new Icmpv6Tracker()];
 }

@@ -15,7 +15,6 @@
 import { IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE } from '../packet/view';
 import type { PacketView } from '../packet/view';
 
-
 export const TUPLE_WORDS = 10;
 export const T_META = 0;
 export const T_SRC = 1;

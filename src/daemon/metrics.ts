@@ -67,13 +67,19 @@ export function createRegistry(src: MetricsSources): Registry {
   const ct = () => svc.fw.ct;
 
   add('nfqwall_nf_conntrack_entries', 'Number of currently allocated flow entries for connection tracking.', 'gauge', () => [{ value: ct().count }]);
-  add('nfqwall_nf_conntrack_entries_limit', 'Maximum size of connection tracking table (net.netfilter.nf_conntrack_max).', 'gauge', () => [{ value: svc.tun.nf_conntrack_max }]);
-  add('nfqwall_nf_conntrack_buckets', 'Size of the connection tracking hash table (net.netfilter.nf_conntrack_buckets).', 'gauge', () => [{ value: svc.tun.nf_conntrack_buckets }]);
+  add('nfqwall_nf_conntrack_entries_limit', 'Maximum size of connection tracking table (net.netfilter.nf_conntrack_max).', 'gauge', () => [
+    { value: svc.tun.nf_conntrack_max },
+  ]);
+  add('nfqwall_nf_conntrack_buckets', 'Size of the connection tracking hash table (net.netfilter.nf_conntrack_buckets).', 'gauge', () => [
+    { value: svc.tun.nf_conntrack_buckets },
+  ]);
   for (const s of STAT_NAMES) {
     add(`nfqwall_nf_conntrack_stat_${s}`, `Connection tracking statistic ${s} (conntrack -S).`, 'gauge', () => [{ value: ct().stats[s] }]);
   }
   add('nfqwall_nf_conntrack_expect_entries', 'Number of current expectations.', 'gauge', () => [{ value: ct().expectations.count }]);
-  add('nfqwall_nf_conntrack_expect_limit', 'Maximum number of expectations (net.netfilter.nf_conntrack_expect_max).', 'gauge', () => [{ value: svc.tun.nf_conntrack_expect_max }]);
+  add('nfqwall_nf_conntrack_expect_limit', 'Maximum number of expectations (net.netfilter.nf_conntrack_expect_max).', 'gauge', () => [
+    { value: svc.tun.nf_conntrack_expect_max },
+  ]);
 
   const byHook = (arr: () => Float64Array) => () => {
     const a = arr();
@@ -86,8 +92,18 @@ export function createRegistry(src: MetricsSources): Registry {
     }
     return out;
   };
-  add('nfqwall_packets_total', 'Packets decided, by hook and verdict.', 'counter', byHook(() => svc.fw.packets));
-  add('nfqwall_bytes_total', 'Bytes of the packets decided (original length), by hook and verdict.', 'counter', byHook(() => svc.fw.bytes));
+  add(
+    'nfqwall_packets_total',
+    'Packets decided, by hook and verdict.',
+    'counter',
+    byHook(() => svc.fw.packets),
+  );
+  add(
+    'nfqwall_bytes_total',
+    'Bytes of the packets decided (original length), by hook and verdict.',
+    'counter',
+    byHook(() => svc.fw.bytes),
+  );
   add('nfqwall_malformed_packets_total', 'Malformed or truncated packets (treated as INVALID), by reason.', 'counter', () => {
     const out: Value[] = [];
     const m = svc.fw.malformed;
@@ -102,7 +118,12 @@ export function createRegistry(src: MetricsSources): Registry {
   add('nfqwall_queue_enobufs_total', 'Queue overflows (ENOBUFS): packet messages the kernel could not deliver to nfqwall.', 'counter', perQueue('enobufs'));
   add('nfqwall_queue_overflow_total', 'Receive overflows counted by the queue binding.', 'counter', perQueue('overflow'));
   add('nfqwall_queue_truncated_total', 'Packets delivered truncated to the copy range.', 'counter', perQueue('truncated'));
-  add('nfqwall_queue_handler_errors_total', 'Batches whose handler threw (their undecided packets got the error verdict).', 'counter', perQueue('handlerErrors'));
+  add(
+    'nfqwall_queue_handler_errors_total',
+    'Batches whose handler threw (their undecided packets got the error verdict).',
+    'counter',
+    perQueue('handlerErrors'),
+  );
   const kernel = (field: 'qlen' | 'queueDropped' | 'userDropped') => () => {
     const mine = new Set(src.queues().map((q) => q.queue));
     return readKernelQueues(src.kernelQueuesFile)
@@ -110,7 +131,12 @@ export function createRegistry(src: MetricsSources): Registry {
       .map((k) => ({ value: k[field], labels: { queue: k.queue } }));
   };
   add('nfqwall_queue_in_flight', 'Packets queued by the kernel and waiting for a verdict (nfnetlink_queue queue_total).', 'gauge', kernel('qlen'));
-  add('nfqwall_queue_full_dropped_total', 'Packets the kernel dropped because the queue was full (nfnetlink_queue queue_dropped).', 'counter', kernel('queueDropped'));
+  add(
+    'nfqwall_queue_full_dropped_total',
+    'Packets the kernel dropped because the queue was full (nfnetlink_queue queue_dropped).',
+    'counter',
+    kernel('queueDropped'),
+  );
   add('nfqwall_queue_user_dropped_total', 'Packets the kernel could not send to nfqwall (nfnetlink_queue user_dropped).', 'counter', kernel('userDropped'));
 
   add('nfqwall_batch_size', 'Packets per received batch.', 'histogram', () => {
@@ -144,7 +170,12 @@ export function createRegistry(src: MetricsSources): Registry {
   if (src.control) {
     const c = src.control;
     add('nfqwall_control_requests_total', 'Control socket requests.', 'counter', () => [{ value: c().requests }]);
-    add('nfqwall_control_bad_requests_total', 'Control socket requests answered with an error (malformed, oversized, unknown op, bad arguments).', 'counter', () => [{ value: c().badRequests }]);
+    add(
+      'nfqwall_control_bad_requests_total',
+      'Control socket requests answered with an error (malformed, oversized, unknown op, bad arguments).',
+      'counter',
+      () => [{ value: c().badRequests }],
+    );
   }
   collectDefaultMetrics({ register: reg, prefix: 'nfqwall_' });
   return reg;

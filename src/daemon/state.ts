@@ -51,7 +51,11 @@ const yieldLoop = () => new Promise<void>((r) => setImmediate(r));
  * Writes the table to file atomically. With `chunked`, yields to the event loop every CHUNK
  * entries (periodic saves while packets flow). Returns the number of entries written.
  */
-export async function saveState(ct: Conntrack, file: string, opts: { now: number; wallNow?: number; chunked?: boolean }): Promise<{ entries: number; expectations: number }> {
+export async function saveState(
+  ct: Conntrack,
+  file: string,
+  opts: { now: number; wallNow?: number; chunked?: boolean },
+): Promise<{ entries: number; expectations: number }> {
   const now = opts.now;
   const savedAt = opts.wallNow ?? Date.now();
   const ids: number[] = [];

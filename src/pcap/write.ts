@@ -126,11 +126,7 @@ export class PcapWriter {
 }
 
 /** Writes a pcap file of IP packets in one go. */
-export function writePcapFile(
-  path: string,
-  packets: readonly { data: Uint8Array; tsMs: number; opts?: AddOptions }[],
-  opts: PcapWriterOptions = {},
-): void {
+export function writePcapFile(path: string, packets: readonly { data: Uint8Array; tsMs: number; opts?: AddOptions }[], opts: PcapWriterOptions = {}): void {
   const w = new PcapWriter(opts);
   for (const p of packets) w.add(p.data, p.tsMs, p.opts);
   w.writeFile(path);

@@ -56,7 +56,9 @@ export function loadRuleText(text: string, file: string, deps: RuleDeps): { rule
     const out: RuleCounters = { rules: [], policies: [] };
     for (const ch of engine.compiled.chains) {
       if (ch.builtin) out.policies.push({ table: ch.table, chain: ch.name, packets: c.chainPkts[ch.counter], bytes: c.chainBytes[ch.counter] });
-      ch.rules.forEach((rule, i) => out.rules.push({ table: ch.table, chain: ch.name, rule: i + 1, packets: c.rulePkts[rule.counter], bytes: c.ruleBytes[rule.counter] }));
+      ch.rules.forEach((rule, i) =>
+        out.rules.push({ table: ch.table, chain: ch.name, rule: i + 1, packets: c.rulePkts[rule.counter], bytes: c.ruleBytes[rule.counter] }),
+      );
     }
     return out;
   };

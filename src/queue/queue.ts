@@ -226,10 +226,14 @@ function bindError(queue: number, err: unknown): Error {
     const owner = readKernelQueues().find((k) => k.queue === queue);
     if (owner || code !== 'EPERM') {
       const who = owner ? findNetlinkOwner(owner.portid) : {};
-      const desc = owner
-        ? ` (owner: netlink portid ${owner.portid}${who.pid ? `, pid ${who.pid}${who.comm ? ` ${who.comm}` : ''}` : ''})`
-        : '';
-      return new QueueBindError(`queue ${queue} is already bound by another process${desc}`, queue, 'busy', code, owner ? { portid: owner.portid, ...who } : undefined);
+      const desc = owner ? ` (owner: netlink portid ${owner.portid}${who.pid ? `, pid ${who.pid}${who.comm ? ` ${who.comm}` : ''}` : ''})` : '';
+      return new QueueBindError(
+        `queue ${queue} is already bound by another process${desc}`,
+        queue,
+        'busy',
+        code,
+        owner ? { portid: owner.portid, ...who } : undefined,
+      );
     }
     return new QueueBindError(`queue ${queue}: binding needs CAP_NET_ADMIN (${e.message})`, queue, 'permission', code);
   }

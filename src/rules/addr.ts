@@ -112,8 +112,7 @@ export function parseAddrSpec(s: string): AddrSpec | string {
     const v6 = parseIp6(a);
     if (!v6) {
       if (a.includes(',')) return `multiple addresses in one rule are not supported ("${s}"): write one rule per address`;
-      if (/^[A-Za-z0-9.-]+$/.test(a) && /[A-Za-z]/.test(a) && !a.includes(':'))
-        return `host names are not supported ("${a}"): use an address`;
+      if (/^[A-Za-z0-9.-]+$/.test(a) && /[A-Za-z]/.test(a) && !a.includes(':')) return `host names are not supported ("${a}"): use an address`;
       return `bad address "${a}"`;
     }
     family = 6;
@@ -144,7 +143,7 @@ export function formatIp6(w: ArrayLike<number>): string {
   for (let i = 0; i < 4; i++) g.push((w[i] >>> 16) & 0xffff, w[i] & 0xffff);
   let bestBase = -1;
   let bestLen = 0;
-  for (let i = 0; i < 8; ) {
+  for (let i = 0; i < 8;) {
     if (g[i] !== 0) {
       i++;
       continue;

@@ -179,7 +179,7 @@ export class RuleEngine {
     if (n !== 0) {
       let eq = true;
       for (let i = 0; i < n; i++) {
-        if (((v.src[i] & r.srcMask[i]) >>> 0) !== r.src[i]) {
+        if ((v.src[i] & r.srcMask[i]) >>> 0 !== r.src[i]) {
           eq = false;
           break;
         }
@@ -190,7 +190,7 @@ export class RuleEngine {
     if (n !== 0) {
       let eq = true;
       for (let i = 0; i < n; i++) {
-        if (((v.dst[i] & r.dstMask[i]) >>> 0) !== r.dst[i]) {
+        if ((v.dst[i] & r.dstMask[i]) >>> 0 !== r.dst[i]) {
           eq = false;
           break;
         }

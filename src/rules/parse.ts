@@ -359,7 +359,8 @@ function declareChain(ts: TableState, toks: Token[], sink: ParseEnv): void {
   }
   if (polTok.text !== '-') {
     const other = Object.entries(BUILTIN_CHAINS).find(([t, names]) => t !== ts.t.name && names.includes(name));
-    if (other) sink.error(nameTok, `"${name}" is a built-in chain of table ${other[0]}, not of ${ts.t.name} (built-in: ${BUILTIN_CHAINS[ts.t.name].join(', ')})`);
+    if (other)
+      sink.error(nameTok, `"${name}" is a built-in chain of table ${other[0]}, not of ${ts.t.name} (built-in: ${BUILTIN_CHAINS[ts.t.name].join(', ')})`);
     else sink.error(polTok, `user chain "${name}" cannot have a policy (write "-")`);
     return;
   }
@@ -681,8 +682,10 @@ function parseRule(
     }
     if (!owner || !spec) {
       if (skipUnknown) continue;
-      const unsup = [...r.matches.map((m) => ({ kind: 'match', name: m.name, list: MATCHES[m.name].unsupported })),
-        ...(r.target.kind === 'ext' ? [{ kind: 'target', name: r.target.name, list: TARGETS[r.target.name].unsupported }] : [])].find((x) => x.list?.includes(optName));
+      const unsup = [
+        ...r.matches.map((m) => ({ kind: 'match', name: m.name, list: MATCHES[m.name].unsupported })),
+        ...(r.target.kind === 'ext' ? [{ kind: 'target', name: r.target.name, list: TARGETS[r.target.name].unsupported }] : []),
+      ].find((x) => x.list?.includes(optName));
       skipArgs = true;
       if (unsup) sink.error(t, `option "${t.text}" of ${unsup.kind} ${unsup.name} is not supported`);
       else {

@@ -365,39 +365,43 @@ describe('data path through a lab gateway', { skip }, () => {
   });
 
   for (const failOpen of [false, true]) {
-    test(`daemon killed with SIGKILL: ${failOpen ? 'fail-open lets traffic pass' : 'fail-closed stops traffic'}; a restart replaces the stale rules`, T, async () => {
-      const before = await iptablesSave();
-      const args = ['--queue', '8', ...(failOpen ? ['--fail-open'] : [])];
-      const d = await startDaemon(args);
-      try {
-        assert.equal(await ping(A.srv4, 1), 0);
-      } finally {
-        await lab.kill(d.child, 'SIGKILL');
-      }
-      // The crashed daemon's rules are still there; there is no listener on queue 8.
-      assert.match(await iptablesSave(), /NFQWALL-q8/);
-      if (failOpen) {
-        assert.equal(await ping(A.srv4, 2), 0, 'fail-open: traffic passes without a listener');
-        assert.deepEqual(await udp(A.srv4, 5300, 3), { sent: 3, received: 3 });
-      } else {
-        assert.notEqual(await ping(A.srv4, 2), 0, 'fail-closed: traffic stops without a listener');
-        assert.deepEqual(await udp(A.srv4, 5300, 2), { sent: 2, received: 0 });
-      }
-      // A new run finds the stale chains, replaces them, and removes them on SIGTERM.
-      const d2 = await startDaemon(args);
-      try {
-        assert.match(d2.w.err, /removed stale nfqwall rules/);
-        const during = await iptablesSave();
-        assert.equal(during.match(/-A FORWARD -j NFQWALL-q8/g)?.length, 2, during); // once per family
-        assert.equal(await ping(A.srv4, 1), 0);
-      } finally {
-        await lab.kill(d2.child, 'SIGTERM');
-      }
-      assert.equal(await d2.w.exited, 0);
-      const after = await iptablesSave();
-      assert.doesNotMatch(after, /NFQWALL/);
-      // Equal to the state before the first daemon (the crash left nothing behind after the restart).
-      assert.equal(after, before);
-    });
+    test(
+      `daemon killed with SIGKILL: ${failOpen ? 'fail-open lets traffic pass' : 'fail-closed stops traffic'}; a restart replaces the stale rules`,
+      T,
+      async () => {
+        const before = await iptablesSave();
+        const args = ['--queue', '8', ...(failOpen ? ['--fail-open'] : [])];
+        const d = await startDaemon(args);
+        try {
+          assert.equal(await ping(A.srv4, 1), 0);
+        } finally {
+          await lab.kill(d.child, 'SIGKILL');
+        }
+        // The crashed daemon's rules are still there; there is no listener on queue 8.
+        assert.match(await iptablesSave(), /NFQWALL-q8/);
+        if (failOpen) {
+          assert.equal(await ping(A.srv4, 2), 0, 'fail-open: traffic passes without a listener');
+          assert.deepEqual(await udp(A.srv4, 5300, 3), { sent: 3, received: 3 });
+        } else {
+          assert.notEqual(await ping(A.srv4, 2), 0, 'fail-closed: traffic stops without a listener');
+          assert.deepEqual(await udp(A.srv4, 5300, 2), { sent: 2, received: 0 });
+        }
+        // A new run finds the stale chains, replaces them, and removes them on SIGTERM.
+        const d2 = await startDaemon(args);
+        try {
+          assert.match(d2.w.err, /removed stale nfqwall rules/);
+          const during = await iptablesSave();
+          assert.equal(during.match(/-A FORWARD -j NFQWALL-q8/g)?.length, 2, during); // once per family
+          assert.equal(await ping(A.srv4, 1), 0);
+        } finally {
+          await lab.kill(d2.child, 'SIGTERM');
+        }
+        assert.equal(await d2.w.exited, 0);
+        const after = await iptablesSave();
+        assert.doesNotMatch(after, /NFQWALL/);
+        // Equal to the state before the first daemon (the crash left nothing behind after the restart).
+        assert.equal(after, before);
+      },
+    );
   }
 });

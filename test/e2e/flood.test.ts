@@ -101,7 +101,8 @@ function watch(child: ChildProcess) {
       const end = Date.now() + limitMs;
       for (;;) {
         if (re.test(where === 'out' ? out : err)) return;
-        if (child.exitCode !== null || child.signalCode !== null) throw new Error(`exited (${child.exitCode ?? child.signalCode}) before ${re}:\n${out}\n${err}`);
+        if (child.exitCode !== null || child.signalCode !== null)
+          throw new Error(`exited (${child.exitCode ?? child.signalCode}) before ${re}:\n${out}\n${err}`);
         if (Date.now() > end) throw new Error(`no ${re} within ${limitMs} ms:\n${out.slice(-2000)}\n${err.slice(-2000)}`);
         await sleep(50);
       }
@@ -143,7 +144,21 @@ describe('floods through nfqwall run (nf_conntrack_max = 256)', { skip }, () => 
     await srv.waitFor(/READY/);
     daemon = lab.spawn(
       'gw',
-      ['node', 'bin/nfqwall.js', 'run', '--rules', rulesFile, '--set', `net.netfilter.nf_conntrack_max=${MAX}`, '--queue', String(QUEUE), '--iptables', 'auto', '--control', path.join(tmp, 'ctl.sock')],
+      [
+        'node',
+        'bin/nfqwall.js',
+        'run',
+        '--rules',
+        rulesFile,
+        '--set',
+        `net.netfilter.nf_conntrack_max=${MAX}`,
+        '--queue',
+        String(QUEUE),
+        '--iptables',
+        'auto',
+        '--control',
+        path.join(tmp, 'ctl.sock'),
+      ],
       { cwd: ROOT, env: { ...process.env, NFQWALL_FROM_SOURCE: '1' } },
     );
     dw = watch(daemon);

@@ -192,7 +192,11 @@ describe('FTP end to end through the gateway', { skip }, () => {
     try {
       for (const m of MODES) {
         kernelResults[m.name] = await transfer(m);
-        assert.deepEqual({ ...kernelResults[m.name], err: '' }, { down: true, up: true, err: '' }, `${m.name} through the kernel gw: ${kernelResults[m.name].err}`);
+        assert.deepEqual(
+          { ...kernelResults[m.name], err: '' },
+          { down: true, up: true, err: '' },
+          `${m.name} through the kernel gw: ${kernelResults[m.name].err}`,
+        );
       }
     } finally {
       await cap.stop();
@@ -238,7 +242,14 @@ describe('FTP end to end through the gateway', { skip }, () => {
       assert.equal(exp.stdout.trim(), '', `nfqwall created an expectation for a bounce (${bounce.reply})`);
       const legit = await rawPort(A.cli4);
       exp = await fw.cli(['conntrack', '-L', 'expect']);
-      assert.equal(exp.stdout.trim().split('\n').filter((l) => l.trim()).length, 1, `expectations after a legitimate PORT: ${exp.stdout}`);
+      assert.equal(
+        exp.stdout
+          .trim()
+          .split('\n')
+          .filter((l) => l.trim()).length,
+        1,
+        `expectations after a legitimate PORT: ${exp.stdout}`,
+      );
       assert.match(exp.stdout, /198\.18\.1\.1/);
       await lab.kill(bounce.child);
       await lab.kill(legit.child);

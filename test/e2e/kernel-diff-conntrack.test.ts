@@ -16,18 +16,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Lab, LAB_ADDR as A } from '../../src/lab/netns';
-import {
-  Capture,
-  disableOffload,
-  comparableTable,
-  CtEntry,
-  KernelGw,
-  replay,
-  replayCtstateCounts,
-  ROOT,
-  sleep,
-  watch,
-} from '../helpers/kernel';
+import { Capture, disableOffload, comparableTable, CtEntry, KernelGw, replay, replayCtstateCounts, ROOT, sleep, watch } from '../helpers/kernel';
 
 const isRoot = process.getuid?.() === 0;
 const skip = !isRoot ? 'needs root (network namespaces, kernel conntrack)' : false;
@@ -196,7 +185,10 @@ describe('tracker differential against the kernel (conntrack -L, ctstate counter
   });
   scenario('ICMP unsolicited echo reply (INVALID)', () => scapy('icmp_unsolicited_reply'), { tables: false, kernel: (c) => assert.equal(c.INVALID, 1) });
   scenario('ICMP port unreachable for a UDP flow (RELATED)', () => scapy('icmp_port_unreach'), { kernel: (c) => assert.equal(c.RELATED, 1) });
-  scenario('ICMP/ICMPv6 error about an unknown flow (INVALID)', () => scapy('icmp_unknown_error'), { tables: false, kernel: (c) => assert.equal(c.INVALID, 2) });
+  scenario('ICMP/ICMPv6 error about an unknown flow (INVALID)', () => scapy('icmp_unknown_error'), {
+    tables: false,
+    kernel: (c) => assert.equal(c.INVALID, 2),
+  });
   scenario('ICMPv6 echo (ping -6)', async () => {
     await lab.exec('cli', ['ping', '-6', '-c', '3', '-i', '0.2', '-W', '2', A.srv6], { check: true });
   });

@@ -171,7 +171,10 @@ describe('rules differential: rules/lab.rules in the kernel vs nfqwall run', { s
 
     const ksave4 = (await kLab.exec('gw', ['iptables-save', '-c'], { check: true })).stdout;
     const ksave6 = (await kLab.exec('gw', ['ip6tables-save', '-c'], { check: true })).stdout;
-    const nl = await nLab.exec('gw', ['node', NFQWALL, 'rules', '-L', '-v', '--control', control], { cwd: ROOT, env: { ...process.env, NFQWALL_FROM_SOURCE: '1' } });
+    const nl = await nLab.exec('gw', ['node', NFQWALL, 'rules', '-L', '-v', '--control', control], {
+      cwd: ROOT,
+      env: { ...process.env, NFQWALL_FROM_SOURCE: '1' },
+    });
     assert.equal(nl.code, 0, `nfqwall rules -L -v: ${nl.stderr}`);
     const k4 = countersByChain(ksave4, 'filter');
     const k6 = countersByChain(ksave6, 'filter');
@@ -180,7 +183,7 @@ describe('rules differential: rules/lab.rules in the kernel vs nfqwall run', { s
     const diffs: string[] = [];
     for (const r of split.rules.filter((x) => x.table === 'filter' && (x.chain === 'FORWARD' || x.chain === 'LOGDROP'))) {
       const i = (idx[r.chain] = (idx[r.chain] ?? 0) + 1) - 1;
-      const kernel = (r.idx4 !== undefined ? k4.get(r.chain)?.[r.idx4] ?? 0 : 0) + (r.idx6 !== undefined ? k6.get(r.chain)?.[r.idx6] ?? 0 : 0);
+      const kernel = (r.idx4 !== undefined ? (k4.get(r.chain)?.[r.idx4] ?? 0) : 0) + (r.idx6 !== undefined ? (k6.get(r.chain)?.[r.idx6] ?? 0) : 0);
       const ours = nc.get(r.chain)?.[i];
       if (/ESTABLISHED/.test(r.line)) {
         assert.ok(kernel > 0 && (ours ?? 0) > 0, `${r.line}: kernel ${kernel}, nfqwall ${ours}`);

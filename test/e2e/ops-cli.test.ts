@@ -92,7 +92,7 @@ describe('operator commands against a live daemon', { skip }, () => {
     if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
   });
 
-  test('conntrack -L: conntrack-tools lines and summary, same shape as the kernel\'s conntrack -L', T, async () => {
+  test("conntrack -L: conntrack-tools lines and summary, same shape as the kernel's conntrack -L", T, async () => {
     const ours = await ct('-L');
     assert.equal(ours.code, 0, ours.stderr);
     const lines = ours.stdout.trim().split('\n');
@@ -113,7 +113,14 @@ describe('operator commands against a live daemon', { skip }, () => {
     const ext = await ct('-L', '-o', 'extended', '-p', 'tcp');
     assert.match(ext.stdout, /^ipv4     2 tcp      6 \d+ TIME_WAIT src=198\.18\.1\.1 dst=198\.19\.2\.1 sport=\d+ dport=8080 /m);
     const kext = await kern.exec('gw', ['conntrack', '-L', '-o', 'extended', '-p', 'tcp', '--dport', '8080']);
-    assert.deepEqual(ext.stdout.trim().split('\n').map(normalise).filter((l) => l.includes('dport=8080')), kext.stdout.trim().split('\n').map(normalise));
+    assert.deepEqual(
+      ext.stdout
+        .trim()
+        .split('\n')
+        .map(normalise)
+        .filter((l) => l.includes('dport=8080')),
+      kext.stdout.trim().split('\n').map(normalise),
+    );
   });
 
   test('filters: -p, -s/-d (ORIG tuple), --orig-src/--orig-dst, --sport/--dport, -f', T, async () => {
@@ -143,7 +150,10 @@ describe('operator commands against a live daemon', { skip }, () => {
     const l = await ct('-L');
     assert.equal(Number(c.stdout.trim()), l.stdout.trim().split('\n').length);
     const s = await ct('-S');
-    assert.match(s.stdout, /^cpu=0\s+found=\d+ invalid=\d+ insert=\d+ insert_failed=\d+ drop=\d+ early_drop=\d+ error=\d+ search_restart=\d+ clash_resolve=\d+ chaintoolong=\d+ ?\n$/);
+    assert.match(
+      s.stdout,
+      /^cpu=0\s+found=\d+ invalid=\d+ insert=\d+ insert_failed=\d+ drop=\d+ early_drop=\d+ error=\d+ search_restart=\d+ clash_resolve=\d+ chaintoolong=\d+ ?\n$/,
+    );
     const ks = await kern.exec('gw', ['conntrack', '-S']);
     const fields = (t: string) => [...t.split('\n')[0].matchAll(/(\w+)=/g)].map((x) => x[1]);
     assert.deepEqual(fields(s.stdout), fields(ks.stdout));
@@ -170,7 +180,23 @@ describe('operator commands against a live daemon', { skip }, () => {
     const count = Number((await ct('-C')).stdout.trim());
     assert.equal(val(/^nfqwall_nf_conntrack_entries (\d+)$/m), count);
     assert.ok(val(/^nfqwall_nf_conntrack_entries_limit (\d+)$/m) > 0);
-    for (const st of ['found', 'invalid', 'ignore', 'insert', 'insert_failed', 'drop', 'early_drop', 'error', 'search_restart', 'clash_resolve', 'chaintoolong', 'expect_new', 'expect_create', 'expect_delete', 'per_source_drop']) {
+    for (const st of [
+      'found',
+      'invalid',
+      'ignore',
+      'insert',
+      'insert_failed',
+      'drop',
+      'early_drop',
+      'error',
+      'search_restart',
+      'clash_resolve',
+      'chaintoolong',
+      'expect_new',
+      'expect_create',
+      'expect_delete',
+      'per_source_drop',
+    ]) {
       assert.match(r.stdout, new RegExp(`^nfqwall_nf_conntrack_stat_${st} \\d+$`, 'm'));
     }
     assert.equal(val(/^nfqwall_nf_conntrack_stat_early_drop (\d+)$/m), 0);
@@ -192,11 +218,18 @@ describe('operator commands against a live daemon', { skip }, () => {
     lab.spawn('srv', ['socat', `TCP-LISTEN:21,bind=${A.srv4},reuseaddr`, `EXEC:sh ${script}`]);
     await waitListen(lab, 21);
     lab.spawn('cli', ['sh', '-c', `(printf 'PASV\\r\\n'; sleep 60) | socat - TCP:${A.srv4}:21`]);
-    const listing = await until(async () => {
-      const r = await ct('-L', 'expect');
-      return r.stdout.trim() !== '' ? r : undefined;
-    }, 'an expectation', 20);
-    assert.match(listing.stdout, /^\d+ proto=6 src=198\.18\.1\.1 dst=198\.19\.2\.1 sport=0 dport=51210 mask-src=255\.255\.255\.255 mask-dst=255\.255\.255\.255 sport=0 dport=65535 master-src=198\.18\.1\.1 master-dst=198\.19\.2\.1 sport=\d+ dport=21 class=0 helper=ftp\n$/);
+    const listing = await until(
+      async () => {
+        const r = await ct('-L', 'expect');
+        return r.stdout.trim() !== '' ? r : undefined;
+      },
+      'an expectation',
+      20,
+    );
+    assert.match(
+      listing.stdout,
+      /^\d+ proto=6 src=198\.18\.1\.1 dst=198\.19\.2\.1 sport=0 dport=51210 mask-src=255\.255\.255\.255 mask-dst=255\.255\.255\.255 sport=0 dport=65535 master-src=198\.18\.1\.1 master-dst=198\.19\.2\.1 sport=\d+ dport=21 class=0 helper=ftp\n$/,
+    );
     assert.equal(listing.stderr, 'conntrack v1.4.8 (conntrack-tools): 1 expectations have been shown.\n');
     const f = await ct('-F', 'expect');
     assert.equal(f.code, 0);
@@ -234,7 +267,12 @@ describe('operator commands against a live daemon', { skip }, () => {
   test('sysctl: read all, read one, set at run time, errors', T, async () => {
     const all = await nfq(lab, ['sysctl', '--control', ctl]);
     assert.equal(all.code, 0);
-    assert.ok(all.stdout.trim().split('\n').every((l) => /^[\w.]+ = \d+$/.test(l)));
+    assert.ok(
+      all.stdout
+        .trim()
+        .split('\n')
+        .every((l) => /^[\w.]+ = \d+$/.test(l)),
+    );
     assert.match(all.stdout, /^nfqwall\.per_source_max = 0$/m);
     const set = await nfq(lab, ['sysctl', 'net.netfilter.nf_conntrack_udp_timeout=7', '--control', ctl]);
     assert.equal(set.stdout, 'net.netfilter.nf_conntrack_udp_timeout = 7\n');
@@ -304,9 +342,25 @@ describe('run --sysctl FILE / --set', { skip }, () => {
 
   test('a good file (with an ignored - line) and --set apply before the table is created', T, async () => {
     const file = path.join(tmp, 'good.conf');
-    fs.writeFileSync(file, '# tuning\nnet.netfilter.nf_conntrack_max = 5000\nnet.netfilter.nf_conntrack_buckets=2048\n-net.ipv4.ip_forward = 1\n; comment\nnfqwall.per_source_max = 100\n');
+    fs.writeFileSync(
+      file,
+      '# tuning\nnet.netfilter.nf_conntrack_max = 5000\nnet.netfilter.nf_conntrack_buckets=2048\n-net.ipv4.ip_forward = 1\n; comment\nnfqwall.per_source_max = 100\n',
+    );
     const ctl = path.join(tmp, 'ctl.sock');
-    const d = await startDaemon(lab, ['--rules', path.join(tmp, 'fw.rules'), '--control', ctl, '--iptables', 'off', '--queue', '3', '--sysctl', file, '--set', 'net.netfilter.nf_conntrack_max=6000']);
+    const d = await startDaemon(lab, [
+      '--rules',
+      path.join(tmp, 'fw.rules'),
+      '--control',
+      ctl,
+      '--iptables',
+      'off',
+      '--queue',
+      '3',
+      '--sysctl',
+      file,
+      '--set',
+      'net.netfilter.nf_conntrack_max=6000',
+    ]);
     assert.match(d.err, /"buckets":2048,"max":6000/);
     const r = await nfq(lab, ['sysctl', 'net.netfilter.nf_conntrack_max', 'net.netfilter.nf_conntrack_buckets', 'nfqwall.per_source_max', '--control', ctl]);
     assert.equal(r.stdout, 'net.netfilter.nf_conntrack_max = 6000\nnet.netfilter.nf_conntrack_buckets = 2048\nnfqwall.per_source_max = 100\n');
@@ -318,11 +372,33 @@ describe('run --sysctl FILE / --set', { skip }, () => {
   test('a bad file: FILE:LINE: message, exit 1', T, async () => {
     const file = path.join(tmp, 'bad.conf');
     fs.writeFileSync(file, 'net.netfilter.nf_conntrack_max = 5000\n\nnet.netfilter.nf_conntrack_nope = 1\nnet.netfilter.nf_conntrack_max = many\n');
-    const r = await lab.exec('gw', [process.execPath, BIN, 'run', '--rules', path.join(tmp, 'fw.rules'), '--iptables', 'off', '--queue', '4', '--sysctl', file, '--control', path.join(tmp, 'x.sock')], { cwd: ROOT, env: ENV });
+    const r = await lab.exec(
+      'gw',
+      [
+        process.execPath,
+        BIN,
+        'run',
+        '--rules',
+        path.join(tmp, 'fw.rules'),
+        '--iptables',
+        'off',
+        '--queue',
+        '4',
+        '--sysctl',
+        file,
+        '--control',
+        path.join(tmp, 'x.sock'),
+      ],
+      { cwd: ROOT, env: ENV },
+    );
     assert.equal(r.code, 1);
     assert.match(r.stderr, new RegExp(`^${file}:3: unknown tunable 'net.netfilter.nf_conntrack_nope'$`, 'm'));
     assert.match(r.stderr, new RegExp(`^${file}:4: invalid value 'many'`, 'm'));
-    const s = await lab.exec('gw', [process.execPath, BIN, 'run', '--rules', path.join(tmp, 'fw.rules'), '--iptables', 'off', '--queue', '4', '--set', 'nfqwall.ftp_loose=7'], { cwd: ROOT, env: ENV });
+    const s = await lab.exec(
+      'gw',
+      [process.execPath, BIN, 'run', '--rules', path.join(tmp, 'fw.rules'), '--iptables', 'off', '--queue', '4', '--set', 'nfqwall.ftp_loose=7'],
+      { cwd: ROOT, env: ENV },
+    );
     assert.equal(s.code, 1);
     assert.match(s.stderr, /--set nfqwall\.ftp_loose=7: value 7 out of range/);
     void sleep;

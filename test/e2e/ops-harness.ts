@@ -34,7 +34,8 @@ export function watch(child: ChildProcess) {
     async waitFor(re: RegExp, where: 'out' | 'err' = 'err'): Promise<void> {
       for (;;) {
         if (re.test(where === 'out' ? out : err)) return;
-        if (child.exitCode !== null || child.signalCode !== null) throw new Error(`process exited (${child.exitCode ?? child.signalCode}) before ${re}:\n${out}\n${err}`);
+        if (child.exitCode !== null || child.signalCode !== null)
+          throw new Error(`process exited (${child.exitCode ?? child.signalCode}) before ${re}:\n${out}\n${err}`);
         await sleep(50);
       }
     },

@@ -45,7 +45,15 @@ describe('state file across a restart', { skip }, () => {
     if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
   });
 
-  const args = (withState: boolean) => ['--rules', rules, '--control', ctl, '--set', 'net.netfilter.nf_conntrack_tcp_loose=0', ...(withState ? ['--state', state] : [])];
+  const args = (withState: boolean) => [
+    '--rules',
+    rules,
+    '--control',
+    ctl,
+    '--set',
+    'net.netfilter.nf_conntrack_tcp_loose=0',
+    ...(withState ? ['--state', state] : []),
+  ];
 
   /**
    * A line-echo connection: srv echoes, cli sends numbered lines on demand through a FIFO.

@@ -100,7 +100,21 @@ describe('per-source limit through nfqwall run', { skip }, () => {
     await srv.next(/READY/, 0);
     daemon = lab.spawn(
       'gw',
-      ['node', 'bin/nfqwall.js', 'run', '--rules', path.join(tmp, 'ps.rules'), '--set', `nfqwall.per_source_max=${LIMIT}`, '--queue', '24', '--iptables', 'auto', '--control', path.join(tmp, 'ctl.sock')],
+      [
+        'node',
+        'bin/nfqwall.js',
+        'run',
+        '--rules',
+        path.join(tmp, 'ps.rules'),
+        '--set',
+        `nfqwall.per_source_max=${LIMIT}`,
+        '--queue',
+        '24',
+        '--iptables',
+        'auto',
+        '--control',
+        path.join(tmp, 'ctl.sock'),
+      ],
       { cwd: ROOT, env: { ...process.env, NFQWALL_FROM_SOURCE: '1' } },
     );
     daemon.stderr?.on('data', (b: Buffer) => (derr += b.toString()));

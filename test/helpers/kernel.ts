@@ -280,7 +280,24 @@ export class Capture {
 
   /** `tcpdump -i any -Q in` inside ns; resolves once tcpdump is listening. */
   static async start(lab: Lab, ns: Role | string, file: string): Promise<Capture> {
-    const child = lab.spawn(ns, ['tcpdump', '-i', 'any', '-Q', 'in', '-n', '-q', '-l', '-U', '--immediate-mode', '-B', '65536', '--print', '-w', file, 'ip or ip6 or arp']);
+    const child = lab.spawn(ns, [
+      'tcpdump',
+      '-i',
+      'any',
+      '-Q',
+      'in',
+      '-n',
+      '-q',
+      '-l',
+      '-U',
+      '--immediate-mode',
+      '-B',
+      '65536',
+      '--print',
+      '-w',
+      file,
+      'ip or ip6 or arp',
+    ]);
     const w = watch(child);
     await w.waitFor(/listening on/, 'err');
     return new Capture(lab, child, w, file);

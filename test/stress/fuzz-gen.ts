@@ -131,7 +131,8 @@ export class Generator {
     if (w === 0) {
       // internet → DMZ web/mail/ftp server
       const sp = [80, 443, 25, 21, 21][r.below(5)];
-      const srv = sp === 21 ? (v6 ? '2001:2:0:20::30' : '198.18.20.30') : sp === 25 ? (v6 ? '2001:2:0:20::20' : '198.18.20.20') : v6 ? '2001:2:0:20::10' : '198.18.20.10';
+      const srv =
+        sp === 21 ? (v6 ? '2001:2:0:20::30' : '198.18.20.30') : sp === 25 ? (v6 ? '2001:2:0:20::20' : '198.18.20.20') : v6 ? '2001:2:0:20::10' : '198.18.20.10';
       return { c: v6 ? v6a(r, 0x100 + r.below(4)) : v4(r, 0x100 + r.below(4)), s: srv, cin: WAN, sin: DMZ, sp };
     }
     // LAN → internet (a few client hosts, many ports: per-source counts matter)
@@ -217,12 +218,20 @@ export class Generator {
             const ip = f.c.split('.');
             payload = f.v6 ? `EPRT |2|${f.c}|${1024 + r.below(60000)}|\r\n` : `PORT ${ip.join(',')},${r.below(256)},${r.below(256)}\r\n`;
           } else {
-            payload = f.v6 ? `229 Entering Extended Passive Mode (|||${1024 + r.below(60000)}|)\r\n` : `227 Entering Passive Mode (198,18,20,30,${r.below(256)},${r.below(256)}).\r\n`;
+            payload = f.v6
+              ? `229 Entering Extended Passive Mode (|||${1024 + r.below(60000)}|)\r\n`
+              : `227 Entering Passive Mode (198,18,20,30,${r.below(256)},${r.below(256)}).\r\n`;
           }
         } else if (r.chance(0.5)) payload = r.bytes(1 + r.below(200));
         if (r.chance(0.03)) window = 0; // zero window
         if (r.chance(0.03)) options = { raw: r.bytes(1 + r.below(30)) }; // option garbage
-        if (r.chance(0.01)) options = { sack: [[r.next(), r.next()], [r.next(), r.next()]] };
+        if (r.chance(0.01))
+          options = {
+            sack: [
+              [r.next(), r.next()],
+              [r.next(), r.next()],
+            ],
+          };
         if (r.chance(0.05)) f.stage = 4;
         break;
       }
@@ -267,7 +276,14 @@ export class Generator {
       if (r.chance(0.05)) exts[exts.length - 1].next = r.below(256); // lie about what follows
     }
     const l4 = r.chance(0.5) ? tcp({ sport: 1024 + r.below(60000), dport: 80 }) : udp({ sport: 1024 + r.below(60000), dport: 53 });
-    return { bytes: ipv6({ src: '2001:2:0:100::7', dst: '2001:2:0:20::10', extHeaders: exts }, l4), hook: NF_INET_FORWARD, family: 6, indev: WAN, outdev: DMZ, flags: 0 };
+    return {
+      bytes: ipv6({ src: '2001:2:0:100::7', dst: '2001:2:0:20::10', extHeaders: exts }, l4),
+      hook: NF_INET_FORWARD,
+      family: 6,
+      indev: WAN,
+      outdev: DMZ,
+      flags: 0,
+    };
   }
 
   /** ICMP errors about recent packets, sometimes nested (errors embedding errors). */
@@ -282,9 +298,7 @@ export class Generator {
       if (r.chance(0.3)) inner = inner.slice(0, r.below(inner.length + 1)); // truncated quote
       const type = v6 ? [1, 2, 3, 4][r.below(4)] : [3, 4, 5, 11, 12][r.below(5)];
       const err = icmpError(type, r.below(16), inner);
-      inner = v6
-        ? ipv6({ src: '2001:2:0:100::fe', dst: '2001:2:0:10::1' }, err)
-        : ipv4({ src: '198.19.0.254', dst: '198.18.10.1' }, err);
+      inner = v6 ? ipv6({ src: '2001:2:0:100::fe', dst: '2001:2:0:10::1' }, err) : ipv4({ src: '198.19.0.254', dst: '198.18.10.1' }, err);
     }
     return { bytes: inner, hook: NF_INET_FORWARD, family: base.family, indev: base.outdev || WAN, outdev: base.indev, flags: 0 };
   }
@@ -519,7 +533,8 @@ export function runBatch(fw: Firewall, batch: Batch, packets: FuzzPacket[], now:
   for (let i = packets.length; i < BATCH; i++) {
     if (batch.verdicts[i] !== 0xdeadbeef) throw new FuzzFailure(`verdict written beyond the batch at ${i}`, packets, now);
   }
-  if (sum(fw.packets) - before !== packets.length) throw new FuzzFailure(`counted ${sum(fw.packets) - before} verdicts for ${packets.length} packets`, packets, now);
+  if (sum(fw.packets) - before !== packets.length)
+    throw new FuzzFailure(`counted ${sum(fw.packets) - before} verdicts for ${packets.length} packets`, packets, now);
 }
 
 function sum(a: Float64Array): number {

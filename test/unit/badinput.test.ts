@@ -50,7 +50,11 @@ function file(name: string, data: string | Uint8Array): string {
 }
 /** No JS stack trace or internal error text leaked to the user. */
 function noCrash(r: Run, what: string): void {
-  assert.doesNotMatch(r.stderr, /\n\s+at .+:\d+:\d+\)?\n|Maximum call stack|TypeError|RangeError|ReferenceError|Cannot read propert/, `${what}: crash output:\n${r.stderr.slice(0, 2000)}`);
+  assert.doesNotMatch(
+    r.stderr,
+    /\n\s+at .+:\d+:\d+\)?\n|Maximum call stack|TypeError|RangeError|ReferenceError|Cannot read propert/,
+    `${what}: crash output:\n${r.stderr.slice(0, 2000)}`,
+  );
 }
 
 // ------------------------------------------------------------ rule files
@@ -93,14 +97,44 @@ for (const c of RULE_CASES) {
     assert.ok(lines.length > 0);
     const esc = f.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
     for (const l of lines.slice(0, 1000)) assert.match(l, new RegExp(`^${esc}:\\d+:\\d+: \\S`), `bad error line: ${l.slice(0, 200)}`);
-    if (c.line !== undefined) assert.ok(lines.some((l) => l.startsWith(`${f}:${c.line}:`)), `no error on line ${c.line}: ${lines.slice(0, 5).join(' | ').slice(0, 500)}`);
+    if (c.line !== undefined)
+      assert.ok(
+        lines.some((l) => l.startsWith(`${f}:${c.line}:`)),
+        `no error on line ${c.line}: ${lines.slice(0, 5).join(' | ').slice(0, 500)}`,
+      );
   });
 }
 
 test('rule loader: mutated valid rule files never throw (in-process, 3000 mutants of rules/gateway.rules)', () => {
   const base = fs.readFileSync(path.join(ROOT, 'rules/gateway.rules'), 'utf8');
   const rr = new Rng(77);
-  const words = ['-j', '-g', '-A', '!', '-m', '--dport', ':', '"', '#', '\0', 'COMMIT', '*filter', '*raw', '-p', 'tcp', '0/0', '::/0', '65536', '-1', '\n', '--ctstate', 'LOG_DROP', '--limit', '1/d', '\\'];
+  const words = [
+    '-j',
+    '-g',
+    '-A',
+    '!',
+    '-m',
+    '--dport',
+    ':',
+    '"',
+    '#',
+    '\0',
+    'COMMIT',
+    '*filter',
+    '*raw',
+    '-p',
+    'tcp',
+    '0/0',
+    '::/0',
+    '65536',
+    '-1',
+    '\n',
+    '--ctstate',
+    'LOG_DROP',
+    '--limit',
+    '1/d',
+    '\\',
+  ];
   let errors = 0;
   for (let i = 0; i < 3000; i++) {
     let t = base;
@@ -152,7 +186,14 @@ test('sysctl parser: garbage lines are errors with their line numbers, never exc
 });
 
 test('nfqwall run --sysctl GARBAGE: FILE:LINE errors and exit 1 before anything is opened', async () => {
-  const f = file('bad.sysctl', Buffer.concat([Buffer.from('net.netfilter.nf_conntrack_max = banana\n'), Buffer.from(new Rng(9).bytes(300)), Buffer.from('\nnet.netfilter.nf_conntrack_buckets=0\n')]));
+  const f = file(
+    'bad.sysctl',
+    Buffer.concat([
+      Buffer.from('net.netfilter.nf_conntrack_max = banana\n'),
+      Buffer.from(new Rng(9).bytes(300)),
+      Buffer.from('\nnet.netfilter.nf_conntrack_buckets=0\n'),
+    ]),
+  );
   const res = await cli(['run', '--rules', path.join(ROOT, 'rules/lab.rules'), '--sysctl', f, '--iptables', 'off', '--queue', '65000']);
   noCrash(res, 'run --sysctl');
   assert.equal(res.code, 1);
@@ -191,7 +232,11 @@ test('nfqwall replay: garbage, empty, truncated and lying captures → clear err
     ['short-header', valid.subarray(0, 10), /truncated/],
     ['cut-in-record', valid.subarray(0, valid.length - 7), /truncated/],
     // a record claiming 4 GB
-    ['huge-caplen', Buffer.concat([Buffer.from(valid.subarray(0, 24)), le(0), le(0), le(0xffffff00), le(0xffffff00), Buffer.alloc(16)]), /bad packet record|caplen|captured length/],
+    [
+      'huge-caplen',
+      Buffer.concat([Buffer.from(valid.subarray(0, 24)), le(0), le(0), le(0xffffff00), le(0xffffff00), Buffer.alloc(16)]),
+      /bad packet record|caplen|captured length/,
+    ],
     // pcapng section header with a block length that lies
     ['pcapng-lie', Buffer.concat([le(0x0a0d0d0a), le(0xfffffff0), le(0x1a2b3c4d), Buffer.alloc(20)]), /pcapng|block|truncated|length/i],
   ];
@@ -270,9 +315,24 @@ test('state files: corrupt, truncated, future-version and hostile records never 
   const hostile = [
     lines[0],
     JSON.stringify({ tuple: [1, 2, 3], status: 8, timeoutMs: 1e9, ageMs: 0, mark: 0, helper: '', proto: [] }),
-    JSON.stringify({ tuple: [0x0911, 1, 0, 0, 0, 2, 0, 0, 0, 0x10000050], status: -1, timeoutMs: 1e300, ageMs: -5, mark: 'x', helper: 'nope', proto: [1e308, -1, 'a'] }),
+    JSON.stringify({
+      tuple: [0x0911, 1, 0, 0, 0, 2, 0, 0, 0, 0x10000050],
+      status: -1,
+      timeoutMs: 1e300,
+      ageMs: -5,
+      mark: 'x',
+      helper: 'nope',
+      proto: [1e308, -1, 'a'],
+    }),
     JSON.stringify({ tuple: new Array(10).fill(0xffffffff), status: 8, timeoutMs: 5000, ageMs: 0, mark: 0, helper: 'ftp', proto: null }),
-    JSON.stringify({ __proto__: { polluted: true }, tuple: [0x0406, 1, 0, 0, 0, 2, 0, 0, 0, 0x10000050], status: 8, timeoutMs: 5000, helper: 'ftp', proto: new Array(100000).fill(7) }),
+    JSON.stringify({
+      __proto__: { polluted: true },
+      tuple: [0x0406, 1, 0, 0, 0, 2, 0, 0, 0, 0x10000050],
+      status: 8,
+      timeoutMs: 5000,
+      helper: 'ftp',
+      proto: new Array(100000).fill(7),
+    }),
     JSON.stringify({ end: true, entries: 4, expectations: 0 }),
   ].join('\n');
   variants.push(['hostile', hostile + '\n', null]);

@@ -81,7 +81,10 @@ function filled(): Conntrack {
 test('checker: a consistent table passes; each kind of corruption is reported', () => {
   const hits = (ct: Conntrack, re: RegExp) => {
     const p = checkConntrack(ct);
-    assert.ok(p.some((m) => re.test(m)), `expected ${re} in ${JSON.stringify(p)}`);
+    assert.ok(
+      p.some((m) => re.test(m)),
+      `expected ${re} in ${JSON.stringify(p)}`,
+    );
   };
   // count drift
   let ct = filled();

@@ -20,17 +20,7 @@
  * values are kept as unsigned numbers (`>>> 0`) and compared through `| 0`.
  */
 import type { PacketView } from '../../packet/view';
-import {
-  DIR_ORIGINAL,
-  DIR_REPLY,
-  IPS_ASSURED,
-  IPS_FIXED_TIMEOUT,
-  IPS_SEEN_REPLY,
-  PKT_ACCEPT,
-  PKT_IGNORE,
-  PKT_INVALID,
-  PKT_REPEAT,
-} from '../constants';
+import { DIR_ORIGINAL, DIR_REPLY, IPS_ASSURED, IPS_FIXED_TIMEOUT, IPS_SEEN_REPLY, PKT_ACCEPT, PKT_IGNORE, PKT_INVALID, PKT_REPEAT } from '../constants';
 import type { TunableValues } from '../sysctl';
 import type { ProtoTracker, TrackerHost } from './tracker';
 
@@ -141,23 +131,11 @@ export const TCP_CONNTRACKS: readonly (readonly (readonly number[])[])[] = [
 
 /** The same table flattened for the hot path: [dir * 60 + index * 10 + old_state]. */
 const TABLE = new Uint8Array(120);
-for (let d = 0; d < 2; d++)
-  for (let i = 0; i < 6; i++) for (let s = 0; s < 10; s++) TABLE[d * 60 + i * 10 + s] = TCP_CONNTRACKS[d][i][s];
+for (let d = 0; d < 2; d++) for (let i = 0; i < 6; i++) for (let s = 0; s < 10; s++) TABLE[d * 60 + i * 10 + s] = TCP_CONNTRACKS[d][i][s];
 
 /** tcp_valid_flags[]: PSH, ECE and CWR are masked off before the lookup. */
 const VALID_FLAGS = new Uint8Array(64);
-for (const f of [
-  F_SYN,
-  F_SYN | F_URG,
-  F_SYN | F_ACK,
-  F_RST,
-  F_RST | F_ACK,
-  F_FIN | F_ACK,
-  F_FIN | F_ACK | F_URG,
-  F_ACK,
-  F_ACK | F_URG,
-])
-  VALID_FLAGS[f] = 1;
+for (const f of [F_SYN, F_SYN | F_URG, F_SYN | F_ACK, F_RST, F_RST | F_ACK, F_FIN | F_ACK, F_FIN | F_ACK | F_URG, F_ACK, F_ACK | F_URG]) VALID_FLAGS[f] = 1;
 
 /** get_conntrack_index */
 export function tcpIndex(flags: number): number {
@@ -375,10 +353,7 @@ export class TcpTracker implements ProtoTracker {
     this.tdMaxwin[si] = win === 0 ? 1 : win;
     this.options(pkt, si);
     // RFC 1323: both sides must send the Window Scale option to enable scaling.
-    if (
-      dir === DIR_REPLY &&
-      !(this.tdFlags[si] & IP_CT_TCP_FLAG_WINDOW_SCALE && this.tdFlags[ri] & IP_CT_TCP_FLAG_WINDOW_SCALE)
-    ) {
+    if (dir === DIR_REPLY && !(this.tdFlags[si] & IP_CT_TCP_FLAG_WINDOW_SCALE && this.tdFlags[ri] & IP_CT_TCP_FLAG_WINDOW_SCALE)) {
       this.tdScale[si] = 0;
       this.tdScale[ri] = 0;
     }
@@ -423,16 +398,12 @@ export class TcpTracker implements ProtoTracker {
         if (this.tdMaxwin[ri] === 0) {
           // Nothing seen from the other side yet: tweak so III and IV pass.
           this.tdEnd[ri] = this.tdMaxend[ri] = sack;
-        } else if (sack === ((this.tdEnd[ri] + 1) >>> 0)) {
+        } else if (sack === (this.tdEnd[ri] + 1) >>> 0) {
           // Likely a reply to a keepalive. Needed for III.
           this.tdEnd[ri] = this.tdEnd[ri] + 1;
         }
       }
-    } else if (
-      isSyn &&
-      after(end, this.tdEnd[si]) &&
-      (this.state[e] === TCP_CONNTRACK_SYN_SENT || this.state[e] === TCP_CONNTRACK_SYN_RECV)
-    ) {
+    } else if (isSyn && after(end, this.tdEnd[si]) && (this.state[e] === TCP_CONNTRACK_SYN_SENT || this.state[e] === TCP_CONNTRACK_SYN_RECV)) {
       // RFC 793: a reinitialized TCP uses larger sequence numbers: re-init this direction.
       this.initSender(pkt, si, ri, end, win, dir);
       if (dir === DIR_REPLY && !hasAck) return NFCT_TCP_ACCEPT;
@@ -476,8 +447,7 @@ export class TcpTracker implements ProtoTracker {
     if (rMaxwin !== 0 && !after(end, this.tdEnd[si] - rMaxwin - 1))
       return this.windowVerdict(host, pkt, si, NFCT_TCP_IGNORE, W_SEQ_UNDER, (this.tdEnd[si] - rMaxwin - 1) >>> 0);
     // IV. sack >= receiver.td_end - MAXACKWINDOW(sender)
-    if (!after(sack, rEnd - maxAckWin - 1))
-      return this.windowVerdict(host, pkt, si, NFCT_TCP_IGNORE, W_ACK_UNDER, (rEnd - maxAckWin - 1) >>> 0);
+    if (!after(sack, rEnd - maxAckWin - 1)) return this.windowVerdict(host, pkt, si, NFCT_TCP_IGNORE, W_ACK_UNDER, (rEnd - maxAckWin - 1) >>> 0);
 
     // Window scaling (RFC 1323), not on SYNs.
     if (!isSyn) win = win << this.tdScale[si];
@@ -499,8 +469,7 @@ export class TcpTracker implements ProtoTracker {
     }
 
     // Update receiver data.
-    if (this.tdMaxwin[ri] !== 0 && after(end, this.tdMaxend[si]))
-      this.tdMaxwin[ri] = this.tdMaxwin[ri] + ((end - this.tdMaxend[si]) >>> 0);
+    if (this.tdMaxwin[ri] !== 0 && after(end, this.tdMaxend[si])) this.tdMaxwin[ri] = this.tdMaxwin[ri] + ((end - this.tdMaxend[si]) >>> 0);
     if (after(sack + win, this.tdMaxend[ri] - 1)) {
       this.tdMaxend[ri] = sack + win + (win === 0 ? 1 : 0);
     }
@@ -508,13 +477,7 @@ export class TcpTracker implements ProtoTracker {
 
     // Check retransmissions.
     if (index === TCP_ACK_SET) {
-      if (
-        this.lastDir[e] === dir &&
-        this.lastSeq[e] === seq &&
-        this.lastAck[e] === ack &&
-        this.lastEnd[e] === end &&
-        this.lastWin[e] === winRaw
-      ) {
+      if (this.lastDir[e] === dir && this.lastSeq[e] === seq && this.lastAck[e] === ack && this.lastEnd[e] === end && this.lastWin[e] === winRaw) {
         this.retrans[e]++;
       } else {
         this.lastDir[e] = dir;
@@ -538,11 +501,7 @@ export class TcpTracker implements ProtoTracker {
       if (expires < 120) return;
       const timeout = host.tun.nf_conntrack_tcp_timeout_unacknowledged;
       if (expires > timeout) {
-        if (logEnabled(host))
-          host.logInvalid(
-            pkt,
-            `packet (index ${index}, dir ${dir}) response for index ${this.lastIndex[e]} lower timeout to ${timeout}`,
-          );
+        if (logEnabled(host)) host.logInvalid(pkt, `packet (index ${index}, dir ${dir}) response for index ${this.lastIndex[e]} lower timeout to ${timeout}`);
         host.setTimeout(e, timeout, now);
       }
     } else {
@@ -568,10 +527,7 @@ export class TcpTracker implements ProtoTracker {
     let ignore = newState === TCP_CONNTRACK_IGNORE;
     if (newState === TCP_CONNTRACK_SYN_SENT && oldState >= TCP_CONNTRACK_TIME_WAIT) {
       // RFC 1122 reopen from TIME_WAIT / CLOSE, or an aborted connection restarted.
-      if (
-        (this.tdFlags[2 * e] | this.tdFlags[2 * e + 1]) & IP_CT_TCP_FLAG_CLOSE_INIT ||
-        (this.lastDir[e] === dir && this.lastIndex[e] === TCP_RST_SET)
-      ) {
+      if ((this.tdFlags[2 * e] | this.tdFlags[2 * e + 1]) & IP_CT_TCP_FLAG_CLOSE_INIT || (this.lastDir[e] === dir && this.lastIndex[e] === TCP_RST_SET)) {
         // Delete this connection and look up again.
         host.kill(e);
         return PKT_REPEAT;
@@ -580,12 +536,7 @@ export class TcpTracker implements ProtoTracker {
     }
 
     if (ignore) {
-      if (
-        index === TCP_SYNACK_SET &&
-        this.lastIndex[e] === TCP_SYN_SET &&
-        this.lastDir[e] !== dir &&
-        pkt.ack === this.lastEnd[e]
-      ) {
+      if (index === TCP_SYNACK_SET && this.lastIndex[e] === TCP_SYN_SET && this.lastDir[e] !== dir && pkt.ack === this.lastEnd[e]) {
         // b) This SYN/ACK acknowledges a SYN we ignored earlier: client and server
         // are in sync, we are not. Resync from the annotated values.
         oldState = TCP_CONNTRACK_SYN_SENT;
@@ -631,14 +582,12 @@ export class TcpTracker implements ProtoTracker {
         }
         // possible challenge ack reply to syn
         if (oldState === TCP_CONNTRACK_SYN_SENT && index === TCP_ACK_SET && dir === DIR_REPLY) this.lastAck[e] = pkt.ack;
-        if (logEnabled(host))
-          host.logInvalid(pkt, `packet (index ${index}) in dir ${dir} ignored, state ${TCP_STATE_NAMES[oldState]}`);
+        if (logEnabled(host)) host.logInvalid(pkt, `packet (index ${index}) in dir ${dir} ignored, state ${TCP_STATE_NAMES[oldState]}`);
         return PKT_IGNORE;
       }
     } else if (newState === TCP_CONNTRACK_MAX) {
       // (The SYN-proxy keep-alive exception does not apply: no synproxy.)
-      if (logEnabled(host))
-        host.logInvalid(pkt, `packet (index ${index}) in dir ${dir} invalid, state ${TCP_STATE_NAMES[oldState]}`);
+      if (logEnabled(host)) host.logInvalid(pkt, `packet (index ${index}) in dir ${dir} invalid, state ${TCP_STATE_NAMES[oldState]}`);
       return PKT_INVALID;
     } else if (newState === TCP_CONNTRACK_TIME_WAIT) {
       // RFC 5961 challenge ACK in answer to a spurious SYN is not the last ACK.
@@ -657,8 +606,7 @@ export class TcpTracker implements ProtoTracker {
       // The table is not smart enough to handle simultaneous open.
       this.lastFlags[e] |= IP_CT_TCP_SIMULTANEOUS_OPEN;
     } else if (newState === TCP_CONNTRACK_SYN_RECV) {
-      if (dir === DIR_REPLY && index === TCP_ACK_SET && this.lastFlags[e] & IP_CT_TCP_SIMULTANEOUS_OPEN)
-        newState = TCP_CONNTRACK_ESTABLISHED;
+      if (dir === DIR_REPLY && index === TCP_ACK_SET && this.lastFlags[e] & IP_CT_TCP_SIMULTANEOUS_OPEN) newState = TCP_CONNTRACK_ESTABLISHED;
     } else if (newState === TCP_CONNTRACK_CLOSE && index === TCP_RST_SET) {
       rst: {
         // Already closing: the tuple may have been reused, fields are outdated: skip checks.
@@ -684,8 +632,7 @@ export class TcpTracker implements ProtoTracker {
         }
         const st = host.status(e);
         if (
-          ((st & IPS_SEEN_REPLY && this.lastIndex[e] === TCP_SYN_SET) ||
-            (!(st & IPS_ASSURED) && this.lastIndex[e] === TCP_ACK_SET)) &&
+          ((st & IPS_SEEN_REPLY && this.lastIndex[e] === TCP_SYN_SET) || (!(st & IPS_ASSURED) && this.lastIndex[e] === TCP_ACK_SET)) &&
           pkt.ack === this.lastEnd[e]
         ) {
           // RST answering an ignored SYN (a) or a half-open ACK (c): skip the
@@ -694,12 +641,7 @@ export class TcpTracker implements ProtoTracker {
           break rst;
         }
         // Reset in response to a challenge-ack we let through earlier.
-        if (
-          oldState === TCP_CONNTRACK_SYN_SENT &&
-          this.lastIndex[e] === TCP_ACK_SET &&
-          this.lastDir[e] === DIR_REPLY &&
-          pkt.seq === this.lastAck[e]
-        )
+        if (oldState === TCP_CONNTRACK_SYN_SENT && this.lastIndex[e] === TCP_ACK_SET && this.lastDir[e] === DIR_REPLY && pkt.seq === this.lastAck[e])
           skipWindow = true;
       }
     }
@@ -717,8 +659,7 @@ export class TcpTracker implements ProtoTracker {
     this.lastIndex[e] = index;
     this.lastDir[e] = dir;
     this.state[e] = newState;
-    if (oldState !== newState && newState === TCP_CONNTRACK_FIN_WAIT)
-      this.tdFlags[2 * e + dir] |= IP_CT_TCP_FLAG_CLOSE_INIT;
+    if (oldState !== newState && newState === TCP_CONNTRACK_FIN_WAIT) this.tdFlags[2 * e + dir] |= IP_CT_TCP_FLAG_CLOSE_INIT;
 
     const tNew = tcpStateTimeout(tun, newState);
     const tRetrans = tun.nf_conntrack_tcp_timeout_max_retrans;
@@ -726,8 +667,7 @@ export class TcpTracker implements ProtoTracker {
     let timeout: number;
     if (this.retrans[e] >= tun.nf_conntrack_tcp_max_retrans && tNew > tRetrans) timeout = tRetrans;
     else if (index === TCP_RST_SET) timeout = tun.nf_conntrack_tcp_timeout_close;
-    else if ((this.tdFlags[2 * e] | this.tdFlags[2 * e + 1]) & IP_CT_TCP_FLAG_DATA_UNACKNOWLEDGED && tNew > tUnack)
-      timeout = tUnack;
+    else if ((this.tdFlags[2 * e] | this.tdFlags[2 * e + 1]) & IP_CT_TCP_FLAG_DATA_UNACKNOWLEDGED && tNew > tUnack) timeout = tUnack;
     else if (this.lastWin[e] === 0 && tNew > tRetrans) timeout = tRetrans;
     else timeout = tNew;
 
@@ -781,8 +721,7 @@ export class TcpTracker implements ProtoTracker {
       this.lastWscale[e],
       this.lastFlags[e],
     ];
-    for (let i = 2 * e; i < 2 * e + 2; i++)
-      out.push(this.tdEnd[i], this.tdMaxend[i], this.tdMaxwin[i], this.tdMaxack[i], this.tdScale[i], this.tdFlags[i]);
+    for (let i = 2 * e; i < 2 * e + 2; i++) out.push(this.tdEnd[i], this.tdMaxend[i], this.tdMaxwin[i], this.tdMaxack[i], this.tdScale[i], this.tdFlags[i]);
     return out;
   }
 

@@ -5,11 +5,7 @@
  */
 import { IPPROTO_UDPLITE } from '../../packet/view';
 import type { PacketView } from '../../packet/view';
-import {
-  IPS_ASSURED,
-  IPS_SEEN_REPLY,
-  PKT_ACCEPT,
-} from '../constants'
+import { IPS_ASSURED, IPS_SEEN_REPLY, PKT_ACCEPT } from '../constants';
 import type { ProtoTracker, TrackerHost } from './tracker';
 
 /** The entry counts as a stream once a packet arrives this long after creation (stream_ts = creation + 2 s). */

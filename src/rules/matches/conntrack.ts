@@ -155,8 +155,7 @@ export function hasConntrack(ctx: PacketContext): boolean {
  */
 export function ctProto(ctx: PacketContext): number {
   const v = ctx.view;
-  if ((ctx.ctinfo === IP_CT_RELATED || ctx.ctinfo === IP_CT_RELATED_REPLY) && v.hasInner !== 0 && (v.proto === 1 || v.proto === 58))
-    return v.innerProto;
+  if ((ctx.ctinfo === IP_CT_RELATED || ctx.ctinfo === IP_CT_RELATED_REPLY) && v.hasInner !== 0 && (v.proto === 1 || v.proto === 58)) return v.innerProto;
   return v.proto;
 }
 

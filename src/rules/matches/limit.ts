@@ -82,8 +82,7 @@ export const limitMatch: MatchModule<LimitState> = {
       s.avgSet = true;
     } else {
       if (s.burstSet) return env.error(optTok, '--limit-burst given twice');
-      if (!/^[0-9]+$/.test(a.text) || Number(a.text) > XT_LIMIT_BURST_MAX)
-        return env.error(a, `bad --limit-burst "${a.text}" (0..${XT_LIMIT_BURST_MAX})`);
+      if (!/^[0-9]+$/.test(a.text) || Number(a.text) > XT_LIMIT_BURST_MAX) return env.error(a, `bad --limit-burst "${a.text}" (0..${XT_LIMIT_BURST_MAX})`);
       s.burst = Number(a.text);
       s.burstSet = true;
     }

@@ -63,7 +63,10 @@ class MultiportMatch implements CompiledMatch {
   private readonly src: boolean;
   private readonly dst: boolean;
   private readonly inv: boolean;
-  constructor(s: MultiportState, private readonly rt: MatchRuntime) {
+  constructor(
+    s: MultiportState,
+    private readonly rt: MatchRuntime,
+  ) {
     this.n = s.ports.length;
     this.lo = Uint16Array.from(s.ports.map((p) => p[0]));
     this.hi = Uint16Array.from(s.ports.map((p) => p[1]));

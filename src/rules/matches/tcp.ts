@@ -66,7 +66,18 @@ export const tcpMatch: MatchModule<TcpState> = {
     { name: 'syn', invertible: true, args: 0 },
     { name: 'tcp-option', invertible: true, args: 1 },
   ],
-  create: () => ({ sport: null, sportInv: false, dport: null, dportInv: false, flagMask: 0, flagCmp: 0, flagsSet: false, flagsInv: false, option: 0, optionInv: false }),
+  create: () => ({
+    sport: null,
+    sportInv: false,
+    dport: null,
+    dportInv: false,
+    flagMask: 0,
+    flagCmp: 0,
+    flagsSet: false,
+    flagsInv: false,
+    option: 0,
+    optionInv: false,
+  }),
   parse(s, opt, args, inv, optTok, env) {
     switch (opt) {
       case 'sport':
@@ -134,7 +145,10 @@ class TcpMatch implements CompiledMatch {
   private readonly fInv: boolean;
   private readonly opt: number;
   private readonly optInv: boolean;
-  constructor(s: TcpState, private readonly rt: MatchRuntime) {
+  constructor(
+    s: TcpState,
+    private readonly rt: MatchRuntime,
+  ) {
     this.sLo = s.sport ? s.sport[0] : 0;
     this.sHi = s.sport ? s.sport[1] : 65535;
     this.sInv = s.sportInv;

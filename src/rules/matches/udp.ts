@@ -51,7 +51,10 @@ class UdpMatch implements CompiledMatch {
   private readonly dLo: number;
   private readonly dHi: number;
   private readonly dInv: boolean;
-  constructor(s: UdpState, private readonly rt: MatchRuntime) {
+  constructor(
+    s: UdpState,
+    private readonly rt: MatchRuntime,
+  ) {
     this.sLo = s.sport ? s.sport[0] : 0;
     this.sHi = s.sport ? s.sport[1] : 65535;
     this.sInv = s.sportInv;

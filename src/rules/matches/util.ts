@@ -4,9 +4,31 @@ import { Malformed, type PacketView } from '../../packet/view';
 
 /** A few /etc/services names iptables users write; numbers always work. */
 const SERVICES: Record<string, number> = {
-  ftp: 21, 'ftp-data': 20, ssh: 22, telnet: 23, smtp: 25, domain: 53, bootps: 67, bootpc: 68, tftp: 69,
-  http: 80, www: 80, pop3: 110, ntp: 123, imap: 143, snmp: 161, ldap: 389, https: 443, smtps: 465,
-  submission: 587, ldaps: 636, imaps: 993, pop3s: 995, openvpn: 1194, mysql: 3306, postgresql: 5432,
+  ftp: 21,
+  'ftp-data': 20,
+  ssh: 22,
+  telnet: 23,
+  smtp: 25,
+  domain: 53,
+  bootps: 67,
+  bootpc: 68,
+  tftp: 69,
+  http: 80,
+  www: 80,
+  pop3: 110,
+  ntp: 123,
+  imap: 143,
+  snmp: 161,
+  ldap: 389,
+  https: 443,
+  smtps: 465,
+  submission: 587,
+  ldaps: 636,
+  imaps: 993,
+  pop3s: 995,
+  openvpn: 1194,
+  mysql: 3306,
+  postgresql: 5432,
 };
 
 /** Parses one port (number 0..65535 or a service name). Returns -1 when invalid. */

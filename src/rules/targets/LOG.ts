@@ -21,7 +21,17 @@ export const LOG_DEFAULT_LEVEL = 4;
 export const LOG_PREFIX_MAX = 29;
 
 export const LOG_LEVELS: Record<string, number> = {
-  emerg: 0, panic: 0, alert: 1, crit: 2, error: 3, err: 3, warning: 4, warn: 4, notice: 5, info: 6, debug: 7,
+  emerg: 0,
+  panic: 0,
+  alert: 1,
+  crit: 2,
+  error: 3,
+  err: 3,
+  warning: 4,
+  warn: 4,
+  notice: 5,
+  info: 6,
+  debug: 7,
 };
 
 export interface LogState {
@@ -98,7 +108,16 @@ function dumpTcp(out: string[], b: Uint8Array, off: number, end: number, fragmen
   out.push(`WINDOW=${get16(b, off + 14)} `);
   out.push(`RES=0x${((get32(b, off + 12) & 0x0f000000) >>> 22).toString(16).padStart(2, '0')} `);
   const f = b[off + 13];
-  const names: [number, string][] = [[0x80, 'CWR'], [0x40, 'ECE'], [0x20, 'URG'], [0x10, 'ACK'], [0x08, 'PSH'], [0x04, 'RST'], [0x02, 'SYN'], [0x01, 'FIN']];
+  const names: [number, string][] = [
+    [0x80, 'CWR'],
+    [0x40, 'ECE'],
+    [0x20, 'URG'],
+    [0x10, 'ACK'],
+    [0x08, 'PSH'],
+    [0x04, 'RST'],
+    [0x02, 'SYN'],
+    [0x01, 'FIN'],
+  ];
   for (const [bit, n] of names) if (f & bit) out.push(n + ' ');
   out.push(`URGP=${get16(b, off + 18)} `);
   const doff = (b[off + 12] >>> 4) * 4;
@@ -258,7 +277,11 @@ function dumpIp6(out: string[], b: Uint8Array, ip: number, end: number, flags: n
         const fo = get16(b, ptr + 2);
         out.push(`${fo & 0xfff8} `);
         if (fo & 1) out.push('INCOMPLETE ');
-        out.push(`ID:${get32(b, ptr + 4).toString(16).padStart(8, '0')} `);
+        out.push(
+          `ID:${get32(b, ptr + 4)
+            .toString(16)
+            .padStart(8, '0')} `,
+        );
         if (fo & 0xfff8) fragment = true;
         hdrlen = 8;
         break;
@@ -336,7 +359,12 @@ function dumpIp6(out: string[], b: Uint8Array, ip: number, end: number, flags: n
         case 1:
         case 2:
         case 3:
-          if (type === 4) out.push(`POINTER=${get32(b, ptr + 4).toString(16).padStart(8, '0')} `);
+          if (type === 4)
+            out.push(
+              `POINTER=${get32(b, ptr + 4)
+                .toString(16)
+                .padStart(8, '0')} `,
+            );
           if (recurse) {
             out.push('[');
             dumpIp6(out, b, ptr + 8, end, flags, false, 0);
@@ -359,8 +387,8 @@ function dumpIp6(out: string[], b: Uint8Array, ip: number, end: number, flags: n
 export function formatLogLine(ctx: PacketContext, prefix: string, flags: number, ifname: (ifindex: number) => string | undefined): string {
   const v = ctx.view;
   const out: string[] = [prefix];
-  const inName = ctx.indev ? ifname(ctx.indev) ?? '' : '';
-  const outName = ctx.outdev ? ifname(ctx.outdev) ?? '' : '';
+  const inName = ctx.indev ? (ifname(ctx.indev) ?? '') : '';
+  const outName = ctx.outdev ? (ifname(ctx.outdev) ?? '') : '';
   out.push(`IN=${inName} OUT=${outName} `);
   const end = Math.min(v.buf.length, v.off + v.len);
   if (ctx.family === 6) dumpIp6(out, v.buf, v.off, end, flags, true, ctx.mark);

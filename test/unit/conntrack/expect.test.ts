@@ -119,7 +119,10 @@ test('per-master max_expected evicts the oldest; the global limit refuses with a
   const full = say('OPEN 4', 18);
   assert.equal(full.queue, NF_DROP);
   assert.equal(ct.expectations.count, 3);
-  assert.deepEqual(logs.map((l) => l.msg), [EXPECT_FULL_MSG]);
+  assert.deepEqual(
+    logs.map((l) => l.msg),
+    [EXPECT_FULL_MSG],
+  );
 });
 
 test('expectations die with their master, and time out (never refreshed)', () => {

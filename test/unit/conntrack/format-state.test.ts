@@ -98,7 +98,10 @@ test('per-source limit: a NEW flow from a source at its limit is dropped and cou
   assert.equal(x.ctstate, CTSTATE_INVALID);
   assert.equal(ct.stats.per_source_drop, 1);
   assert.equal(ct.stats.drop, 1);
-  assert.deepEqual(logs.map((l) => l.msg), [PER_SOURCE_MSG]);
+  assert.deepEqual(
+    logs.map((l) => l.msg),
+    [PER_SOURCE_MSG],
+  );
   // existing flows and other sources go on
   assert.equal(pass(ct, ipv4({ src: C, dst: S }, udp({ sport: 1, dport: 53, payload: 'q' })), 1).ctinfo, IP_CT_NEW);
   assert.equal(pass(ct, ipv4({ src: S, dst: C }, udp({ sport: 53, dport: 1, payload: 'r' })), 1).ctinfo, IP_CT_ESTABLISHED_REPLY);

@@ -14,7 +14,9 @@ test('FTP through the core: passive mode makes the data connection RELATED with 
   let cseq = 1000;
   let sseq = 5000;
   const c = (flags: string, payload = '', now = 0) => {
-    const p = pass(ct, ipv4({ src: C, dst: S }, tcp({ sport: 39000, dport: 21, flags, seq: cseq, ack: sseq, window: 502, payload })), now, { helper: HELPER_FTP });
+    const p = pass(ct, ipv4({ src: C, dst: S }, tcp({ sport: 39000, dport: 21, flags, seq: cseq, ack: sseq, window: 502, payload })), now, {
+      helper: HELPER_FTP,
+    });
     cseq += payload.length + (flags.includes('S') ? 1 : 0);
     return p;
   };

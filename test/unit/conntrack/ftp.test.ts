@@ -4,14 +4,7 @@ import * as assert from 'node:assert/strict';
 import { FtpHelper, NUM_SEQ_TO_REMEMBER } from '../../../src/conntrack/helpers/ftp';
 import { createHelpers, helperId, helperName, HELPER_FTP } from '../../../src/conntrack/helpers/registry';
 import type { HelperHost } from '../../../src/conntrack/helpers/helper';
-import {
-  IP_CT_ESTABLISHED,
-  IP_CT_ESTABLISHED_REPLY,
-  IP_CT_NEW,
-  IP_CT_RELATED,
-  PKT_ACCEPT,
-  PKT_DROP,
-} from '../../../src/conntrack/constants';
+import { IP_CT_ESTABLISHED, IP_CT_ESTABLISHED_REPLY, IP_CT_NEW, IP_CT_RELATED, PKT_ACCEPT, PKT_DROP } from '../../../src/conntrack/constants';
 import { defaultTunables, type TunableValues } from '../../../src/conntrack/sysctl';
 import { PacketView } from '../../../src/packet/view';
 

@@ -198,7 +198,10 @@ test('bad checksum: INVALID; skipped with CSUM_NOT_READY, at LOCAL_OUT, or with 
 test('log_invalid logs the reason with the kernel prefix', () => {
   const { ct, logs } = makeCt({ nf_conntrack_log_invalid: 255 });
   pass(ct, ipv4({ src: C, dst: S }, udp({ sport: 1, dport: 2, payload: 'x', checksum: 0x1234 })), 0);
-  assert.ok(logs.some((l) => l.msg.startsWith('nf_ct_proto_17: bad checksum SRC=198.18.0.2 DST=198.19.0.2')), JSON.stringify(logs));
+  assert.ok(
+    logs.some((l) => l.msg.startsWith('nf_ct_proto_17: bad checksum SRC=198.18.0.2 DST=198.19.0.2')),
+    JSON.stringify(logs),
+  );
   const { ct: ct2, logs: logs2 } = makeCt({ nf_conntrack_log_invalid: 6 });
   pass(ct2, ipv4({ src: C, dst: S }, udp({ sport: 1, dport: 2, payload: 'x', checksum: 0x1234 })), 0);
   assert.equal(logs2.length, 0);

@@ -77,7 +77,10 @@ test('ASSURED entries survive; when only ASSURED entries are left the packet is 
   assert.equal(ct.stats.early_drop, 0);
   assert.equal(ct.count, 64);
   for (const e of assured) assert.ok(ct.status(e) & IPS_ASSURED, 'all survive');
-  assert.deepEqual(logs.map((l) => l.msg), [TABLE_FULL_MSG]);
+  assert.deepEqual(
+    logs.map((l) => l.msg),
+    [TABLE_FULL_MSG],
+  );
   // burst of 10 per 5 s window, then suppressed
   for (let i = 1; i < 25; i++) pass(ct, flow(5000 + i), 3000 + i);
   assert.equal(logs.filter((l) => l.msg === TABLE_FULL_MSG).length, 10);

@@ -188,8 +188,6 @@ function expectOk(r: Outcome, what: string): void {
   if (r !== PKT_ACCEPT) throw new Error(`${what}: expected PKT_ACCEPT, got ${String(r)}`);
 }
 
-
-
 // ───────────────────────────────────────────────────────────────────────────
 // Tests
 // ───────────────────────────────────────────────────────────────────────────
@@ -211,8 +209,7 @@ describe('tcp validate (tcp_error)', () => {
     const { t, h } = setup();
     for (const f of ['', 'F', 'SF', 'SR', 'FR', 'SAU', 'FPU', 'FRA', 'SFRPAU', 'P', 'U', 'RAU', 'SRA'])
       assert.equal(t.validate(h, pkt(C, { flags: f, seq: 1 })), false, `flags '${f}'`);
-    for (const f of ['SEC', 'SAE', 'PA', 'FPA', 'RP', 'AUP', 'SUP'])
-      assert.equal(t.validate(h, pkt(C, { flags: f, seq: 1 })), true, `flags '${f}'`);
+    for (const f of ['SEC', 'SAE', 'PA', 'FPA', 'RP', 'AUP', 'SUP']) assert.equal(t.validate(h, pkt(C, { flags: f, seq: 1 })), true, `flags '${f}'`);
   });
   it('truncated header: doff < 5, or doff past the segment end', () => {
     const { t, h } = setup();
@@ -660,7 +657,21 @@ describe('tcp window tracking (tcp_in_window)', () => {
     assert.equal(s.c.send(C, { flags: 'PA', seq: 1001, ack: 5001, win: 502, len: 1000 }), PKT_ACCEPT);
     assert.equal(s.c.send(S, { flags: 'A', seq: 5001, ack: 1001, win: 510, opts: { sack: [[1501, 2001]] } }), PKT_ACCEPT);
     assert.equal(s.t.tdMaxwin[2 * s.c.e + 1], (510 << 7) + 1000, 'max window grows by sack - ack');
-    assert.equal(s.c.send(S, { flags: 'A', seq: 5001, ack: 1001, win: 510, opts: { sack: [[1101, 1201], [2101, 3001]] } }), PKT_INVALID);
+    assert.equal(
+      s.c.send(S, {
+        flags: 'A',
+        seq: 5001,
+        ack: 1001,
+        win: 510,
+        opts: {
+          sack: [
+            [1101, 1201],
+            [2101, 3001],
+          ],
+        },
+      }),
+      PKT_INVALID,
+    );
     assert.deepEqual(s.h.logs, ['ACK is over upper bound 2002 (ACKed data not seen yet)']);
   });
   it('SACK blocks are not looked at when the receiver did not send SACK-permitted', () => {

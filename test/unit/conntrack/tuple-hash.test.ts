@@ -38,7 +38,16 @@ test('tuple inversion: ports swapped, addresses swapped', () => {
 });
 
 test('ICMP inversion table (invmap): requests/replies pair up, everything else fails', () => {
-  const pairs = [[8, 0], [0, 8], [13, 14], [14, 13], [15, 16], [16, 15], [17, 18], [18, 17]];
+  const pairs = [
+    [8, 0],
+    [0, 8],
+    [13, 14],
+    [14, 13],
+    [15, 16],
+    [16, 15],
+    [17, 18],
+    [18, 17],
+  ];
   for (const [t, r] of pairs) assert.equal(icmpInverseType(t), r);
   for (const t of [3, 4, 5, 9, 10, 11, 12, 19, 255]) assert.equal(icmpInverseType(t), -1, `type ${t}`);
   // id and code are kept, type mapped
@@ -48,7 +57,13 @@ test('ICMP inversion table (invmap): requests/replies pair up, everything else f
 });
 
 test('ICMPv6 inversion table', () => {
-  for (const [t, r] of [[128, 129], [129, 128], [139, 140], [140, 139]]) assert.equal(icmpv6InverseType(t), r);
+  for (const [t, r] of [
+    [128, 129],
+    [129, 128],
+    [139, 140],
+    [140, 139],
+  ])
+    assert.equal(icmpv6InverseType(t), r);
   for (const t of [1, 2, 127, 130, 133, 135, 137, 141]) assert.equal(icmpv6InverseType(t), -1, `type ${t}`);
   assert.equal(invertPorts(58, (7 << 16) | (128 << 8) | 3), ((7 << 16) | (129 << 8) | 3) >>> 0);
 });

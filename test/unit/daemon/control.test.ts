@@ -36,7 +36,18 @@ function makeTarget(n: number): { target: ControlTarget; ct: Conntrack; reloads:
   const ct = new Conntrack(tun);
   for (let i = 0; i < n; i++) {
     const src = i % 2 === 0 ? ip('198.18.1.1') : ip('198.18.1.2');
-    const e = ct.importEntry({ tuple: udpTuple(src, ip('198.19.2.1'), 10000 + (i % 50000), i % 3 === 0 ? 53 : 5300), status: 0, timeoutMs: 30_000, ageMs: 0, mark: 0, helper: '', proto: [] }, NOW);
+    const e = ct.importEntry(
+      {
+        tuple: udpTuple(src, ip('198.19.2.1'), 10000 + (i % 50000), i % 3 === 0 ? 53 : 5300),
+        status: 0,
+        timeoutMs: 30_000,
+        ageMs: 0,
+        mark: 0,
+        helper: '',
+        proto: [],
+      },
+      NOW,
+    );
     assert.ok(e >= 0);
   }
   const reloads: number[] = [];
@@ -107,7 +118,11 @@ describe('control socket', () => {
     assert.equal(r.count, N);
     assert.equal(lines.length, N);
     assert.ok(chunks.length > 1, 'more than one chunk');
-    for (const l of lines) assert.match(l, /^udp {6}17 30 src=198\.18\.1\.[12] dst=198\.19\.2\.1 sport=\d+ dport=(53|5300) \[UNREPLIED\] src=198\.19\.2\.1 dst=198\.18\.1\.[12] sport=(53|5300) dport=\d+ mark=0 use=1$/);
+    for (const l of lines)
+      assert.match(
+        l,
+        /^udp {6}17 30 src=198\.18\.1\.[12] dst=198\.19\.2\.1 sport=\d+ dport=(53|5300) \[UNREPLIED\] src=198\.19\.2\.1 dst=198\.18\.1\.[12] sport=(53|5300) dport=\d+ mark=0 use=1$/,
+      );
   });
 
   test('filters apply to the ORIG tuple', async () => {
@@ -155,7 +170,11 @@ describe('control socket', () => {
         resolve();
       });
     });
-    const parallel = await Promise.all([request(sock, { op: 'ct.count' }), request(sock, { op: 'ct.list', filter: { sport: 10001 } }, () => {}), request(sock, { op: 'ping' })]);
+    const parallel = await Promise.all([
+      request(sock, { op: 'ct.count' }),
+      request(sock, { op: 'ct.list', filter: { sport: 10001 } }, () => {}),
+      request(sock, { op: 'ping' }),
+    ]);
     assert.deepEqual(
       parallel.map((r) => r.ok),
       [true, true, true],

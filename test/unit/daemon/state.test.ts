@@ -39,7 +39,10 @@ describe('state file', () => {
     const file = path.join(dir, 'a.state');
     const w = await saveState(a, file, { now: 50_000, wallNow: 1_700_000_000_000 });
     assert.deepEqual(w, { entries: 2, expectations: 0 });
-    assert.deepEqual(fs.readdirSync(dir).filter((f) => f.includes('.tmp-')), []);
+    assert.deepEqual(
+      fs.readdirSync(dir).filter((f) => f.includes('.tmp-')),
+      [],
+    );
     assert.equal(fs.statSync(file).mode & 0o777, 0o600);
     const b = table();
     // 20 s of wall-clock time later, on a fresh monotonic clock
@@ -49,7 +52,9 @@ describe('state file', () => {
     assert.equal(r.expired, 1);
     const lines: string[] = [];
     b.forEach((e) => lines.push(formatConntrack(b, e, 3000)));
-    assert.deepEqual(lines, ['udp      17 80 src=198.18.1.1 dst=198.19.2.1 sport=1000 dport=53 [UNREPLIED] src=198.19.2.1 dst=198.18.1.1 sport=53 dport=1000 mark=7 use=1']);
+    assert.deepEqual(lines, [
+      'udp      17 80 src=198.18.1.1 dst=198.19.2.1 sport=1000 dport=53 [UNREPLIED] src=198.19.2.1 dst=198.18.1.1 sport=53 dport=1000 mark=7 use=1',
+    ]);
   });
 
   test('a missing file restores nothing quietly', () => {

@@ -18,7 +18,20 @@ const below = (n: number): number => rnd() % n;
 
 const CORPUS: Uint8Array[] = [
   ipv4({ options: [1, 1, 1, 1] }, tcp({ flags: 'SA', options: { mss: 1460, wscale: 7, sackPerm: true, timestamp: [1, 2] }, payload: 'abc' })),
-  ipv4({}, tcp({ flags: 'A', options: { sack: [[1, 2], [3, 4], [5, 6]] }, payload: 'xyz' })),
+  ipv4(
+    {},
+    tcp({
+      flags: 'A',
+      options: {
+        sack: [
+          [1, 2],
+          [3, 4],
+          [5, 6],
+        ],
+      },
+      payload: 'xyz',
+    }),
+  ),
   ipv4({}, udp({ payload: 'hello world' })),
   ipv4({}, udplite({ coverage: 8, payload: 'lite' })),
   ipv4({}, icmp({ type: 8, payload: 'ping' })),
@@ -70,9 +83,12 @@ test('fuzz: mutated valid packets and random bytes never throw and give known co
       const nmut = 1 + below(4);
       for (let m = 0; m < nmut; m++) {
         const r = below(10);
-        if (r < 5) work[below(len)] ^= 1 << below(8); // bit flip
-        else if (r < 7) work[below(len)] = below(256); // random byte
-        else if (r < 8) len = below(len + 1); // truncation
+        if (r < 5)
+          work[below(len)] ^= 1 << below(8); // bit flip
+        else if (r < 7)
+          work[below(len)] = below(256); // random byte
+        else if (r < 8)
+          len = below(len + 1); // truncation
         else if (r < 9) {
           // grow with garbage (trailing bytes beyond tot_len)
           const add = below(64);
@@ -109,7 +125,18 @@ test('fuzz: mutated valid packets and random bytes never throw and give known co
     }
   }
   // the corpus mutations reach valid packets and every main failure kind
-  for (const code of [0, Malformed.TOO_SHORT, Malformed.BAD_VERSION, Malformed.BAD_IHL, Malformed.BAD_TOTAL_LEN, Malformed.BAD_EXT_HEADER, Malformed.TRUNCATED_L4, Malformed.BAD_TCP_DOFF, Malformed.BAD_UDP_LEN, Malformed.BAD_INNER]) {
+  for (const code of [
+    0,
+    Malformed.TOO_SHORT,
+    Malformed.BAD_VERSION,
+    Malformed.BAD_IHL,
+    Malformed.BAD_TOTAL_LEN,
+    Malformed.BAD_EXT_HEADER,
+    Malformed.TRUNCATED_L4,
+    Malformed.BAD_TCP_DOFF,
+    Malformed.BAD_UDP_LEN,
+    Malformed.BAD_INNER,
+  ]) {
     assert.ok((counts.get(code) ?? 0) > 0, `code ${code} never produced`);
   }
 });

@@ -255,7 +255,10 @@ test('parsing at a non-zero offset inside a larger shared buffer', () => {
 
 test('a reused view never keeps fields of the previous packet', () => {
   const corpus = [
-    ipv4({ df: true, ttl: 3, tos: 4 }, tcp({ flags: 'SA', seq: 0xfffffff0, ack: 0x80000001, options: { mss: 1460, wscale: 20, sackPerm: true, sack: [[1, 2]] }, payload: 'data' })),
+    ipv4(
+      { df: true, ttl: 3, tos: 4 },
+      tcp({ flags: 'SA', seq: 0xfffffff0, ack: 0x80000001, options: { mss: 1460, wscale: 20, sackPerm: true, sack: [[1, 2]] }, payload: 'data' }),
+    ),
     ipv6({ extHeaders: [{ type: 44, more: true, id: 3 }], flowLabel: 5 }, udp({ sport: 1, dport: 2, payload: 'u' })),
     ipv4({}, icmp({ type: 3, code: 3, payload: ipv4({}, udp()).subarray(0, 28) })),
     ipv4({}, new Uint8Array(0)),

@@ -49,16 +49,71 @@ test('TCP options: MSS, window scale, SACK-permitted, timestamps', () => {
 });
 
 test('SACK blocks: highest right edge by modular comparison, first SACK option only', () => {
-  const a = parse(ipv4({}, tcp({ flags: 'A', options: { sack: [[100, 200], [300, 400], [10, 20]] } })));
+  const a = parse(
+    ipv4(
+      {},
+      tcp({
+        flags: 'A',
+        options: {
+          sack: [
+            [100, 200],
+            [300, 400],
+            [10, 20],
+          ],
+        },
+      }),
+    ),
+  );
   assert.equal(a.hasSack, 1);
   assert.equal(a.sackRight, 400);
   // wrap-around: 0x00000010 is after 0xfffffff0
-  const w = parse(ipv4({}, tcp({ flags: 'A', options: { sack: [[0xffffff00, 0xfffffff0], [0xfffffff0, 0x10]] } })));
+  const w = parse(
+    ipv4(
+      {},
+      tcp({
+        flags: 'A',
+        options: {
+          sack: [
+            [0xffffff00, 0xfffffff0],
+            [0xfffffff0, 0x10],
+          ],
+        },
+      }),
+    ),
+  );
   assert.equal(w.sackRight, 0x10);
-  const w2 = parse(ipv4({}, tcp({ flags: 'A', options: { sack: [[0, 0x10], [0xffffff00, 0xfffffff0]] } })));
+  const w2 = parse(
+    ipv4(
+      {},
+      tcp({
+        flags: 'A',
+        options: {
+          sack: [
+            [0, 0x10],
+            [0xffffff00, 0xfffffff0],
+          ],
+        },
+      }),
+    ),
+  );
   assert.equal(w2.sackRight, 0x10);
   // four blocks (34 bytes) with timestamps → 40-byte option space limit
-  const four = parse(ipv4({}, tcp({ flags: 'A', options: { sack: [[1, 5], [6, 7], [8, 0x7fffffff], [9, 10]] } })));
+  const four = parse(
+    ipv4(
+      {},
+      tcp({
+        flags: 'A',
+        options: {
+          sack: [
+            [1, 5],
+            [6, 7],
+            [8, 0x7fffffff],
+            [9, 10],
+          ],
+        },
+      }),
+    ),
+  );
   assert.equal(four.sackRight, 0x7fffffff);
   assert.equal(four.tcpHeaderLen, 56);
   // a SACK option of a bad length (2 + 7) is skipped; a later good one counts

@@ -104,7 +104,15 @@ class Ng {
     const o = withComment ? [this.option(1, Buffer.from('a comment')), this.option(0, new Uint8Array(0))] : [];
     return this.block(
       6,
-      Buffer.concat([this.u32(ifId), this.u32(Number(ts >> 32n)), this.u32(Number(ts & 0xffffffffn)), this.u32(data.length), this.u32(origLen), this.pad(data), ...o]),
+      Buffer.concat([
+        this.u32(ifId),
+        this.u32(Number(ts >> 32n)),
+        this.u32(Number(ts & 0xffffffffn)),
+        this.u32(data.length),
+        this.u32(origLen),
+        this.pad(data),
+        ...o,
+      ]),
     );
   }
   spb(data: Uint8Array, origLen = data.length): this {
@@ -203,11 +211,23 @@ describe('pcap: classic format', () => {
     w.add(P4, 1);
     w.add(P6, 2);
     w.add(P4b, 3, { vlans: [{ vid: 10 }] });
-    w.add(P6, 4, { vlans: [{ tpid: 0x88a8, vid: 100 }, { tpid: 0x8100, vid: 10 }] });
+    w.add(P6, 4, {
+      vlans: [
+        { tpid: 0x88a8, vid: 100 },
+        { tpid: 0x8100, vid: 10 },
+      ],
+    });
     w.addFrame(eth(0x0800, P4, [[0x9100, 7]]), 5);
     w.addFrame(eth(0x0806, ARP), 6); // ARP
     w.addFrame(eth(0x88cc, new Uint8Array(40)), 7); // LLDP
-    w.addFrame(eth(0x0800, P4, [[0x8100, 1], [0x8100, 2], [0x8100, 3]]), 8); // three tags: not followed
+    w.addFrame(
+      eth(0x0800, P4, [
+        [0x8100, 1],
+        [0x8100, 2],
+        [0x8100, 3],
+      ]),
+      8,
+    ); // three tags: not followed
     w.addFrame(eth(0x8100, new Uint8Array(0)).subarray(0, 14), 9); // tag announced, frame ends
     w.addFrame(new Uint8Array(10), 10); // shorter than an Ethernet header
     w.addFrame(eth(0x0800, new Uint8Array(0)), 11); // IPv4 ethertype, no payload
@@ -324,7 +344,16 @@ describe('pcap: classic format', () => {
       b.set(payload, 4);
       return new Uint8Array(b);
     };
-    const frames = [nul(2, P4, false), nul(2, P4, true), nul(10, P6, false), nul(24, P6, true), nul(28, P6, false), nul(30, P6, true), nul(7, P4, false), Uint8Array.of(2, 0)];
+    const frames = [
+      nul(2, P4, false),
+      nul(2, P4, true),
+      nul(10, P6, false),
+      nul(24, P6, true),
+      nul(28, P6, false),
+      nul(30, P6, true),
+      nul(7, P4, false),
+      Uint8Array.of(2, 0),
+    ];
     const r = new PcapReader(pcapOf(LINKTYPE_NULL, frames), 'null');
     const ps = [...r];
     assert.deepEqual(

@@ -35,7 +35,7 @@ function tcpdump(args: string[]): { status: number | null; stdout: string; stder
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
-describe('pcap: tcpdump reads our files and we read tcpdump\'s', { skip: !TCPDUMP && 'tcpdump not installed' }, () => {
+describe("pcap: tcpdump reads our files and we read tcpdump's", { skip: !TCPDUMP && 'tcpdump not installed' }, () => {
   for (const linkType of [LINKTYPE_RAW, LINKTYPE_ETHERNET]) {
     for (const nanosecond of [false, true]) {
       it(`link type ${linkType}, ${nanosecond ? 'ns' : 'µs'}: tcpdump -r decodes, tcpdump -w rewrites, we read the rewrite`, () => {

@@ -29,9 +29,12 @@ function v(rule: string, pkt: Uint8Array, o: CtxOpts = {}): number {
   return engine.evalFilter(ctxFor(pkt, o), 0);
 }
 
-const t4 = (s: Parameters<typeof tcp>[0] = {}, ip: Parameters<typeof ipv4>[0] = {}) => ipv4({ src: '198.18.1.1', dst: '198.19.2.1', ...ip }, tcp({ sport: 40000, dport: 80, ...s }));
-const u4 = (s: Parameters<typeof udp>[0] = {}, ip: Parameters<typeof ipv4>[0] = {}) => ipv4({ src: '198.18.1.1', dst: '198.19.2.1', ...ip }, udp({ sport: 5353, dport: 53, ...s }));
-const t6 = (s: Parameters<typeof tcp>[0] = {}, ip: Parameters<typeof ipv6>[0] = {}) => ipv6({ src: '2001:2:0:1::1', dst: '2001:2:0:2::1', ...ip }, tcp({ sport: 40000, dport: 80, ...s }));
+const t4 = (s: Parameters<typeof tcp>[0] = {}, ip: Parameters<typeof ipv4>[0] = {}) =>
+  ipv4({ src: '198.18.1.1', dst: '198.19.2.1', ...ip }, tcp({ sport: 40000, dport: 80, ...s }));
+const u4 = (s: Parameters<typeof udp>[0] = {}, ip: Parameters<typeof ipv4>[0] = {}) =>
+  ipv4({ src: '198.18.1.1', dst: '198.19.2.1', ...ip }, udp({ sport: 5353, dport: 53, ...s }));
+const t6 = (s: Parameters<typeof tcp>[0] = {}, ip: Parameters<typeof ipv6>[0] = {}) =>
+  ipv6({ src: '2001:2:0:1::1', dst: '2001:2:0:2::1', ...ip }, tcp({ sport: 40000, dport: 80, ...s }));
 
 test('-p: names, numbers, negation, all', () => {
   assert.equal(v('-p tcp', t4()), A);
@@ -302,11 +305,23 @@ test('jumps, RETURN, goto, policies and counters', () => {
 
 test('family filtering: -4 / -6 / address family / untagged rules', () => {
   const te = engineFor(
-    forward('-4 -p tcp -m tcp --dport 1 -j ACCEPT', '-6 -p tcp -m tcp --dport 2 -j ACCEPT', '-p tcp -m tcp --dport 3 -j ACCEPT', '-s 2001:2::/32 -p tcp -m tcp --dport 4 -j ACCEPT', '! -d 10.0.0.0/8 -p tcp -m tcp --dport 5 -j ACCEPT'),
+    forward(
+      '-4 -p tcp -m tcp --dport 1 -j ACCEPT',
+      '-6 -p tcp -m tcp --dport 2 -j ACCEPT',
+      '-p tcp -m tcp --dport 3 -j ACCEPT',
+      '-s 2001:2::/32 -p tcp -m tcp --dport 4 -j ACCEPT',
+      '! -d 10.0.0.0/8 -p tcp -m tcp --dport 5 -j ACCEPT',
+    ),
   );
   const ev = (pkt: Uint8Array) => te.engine.evalFilter(ctxFor(pkt), 0);
-  assert.deepEqual([1, 2, 3, 4, 5].map((p) => ev(t4({ dport: p }))), [A, D, A, D, A]);
-  assert.deepEqual([1, 2, 3, 4, 5].map((p) => ev(t6({ dport: p }))), [D, A, A, A, D]);
+  assert.deepEqual(
+    [1, 2, 3, 4, 5].map((p) => ev(t4({ dport: p }))),
+    [A, D, A, D, A],
+  );
+  assert.deepEqual(
+    [1, 2, 3, 4, 5].map((p) => ev(t6({ dport: p }))),
+    [D, A, A, A, D],
+  );
 });
 
 test('raw table: CT --helper, CT --notrack, NOTRACK set the context and continue; hooks pick the chain', () => {
@@ -339,7 +354,9 @@ COMMIT
 });
 
 test('LOG continues and logs; REJECT sends and drops; the 1000-rule chain uses the candidate lists', () => {
-  const te = engineFor(forward('-p tcp -j LOG --log-prefix "fw: " --log-level 6', '-p tcp -m tcp --dport 23 -j REJECT --reject-with tcp-reset', '-p udp -j REJECT', '-j ACCEPT'));
+  const te = engineFor(
+    forward('-p tcp -j LOG --log-prefix "fw: " --log-level 6', '-p tcp -m tcp --dport 23 -j REJECT --reject-with tcp-reset', '-p udp -j REJECT', '-j ACCEPT'),
+  );
   assert.equal(te.engine.evalFilter(ctxFor(t4({ dport: 23 })), 0), D);
   assert.equal(te.logs.length, 1);
   assert.equal(te.logs[0][1], 6);

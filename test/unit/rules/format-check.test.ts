@@ -16,9 +16,7 @@ const ruleFiles = readdirSync(RULES).filter((f) => f.endsWith('.rules'));
 
 /** The rule set without source positions (what a round trip must keep). */
 function canonical(set: RuleSet): unknown {
-  return JSON.parse(
-    JSON.stringify(set.tables, (k, v) => (['at', 'line', 'col', 'explicit', 'counters'].includes(k) ? undefined : v)),
-  );
+  return JSON.parse(JSON.stringify(set.tables, (k, v) => (['at', 'line', 'col', 'explicit', 'counters'].includes(k) ? undefined : v)));
 }
 
 function parseClean(text: string, file: string): RuleSet {
@@ -105,7 +103,10 @@ COMMIT
   te.engine.evalFilter(ctxFor(t), 0);
   te.engine.evalFilter(ctxFor(u), 0);
   const out = formatRuleSet(te.engine.compiled.set, { counters: te.engine.counters, comments: false });
-  assert.equal(out, `*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [1:${u.length}]\n:OUTPUT ACCEPT [0:0]\n[2:${2 * t.length}] -A FORWARD -p tcp -j ACCEPT\nCOMMIT\n`);
+  assert.equal(
+    out,
+    `*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [1:${u.length}]\n:OUTPUT ACCEPT [0:0]\n[2:${2 * t.length}] -A FORWARD -p tcp -j ACCEPT\nCOMMIT\n`,
+  );
   // and it parses back (iptables-restore -c format)
   const again = parseClean(out, 'v.rules');
   assert.deepEqual(again.tables[0].chains[1].rules[0].counters, [2, 2 * t.length]);

@@ -80,7 +80,18 @@ test('basic options: -p names and numbers, addresses, CIDR, masks, interfaces, -
 test('every match parses its options (incl. negation, legacy negation, implicit protocol matches)', () => {
   const t = rule('-p tcp ! --sport 1024:65535 --dport 22 --tcp-flags SYN,ACK SYN --tcp-option 2 -j ACCEPT');
   assert.equal(t.matches[0].explicit, false);
-  assert.deepEqual(t.matches[0].state, { sport: [1024, 65535], sportInv: true, dport: [22, 22], dportInv: false, flagMask: 0x12, flagCmp: 0x02, flagsSet: true, flagsInv: false, option: 2, optionInv: false });
+  assert.deepEqual(t.matches[0].state, {
+    sport: [1024, 65535],
+    sportInv: true,
+    dport: [22, 22],
+    dportInv: false,
+    flagMask: 0x12,
+    flagCmp: 0x02,
+    flagsSet: true,
+    flagsInv: false,
+    option: 2,
+    optionInv: false,
+  });
   assert.equal(rule('-p tcp -m tcp ! --syn -j ACCEPT').matches[0].state.flagsInv, true);
   assert.deepEqual(rule('-p tcp -m tcp --dport :1023 -j ACCEPT').matches[0].state.dport, [0, 1023]);
   assert.deepEqual(rule('-p tcp -m tcp --sport 1024: -j ACCEPT').matches[0].state.sport, [1024, 65535]);
@@ -88,27 +99,39 @@ test('every match parses its options (incl. negation, legacy negation, implicit 
   assert.deepEqual(rule('-p udp -m udp --dport ! 53 -j ACCEPT').matches[0].state, { sport: null, sportInv: false, dport: [53, 53], dportInv: true });
   assert.deepEqual(rule('-p tcp -m multiport ! --dports 80,443,8000:8080 -j ACCEPT').matches[0].state, {
     flags: 'dst',
-    ports: [[80, 80], [443, 443], [8000, 8080]],
+    ports: [
+      [80, 80],
+      [443, 443],
+      [8000, 8080],
+    ],
     inv: true,
   });
   assert.equal(rule('-p udp -m multiport --ports 53 -j ACCEPT').matches[0].state.flags, 'any');
   assert.equal(rule('-p udp -m multiport --sports 53 -j ACCEPT').matches[0].state.flags, 'src');
-  assert.deepEqual(rule('-m conntrack ! --ctstate NEW,INVALID,UNTRACKED,SNAT,DNAT --ctstatus ASSURED,SEEN_REPLY --ctdir REPLY --ctproto tcp -j ACCEPT').matches[0].state, {
-    state: 0x1 | 0x8 | 0x400 | 0x100 | 0x200,
-    stateInv: true,
-    proto: 6,
-    protoInv: false,
-    status: 0x4 | 0x2,
-    statusInv: false,
-    dir: 'REPLY',
-  });
+  assert.deepEqual(
+    rule('-m conntrack ! --ctstate NEW,INVALID,UNTRACKED,SNAT,DNAT --ctstatus ASSURED,SEEN_REPLY --ctdir REPLY --ctproto tcp -j ACCEPT').matches[0].state,
+    {
+      state: 0x1 | 0x8 | 0x400 | 0x100 | 0x200,
+      stateInv: true,
+      proto: 6,
+      protoInv: false,
+      status: 0x4 | 0x2,
+      statusInv: false,
+      dir: 'REPLY',
+    },
+  );
   assert.deepEqual(rule('-m state --state ESTABLISHED,RELATED -j ACCEPT').matches[0].state, { mask: 0x6, inv: false });
   assert.deepEqual(rule('-p icmp -m icmp --icmp-type echo-request -j ACCEPT').matches[0].state, { type: 8, codeMin: 0, codeMax: 255, inv: false });
   assert.deepEqual(rule('-p icmp --icmp-type port-unreachable -j ACCEPT').matches[0].state, { type: 3, codeMin: 3, codeMax: 3, inv: false });
   assert.deepEqual(rule('-p icmp -m icmp ! --icmp-type 3/4 -j ACCEPT').matches[0].state, { type: 3, codeMin: 4, codeMax: 4, inv: true });
   assert.equal(rule('-p icmp -m icmp --icmp-type any -j ACCEPT').matches[0].state.type, 255);
   assert.equal(rule('-p icmp -m icmp --icmp-type pong -j ACCEPT').matches[0].state.type, 0);
-  assert.deepEqual(rule('-p ipv6-icmp -m icmp6 --icmpv6-type neighbour-solicitation -j ACCEPT').matches[0].state, { type: 135, codeMin: 0, codeMax: 255, inv: false });
+  assert.deepEqual(rule('-p ipv6-icmp -m icmp6 --icmpv6-type neighbour-solicitation -j ACCEPT').matches[0].state, {
+    type: 135,
+    codeMin: 0,
+    codeMax: 255,
+    inv: false,
+  });
   assert.equal(rule('-p ipv6-icmp --icmpv6-type 1/4 -j ACCEPT').matches[0].state.codeMin, 4);
   assert.equal(rule('-m iprange --src-range 10.0.0.1-10.0.0.9 ! --dst-range 10.1.0.0-10.1.255.255 -j ACCEPT').family, 4);
   assert.equal(rule('-m iprange --dst-range 2001:2::1-2001:2::ff -j ACCEPT').family, 6);
@@ -187,7 +210,11 @@ test('errors: unknown match / option / missing argument / bad values, with the o
   expectRuleError('-s gw.example.org -j ACCEPT', 'gw.example.org', 'host names are not supported ("gw.example.org"): use an address');
   expectRuleError('-p tcp --dport 70000 -j ACCEPT', '70000', 'bad port "70000"');
   expectRuleError('-p tcp --dport 90:80 -j ACCEPT', '90:80', 'port range "90:80" is out of order (90 > 80)');
-  expectRuleError('-p udp -m multiport --dports 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15:16 -j ACCEPT', '1,2', 'too many ports in multiport list (at most 15, a range counts as two)');
+  expectRuleError(
+    '-p udp -m multiport --dports 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15:16 -j ACCEPT',
+    '1,2',
+    'too many ports in multiport list (at most 15, a range counts as two)',
+  );
   assert.deepEqual(errorsOf(forward('-p udp -m multiport --dports 1,2,3,4,5,6,7,8,9,10,11,12,13,14:15 -j ACCEPT')), []);
   expectRuleError('-p tcp -m multiport --dports 5:1 -j ACCEPT', '5:1', 'port range "5:1" is out of order (5 > 1)');
   expectRuleError('-p foo -j ACCEPT', 'foo', 'unknown protocol "foo"');
@@ -299,9 +326,5 @@ test('errors: loops between chains and nesting beyond the kernel limit', () => {
 
 test('several errors are collected in one run, sorted by position', () => {
   const text = forward('-m foo -j ACCEPT', '-p tcp --dport 99999 -j ACCEPT', '-j ACCEPT', '-j nowhere');
-  assert.deepEqual(errorsOf(text), [
-    'e.rules:5:15: unknown match "foo"',
-    'e.rules:6:27: bad port "99999"',
-    'e.rules:8:15: jump to missing chain "nowhere"',
-  ]);
+  assert.deepEqual(errorsOf(text), ['e.rules:5:15: unknown match "foo"', 'e.rules:6:27: bad port "99999"', 'e.rules:8:15: jump to missing chain "nowhere"']);
 });

@@ -6,7 +6,14 @@ import { PacketView } from '../../../src/packet/view';
 import { parsePacket } from '../../../src/packet/parse';
 import { verifyIpv4HeaderChecksum, verifyL4Checksum } from '../../../src/packet/checksum';
 import { NF_INET_FORWARD, NF_INET_LOCAL_IN, PKTF_CSUM_NOT_READY } from '../../../src/queue/layout';
-import { buildReject, RJ_ICMP6_ADM_PROHIBITED, RJ_ICMP6_PORT_UNREACH, RJ_ICMP_HOST_PROHIBITED, RJ_ICMP_PORT_UNREACHABLE, RJ_TCP_RESET } from '../../../src/rules/targets/REJECT';
+import {
+  buildReject,
+  RJ_ICMP6_ADM_PROHIBITED,
+  RJ_ICMP6_PORT_UNREACH,
+  RJ_ICMP_HOST_PROHIBITED,
+  RJ_ICMP_PORT_UNREACHABLE,
+  RJ_TCP_RESET,
+} from '../../../src/rules/targets/REJECT';
 import { formatLogLine, XT_LOG_IPOPT, XT_LOG_TCPOPT, XT_LOG_TCPSEQ } from '../../../src/rules/targets/LOG';
 
 function parsed(pkt: Uint8Array): PacketView {
@@ -107,7 +114,10 @@ test('REJECT IPv6: tcp-reset and icmp6 errors (quote up to 1280 bytes in all)', 
 });
 
 test('LOG line: the kernel nf_log format for TCP, UDP, ICMP (with the quoted packet), IPv6, flags and mark', () => {
-  const syn = ipv4({ src: '198.18.1.1', dst: '198.19.2.1', id: 54321, ttl: 63, df: true }, tcp({ sport: 40000, dport: 80, seq: 7, ack: 0, flags: 'S', window: 64240, options: { mss: 1460 } }));
+  const syn = ipv4(
+    { src: '198.18.1.1', dst: '198.19.2.1', id: 54321, ttl: 63, df: true },
+    tcp({ sport: 40000, dport: 80, seq: 7, ack: 0, flags: 'S', window: 64240, options: { mss: 1460 } }),
+  );
   assert.equal(
     formatLogLine(ctxFor(syn), 'fw: ', 0, ifname),
     `fw: IN=g0 OUT=g1 SRC=198.18.1.1 DST=198.19.2.1 LEN=${syn.length} TOS=0x00 PREC=0x00 TTL=63 ID=54321 DF PROTO=TCP SPT=40000 DPT=80 WINDOW=64240 RES=0x00 SYN URGP=0 `,
@@ -122,7 +132,10 @@ test('LOG line: the kernel nf_log format for TCP, UDP, ICMP (with the quoted pac
     'IN=g0 OUT=g1 SRC=198.18.1.1 DST=198.19.2.1 LEN=36 TOS=0x18 PREC=0xA0 TTL=64 ID=1 OPT (94040000) PROTO=UDP SPT=53 DPT=5353 LEN=12 ',
   );
   const ping = ipv4({ src: '198.18.1.1', dst: '198.19.2.1', id: 2 }, icmp({ type: 8, id: 99, seq: 3 }));
-  assert.equal(formatLogLine(ctxFor(ping), '', 0, ifname), 'IN=g0 OUT=g1 SRC=198.18.1.1 DST=198.19.2.1 LEN=28 TOS=0x00 PREC=0x00 TTL=64 ID=2 PROTO=ICMP TYPE=8 CODE=0 ID=99 SEQ=3 ');
+  assert.equal(
+    formatLogLine(ctxFor(ping), '', 0, ifname),
+    'IN=g0 OUT=g1 SRC=198.18.1.1 DST=198.19.2.1 LEN=28 TOS=0x00 PREC=0x00 TTL=64 ID=2 PROTO=ICMP TYPE=8 CODE=0 ID=99 SEQ=3 ',
+  );
   const inner = ipv4({ src: '198.19.2.1', dst: '198.18.1.1', id: 3 }, udp({ sport: 5353, dport: 53 }));
   const err = ipv4({ src: '198.18.1.254', dst: '198.19.2.1', id: 4 }, icmpError(3, 3, inner));
   assert.equal(
@@ -130,13 +143,19 @@ test('LOG line: the kernel nf_log format for TCP, UDP, ICMP (with the quoted pac
     'IN=g0 OUT=g1 SRC=198.18.1.254 DST=198.19.2.1 LEN=56 TOS=0x00 PREC=0x00 TTL=64 ID=4 PROTO=ICMP TYPE=3 CODE=3 [SRC=198.19.2.1 DST=198.18.1.1 LEN=28 TOS=0x00 PREC=0x00 TTL=64 ID=3 PROTO=UDP SPT=5353 DPT=53 LEN=8 ] ',
   );
   const frag = ipv4({ src: '198.18.1.1', dst: '198.19.2.1', id: 5, proto: 6, fragOffset: 16, mf: true }, new Uint8Array(8));
-  assert.equal(formatLogLine(ctxFor(frag), '', 0, ifname), 'IN=g0 OUT=g1 SRC=198.18.1.1 DST=198.19.2.1 LEN=28 TOS=0x00 PREC=0x00 TTL=64 ID=5 MF FRAG:2 PROTO=TCP ');
+  assert.equal(
+    formatLogLine(ctxFor(frag), '', 0, ifname),
+    'IN=g0 OUT=g1 SRC=198.18.1.1 DST=198.19.2.1 LEN=28 TOS=0x00 PREC=0x00 TTL=64 ID=5 MF FRAG:2 PROTO=TCP ',
+  );
   const six = ipv6({ src: '2001:2:0:1::1', dst: '2001:2:0:2::1', trafficClass: 0x20, flowLabel: 0x12345, hopLimit: 63 }, icmpv6({ type: 128, id: 7, seq: 8 }));
   assert.equal(
     formatLogLine(ctxFor(six), 'v6 ', 0, ifname),
     'v6 IN=g0 OUT=g1 SRC=2001:0002:0000:0001:0000:0000:0000:0001 DST=2001:0002:0000:0002:0000:0000:0000:0001 LEN=48 TC=32 HOPLIMIT=63 FLOWLBL=74565 PROTO=ICMPv6 TYPE=128 CODE=0 ID=7 SEQ=8 ',
   );
-  const f6 = ipv6({ src: '2001:2::1', dst: '2001:2::2', extHeaders: [{ type: 44, fragOffset: 0, more: true, id: 0xabc }] }, tcp({ sport: 1, dport: 2, flags: 'A', window: 5 }));
+  const f6 = ipv6(
+    { src: '2001:2::1', dst: '2001:2::2', extHeaders: [{ type: 44, fragOffset: 0, more: true, id: 0xabc }] },
+    tcp({ sport: 1, dport: 2, flags: 'A', window: 5 }),
+  );
   assert.equal(
     formatLogLine(ctxFor(f6), '', 0, ifname),
     'IN=g0 OUT=g1 SRC=2001:0002:0000:0000:0000:0000:0000:0001 DST=2001:0002:0000:0000:0000:0000:0000:0002 LEN=68 TC=0 HOPLIMIT=64 FLOWLBL=0 FRAG:0 INCOMPLETE ID:00000abc PROTO=TCP SPT=1 DPT=2 WINDOW=5 RES=0x00 ACK URGP=0 ',
