@@ -43,8 +43,8 @@ class NoHelper implements ConntrackHelper {
 }
 
 /**
- * A fresh set of helper instances, index = helper id (index 0 is an inert
- * placeholder for "no helper").
+ * A fresh set of helper instances, index = helper id (index 0 is the inert
+ * NoHelper that stands for "no helper").
  */
 export function createHelpers(): ConntrackHelper[] {
   const helpers: ConntrackHelper[] = [new NoHelper(), new FtpHelper()];
