@@ -7,7 +7,7 @@
  * Hot path (in, confirm, abort, lookups, trackers): integers and typed arrays,
  * no allocation per packet. Objects appear only for listings and export.
  */
-import { IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE } from '../packet/view';
+import { IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_NONE, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE } from '../packet/view';
 import { randomFillSync } from 'node:crypto';
 import type { PacketView } from '../packet/view';
 import { Malformed } from '../packet/view';
@@ -247,8 +247,9 @@ export class Conntrack implements TrackerHost, HelperHost {
       }
       return NF_ACCEPT;
     }
-    if (v.fragOffset !== 0) {
-      // not the first fragment: no L4 header, not trackable
+    if (v.fragOffset !== 0 || (proto === IPPROTO_NONE && v.ipVersion === 6)) {
+      // not the first fragment, or IPv6 "no next header" (ipv6_skip_exthdr fails on 59):
+      // get_l4proto finds no layer-4 header, so the packet is not tracked
       this.stats.invalid++;
       return NF_ACCEPT;
     }

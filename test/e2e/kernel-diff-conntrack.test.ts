@@ -189,6 +189,10 @@ describe('tracker differential against the kernel (conntrack -L, ctstate counter
     tables: false,
     kernel: (c) => assert.equal(c.INVALID, 2),
   });
+  scenario('IPv6 no next header (59), bare and after an extension header (INVALID)', () => scapy('ipv6_no_next_header'), {
+    tables: false,
+    kernel: (c) => assert.equal(c.INVALID, 2),
+  });
   scenario('ICMPv6 echo (ping -6)', async () => {
     await lab.exec('cli', ['ping', '-6', '-c', '3', '-i', '0.2', '-W', '2', A.srv6], { check: true });
   });

@@ -210,6 +210,13 @@ def scenarios():
         from scapy.all import ICMPv6DestUnreach
         send(IPv6(dst=SRV6) / ICMPv6DestUnreach(code=4) / inner6)
 
+    def ipv6_no_next_header():
+        # next header 59 directly and after a destination-options header: ipv6_skip_exthdr
+        # fails on 59, so the kernel finds no layer-4 protocol (INVALID, no entry)
+        from scapy.all import IPv6ExtHdrDestOpt
+        send(IPv6(dst=SRV6, nh=59) / Raw(b'\0' * 8))
+        send(IPv6(dst=SRV6) / IPv6ExtHdrDestOpt(nh=59) / Raw(b'\0' * 8))
+
     return {k: v for k, v in locals().items() if callable(v)}
 
 

@@ -217,3 +217,19 @@ test('generic protocols: one entry per address pair, 600 s', () => {
   assert.equal(ct.timeoutLeft(a.entry, 2), 600);
   assert.equal(ct.tracker(50).name, 'unknown');
 });
+
+test('IPv6 no next header (59): not tracked, INVALID, as ipv6_skip_exthdr fails on it', () => {
+  const { ct } = makeCt();
+  const before = ct.stats.invalid;
+  const bare = pass(ct, ipv6({ src: C6, dst: S6, nextHeader: 59 }, new Uint8Array(8)), 0);
+  assert.equal(bare.entry, -1);
+  assert.equal(bare.ctstate, CTSTATE_INVALID);
+  const afterDestOpts = pass(ct, ipv6({ src: C6, dst: S6, nextHeader: 59, extHeaders: [{ type: 60 }] }, new Uint8Array(8)), 1);
+  assert.equal(afterDestOpts.entry, -1);
+  assert.equal(afterDestOpts.ctstate, CTSTATE_INVALID);
+  assert.equal(ct.stats.invalid - before, 2);
+  assert.equal(ct.count, 0);
+  // IPv4 protocol 59 is just another generic protocol
+  const v4 = pass(ct, ipv4({ src: C, dst: S, proto: 59 }, new Uint8Array(8)), 2);
+  assert.notEqual(v4.entry, -1);
+});
