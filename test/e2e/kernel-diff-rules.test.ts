@@ -89,6 +89,35 @@ function countersByChain(save: string, table: string): Map<string, number[]> {
   return m;
 }
 
+/** Sends 20 UDP datagrams to srv:53 from BURST_SRC at once and prints how many ICMP port unreachables came back. */
+const BURST_SRC = '198.18.1.77';
+const ICMP_BURST = `
+import socket, time
+r = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.bind(('${BURST_SRC}', 0))
+port = u.getsockname()[1]
+for i in range(20):
+    u.sendto(b'q', ('${A.srv4}', 53))
+n = 0
+end = time.time() + 1.5
+while True:
+    left = end - time.time()
+    if left <= 0:
+        break
+    r.settimeout(left)
+    try:
+        p = r.recv(2048)
+    except socket.timeout:
+        break
+    ihl = (p[0] & 15) * 4
+    inner = p[ihl + 8:]
+    iihl = (inner[0] & 15) * 4
+    if p[ihl] == 3 and p[ihl + 1] == 3 and inner[12:16] == socket.inet_aton('${BURST_SRC}') and int.from_bytes(inner[iihl:iihl + 2], 'big') == port:
+        n += 1
+print(n)
+`;
+
 describe('rules differential: rules/lab.rules in the kernel vs nfqwall run', { skip }, () => {
   let kLab: Lab;
   let nLab: Lab;
@@ -100,6 +129,7 @@ describe('rules differential: rules/lab.rules in the kernel vs nfqwall run', { s
   before(async () => {
     [kLab, nLab] = await Promise.all([Lab.create({ prefix: 'rdk' }), Lab.create({ prefix: 'rdn' })]);
     for (const lab of [kLab, nLab]) {
+      await lab.exec('cli', ['ip', 'addr', 'add', `${BURST_SRC}/24`, 'dev', 'c0'], { check: true });
       lab.spawn('srv', ['socat', '-u', 'TCP6-LISTEN:8080,fork,reuseaddr,ipv6only=0', 'OPEN:/dev/null']);
       lab.spawn('srv', ['socat', '-u', 'TCP6-LISTEN:9999,fork,reuseaddr,ipv6only=0', 'OPEN:/dev/null']);
     }
@@ -144,6 +174,10 @@ describe('rules differential: rules/lab.rules in the kernel vs nfqwall run', { s
       '-c',
       `import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.connect(('${A.srv4}',53))\ns.send(b'q')\ns.settimeout(3)\ntry:\n  s.recv(10)\nexcept ConnectionRefusedError:\n  raise SystemExit('refused')\nexcept OSError:\n  raise SystemExit('no answer')`,
     ]);
+    // The kernel rate-limits the ICMP errors REJECT sends (icmp_ratelimit per destination, burst
+    // 6): a burst of 20 from an address that has had no ICMP error yet gets 6 answers.
+    const burst = await lab.exec('cli', ['/usr/bin/python3', '-c', ICMP_BURST], { timeoutMs: 30_000 });
+    res['udp4 53 REJECT burst of 20: ICMP errors received'] = burst.code === 0 ? burst.stdout.trim() : `failed: ${burst.stderr}`;
     await run('ping', ['ping', '-c', '2', '-i', '0.2', '-W', '2', A.srv4]);
     await run('ping6', ['ping', '-6', '-c', '2', '-i', '0.2', '-W', '2', A.srv6]);
     return res;
@@ -168,6 +202,7 @@ describe('rules differential: rules/lab.rules in the kernel vs nfqwall run', { s
     assert.deepEqual(n, k, 'client-side outcomes differ (nfqwall vs kernel)');
     assert.equal(k['tcp4 8080 allowed'], 'ok');
     assert.equal(k['tcp4 9999 dropped'], 'failed');
+    assert.equal(k['udp4 53 REJECT burst of 20: ICMP errors received'], '6', 'the kernel should send 6 of 20 ICMP errors (per-destination burst)');
 
     const ksave4 = (await kLab.exec('gw', ['iptables-save', '-c'], { check: true })).stdout;
     const ksave6 = (await kLab.exec('gw', ['ip6tables-save', '-c'], { check: true })).stdout;

@@ -9,6 +9,7 @@ import type { PacketContext } from '../../pipeline/context';
 import { NF_INET_LOCAL_IN, NF_INET_LOCAL_OUT, PKTF_CSUM_NOT_READY, PKTF_TRUNCATED } from '../../queue/layout';
 import { formatIp4, formatIp6 } from '../addr';
 import { csumAdd, csumFold, get16, get32, pseudo4, pseudo6, put16, put32 } from './csum';
+import { IcmpRateLimiter, Ipv6RoutePrefix, readIcmpLimits } from './icmp-ratelimit';
 
 /** Reject kinds (numbers handed to the reject callback). */
 export const RJ_TCP_RESET = 0;
@@ -380,7 +381,11 @@ export interface RejectSender {
  * over an IPPROTO_RAW IPv6 socket (header included), IPv6 ICMP errors over an ICMPv6 raw
  * socket (the kernel chooses the source address and fills in the checksum).
  */
-export function createRejectSender(onError: (err: Error) => void = () => {}): RejectSender {
+export function createRejectSender(
+  onError: (err: Error) => void = () => {},
+  limiter: IcmpRateLimiter = new IcmpRateLimiter(readIcmpLimits()),
+  routes: Ipv6RoutePrefix = new Ipv6RoutePrefix(),
+): RejectSender {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const raw = require('raw-socket');
   const sockets: Record<string, RawSocket> = {};
@@ -413,9 +418,12 @@ export function createRejectSender(onError: (err: Error) => void = () => {}): Re
       const buf = Buffer.from(pkt.buffer, pkt.byteOffset, pkt.byteLength);
       try {
         if (ctx.family === 4) {
-          get('v4').send(buf, 0, buf.length, formatIp4(get32(pkt, 16)), null, after);
+          const dst = formatIp4(get32(pkt, 16));
+          if (kind !== RJ_TCP_RESET && !limiter.allow4(dst, pkt[20], pkt[21])) return;
+          get('v4').send(buf, 0, buf.length, dst, null, after);
         } else {
           const dst = formatIp6([get32(pkt, 24), get32(pkt, 28), get32(pkt, 32), get32(pkt, 36)]);
+          if (kind !== RJ_TCP_RESET && !limiter.allow6(dst, pkt[40], routes.plenFor(pkt.subarray(24, 40)))) return;
           if (kind === RJ_TCP_RESET) get('v6raw').send(buf, 0, buf.length, dst, null, after);
           else get('v6icmp').send(buf, 40, buf.length - 40, dst, null, after);
         }
