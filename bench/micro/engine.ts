@@ -5,7 +5,8 @@
  * packets through `nfqwall replay` from a generated pcap (marginal rate: the run time of a
  * 1-packet capture, i.e. start-up and rule loading, is subtracted). No thresholds.
  *
- *   node --import tsx bench/micro/engine.ts [--flows N] [--reps N] [--json] [--no-replay]
+ *   node dist/bench/micro/engine.js [--flows N] [--reps N] [--json] [--no-replay] [--rules FILE]
+ *        [--traffic new|established|both]   (after `npm run build`; or node --import tsx bench/micro/engine.ts)
  *
  * Traffic: complete TCP conversations (SYN, SYN-ACK, ACK, request, response, FIN, FIN, ACK:
  * 8 packets, valid sequence numbers, so the TCP tracker's window checks run for real) and UDP
@@ -25,19 +26,27 @@ import type { Batch } from '../../src/queue/queue';
 import { writePcapFile } from '../../src/pcap/write';
 import { ipv4, tcp, udp } from '../../test/helpers/packets';
 
-const ROOT = path.resolve(__dirname, '..', '..');
-const RULES = path.join(ROOT, 'rules', 'bench.rules');
-const HOOK_FORWARD = 2;
-const BATCH = 64;
-
 const { values } = parseArgs({
   options: {
     flows: { type: 'string', default: '20000' },
     reps: { type: 'string', default: '3' },
     json: { type: 'boolean', default: false },
     'no-replay': { type: 'boolean', default: false },
+    rules: { type: 'string' },
+    traffic: { type: 'string', default: 'both' },
   },
 });
+/** the repository root (also when running as compiled JS from dist/bench/micro) */
+function findRoot(): string {
+  let d = path.resolve(__dirname, '..', '..');
+  while (!fs.existsSync(path.join(d, 'rules', 'bench.rules')) && path.dirname(d) !== d) d = path.dirname(d);
+  return d;
+}
+const ROOT = findRoot();
+const RULES = values.rules ? path.resolve(values.rules) : path.join(ROOT, 'rules', 'bench.rules');
+const HOOK_FORWARD = 2;
+const BATCH = 64;
+
 const FLOWS = Number(values.flows);
 const REPS = Number(values.reps);
 
@@ -71,6 +80,48 @@ function flowPackets(k: number): Uint8Array[] {
   const q = () => ipv4({ src: c, dst: s }, udp({ sport, dport: 5210, payload: pay }));
   const r = () => ipv4({ src: s, dst: c }, udp({ sport: 5210, dport: sport, payload: pay }));
   return [q(), r(), q(), r()];
+}
+
+/**
+ * Established-flow traffic: the set-up packets of each flow (TCP handshake; UDP first
+ * request/response), then `rounds` steady exchanges (TCP: 64-byte data segment with its
+ * ACK; UDP: request and response), flows interleaved 256 at a time.
+ */
+function steadyPackets(k: number, rounds: number): { setup: Uint8Array[]; steady: Uint8Array[] } {
+  const c = cliAddr(k);
+  const s = '198.19.2.1';
+  const sport = 20000 + (k >>> 16);
+  const pay = new Uint8Array(64).fill(0x61);
+  if (k % 2 === 0) {
+    const a = (k * 2654435761) >>> 0;
+    const b = (a ^ 0x5bd1e995) >>> 0;
+    const dport = 5201;
+    const C = (spec: Parameters<typeof tcp>[0]) => ipv4({ src: c, dst: s }, tcp({ sport, dport, window: 64240, ...spec }));
+    const S = (spec: Parameters<typeof tcp>[0]) => ipv4({ src: s, dst: c }, tcp({ sport: dport, dport: sport, window: 65160, ...spec }));
+    const setup = [C({ seq: a, flags: 'S' }), S({ seq: b, ack: a + 1, flags: 'SA' }), C({ seq: a + 1, ack: b + 1, flags: 'A' })];
+    const steady: Uint8Array[] = [];
+    for (let r = 0; r < rounds; r++) {
+      const sq = (a + 1 + 64 * r) >>> 0;
+      steady.push(C({ seq: sq, ack: b + 1, flags: 'PA', payload: pay }), S({ seq: b + 1, ack: (sq + 64) >>> 0, flags: 'A' }));
+    }
+    return { setup, steady };
+  }
+  const q = ipv4({ src: c, dst: s }, udp({ sport, dport: 5210, payload: pay }));
+  const rr = ipv4({ src: s, dst: c }, udp({ sport: 5210, dport: sport, payload: pay }));
+  const steady: Uint8Array[] = [];
+  for (let r = 0; r < rounds; r++) steady.push(q, rr);
+  return { setup: [q, rr], steady };
+}
+
+function interleave(per: Uint8Array[][]): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  const G = 256;
+  for (let g = 0; g < per.length; g += G) {
+    const group = per.slice(g, g + G);
+    const steps = Math.max(...group.map((x) => x.length));
+    for (let st = 0; st < steps; st++) for (const f of group) if (st < f.length) out.push(f[st]);
+  }
+  return out;
 }
 
 /** All packets, 256 flows interleaved step by step. */
@@ -126,9 +177,23 @@ function newFirewall(): Firewall {
   return new Firewall({ tun, rules: loaded.rules });
 }
 
-function runOnce(batches: Batch[], npk: number): { pps: number; accepted: number; entries: number } {
+function runOnce(batches: Batch[], npk: number, setup?: Batch[]): { pps: number; accepted: number; entries: number } {
   const fw = newFirewall();
   let now = 1000;
+  if (!setup) {
+    // Size the table first, as a running daemon's table already is: one pass over the same
+    // flows, then every entry expires and the periodic sweep (Firewall.tick) removes it, so
+    // the measured pass creates every connection anew without growing the table's arrays.
+    for (const b of batches) fw.processBatch(b, now);
+    now += 10 * 86400e3;
+    fw.tick(now, 1 << 30);
+    if (fw.ct.count !== 0) throw new Error(`${fw.ct.count} entries left after the sweep`);
+  } else {
+    for (const b of setup) {
+      fw.processBatch(b, now);
+      now += 0.05;
+    }
+  }
   const t0 = process.hrtime.bigint();
   for (const b of batches) {
     fw.processBatch(b, now);
@@ -172,20 +237,40 @@ function replayRate(pkts: Uint8Array[]): { pps: number; seconds: number; startup
   }
 }
 
-const pkts = generate(FLOWS);
-const batches = makeBatches(pkts);
-runOnce(batches, pkts.length); // warm-up (JIT)
-const runs = Array.from({ length: REPS }, () => runOnce(batches, pkts.length));
-const result: Record<string, unknown> = {
-  packets: pkts.length,
-  flows: FLOWS,
-  engine_pps: median(runs.map((r) => r.pps)),
-  engine_pps_runs: runs.map((r) => Math.round(r.pps)),
-  accepted: runs[0].accepted,
-  entries_at_end: runs[0].entries,
-};
-if (runs[0].accepted !== pkts.length) result.note = `only ${runs[0].accepted} of ${pkts.length} packets accepted`;
-if (!values['no-replay']) {
+const TRAFFIC = values.traffic!;
+const result: Record<string, unknown> = { flows: FLOWS, rules: path.relative(ROOT, RULES) };
+let pkts: Uint8Array[] = [];
+if (TRAFFIC === 'new' || TRAFFIC === 'both') {
+  pkts = generate(FLOWS);
+  const batches = makeBatches(pkts);
+  runOnce(batches, pkts.length); // warm-up (JIT)
+  const runs = Array.from({ length: REPS }, () => runOnce(batches, pkts.length));
+  Object.assign(result, {
+    packets: pkts.length,
+    engine_pps: median(runs.map((r) => r.pps)),
+    engine_pps_runs: runs.map((r) => Math.round(r.pps)),
+    accepted: runs[0].accepted,
+    entries_at_end: runs[0].entries,
+  });
+  if (runs[0].accepted !== pkts.length) result.note = `only ${runs[0].accepted} of ${pkts.length} packets accepted`;
+}
+if (TRAFFIC === 'established' || TRAFFIC === 'both') {
+  const ROUNDS = 4;
+  const per = Array.from({ length: FLOWS }, (_, k) => steadyPackets(k, ROUNDS));
+  const setupB = makeBatches(interleave(per.map((p) => p.setup)));
+  const steady = interleave(per.map((p) => p.steady));
+  const steadyB = makeBatches(steady);
+  runOnce(steadyB, steady.length, setupB); // warm-up (JIT)
+  const runs = Array.from({ length: REPS }, () => runOnce(steadyB, steady.length, setupB));
+  Object.assign(result, {
+    established_packets: steady.length,
+    established_pps: median(runs.map((r) => r.pps)),
+    established_pps_runs: runs.map((r) => Math.round(r.pps)),
+    established_accepted: runs[0].accepted,
+  });
+  if (runs[0].accepted !== steady.length) result.established_note = `only ${runs[0].accepted} of ${steady.length} packets accepted`;
+}
+if (!values['no-replay'] && pkts.length > 0) {
   const r = replayRate(pkts);
   result.replay_pps = r.pps;
   result.replay_seconds = r.seconds;
@@ -193,10 +278,19 @@ if (!values['no-replay']) {
 }
 if (values.json) console.log(JSON.stringify(result));
 else {
-  console.log(
-    `engine: ${pkts.length} packets (${FLOWS} flows), ${((result.engine_pps as number) / 1e6).toFixed(2)} Mpps median of ${REPS}` +
-      ` (${runs.map((r) => (r.pps / 1e6).toFixed(2)).join(', ')}), accepted ${runs[0].accepted}, entries ${runs[0].entries}`,
-  );
+  const mp = (x: number) => (x / 1e6).toFixed(2);
+  if (result.engine_pps !== undefined) {
+    console.log(
+      `engine, new flows: ${result.packets} packets (${FLOWS} flows), ${mp(result.engine_pps as number)} Mpps median of ${REPS}` +
+        ` (${(result.engine_pps_runs as number[]).map(mp).join(', ')}), accepted ${result.accepted}, entries ${result.entries_at_end}`,
+    );
+  }
+  if (result.established_pps !== undefined) {
+    console.log(
+      `engine, established flows: ${result.established_packets} packets (${FLOWS} flows), ${mp(result.established_pps as number)} Mpps median of ${REPS}` +
+        ` (${(result.established_pps_runs as number[]).map(mp).join(', ')}), accepted ${result.established_accepted}`,
+    );
+  }
   if (result.replay_pps !== undefined) {
     console.log(
       `replay: ${((result.replay_pps as number) / 1e3).toFixed(0)} kpps marginal (${(result.replay_seconds as number).toFixed(2)} s total, ` +
