@@ -186,7 +186,7 @@ function runOnce(batches: Batch[], npk: number, setup?: Batch[]): { pps: number;
     // the measured pass creates every connection anew without growing the table's arrays.
     for (const b of batches) fw.processBatch(b, now);
     now += 10 * 86400e3;
-    fw.tick(now, 1 << 30);
+    fw.tick(now, fw.ct.table.nbuckets + 2 * fw.ct.table.hashed + 1);
     if (fw.ct.count !== 0) throw new Error(`${fw.ct.count} entries left after the sweep`);
   } else {
     for (const b of setup) {

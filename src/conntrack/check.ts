@@ -97,7 +97,7 @@ export function checkConntrack(ct: Conntrack, opts: CheckOptions = {}): string[]
       if ((tb.flags[e] & F_HASHED) === 0 && bad(`bucket ${b}: node ${n} of unhashed entry ${e}`)) break chains;
       if (tb.bucketOf(tb.nhash[n]) !== b && bad(`node ${n} in bucket ${b}, its hash maps to ${tb.bucketOf(tb.nhash[n])}`)) break chains;
       tupleOfNode(tb, n, scratch);
-      const h = cp.hkey.hash(scratch, 0, TUPLE_WORDS);
+      const h = cp.hkey.hashTuple(scratch, 0);
       if (h !== tb.nhash[n] && bad(`node ${n}: stored hash ${tb.nhash[n]} != hash of its tuple ${h}`)) break chains;
     }
   }

@@ -190,8 +190,14 @@ export class Conntrack implements TrackerHost, HelperHost {
   }
 
   private resizeAll(cap: number): void {
-    for (const t of this.trackerList) t.resize(cap);
-    for (const h of this.helpers) h?.resize(cap);
+    for (const t of this.trackerList) {
+      if (t.reserve) t.reserve(cap);
+      else t.resize(cap);
+    }
+    for (const h of this.helpers) {
+      if (h?.reserve) h.reserve(cap);
+      else h?.resize(cap);
+    }
     this.expectations.resizeMasters(cap);
   }
 
@@ -275,7 +281,7 @@ export class Conntrack implements TrackerHost, HelperHost {
       this.stats.invalid++;
       return NF_ACCEPT;
     }
-    const h = this.hkey.hash(key, 0, TUPLE_WORDS);
+    const h = this.hkey.hashTuple(key, 0);
     const tb = this.table;
 
     for (let attempt = 0; ; attempt++) {
@@ -417,7 +423,7 @@ export class Conntrack implements TrackerHost, HelperHost {
       this.stats.error++;
       return true;
     }
-    const node = this.find(key, this.hkey.hash(key, 0, TUPLE_WORDS), now);
+    const node = this.find(key, this.hkey.hashTuple(key, 0), now);
     if (node < 0) {
       this.stats.error++;
       return true;
@@ -492,7 +498,7 @@ export class Conntrack implements TrackerHost, HelperHost {
 
   /** Public lookup of a tuple (tuple.ts layout): node 2e + dir, or -1. */
   lookup(tuple: Uint32Array, now: number): number {
-    return this.find(tuple, this.hkey.hash(tuple, 0, TUPLE_WORDS), now);
+    return this.find(tuple, this.hkey.hashTuple(tuple, 0), now);
   }
 
   /**
@@ -590,7 +596,7 @@ export class Conntrack implements TrackerHost, HelperHost {
       k[T_DST + i] = tb.tuples[b + T_SRC + i];
     }
     k[T_PORTS] = tb.rports[e];
-    return this.hkey.hash(k, 0, TUPLE_WORDS);
+    return this.hkey.hashTuple(k, 0);
   }
 
   private nextRandom(): number {
@@ -969,7 +975,7 @@ export class Conntrack implements TrackerHost, HelperHost {
     const proto = key[T_META] & 0xff;
     const rports = invertPorts(proto, key[T_PORTS]);
     if (rports < 0) return -1;
-    const h = this.hkey.hash(key, 0, TUPLE_WORDS);
+    const h = this.hkey.hashTuple(key, 0);
     if (this.find(key, h, now) >= 0) return -1;
     const max = this.tun.nf_conntrack_max;
     if (max !== 0 && tb.count >= max) return -1;

@@ -62,16 +62,27 @@ export class ExpectTable {
     this.grow(16);
   }
 
-  /** Follow the connection table's capacity. */
+  /**
+   * The connection table can now hold `cap` entries. The per-master list heads grow on
+   * demand (only entries that get expectations — helper masters — need a slot), up to cap.
+   */
   resizeMasters(cap: number): void {
-    if (cap <= this.masterHead.length) return;
+    this.masterLimit = cap;
+  }
+
+  private masterLimit = 0;
+
+  private ensureMaster(master: number): void {
+    const have = this.masterHead.length;
+    if (master < have) return;
+    const cap = Math.max(master + 1, Math.min(Math.max(have * 2, 64), Math.max(this.masterLimit, master + 1)));
     const m = new Int32Array(cap).fill(-1);
     m.set(this.masterHead);
     this.masterHead = m;
   }
 
   hasExpectations(master: number): boolean {
-    return this.masterHead[master] >= 0;
+    return master < this.masterHead.length && this.masterHead[master] >= 0;
   }
 
   isLive(x: number): boolean {
@@ -161,6 +172,7 @@ export class ExpectTable {
       }
       break;
     }
+    this.ensureMaster(master);
     // the helper's limit: evict this master's oldest expectation of the class
     if (maxExpected > 0 && this.countOf(master, cls) >= maxExpected) {
       let last = -1;
@@ -202,6 +214,7 @@ export class ExpectTable {
 
   countOf(master: number, cls: number): number {
     let n = 0;
+    if (master >= this.masterHead.length) return 0;
     for (let x = this.masterHead[master]; x >= 0; x = this.mnext[x]) if (this.cls[x] === cls) n++;
     return n;
   }
@@ -259,6 +272,7 @@ export class ExpectTable {
 
   /** All expectations of a master go when it is destroyed (nf_ct_remove_expectations). */
   removeForMaster(master: number): void {
+    if (master >= this.masterHead.length) return;
     let x = this.masterHead[master];
     while (x >= 0) {
       const nx = this.mnext[x];

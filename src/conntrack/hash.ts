@@ -9,7 +9,10 @@
  * test vectors use that).
  */
 
-/** HalfSipHash-2-4, 32-bit output, key (k0, k1), message = n u32 words of `words` from `off`. */
+/**
+ * HalfSipHash-2-4, 32-bit output, key (k0, k1), message = n u32 words of `words` from `off`.
+ * The SipRounds are written out (no inner loops): this runs for every packet.
+ */
 export function halfSipHash24(k0: number, k1: number, words: Uint32Array, off: number, n: number): number {
   let v0 = k0 | 0;
   let v1 = k1 | 0;
@@ -19,26 +22,130 @@ export function halfSipHash24(k0: number, k1: number, words: Uint32Array, off: n
     // the last block: the length in the top byte (message is whole words: no tail bytes)
     const m = i < n ? words[off + i] | 0 : ((n * 4) & 0xff) << 24;
     v3 ^= m;
-    for (let r = 0; r < 2; r++) {
-      v0 = (v0 + v1) | 0;
-      v1 = (v1 << 5) | (v1 >>> 27);
-      v1 ^= v0;
-      v0 = (v0 << 16) | (v0 >>> 16);
-      v2 = (v2 + v3) | 0;
-      v3 = (v3 << 8) | (v3 >>> 24);
-      v3 ^= v2;
-      v0 = (v0 + v3) | 0;
-      v3 = (v3 << 7) | (v3 >>> 25);
-      v3 ^= v0;
-      v2 = (v2 + v1) | 0;
-      v1 = (v1 << 13) | (v1 >>> 19);
-      v1 ^= v2;
-      v2 = (v2 << 16) | (v2 >>> 16);
-    }
+    // 2 compression rounds
+    v0 = (v0 + v1) | 0;
+    v1 = (v1 << 5) | (v1 >>> 27);
+    v1 ^= v0;
+    v0 = (v0 << 16) | (v0 >>> 16);
+    v2 = (v2 + v3) | 0;
+    v3 = (v3 << 8) | (v3 >>> 24);
+    v3 ^= v2;
+    v0 = (v0 + v3) | 0;
+    v3 = (v3 << 7) | (v3 >>> 25);
+    v3 ^= v0;
+    v2 = (v2 + v1) | 0;
+    v1 = (v1 << 13) | (v1 >>> 19);
+    v1 ^= v2;
+    v2 = (v2 << 16) | (v2 >>> 16);
+    v0 = (v0 + v1) | 0;
+    v1 = (v1 << 5) | (v1 >>> 27);
+    v1 ^= v0;
+    v0 = (v0 << 16) | (v0 >>> 16);
+    v2 = (v2 + v3) | 0;
+    v3 = (v3 << 8) | (v3 >>> 24);
+    v3 ^= v2;
+    v0 = (v0 + v3) | 0;
+    v3 = (v3 << 7) | (v3 >>> 25);
+    v3 ^= v0;
+    v2 = (v2 + v1) | 0;
+    v1 = (v1 << 13) | (v1 >>> 19);
+    v1 ^= v2;
+    v2 = (v2 << 16) | (v2 >>> 16);
     v0 ^= m;
   }
   v2 ^= 0xff;
-  for (let r = 0; r < 4; r++) {
+  // 4 finalisation rounds
+  for (let r = 0; r < 2; r++) {
+    v0 = (v0 + v1) | 0;
+    v1 = (v1 << 5) | (v1 >>> 27);
+    v1 ^= v0;
+    v0 = (v0 << 16) | (v0 >>> 16);
+    v2 = (v2 + v3) | 0;
+    v3 = (v3 << 8) | (v3 >>> 24);
+    v3 ^= v2;
+    v0 = (v0 + v3) | 0;
+    v3 = (v3 << 7) | (v3 >>> 25);
+    v3 ^= v0;
+    v2 = (v2 + v1) | 0;
+    v1 = (v1 << 13) | (v1 >>> 19);
+    v1 ^= v2;
+    v2 = (v2 << 16) | (v2 >>> 16);
+    v0 = (v0 + v1) | 0;
+    v1 = (v1 << 5) | (v1 >>> 27);
+    v1 ^= v0;
+    v0 = (v0 << 16) | (v0 >>> 16);
+    v2 = (v2 + v3) | 0;
+    v3 = (v3 << 8) | (v3 >>> 24);
+    v3 ^= v2;
+    v0 = (v0 + v3) | 0;
+    v3 = (v3 << 7) | (v3 >>> 25);
+    v3 ^= v0;
+    v2 = (v2 + v1) | 0;
+    v1 = (v1 << 13) | (v1 >>> 19);
+    v1 ^= v2;
+    v2 = (v2 << 16) | (v2 >>> 16);
+  }
+  return (v1 ^ v3) >>> 0;
+}
+
+/**
+ * HalfSipHash-2-4 of the 4-word message (m0, m1, m2, m3) — the compact encoding of an
+ * IPv4 connection tuple (see HashKey.hashTuple).
+ */
+export function halfSipHash24x4(k0: number, k1: number, m0: number, m1: number, m2: number, m3: number): number {
+  let v0 = k0 | 0;
+  let v1 = k1 | 0;
+  let v2 = (0x6c796765 ^ k0) | 0;
+  let v3 = (0x74656462 ^ k1) | 0;
+  for (let i = 0; i < 5; i++) {
+    const m = (i === 0 ? m0 : i === 1 ? m1 : i === 2 ? m2 : i === 3 ? m3 : 16 << 24) | 0;
+    v3 ^= m;
+    v0 = (v0 + v1) | 0;
+    v1 = (v1 << 5) | (v1 >>> 27);
+    v1 ^= v0;
+    v0 = (v0 << 16) | (v0 >>> 16);
+    v2 = (v2 + v3) | 0;
+    v3 = (v3 << 8) | (v3 >>> 24);
+    v3 ^= v2;
+    v0 = (v0 + v3) | 0;
+    v3 = (v3 << 7) | (v3 >>> 25);
+    v3 ^= v0;
+    v2 = (v2 + v1) | 0;
+    v1 = (v1 << 13) | (v1 >>> 19);
+    v1 ^= v2;
+    v2 = (v2 << 16) | (v2 >>> 16);
+    v0 = (v0 + v1) | 0;
+    v1 = (v1 << 5) | (v1 >>> 27);
+    v1 ^= v0;
+    v0 = (v0 << 16) | (v0 >>> 16);
+    v2 = (v2 + v3) | 0;
+    v3 = (v3 << 8) | (v3 >>> 24);
+    v3 ^= v2;
+    v0 = (v0 + v3) | 0;
+    v3 = (v3 << 7) | (v3 >>> 25);
+    v3 ^= v0;
+    v2 = (v2 + v1) | 0;
+    v1 = (v1 << 13) | (v1 >>> 19);
+    v1 ^= v2;
+    v2 = (v2 << 16) | (v2 >>> 16);
+    v0 ^= m;
+  }
+  v2 ^= 0xff;
+  for (let r = 0; r < 2; r++) {
+    v0 = (v0 + v1) | 0;
+    v1 = (v1 << 5) | (v1 >>> 27);
+    v1 ^= v0;
+    v0 = (v0 << 16) | (v0 >>> 16);
+    v2 = (v2 + v3) | 0;
+    v3 = (v3 << 8) | (v3 >>> 24);
+    v3 ^= v2;
+    v0 = (v0 + v3) | 0;
+    v3 = (v3 << 7) | (v3 >>> 25);
+    v3 ^= v0;
+    v2 = (v2 + v1) | 0;
+    v1 = (v1 << 13) | (v1 >>> 19);
+    v1 ^= v2;
+    v2 = (v2 << 16) | (v2 >>> 16);
     v0 = (v0 + v1) | 0;
     v1 = (v1 << 5) | (v1 >>> 27);
     v1 ^= v0;
@@ -69,6 +176,17 @@ export class HashKey {
   }
   hash(words: Uint32Array, off: number, n: number): number {
     return halfSipHash24(this.k0, this.k1, words, off, n);
+  }
+  /**
+   * The hash of a connection tuple (tuple.ts layout, 10 words at `off`). IPv4 tuples are
+   * hashed as the 4 words that can be non-zero (meta, src, dst, ports): 14 SipRounds instead
+   * of 26. The encoding stays injective: the meta word carries the family, and the length
+   * byte of the last block differs between the two encodings.
+   */
+  hashTuple(t: Uint32Array, off: number): number {
+    const meta = t[off];
+    if (meta >>> 8 === 4) return halfSipHash24x4(this.k0, this.k1, meta, t[off + 1], t[off + 5], t[off + 9]);
+    return halfSipHash24(this.k0, this.k1, t, off, 10);
   }
 }
 

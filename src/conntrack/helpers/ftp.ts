@@ -141,6 +141,18 @@ export class FtpHelper implements ConntrackHelper {
   private pEnd = 0;
   private readonly policy = { maxExpected: 1, timeoutSec: 300 };
 
+  /** the table's capacity: on-demand growth (init / help) stops there */
+  private limit = 0;
+
+  reserve(capacity: number): void {
+    this.limit = capacity;
+  }
+
+  private ensure(e: number): void {
+    if (e < this.capacity) return;
+    this.resize(Math.max(e + 1, Math.min(Math.max(this.capacity * 2, 64), Math.max(this.limit, e + 1))));
+  }
+
   resize(capacity: number): void {
     if (capacity <= this.capacity) return;
     const s = new Uint32Array(capacity * 2 * NUM_SEQ_TO_REMEMBER);
@@ -153,7 +165,7 @@ export class FtpHelper implements ConntrackHelper {
   }
 
   init(e: number): void {
-    if (e >= this.capacity) this.resize(Math.max(e + 1, this.capacity * 2));
+    this.ensure(e);
     const b = e * 2 * NUM_SEQ_TO_REMEMBER;
     this.seqAftNl.fill(0, b, b + 2 * NUM_SEQ_TO_REMEMBER);
     this.seqAftNlNum[e * 2] = 0;
@@ -162,11 +174,13 @@ export class FtpHelper implements ConntrackHelper {
 
   /** Number of remembered line starts of entry e in direction dir (for tests and `conntrack -L`-style dumps). */
   nlSeqCount(e: number, dir: number): number {
+    if (e >= this.capacity) return 0;
     return this.seqAftNlNum[e * 2 + dir];
   }
 
   /** Remembered line start k (0 or 1) of entry e in direction dir. */
   nlSeq(e: number, dir: number, k: number): number {
+    if (e >= this.capacity) return 0;
     return this.seqAftNl[e * 4 + dir * 2 + k];
   }
 
@@ -175,7 +189,7 @@ export class FtpHelper implements ConntrackHelper {
     if (ctinfo !== IP_CT_ESTABLISHED && ctinfo !== IP_CT_ESTABLISHED_REPLY) return PKT_ACCEPT;
     const datalen = pkt.payloadLen;
     if (datalen <= 0) return PKT_ACCEPT;
-    if (e >= this.capacity) this.resize(Math.max(e + 1, this.capacity * 2));
+    this.ensure(e);
 
     const buf = pkt.buf;
     const data = pkt.payloadOff;

@@ -48,6 +48,8 @@ export interface ConntrackHelper {
   readonly protonum: number;
   /** Grow per-entry helper state to hold `capacity` entries. */
   resize(capacity: number): void;
+  /** Optional: as ProtoTracker.reserve — per-entry state then grows on demand (init / help). */
+  reserve?(capacity: number): void;
   /** A new entry got this helper: reset its per-entry state. */
   init(e: number): void;
   /**

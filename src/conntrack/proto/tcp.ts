@@ -199,6 +199,8 @@ export class TcpTracker implements ProtoTracker {
   readonly name = 'tcp';
 
   private cap = 0;
+  /** the connection table's capacity (reserve()): on-demand growth stops there */
+  private limit = 0;
   /* struct ip_ct_tcp, per entry */
   state: Uint8Array = new Uint8Array(0);
   lastDir: Uint8Array = new Uint8Array(0);
@@ -220,6 +222,20 @@ export class TcpTracker implements ProtoTracker {
 
   constructor(capacity = 0) {
     if (capacity > 0) this.resize(capacity);
+  }
+
+  /**
+   * The table can now hold `capacity` entries. The per-entry arrays grow on demand
+   * (newConnection / restore of an entry id beyond them), so a table holding few TCP
+   * connections among many others does not pay 56 bytes for every entry.
+   */
+  reserve(capacity: number): void {
+    this.limit = capacity;
+  }
+
+  private ensure(e: number): void {
+    if (e < this.cap) return;
+    this.resize(Math.max(e + 1, Math.min(Math.max(this.cap * 2, 1024), Math.max(this.limit, e + 1))));
   }
 
   resize(capacity: number): void {
@@ -316,6 +332,7 @@ export class TcpTracker implements ProtoTracker {
 
   /** tcp_new */
   newConnection(host: TrackerHost, e: number, pkt: PacketView, _now: number): boolean {
+    this.ensure(e);
     const newState = TABLE[tcpIndex(pkt.tcpFlags) * 10 + TCP_CONNTRACK_NONE];
     if (newState >= TCP_CONNTRACK_MAX) {
       if (logEnabled(host)) host.logInvalid(pkt, 'invalid new');
@@ -726,7 +743,7 @@ export class TcpTracker implements ProtoTracker {
   }
 
   restore(e: number, d: readonly number[]): void {
-    if (e >= this.cap) this.resize(Math.max(e + 1, this.cap * 2));
+    this.ensure(e);
     const v = (i: number): number => (i < d.length && Number.isFinite(d[i]) ? d[i] : 0);
     const st = v(0);
     this.state[e] = st >= 0 && st < TCP_CONNTRACK_MAX ? st : TCP_CONNTRACK_NONE;

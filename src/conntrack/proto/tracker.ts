@@ -42,6 +42,12 @@ export interface ProtoTracker {
   /** Make per-entry storage hold at least `capacity` entries (keep existing data). */
   resize(capacity: number): void;
   /**
+   * Optional: the table can now hold `capacity` entries. A tracker with this method grows
+   * its per-entry storage on demand (newConnection / restore) instead, up to that bound;
+   * the core calls reserve() instead of resize() then.
+   */
+  reserve?(capacity: number): void;
+  /**
    * First packet of a new, unconfirmed entry e (the tuple is already stored).
    * Initialise per-entry state. Return false if this packet cannot create a
    * connection (the packet is then INVALID and the entry is freed).

@@ -51,7 +51,7 @@ function attackSet(n: number, key: HashKey): Uint32Array[] {
   const out: Uint32Array[] = [];
   for (let i = 0; out.length < n; i++) {
     const t = tupleOf(i);
-    if (scaleHash(key.hash(t, 0, TUPLE_WORDS), NB) === 0) out.push(t);
+    if (scaleHash(key.hashTuple(t, 0), NB) === 0) out.push(t);
   }
   return out;
 }
@@ -117,7 +117,7 @@ test('a reply-direction collision set (chosen on the REPLY tuple) spreads as wel
     r[T_SRC] = t[T_DST];
     r[T_DST] = t[T_SRC];
     r[T_PORTS] = ((t[T_PORTS] & 0xffff) << 16) | (t[T_PORTS] >>> 16);
-    if (scaleHash(key.hash(r, 0, TUPLE_WORDS), NB) === 0) chosen.push(t);
+    if (scaleHash(key.hashTuple(r, 0), NB) === 0) chosen.push(t);
   }
   const ct = new Conntrack(tunables({ nf_conntrack_buckets: NB, nf_conntrack_max: 0 }));
   for (const t of chosen) pass(ct, packetOf(t), 1000);
@@ -143,7 +143,8 @@ test('per-source counter: many sources under a fresh key keep probe sequences sh
     const d = (i - home + ps.cap) & mask;
     if (d > worst) worst = d;
   }
-  assert.equal(used, ATTACK, 'one slot per source');
+  // the set's tuples differ in source address or port: one slot per distinct source address
+  assert.equal(used, new Set(attack.map((t) => t[T_SRC])).size, 'one slot per source');
   assert.ok(worst <= 24, `worst probe distance ${worst} in ${ps.cap} slots`);
 });
 
