@@ -69,10 +69,114 @@ export class CompiledRule {
   constructor(readonly parsed: ParsedRule) {}
 }
 
+/**
+ * A destination-port index over one candidate list (one chain, family, TCP or UDP): the port
+ * space cut at every bound of the rules' `--dport` / `--dports` sets into intervals, each with
+ * the candidate subsequence a packet with a port in it can match — the rules without a port
+ * condition, and those whose set holds the interval — in the chain's order. Used only for
+ * packets whose ports are readable and that are not fragments: then a rule left out could
+ * not have matched and would have had no side effect (see portConstraint), so first-match
+ * order, counters, LOG and limit behave as with the full walk.
+ */
+export class PortIndex {
+  constructor(
+    /** interval starts, ascending, starts[0] = 0 */
+    readonly starts: Int32Array,
+    /** candidate list of each interval (identical lists shared) */
+    readonly lists: Int32Array[],
+  ) {}
+
+  lookup(port: number): Int32Array {
+    const st = this.starts;
+    let lo = 0;
+    let hi = st.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (st[mid] <= port) lo = mid;
+      else hi = mid - 1;
+    }
+    return this.lists[lo];
+  }
+}
+
+/** Build a port index when at least this many candidates have a port condition. */
+const PORT_INDEX_MIN_RULES = 8;
+/** Upper bound on the summed length of one index's distinct lists (memory guard). */
+const PORT_INDEX_MAX_ENTRIES = 1 << 20;
+
+/**
+ * Matches that may come before a rule's port condition without defeating the port index:
+ * stateless, and never setting hotdrop for a packet with readable ports.
+ */
+const PURE_MATCHES = new Set(['conntrack', 'state', 'comment', 'iprange', 'helper']);
+
+/**
+ * The destination ports a rule requires, as [lo, hi] ranges, or null when it has no such
+ * condition that the index may use: the first match that is not in PURE_MATCHES must be a
+ * non-negated `tcp`/`udp --dport` or `multiport --dports`. (Such a match returns false,
+ * without side effects, for a non-fragment with readable ports outside the set; the
+ * matches before it have no side effects either, so the rule is skipped exactly.)
+ */
+export function portConstraint(pr: ParsedRule): [number, number][] | null {
+  for (const m of pr.matches) {
+    if (PURE_MATCHES.has(m.name)) continue;
+    if (m.name === 'tcp' || m.name === 'udp') {
+      const st = m.state as { dport: [number, number] | null; dportInv: boolean };
+      if (!st.dport || st.dportInv) return null;
+      return [[st.dport[0], st.dport[1]]];
+    }
+    if (m.name === 'multiport') {
+      const st = m.state as { flags: string | null; ports: [number, number][]; inv: boolean };
+      if (st.flags !== 'dst' || st.inv || st.ports.length === 0) return null;
+      return st.ports.map((r) => [r[0], r[1]]);
+    }
+    return null;
+  }
+  return null;
+}
+
+function buildPortIndex(cand: Int32Array, cons: ([number, number][] | null)[]): PortIndex | null {
+  let indexed = 0;
+  const cuts = new Set<number>([0]);
+  for (const i of cand) {
+    const c = cons[i];
+    if (!c) continue;
+    indexed++;
+    for (const [lo, hi] of c) {
+      cuts.add(lo);
+      if (hi < 65535) cuts.add(hi + 1);
+    }
+  }
+  if (indexed < PORT_INDEX_MIN_RULES) return null;
+  const starts = Int32Array.from([...cuts].sort((a, b) => a - b));
+  const lists: Int32Array[] = [];
+  const seen = new Map<string, Int32Array>();
+  let total = 0;
+  for (const p of starts) {
+    const l: number[] = [];
+    for (const i of cand) {
+      const c = cons[i];
+      if (!c || c.some(([lo, hi]) => p >= lo && p <= hi)) l.push(i);
+    }
+    const key = l.join(',');
+    let arr = seen.get(key);
+    if (!arr) {
+      arr = Int32Array.from(l);
+      seen.set(key, arr);
+      total += arr.length;
+      if (total > PORT_INDEX_MAX_ENTRIES) return null;
+    }
+    lists.push(arr);
+  }
+  return new PortIndex(starts, lists);
+}
+
 export class CompiledChain {
   rules: CompiledRule[] = [];
   /** [family(0: v4, 1: v6) * N_PCLASS + protoClass] → indices into rules */
   cand: Int32Array[] = [];
+  /** same indexing: the destination-port index of cand[i] (TCP and UDP classes), or null */
+  portIdx: (PortIndex | null)[] = [];
   constructor(
     readonly name: string,
     readonly table: string,
@@ -209,13 +313,16 @@ export function compileRules(set: RuleSet, deps: CompileDeps): CompiledRuleSet {
     r.jump = ci;
   }
   for (const cc of out.chains) {
+    const cons = cc.rules.map((r) => portConstraint(r.parsed));
     for (const fam of [4, 6] as const) {
       for (let pc = 0; pc < N_PCLASS; pc++) {
         const list: number[] = [];
         cc.rules.forEach((r, i) => {
           if (ruleMayMatch(r, fam, pc)) list.push(i);
         });
-        cc.cand[(fam === 6 ? 1 : 0) * N_PCLASS + pc] = Int32Array.from(list);
+        const k = (fam === 6 ? 1 : 0) * N_PCLASS + pc;
+        cc.cand[k] = Int32Array.from(list);
+        cc.portIdx[k] = pc === PC_TCP || pc === PC_UDP ? buildPortIndex(cc.cand[k], cons) : null;
       }
     }
   }

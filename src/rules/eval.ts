@@ -6,10 +6,28 @@
  */
 import type { PacketContext } from '../pipeline/context';
 import { NF_ACCEPT, NF_DROP, NF_INET_FORWARD, NF_INET_LOCAL_IN, NF_INET_LOCAL_OUT, NF_INET_PRE_ROUTING } from '../queue/layout';
-import { CompiledRuleSet, N_PCLASS, protoClass, T_ACCEPT, T_CT, T_DROP, T_GOTO, T_JUMP, T_LOG, T_NONE, T_REJECT, T_RETURN, type CompiledRule } from './compile';
+import {
+  CompiledRuleSet,
+  N_PCLASS,
+  PC_TCP,
+  PC_UDP,
+  protoClass,
+  T_ACCEPT,
+  T_CT,
+  T_DROP,
+  T_GOTO,
+  T_JUMP,
+  T_LOG,
+  T_NONE,
+  T_REJECT,
+  T_RETURN,
+  type CompiledRule,
+} from './compile';
 import { MAX_CHAIN_DEPTH } from './parse';
 import { ifaceMatches } from './matches/basic';
 import { formatLogLine } from './targets/LOG';
+import { l4HeaderReadable } from './matches/util';
+import type { CompiledChain } from './compile';
 
 export interface EngineDeps {
   /** ifindex → interface name (undefined when unknown) */
@@ -29,6 +47,15 @@ export interface Counters {
   /** per chain, by canonical chain number; only built-in chains' policies count */
   chainPkts: Float64Array;
   chainBytes: Float64Array;
+}
+
+/** The rules of chain ch a packet of class cls with destination port dport (-1: unusable) must visit. */
+function candidates(ch: CompiledChain, cls: number, dport: number): Int32Array {
+  if (dport >= 0) {
+    const pi = ch.portIdx[cls];
+    if (pi !== null) return pi.lookup(dport);
+  }
+  return ch.cand[cls];
 }
 
 /** Largest ifindex kept in the dense per-pattern caches; larger ones go to a Map. */
@@ -96,10 +123,14 @@ export class RuleEngine {
     const chains = this.compiled.chains;
     const rt = this.compiled.runtime;
     const cnt = this.counters;
-    const cls = (ctx.family === 6 ? N_PCLASS : 0) + protoClass(ctx.view.proto);
+    const v = ctx.view;
+    const pc = protoClass(v.proto);
+    const cls = (ctx.family === 6 ? N_PCLASS : 0) + pc;
+    // the destination-port index applies to non-fragments with readable ports (see PortIndex)
+    const dport = (pc === PC_TCP || pc === PC_UDP) && v.fragOffset === 0 && l4HeaderReadable(v) ? v.dport : -1;
     rt.hotdrop = 0;
     let chain = base;
-    let cand = chains[chain].cand[cls];
+    let cand = candidates(chains[chain], cls, dport);
     let rules = chains[chain].rules;
     let pos = 0;
     let sp = 0;
@@ -110,7 +141,7 @@ export class RuleEngine {
         sp--;
         chain = this.chainStack[sp];
         pos = this.posStack[sp];
-        cand = chains[chain].cand[cls];
+        cand = candidates(chains[chain], cls, dport);
         rules = chains[chain].rules;
         continue;
       }
@@ -133,7 +164,7 @@ export class RuleEngine {
           sp--;
           chain = this.chainStack[sp];
           pos = this.posStack[sp];
-          cand = chains[chain].cand[cls];
+          cand = candidates(chains[chain], cls, dport);
           rules = chains[chain].rules;
           continue;
         case T_JUMP:
@@ -145,7 +176,7 @@ export class RuleEngine {
           }
           chain = r.jump;
           pos = 0;
-          cand = chains[chain].cand[cls];
+          cand = candidates(chains[chain], cls, dport);
           rules = chains[chain].rules;
           continue;
         case T_LOG:
