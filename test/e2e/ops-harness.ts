@@ -6,7 +6,7 @@ import { ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { Lab } from '../../src/lab/netns';
+import { Lab, LAB_ADDR as LAB } from '../../src/lab/netns';
 
 export const ROOT = path.resolve(__dirname, '..', '..');
 export const BIN = path.join(ROOT, 'bin', 'nfqwall.js');
@@ -77,4 +77,110 @@ export function tcpServer(lab: Lab, addr: string, port: number, reply = 'hello')
 
 export async function waitListen(lab: Lab, port: number, proto: 't' | 'u' = 't'): Promise<void> {
   await until(async () => (await lab.exec('srv', ['ss', `-Hl${proto}n`, `sport = :${port}`])).stdout.trim() !== '', `port ${port} listening`);
+}
+
+export const TCP_TOOL = path.join(ROOT, 'test', 'helpers', 'tcp.js');
+
+/** The last `BYTES n` a test/helpers/tcp.js sink printed (0 before any). */
+export function lastBytes(out: string): number {
+  const all = [...out.matchAll(/^BYTES (\d+)$/gm)];
+  return all.length ? Number(all[all.length - 1][1]) : 0;
+}
+
+/**
+ * A long TCP stream from cli to srv:PORT (test/helpers/tcp.js source → sink): CHUNK random bytes
+ * every INTERVAL ms until stop(); both ends hash what they sent / received.
+ */
+export async function bulkStream(lab: Lab, port: number, chunk = 65536, intervalMs = 10) {
+  const sink = watch(lab.spawn('srv', [process.execPath, TCP_TOOL, 'sink', LAB.srv4, String(port)], { cwd: ROOT }));
+  await sink.waitFor(/^READY$/m, 'out');
+  const source = watch(lab.spawn('cli', [process.execPath, TCP_TOOL, 'source', LAB.srv4, String(port), String(chunk), String(intervalMs)], { cwd: ROOT }));
+  await source.waitFor(/^CONNECTED \d+$/m, 'out');
+  const localPort = Number(/^CONNECTED (\d+)$/m.exec(source.out)![1]);
+  return {
+    sink,
+    source,
+    localPort,
+    received: () => lastBytes(sink.out),
+    broken: () => /^(ERR|CLOSED)/m.test(source.out) || /^ERR/m.test(sink.out),
+    /** Waits until the sink has received `more` bytes beyond what it had; throws if the stream broke. */
+    async progress(more: number, what: string, tries = 2400): Promise<void> {
+      const target = lastBytes(sink.out) + more;
+      for (let i = 0; lastBytes(sink.out) < target; i++) {
+        if (/^(ERR|CLOSED)/m.test(source.out)) throw new Error(`stream broke (${what}): ${source.out.slice(-300)}`);
+        if (i >= tries) throw new Error(`stream stalled (${what}) at ${lastBytes(sink.out)} bytes, waiting for ${target}`);
+        await sleep(50);
+      }
+    },
+    /** Ends the stream; resolves with what each end counted and hashed. */
+    async stop(): Promise<{ sent: [number, string]; received: [number, string] }> {
+      source.child.stdin!.write('stop\n');
+      await source.waitFor(/^DONE \d+ [0-9a-f]{64}$/m, 'out');
+      await sink.waitFor(/^DONE \d+ [0-9a-f]{64}$/m, 'out');
+      const s = /^DONE (\d+) ([0-9a-f]{64})$/m.exec(source.out)!;
+      const r = /^DONE (\d+) ([0-9a-f]{64})$/m.exec(sink.out)!;
+      return { sent: [Number(s[1]), s[2]], received: [Number(r[1]), r[2]] };
+    },
+  };
+}
+
+/** A line-echo connection from cli to srv:PORT (an echo server must listen there: `tcp.js echo`). */
+export async function talker(lab: Lab, port: number) {
+  const w = watch(lab.spawn('cli', [process.execPath, TCP_TOOL, 'talk', LAB.srv4, String(port)], { cwd: ROOT }));
+  await w.waitFor(/^CONNECTED \d+$/m, 'out');
+  const localPort = Number(/^CONNECTED (\d+)$/m.exec(w.out)![1]);
+  let n = 0;
+  return {
+    w,
+    localPort,
+    /** Sends a line; true once its echo came back, false after `tries` × 100 ms without it. */
+    async roundTrip(tries = 600): Promise<boolean> {
+      const tag = `line-${localPort}-${++n}`;
+      w.child.stdin!.write(tag + '\n');
+      for (let i = 0; i < tries; i++) {
+        if (w.out.includes(`ECHO ${tag}\n`)) return true;
+        if (/^(ERR|CLOSED)/m.test(w.out)) return false;
+        await sleep(100);
+      }
+      return false;
+    },
+  };
+}
+
+/** The lab gateway's /proc/net/netfilter/nfnetlink_queue row of queue q. */
+export async function kernelQueue(lab: Lab, q: number) {
+  const r = await lab.exec('gw', ['cat', '/proc/net/netfilter/nfnetlink_queue']);
+  for (const line of r.stdout.split('\n')) {
+    const f = line.trim().split(/\s+/).map(Number);
+    if (f[0] === q) return { portid: f[1], qlen: f[2], queueDropped: f[5], userDropped: f[6], idSequence: f[7] };
+  }
+  return undefined;
+}
+
+/** GET /metrics from a daemon started with --metrics 127.0.0.1:PORT (inside the gateway namespace). */
+export async function scrape(lab: Lab, port: number) {
+  const r = await lab.exec('gw', ['curl', '-sf', `http://127.0.0.1:${port}/metrics`]);
+  if (r.code !== 0) throw new Error(`metrics scrape failed: ${r.stderr}`);
+  const text = r.stdout;
+  return {
+    text,
+    /** The value of the one sample matching re (its first group); throws when there is none. */
+    val(re: RegExp): number {
+      const m = re.exec(text);
+      if (!m) throw new Error(`${re} not in the metrics:\n${text.slice(0, 3000)}`);
+      return Number(m[1]);
+    },
+    /** The sum over every line matching re (global, multiline; first group); 0 when none. */
+    sum(re: RegExp): number {
+      let n = 0;
+      for (const m of text.matchAll(new RegExp(re.source, 'gm'))) n += Number(m[1]);
+      return n;
+    },
+  };
+}
+
+export function rssKb(pid: number): number {
+  const m = fs.readFileSync(`/proc/${pid}/status`, 'utf8').match(/VmRSS:\s+(\d+) kB/);
+  if (!m) throw new Error(`no VmRSS for ${pid}`);
+  return Number(m[1]);
 }
