@@ -34,7 +34,11 @@ SHAPES.forEach((shape, i) => {
     // with few buckets the chain-length limit of confirm (50..79 nodes) caps the table below max
     if ((2 * cfg.max) / cfg.buckets <= 50) assert.equal(res.maxCount, cfg.max);
     else assert.ok(res.maxCount <= cfg.max && res.stats.chaintoolong > 0);
-    assert.ok(res.stats.early_drop > 0 && res.stats.invalid > 0);
+    // early drop runs only on a full table: when the chain-length limit kept the table below
+    // max (8 buckets for 512 entries), there was nothing for it to do
+    if (res.maxCount === cfg.max) assert.ok(res.stats.early_drop > 0, `early_drop ${res.stats.early_drop} with a full table`);
+    else assert.equal(res.stats.early_drop, 0, 'no early drop below max');
+    assert.ok(res.stats.invalid > 0);
     console.log(`# seed ${cfg.seed}: ${res.packets} packets, accepted ${res.accepted}, dropped ${res.dropped}, stats ${JSON.stringify(res.stats)}`);
   });
 });
