@@ -13,12 +13,14 @@
  * line) or of a future version is logged and ignored: the daemon starts empty.
  *
  * At restore the wall-clock time since savedAt is taken off every timeout; entries and
- * expectations whose timeout has run out are not restored.
+ * expectations whose timeout has run out are not restored. TCP entries keep their state but
+ * not their window tracking (see forgetTcpWindows): the next packets set the windows again.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Conntrack, ConntrackEntryData } from '../conntrack/core';
 import { TUPLE_WORDS } from '../conntrack/tuple';
+import { forgetTcpWindows } from '../conntrack/proto/tcp';
 import type { Logger } from './log';
 
 export const STATE_FORMAT = 'nfqwall-state';
@@ -196,7 +198,10 @@ export function restoreState(ct: Conntrack, file: string, opts: { now: number; w
       res.expired++;
       continue;
     }
-    const e = ct.importEntry({ ...d, timeoutMs: left, ageMs: (Number(d.ageMs) || 0) + elapsed }, now);
+    // TCP: the connection has moved on since the save; its windows are picked up again from
+    // the next packets (as for an entry conntrackd injects), not taken from the file
+    const tcp = Array.isArray(d.tuple) && (Number(d.tuple[0]) & 0xff) === 6 && Array.isArray(d.proto);
+    const e = ct.importEntry({ ...d, proto: tcp ? forgetTcpWindows(d.proto) : d.proto, timeoutMs: left, ageMs: (Number(d.ageMs) || 0) + elapsed }, now);
     if (e < 0) res.refused++;
     else res.restored++;
   }

@@ -790,3 +790,24 @@ function windowMessage(what: number, v: number): string {
       return `ignored ACK under lower bound ${v} (possible overly delayed)`;
   }
 }
+
+/**
+ * An entry's saved TCP data (TcpTracker.save() layout) with the window tracking of both
+ * directions forgotten: td_end, td_maxend, td_maxwin, td_maxack zero and MAXACK_SET cleared,
+ * state, scale and the other flags kept. tcp_in_window then takes the next packet of each
+ * direction as the new start of its window (the mid-connection pickup), which is what the
+ * kernel does with an entry created through ctnetlink (conntrackd), whose message carries no
+ * window data. Used when restoring a state file: the connection has moved on since the save
+ * (a periodic save, or --fail-open while the daemon was down), and windows from the file
+ * would make its packets INVALID.
+ */
+export function forgetTcpWindows(d: readonly number[]): number[] {
+  const out = d.slice();
+  for (let k = 0; k < 2; k++) {
+    const b = 10 + 6 * k;
+    if (out.length < b + 6) break;
+    out[b] = out[b + 1] = out[b + 2] = out[b + 3] = 0;
+    out[b + 5] = (Number(out[b + 5]) || 0) & ~IP_CT_TCP_FLAG_MAXACK_SET;
+  }
+  return out;
+}

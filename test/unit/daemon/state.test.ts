@@ -13,6 +13,10 @@ import { formatConntrack } from '../../../src/conntrack/format';
 import { defaultTunables } from '../../../src/conntrack/sysctl';
 import { TUPLE_WORDS } from '../../../src/conntrack/tuple';
 import { restoreState, saveState, STATE_VERSION } from '../../../src/daemon/state';
+import { Firewall } from '../../../src/pipeline/firewall';
+import { loadRuleText } from '../../../src/pipeline/load-rules';
+import { NF_ACCEPT, NF_DROP, NF_INET_FORWARD } from '../../../src/queue/layout';
+import { ipv4, tcp } from '../../helpers/packets';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nfqw-state-'));
 after(() => fs.rmSync(dir, { recursive: true, force: true }));
@@ -86,5 +90,53 @@ describe('state file', () => {
     }
     const b = table();
     assert.equal(restoreState(b, good, { now: 0 }).restored, 10);
+  });
+
+  test('a TCP connection that moved on after the save (periodic save, fail-open downtime) is picked up again, state kept', async () => {
+    // ESTABLISHED-only rules with tcp_loose=0: only a restored entry can admit these packets
+    const text = `*filter\n:FORWARD DROP [0:0]\n-A FORWARD -m conntrack --ctstate ESTABLISHED -j ACCEPT\n-A FORWARD -p tcp --syn -m conntrack --ctstate NEW -j ACCEPT\nCOMMIT\n`;
+    const fwOf = () => {
+      const loaded = loadRuleText(text, 'x.rules', { log: () => {} });
+      assert.ok(loaded.rules, loaded.errors.join('\n'));
+      const tun = defaultTunables(1 << 30);
+      tun.nf_conntrack_tcp_loose = 0;
+      return new Firewall({ tun, rules: loaded.rules! });
+    };
+    const C = '198.18.1.1';
+    const S = '198.19.2.1';
+    const ISN_C = 1000;
+    const ISN_S = 900_000;
+    const pkt = (fromClient: boolean, flags: string, seq: number, ack: number, payload = 0) =>
+      fromClient
+        ? ipv4({ src: C, dst: S }, tcp({ sport: 40000, dport: 6201, flags, seq, ack, window: 502, payload: new Uint8Array(payload) }))
+        : ipv4({ src: S, dst: C }, tcp({ sport: 6201, dport: 40000, flags, seq, ack, window: 509, payload: new Uint8Array(payload) }));
+    const send = (fw: Firewall, p: Uint8Array, now: number) => fw.decide(p, 0, p.length, p.length, NF_INET_FORWARD, 4, 2, 3, 0, 0, now);
+    const a = fwOf();
+    let now = 1000;
+    assert.equal(send(a, pkt(true, 'S', ISN_C, 0), now++), NF_ACCEPT);
+    assert.equal(send(a, pkt(false, 'SA', ISN_S, ISN_C + 1), now++), NF_ACCEPT);
+    assert.equal(send(a, pkt(true, 'A', ISN_C + 1, ISN_S + 1, 1000), now++), NF_ACCEPT);
+    assert.equal(send(a, pkt(false, 'A', ISN_S + 1, ISN_C + 1001, 100), now++), NF_ACCEPT);
+    const file = path.join(dir, 'tcp.state');
+    await saveState(a.ct, file, { now, wallNow: 1_700_000_000_000 });
+    // 20 MB later (far beyond any window): what the first packets after a restart look like
+    const far = 20 << 20;
+    const later = [pkt(true, 'A', ISN_C + 1001 + far, ISN_S + 101 + 5000, 1000), pkt(false, 'A', ISN_S + 101 + 5000, ISN_C + 2001 + far, 100)];
+    // the original table judges them out of window (INVALID → dropped): the control
+    // (the entry imported with the windows of the file, as restore did before)
+    const control = fwOf();
+    assert.ok(control.ct.importEntry(JSON.parse(fs.readFileSync(file, 'utf8').split('\n')[1]), 0) >= 0);
+    assert.equal(send(control, later[0], 1), NF_DROP, 'control: the saved window refuses it');
+    const b = fwOf();
+    const r = restoreState(b.ct, file, { now: 0, wallNow: 1_700_000_001_000 });
+    assert.equal(r.restored, 1);
+    const lines: string[] = [];
+    b.ct.forEach((e) => lines.push(formatConntrack(b.ct, e, 0)));
+    assert.match(lines[0], /^tcp {6}6 \d+ ESTABLISHED src=198\.18\.1\.1 dst=198\.19\.2\.1 sport=40000 dport=6201 .*\[ASSURED\]/);
+    assert.equal(send(b, later[0], 1), NF_ACCEPT, 'client data 20 MB further on');
+    assert.equal(send(b, later[1], 2), NF_ACCEPT, 'server answer 20 MB further on');
+    // and the windows are tracked again from there: a packet far outside the new window is not ESTABLISHED
+    assert.equal(send(b, pkt(true, 'A', ISN_C + 1001 + far + (1 << 30), ISN_S + 5101 + 100, 10), 3), NF_DROP, 'out of the picked-up window');
+    assert.equal(send(b, pkt(true, 'A', ISN_C + 2001 + far, ISN_S + 5101 + 100, 10), 4), NF_ACCEPT, 'in window again');
   });
 });
