@@ -23,6 +23,8 @@ import { IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE } from '../packet/view';
 import type { Logger } from './log';
 
 export const MAX_REQUEST = 64 * 1024;
+/** Requests read ahead per connection; beyond, reading pauses until they are answered. */
+export const MAX_PENDING = 64;
 /** Entries formatted per chunk before yielding to the event loop. */
 export const CHUNK_ENTRIES = 2048;
 
@@ -236,6 +238,8 @@ class Session {
       this.tooLarge();
       return;
     }
+    // a client that pipelines requests without reading the answers is not read further
+    if (this.queue.length >= MAX_PENDING) this.sock.pause();
     void this.pump();
   }
 
@@ -253,6 +257,7 @@ class Session {
     try {
       while (this.queue.length > 0 && this.alive) {
         const req = this.queue.shift();
+        if (this.queue.length < MAX_PENDING && this.sock.isPaused()) this.sock.resume();
         let final: Record<string, unknown>;
         try {
           final = await this.server.handle(req, this);
