@@ -11,7 +11,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { Lab, LAB_ADDR as A } from '../../src/lab/netns';
-import { BIN, ENV, nfq, ROOT, skip, sleep, startDaemon, tcpServer, tmpDir, until, waitListen, type Watched } from './ops-harness';
+import { BIN, ENV, ftpPasvClient, nfq, ROOT, skip, sleep, startDaemon, tcpServer, tmpDir, until, waitListen, type Watched } from './ops-harness';
 
 if (skip) process.stderr.write(`ops-cli e2e skipped: ${skip}\n`);
 const T = { timeout: 240_000 };
@@ -217,7 +217,7 @@ describe('operator commands against a live daemon', { skip }, () => {
     fs.writeFileSync(script, "printf '220 ready\\r\\n'; read l; printf '227 Entering Passive Mode (198,19,2,1,200,10).\\r\\n'; sleep 60\n");
     lab.spawn('srv', ['socat', `TCP-LISTEN:21,bind=${A.srv4},reuseaddr`, `EXEC:sh ${script}`]);
     await waitListen(lab, 21);
-    lab.spawn('cli', ['sh', '-c', `(printf 'PASV\\r\\n'; sleep 60) | socat - TCP:${A.srv4}:21`]);
+    ftpPasvClient(lab, A.srv4);
     const listing = await until(
       async () => {
         const r = await ct('-L', 'expect');

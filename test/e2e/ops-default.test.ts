@@ -21,7 +21,23 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Lab, LAB_ADDR as A } from '../../src/lab/netns';
-import { BIN, bulkStream, ENV, nfq, ROOT, skip, startDaemon, talker, TCP_TOOL, tmpDir, until, waitListen, watch, type Watched } from './ops-harness';
+import {
+  BIN,
+  bulkStream,
+  ENV,
+  ftpPasvClient,
+  nfq,
+  ROOT,
+  skip,
+  startDaemon,
+  talker,
+  TCP_TOOL,
+  tmpDir,
+  until,
+  waitListen,
+  watch,
+  type Watched,
+} from './ops-harness';
 
 if (skip) process.stderr.write(`ops-default e2e skipped: ${skip}\n`);
 const T = { timeout: 300_000 };
@@ -224,7 +240,7 @@ describe('default control socket, periodic state saves, restarts', { skip }, () 
     const ftpd = watch(lab.spawn('srv', ['socat', '-d', '-d', `TCP-LISTEN:21,bind=${A.srv4},reuseaddr`, `EXEC:sh ${script}`]));
     await waitListen(lab, 21);
     let d = await daemon(args);
-    const ftp = watch(lab.spawn('cli', ['sh', '-c', `(printf 'PASV\\r\\n'; sleep 120) | socat -d -d - TCP:${A.srv4}:21`]));
+    const ftp = ftpPasvClient(lab, A.srv4);
     const exp = await until(
       async () => {
         const r = await nfq(lab, ['conntrack', '-L', 'expect', '--control', ctl]);

@@ -184,3 +184,15 @@ export function rssKb(pid: number): number {
   if (!m) throw new Error(`no VmRSS for ${pid}`);
   return Number(m[1]);
 }
+
+/**
+ * A minimal FTP client on cli: waits for the server's 220 greeting, only then sends PASV and
+ * keeps the connection open. Sending PASV only after the greeting arrived keeps the greeting
+ * and the 227 answer in separate segments: a server that wrote both at once could have them
+ * coalesced into one, and the FTP helper (the kernel's too) parses commands and answers only
+ * at the start of a segment.
+ */
+export function ftpPasvClient(lab: Lab, server: string) {
+  const js = `const s = require('net').connect(21, '${server}'); let b = ''; let sent = false; s.setEncoding('utf8'); s.on('data', (d) => { b += d; process.stdout.write(d); if (!sent && b.includes('220 ')) { sent = true; s.write('PASV\\r\\n'); } }); s.on('error', (e) => console.log('ERR ' + e.message)); setInterval(() => {}, 1e6);`;
+  return watch(lab.spawn('cli', [process.execPath, '-e', js], { cwd: ROOT }));
+}
