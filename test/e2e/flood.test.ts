@@ -8,9 +8,10 @@
  * Checked: the stream keeps receiving after each flood; the daemon stays alive; its log
  * has `nf_conntrack: table full, dropping packet` and `callbacks suppressed` lines;
  * RSS after the third flood is not above RSS after the second by more than a margin
- * (memory, no timing); the table never exceeds max — replaying the captured flood
- * through a Firewall with the same rules and max, checking the count after every packet
- * (the control socket for `nfqwall conntrack -C` had not landed when this was written).
+ * (memory, no timing); the table never exceeds max — `nfqwall conntrack -C` and `-S`
+ * asked over and over while each flood runs (every answer ≤ max, the table seen full,
+ * drop= never going down), and the captured floods replayed through a Firewall with the
+ * same rules and max, checking the count after every packet.
  *
  * NFQWALL_FLOOD_MULT (default 10) scales the floods; test/stress/flood.test.ts runs it big.
  * Needs root; unique namespaces; after() tears everything down even on failure.
@@ -184,11 +185,41 @@ describe('floods through nfqwall run (nf_conntrack_max = 256)', { skip }, () => 
     }
   });
 
+  /** `nfqwall conntrack ARGS` against the running daemon (its control socket). */
+  const ctCli = (...args: string[]) =>
+    lab!.exec('gw', [process.execPath, 'bin/nfqwall.js', 'conntrack', ...args, '--control', path.join(tmp, 'ctl.sock')], {
+      cwd: ROOT,
+      env: { ...process.env, NFQWALL_FROM_SOURCE: '1' },
+    });
+  /** -C and -S answers sampled while the floods ran. */
+  const liveCounts: number[] = [];
+  const liveDrops: number[] = [];
+
   async function flood(kind: 'syn' | 'udp', n: number, base: number): Promise<void> {
     const out = path.join(tmp, `${kind}-${base}.pcap`);
     const before = streamBytes(cliStream.out);
-    const r = await lab!.exec('cli', [PY, path.join(tmp, 'flood.py'), String(n), kind, out, String(base)], { timeoutMs: 550_000 });
+    let flooding = true;
+    const sent = lab!.exec('cli', [PY, path.join(tmp, 'flood.py'), String(n), kind, out, String(base)], { timeoutMs: 550_000 }).finally(() => {
+      flooding = false;
+    });
+    // operators ask while the flood runs: conntrack -C and -S answer, the count never above max
+    let samples = 0;
+    do {
+      const [c, st] = await Promise.all([ctCli('-C'), ctCli('-S')]);
+      assert.equal(c.code, 0, `conntrack -C during the ${kind} flood: ${c.stderr}`);
+      assert.match(c.stdout, /^\d+\n$/);
+      const count = Number(c.stdout);
+      assert.ok(count <= MAX, `conntrack -C said ${count} > ${MAX} during the ${kind} flood`);
+      liveCounts.push(count);
+      assert.equal(st.code, 0, st.stderr);
+      const drop = /\bdrop=(\d+)/.exec(st.stdout);
+      assert.ok(drop && /\binsert=\d+ /.test(st.stdout) && /\bearly_drop=\d+ /.test(st.stdout), st.stdout);
+      liveDrops.push(Number(drop[1]));
+      samples++;
+    } while (flooding);
+    const r = await sent;
     assert.equal(r.code, 0, r.stderr);
+    figures.push(`${kind} flood: conntrack -C/-S answered ${samples} times while it ran`);
     const m = r.stdout.match(/SENT (\d+) ([\d.]+)/);
     assert.ok(m, r.stdout);
     figures.push(`${kind} flood: ${n} new flows in ${m[2]} s (${Math.round(n / Number(m[2]))} pkt/s)`);
@@ -220,6 +251,13 @@ describe('floods through nfqwall run (nf_conntrack_max = 256)', { skip }, () => 
     assert.match(dw.err, /net_ratelimit: \d+ callbacks suppressed/);
     const fulls = dw.err.split('\n').filter((l) => l.includes('table full, dropping packet')).length;
     figures.push(`table-full lines logged: ${fulls} (the rest suppressed by the rate limit)`);
+    // the live answers: the table was seen full, never above max; drop= only grows
+    figures.push(
+      `conntrack -C during the floods: ${liveCounts.length} answers, max ${Math.max(...liveCounts)}; -S drop= ${liveDrops[0]} → ${liveDrops[liveDrops.length - 1]}`,
+    );
+    assert.equal(Math.max(...liveCounts), MAX, 'conntrack -C saw the table full');
+    for (let i = 1; i < liveDrops.length; i++) assert.ok(liveDrops[i] >= liveDrops[i - 1], `drop= went down: ${liveDrops.join(',')}`);
+    assert.ok(liveDrops[liveDrops.length - 1] > 0, 'drops counted by conntrack -S');
     // a table bounded by max and typed arrays that only grow to max: the third round of
     // floods may not need noticeably more memory than the second (GC noise allowed)
     assert.ok(rss3 <= rss2 * 1.2 + 16 * 1024, `RSS grew from ${rss2} kB to ${rss3} kB`);
