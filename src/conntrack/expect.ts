@@ -44,7 +44,7 @@ export class ExpectTable {
   timeout: Float64Array = new Float64Array(0);
   private live: Uint8Array = new Uint8Array(0);
   private hnext: Int32Array = new Int32Array(0);
-  private hval: Uint32Array = new Uint32Array(0);
+  private hval: Int32Array = new Int32Array(0);
   private mnext: Int32Array = new Int32Array(0);
   private mprev: Int32Array = new Int32Array(0);
   private freeHead = -1;
@@ -350,7 +350,9 @@ export class ExpectTable {
     this.timeout = t;
     this.live = g8(this.live, cap);
     this.hnext = gi32(this.hnext, cap);
-    this.hval = g32(this.hval, cap);
+    const hv = new Int32Array(cap);
+    hv.set(this.hval);
+    this.hval = hv;
     this.mnext = gi32(this.mnext, cap);
     this.mprev = gi32(this.mprev, cap);
     this.cap = cap;

@@ -10,10 +10,12 @@
  */
 
 /**
- * HalfSipHash-2-4, 32-bit output, key (k0, k1), message = n u32 words of `words` from `off`.
- * The SipRounds are written out (no inner loops): this runs for every packet.
+ * HalfSipHash-2-4, 32-bit output as a signed int32 (the hot path's form: a uint32 at or above
+ * 2^31 is not a small integer in V8 and would be boxed — allocated — whenever it crosses a
+ * call), key (k0, k1), message = n u32 words of `words` from `off`. The SipRounds are
+ * written out (no inner loops): this runs for every packet.
  */
-export function halfSipHash24(k0: number, k1: number, words: Uint32Array, off: number, n: number): number {
+export function halfSipHash24i(k0: number, k1: number, words: Uint32Array, off: number, n: number): number {
   let v0 = k0 | 0;
   let v1 = k1 | 0;
   let v2 = (0x6c796765 ^ k0) | 0;
@@ -85,14 +87,14 @@ export function halfSipHash24(k0: number, k1: number, words: Uint32Array, off: n
     v1 ^= v2;
     v2 = (v2 << 16) | (v2 >>> 16);
   }
-  return (v1 ^ v3) >>> 0;
+  return v1 ^ v3;
 }
 
 /**
- * HalfSipHash-2-4 of the 4-word message (m0, m1, m2, m3) — the compact encoding of an
+ * HalfSipHash-2-4 (signed int32 output, as halfSipHash24i) of the 4-word message (m0, m1, m2, m3) — the compact encoding of an
  * IPv4 connection tuple (see HashKey.hashTuple).
  */
-export function halfSipHash24x4(k0: number, k1: number, m0: number, m1: number, m2: number, m3: number): number {
+export function halfSipHash24x4i(k0: number, k1: number, m0: number, m1: number, m2: number, m3: number): number {
   let v0 = k0 | 0;
   let v1 = k1 | 0;
   let v2 = (0x6c796765 ^ k0) | 0;
@@ -161,7 +163,12 @@ export function halfSipHash24x4(k0: number, k1: number, m0: number, m1: number, 
     v1 ^= v2;
     v2 = (v2 << 16) | (v2 >>> 16);
   }
-  return (v1 ^ v3) >>> 0;
+  return v1 ^ v3;
+}
+
+/** HalfSipHash-2-4 as the reference defines its output: unsigned 32-bit. */
+export function halfSipHash24(k0: number, k1: number, words: Uint32Array, off: number, n: number): number {
+  return halfSipHash24i(k0, k1, words, off, n) >>> 0;
 }
 
 /** A 64-bit HalfSipHash key drawn from `random` (crypto.randomFillSync by default). */
@@ -171,11 +178,13 @@ export class HashKey {
   constructor(random: (buf: Uint8Array) => void) {
     const b = new Uint8Array(8);
     random(b);
-    this.k0 = (b[0] | (b[1] << 8) | (b[2] << 16) | (b[3] << 24)) >>> 0;
-    this.k1 = (b[4] | (b[5] << 8) | (b[6] << 16) | (b[7] << 24)) >>> 0;
+    // kept as int32 (the same bits): a uint32 at or above 2^31 would be a boxed double in V8
+    this.k0 = b[0] | (b[1] << 8) | (b[2] << 16) | (b[3] << 24);
+    this.k1 = b[4] | (b[5] << 8) | (b[6] << 16) | (b[7] << 24);
   }
+  /** Signed 32-bit hash (halfSipHash24i). */
   hash(words: Uint32Array, off: number, n: number): number {
-    return halfSipHash24(this.k0, this.k1, words, off, n);
+    return halfSipHash24i(this.k0, this.k1, words, off, n);
   }
   /**
    * The hash of a connection tuple (tuple.ts layout, 10 words at `off`). IPv4 tuples are
@@ -185,8 +194,9 @@ export class HashKey {
    */
   hashTuple(t: Uint32Array, off: number): number {
     const meta = t[off];
-    if (meta >>> 8 === 4) return halfSipHash24x4(this.k0, this.k1, meta, t[off + 1], t[off + 5], t[off + 9]);
-    return halfSipHash24(this.k0, this.k1, t, off, 10);
+    // words as int32 (| 0): addresses and port words at or above 2^31 would be boxed as call arguments
+    if (meta >>> 8 === 4) return halfSipHash24x4i(this.k0, this.k1, meta | 0, t[off + 1] | 0, t[off + 5] | 0, t[off + 9] | 0);
+    return halfSipHash24i(this.k0, this.k1, t, off, 10);
   }
 }
 

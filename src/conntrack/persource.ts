@@ -4,7 +4,7 @@
  * keyed hash (flood resistant), backward-shift deletion; touched only when an
  * entry is created or destroyed, never for packets of existing entries.
  */
-import { halfSipHash24 } from './hash';
+import { halfSipHash24i } from './hash';
 
 const EMPTY = 0;
 
@@ -45,7 +45,7 @@ export class SourceCounter {
   private slotOf(): number {
     const s = this.scratch;
     const mask = this.cap - 1;
-    let i = halfSipHash24(this.k0, this.k1, s, 0, 3) & mask;
+    let i = halfSipHash24i(this.k0, this.k1, s, 0, 3) & mask;
     for (;;) {
       if (this.counts[i] === EMPTY) return i;
       const k = i * 3;
@@ -90,7 +90,7 @@ export class SourceCounter {
       this.scratch[0] = this.keys[kj];
       this.scratch[1] = this.keys[kj + 1];
       this.scratch[2] = this.keys[kj + 2];
-      const home = halfSipHash24(this.k0, this.k1, this.scratch, 0, 3) & mask;
+      const home = halfSipHash24i(this.k0, this.k1, this.scratch, 0, 3) & mask;
       // move j into the hole at i if its home is not cyclically in (i, j]
       const inRange = i <= j ? home > i && home <= j : home > i || home <= j;
       if (!inRange) {

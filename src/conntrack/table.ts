@@ -41,7 +41,8 @@ export class ConnTable {
   /** incremented each time the row is freed: (id, gen) names one entry for good */
   gen: Uint32Array = new Uint32Array(0);
   next: Int32Array = new Int32Array(0);
-  nhash: Uint32Array = new Uint32Array(0);
+  /** signed 32-bit hashes (HashKey.hashTuple) */
+  nhash: Int32Array = new Int32Array(0);
 
   heads: Int32Array;
   nbuckets: number;
@@ -185,7 +186,9 @@ export class ConnTable {
     const next = new Int32Array(cap * 2).fill(-1);
     next.set(this.next);
     this.next = next;
-    this.nhash = growU32(this.nhash, cap * 2);
+    const nhash = new Int32Array(cap * 2);
+    nhash.set(this.nhash);
+    this.nhash = nhash;
     this.capacity = cap;
     if (cap > old) this.onResize(cap);
   }

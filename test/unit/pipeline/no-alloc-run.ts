@@ -1,0 +1,104 @@
+/**
+ * Child process of no-alloc.test.ts (not a test file itself): runs the packets and prints
+ * {"minor": N, "major": N, "packets": N} — the garbage collections seen while processing.
+ * Run with a small young generation (--max-semi-space-size=1) so that any per-packet
+ * allocation shows up as many scavenges.
+ */
+import assert from 'node:assert/strict';
+import * as path from 'node:path';
+import { PerformanceObserver, constants as perfConstants } from 'node:perf_hooks';
+import { Firewall } from '../../../src/pipeline/firewall';
+import { loadRuleFile } from '../../../src/pipeline/load-rules';
+import { defaultTunables } from '../../../src/conntrack/sysctl';
+import { INDEX_STRIDE, IX_CAPLEN, IX_FAMILY, IX_HOOK, IX_OFFSET, IX_ORIGLEN, NF_ACCEPT } from '../../../src/queue/layout';
+import type { Batch } from '../../../src/queue/queue';
+import { ipv4, tcp, udp } from '../../helpers/packets';
+
+const FLOWS = 512;
+
+function packets(): { setup: Uint8Array[]; steady: Uint8Array[] } {
+  const setup: Uint8Array[] = [];
+  const steady: Uint8Array[] = [];
+  const pay = new Uint8Array(64).fill(0x61);
+  for (let k = 0; k < FLOWS; k++) {
+    const c = `198.18.${k >> 8}.${k & 255}`;
+    const s = '198.19.2.1';
+    const sport = 20000 + k;
+    if (k % 2 === 0) {
+      const a = (k * 2654435761) >>> 0;
+      const b = (a ^ 0x5bd1e995) >>> 0;
+      const C = (spec: Parameters<typeof tcp>[0]) => ipv4({ src: c, dst: s }, tcp({ sport, dport: 5201, window: 64240, ...spec }));
+      const S = (spec: Parameters<typeof tcp>[0]) => ipv4({ src: s, dst: c }, tcp({ sport: 5201, dport: sport, window: 65160, ...spec }));
+      setup.push(C({ seq: a, flags: 'S' }), S({ seq: b, ack: a + 1, flags: 'SA' }), C({ seq: a + 1, ack: b + 1, flags: 'A' }));
+      // retransmissions of one in-window data segment and its ACK: ESTABLISHED every time
+      steady.push(C({ seq: a + 1, ack: b + 1, flags: 'PA', payload: pay }), S({ seq: b + 1, ack: a + 65, flags: 'A' }));
+    } else {
+      const q = ipv4({ src: c, dst: s }, udp({ sport, dport: 5210, payload: pay }));
+      const r = ipv4({ src: s, dst: c }, udp({ sport: 5210, dport: sport, payload: pay }));
+      setup.push(q, r);
+      steady.push(q, r);
+    }
+  }
+  // new flows: UDP from other sources, each a NEW entry the first time it is seen after a sweep
+  for (let k = 0; k < FLOWS; k++) steady.push(ipv4({ src: `198.18.100.${k & 255}`, dst: '198.19.2.1' }, udp({ sport: 30000 + k, dport: 5211, payload: pay })));
+  return { setup, steady };
+}
+
+function batchOf(pkts: Uint8Array[]): Batch {
+  const data = new Uint8Array(pkts.reduce((n, p) => n + p.length, 0));
+  const index = new Uint32Array(pkts.length * INDEX_STRIDE);
+  let off = 0;
+  pkts.forEach((p, i) => {
+    data.set(p, off);
+    index[i * INDEX_STRIDE + IX_OFFSET] = off;
+    index[i * INDEX_STRIDE + IX_CAPLEN] = p.length;
+    index[i * INDEX_STRIDE + IX_ORIGLEN] = p.length;
+    index[i * INDEX_STRIDE + IX_HOOK] = 2; // FORWARD
+    index[i * INDEX_STRIDE + IX_FAMILY] = 2; // AF_INET
+    off += p.length;
+  });
+  return { queue: 0, count: pkts.length, data, index, verdicts: new Uint32Array(pkts.length), marks: new Uint32Array(pkts.length) } as unknown as Batch;
+}
+
+async function main(): Promise<void> {
+  const loaded = loadRuleFile(path.join(__dirname, '..', '..', '..', 'rules', 'bench.rules'), { log: () => {} });
+  assert.ok(loaded.rules, loaded.errors.join('\n'));
+  const tun = defaultTunables();
+  tun.nf_conntrack_max = 8192;
+  const fw = new Firewall({ tun, rules: loaded.rules! });
+  const { setup, steady } = packets();
+  const sb = batchOf(setup);
+  const st = batchOf(steady);
+  let now = 1000.5;
+  fw.processBatch(sb, now);
+  const run = (rounds: number) => {
+    for (let r = 0; r < rounds; r++) {
+      now += 40_000.173; // past the 30 s unreplied-UDP timeout: the new flows expire every round (fractional ms, as performance.now())
+      fw.tick(now, 1 << 14);
+      fw.processBatch(st, now);
+    }
+  };
+  run(300); // warm-up: JIT, table and caches at their size
+  for (let i = 0; i < st.count; i++) assert.equal(st.verdicts[i], NF_ACCEPT, `packet ${i}`);
+  let minor = 0;
+  let major = 0;
+  const obs = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) {
+      const kind = (e as unknown as { detail?: { kind: number } }).detail?.kind;
+      if (kind === perfConstants.NODE_PERFORMANCE_GC_MINOR) minor++;
+      else major++;
+    }
+  });
+  obs.observe({ entryTypes: ['gc'] });
+  await new Promise((r) => setImmediate(r));
+  minor = 0;
+  major = 0;
+  const rounds = Math.ceil(Number(process.argv[2] ?? 1_000_000) / st.count);
+  run(rounds);
+  await new Promise((r) => setTimeout(r, 20));
+  obs.disconnect();
+  for (let i = 0; i < st.count; i++) assert.equal(st.verdicts[i], NF_ACCEPT, `packet ${i}`);
+  process.stdout.write(JSON.stringify({ minor, major, packets: rounds * st.count }) + '\n');
+}
+
+void main();
