@@ -171,13 +171,22 @@ function micro(): Record<string, unknown> {
     res.engine = { error: eng.out.slice(-2000) };
   }
   log('in-process: connection table (bench/micro/conntrack.ts)');
-  const sizes = QUICK ? ['1000', '100000'] : ['1000', '100000', '1000000'];
+  const sizes = QUICK ? ['1000', '100000'] : ['1000', '100000', '1000000', 'tcp:1000000'];
   const ct = runMicro(['--expose-gc', 'dist/bench/micro/conntrack.js', ...sizes], 600_000);
   const ctRows: Record<string, unknown>[] = [];
   for (const line of ct.out.split('\n')) {
-    const m = /([\d,]+) entries:\s+([\d,]+) bytes\/conn \| create ([\d,]+)\/s \| packet path ([\d,]+)\/s \| lookup ([\d,]+)\/s/.exec(line);
+    const m = /([\d,]+) entries( \(tcp\))?:\s+([\d,]+) bytes\/conn \| create ([\d,]+)\/s \| packet path ([\d,]+)\/s \| lookup ([\d,]+)\/s/.exec(line);
     const n = (s: string) => Number(s.replace(/,/g, ''));
-    if (m) ctRows.push({ entries: n(m[1]), bytes_per_conn: n(m[2]), create_per_s: n(m[3]), packet_path_per_s: n(m[4]), lookups_per_s: n(m[5]) });
+    if (m) {
+      ctRows.push({
+        entries: n(m[1]),
+        proto: m[2] ? 'tcp' : 'udp',
+        bytes_per_conn: n(m[3]),
+        create_per_s: n(m[4]),
+        packet_path_per_s: n(m[5]),
+        lookups_per_s: n(m[6]),
+      });
+    }
   }
   res.conntrack = ct.ok ? { rows: ctRows, text: ct.out } : { error: ct.out.slice(-2000) };
   const rulesFile = path.join(HERE, 'micro', 'rules.ts');
@@ -220,7 +229,7 @@ function printMicro(m: Record<string, unknown>): void {
   if (ct.rows) {
     for (const r of ct.rows) {
       console.log(
-        `  conntrack ${String(r.entries).padStart(8)} entries: ${r.bytes_per_conn} bytes/entry, ${(r.lookups_per_s / 1e6).toFixed(2)} M lookups/s,` +
+        `  conntrack ${String(r.entries).padStart(8)} ${r.proto} entries: ${r.bytes_per_conn} bytes/entry, ${(r.lookups_per_s / 1e6).toFixed(2)} M lookups/s,` +
           ` ${(r.packet_path_per_s / 1e6).toFixed(2)} M packets/s (parse+in+confirm), ${(r.create_per_s / 1e6).toFixed(2)} M creates/s`,
       );
     }

@@ -2,8 +2,9 @@
  * Conntrack micro-benchmark: bytes per connection (from process memory) and
  * lookups per second at 1k, 100k and 1M entries. Prints numbers, checks nothing.
  *
- *   node --expose-gc --import tsx bench/micro/conntrack.ts [sizes...]
+ *   node --expose-gc dist/bench/micro/conntrack.js [N | tcp:N ...]   (after npm run build)
  */
+import { PerformanceObserver } from 'node:perf_hooks';
 import { Conntrack } from '../../src/conntrack/core';
 import { defaultTunables } from '../../src/conntrack/sysctl';
 import { TUPLE_WORDS, T_DST, T_META, T_PORTS, T_SRC } from '../../src/conntrack/tuple';
@@ -12,11 +13,44 @@ import { PacketContext } from '../../src/pipeline/context';
 
 const gc = (globalThis as { gc?: () => void }).gc;
 
+/** Garbage collections (perf_hooks 'gc' entries: start, duration in ms); delivered asynchronously. */
+const gcs: { start: number; duration: number }[] = [];
+new PerformanceObserver((list) => {
+  for (const e of list.getEntries()) gcs.push({ start: e.startTime, duration: e.duration });
+}).observe({ entryTypes: ['gc'] });
+/** Longest pause and count of the collections that started inside one of the windows. */
+function gcIn(windows: [number, number][]): { max: number; count: number } {
+  let max = 0;
+  let count = 0;
+  for (const g of gcs) {
+    if (!windows.some(([a, b]) => g.start >= a && g.start <= b)) continue;
+    count++;
+    if (g.duration > max) max = g.duration;
+  }
+  return { max, count };
+}
+
 function mem(): number {
   gc?.();
   gc?.();
   const m = process.memoryUsage();
   return m.heapUsed + m.arrayBuffers;
+}
+
+/** An IPv4 TCP SYN whose source address and port are rewritten per flow (checksums off). */
+function tcpSyn(): Uint8Array {
+  const b = new Uint8Array(20 + 20);
+  b[0] = 0x45;
+  b[3] = b.length;
+  b[8] = 64;
+  b[9] = 6;
+  b.set([198, 19, 0, 2], 16);
+  b[20 + 3] = 80; // dport 80
+  b[20 + 7] = 1; // seq 1
+  b[20 + 12] = 5 << 4; // data offset 5
+  b[20 + 13] = 0x02; // SYN
+  b[20 + 14] = 0xff; // window
+  return b;
 }
 
 /** An IPv4/UDP packet whose source address and port are rewritten per flow (checksums off). */
@@ -34,13 +68,16 @@ function udpPacket(): Uint8Array {
 
 function setFlow(b: Uint8Array, i: number): void {
   // source 198.18.x.y (16 bits of i), source port 1024 + (i >> 16)
-  b.set([198, 18, (i >>> 8) & 0xff, i & 0xff], 12);
+  b[12] = 198;
+  b[13] = 18;
+  b[14] = (i >>> 8) & 0xff;
+  b[15] = i & 0xff;
   const sport = 1024 + (i >>> 16);
   b[20] = sport >>> 8;
   b[21] = sport & 0xff;
 }
 
-function run(n: number): void {
+function run(n: number, proto: 'udp' | 'tcp'): () => void {
   const tun = defaultTunables();
   tun.nf_conntrack_max = n;
   tun.nf_conntrack_buckets = Math.max(1024, Math.ceil(n / 512) * 512);
@@ -49,17 +86,22 @@ function run(n: number): void {
   const before = mem();
   const ct = new Conntrack(tun);
   const ctx = new PacketContext();
-  const pkt = udpPacket();
+  const pkt = proto === 'tcp' ? tcpSyn() : udpPacket();
   let now = 1;
   const t0 = performance.now();
+  let worstMs = 0;
   for (let i = 0; i < n; i++) {
+    const ti = (i & 1023) === 0 ? performance.now() : 0;
     setFlow(pkt, i);
     ctx.reset();
     parsePacket(pkt, 0, pkt.length, ctx.view);
     ct.in(ctx, now);
     ct.confirm(ctx, now);
+    if (ti !== 0) worstMs = Math.max(worstMs, performance.now() - ti);
   }
   const insertMs = performance.now() - t0;
+  const insertWindow: [number, number][] = [[t0, t0 + insertMs]];
+  const windows: [number, number][] = [];
   const after = mem();
   if (ct.count !== n) throw new Error(`expected ${n} entries, have ${ct.count}`);
 
@@ -80,36 +122,53 @@ function run(n: number): void {
     now += 1;
   }
   const pathMs = performance.now() - t1;
+  windows.push([t1, t1 + pathMs]);
 
   // bare table lookups of ready-made tuples
   const tuple = new Uint32Array(TUPLE_WORDS);
-  tuple[T_META] = (4 << 8) | 17;
+  tuple[T_META] = (4 << 8) | (proto === 'tcp' ? 6 : 17);
   tuple[T_DST] = (198 << 24) | (19 << 16) | 2;
   const t2 = performance.now();
   let found = 0;
   for (let r = 0; r < rounds; r++) {
     for (let k = 0, i = 0; k < n; k++, i = (i + stride) % n) {
       tuple[T_SRC] = ((198 << 24) | (18 << 16) | (i & 0xffff)) >>> 0;
-      tuple[T_PORTS] = (((1024 + (i >>> 16)) << 16) | 53) >>> 0;
+      tuple[T_PORTS] = (((1024 + (i >>> 16)) << 16) | (proto === 'tcp' ? 80 : 53)) >>> 0;
       if (ct.lookup(tuple, now) >= 0) found++;
     }
   }
   const lookupMs = performance.now() - t2;
+  windows.push([t2, t2 + lookupMs]);
   if (found !== rounds * n || hits !== rounds * n) throw new Error('lookups missed entries');
 
   const fmt = (x: number) => Math.round(x).toLocaleString('en-US');
-  console.log(
-    `${fmt(n).padStart(9)} entries: ${fmt((after - before) / n).padStart(4)} bytes/conn` +
-      ` | create ${fmt((n / insertMs) * 1000)}/s` +
-      ` | packet path ${fmt(((rounds * n) / pathMs) * 1000)}/s` +
-      ` | lookup ${fmt(((rounds * n) / lookupMs) * 1000)}/s` +
-      ` | buckets ${tun.nf_conntrack_buckets}`,
-  );
+  return () => {
+    const g = gcIn(windows);
+    const gi = gcIn(insertWindow);
+    console.log(
+      `${fmt(n).padStart(9)} entries${proto === 'tcp' ? ' (tcp)' : ''}: ${fmt((after - before) / n).padStart(4)} bytes/conn` +
+        ` | create ${fmt((n / insertMs) * 1000)}/s` +
+        ` | packet path ${fmt(((rounds * n) / pathMs) * 1000)}/s` +
+        ` | lookup ${fmt(((rounds * n) / lookupMs) * 1000)}/s` +
+        ` | buckets ${tun.nf_conntrack_buckets}` +
+        ` | gc max ${g.max.toFixed(1)} ms (${g.count} gcs) at size, while growing gc max ${gi.max.toFixed(1)} ms (${gi.count} gcs), slowest sampled insert ${worstMs.toFixed(1)} ms`,
+    );
+  };
 }
 
-const sizes = process.argv
-  .slice(2)
-  .map(Number)
-  .filter((x) => x > 0);
-if (!gc) console.log('(run with node --expose-gc for steadier memory numbers)');
-for (const n of sizes.length ? sizes : [1_000, 100_000, 1_000_000]) run(n);
+// sizes: N (UDP flows) or tcp:N (TCP SYN_SENT entries: with the TCP tracker's per-entry state)
+async function main(): Promise<void> {
+  const args = process.argv.slice(2);
+  if (!gc) console.log('(run with node --expose-gc for steadier memory numbers)');
+  for (const a of args.length ? args : ['1000', '100000', '1000000']) {
+    const tcp = a.startsWith('tcp:');
+    const n = Number(tcp ? a.slice(4) : a);
+    if (n > 0) {
+      const print = run(n, tcp ? 'tcp' : 'udp');
+      await new Promise((r) => setTimeout(r, 50)); // let the gc entries arrive
+      print();
+    }
+  }
+}
+
+void main();
