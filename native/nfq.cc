@@ -90,6 +90,7 @@ class NfqQueue : public Napi::ObjectWrap<NfqQueue> {
                        {
                            InstanceMethod<&NfqQueue::Close>("close"),
                            InstanceMethod<&NfqQueue::Stats>("stats"),
+                           InstanceMethod<&NfqQueue::DebugStopPolling>("debugStopPolling"),
                            InstanceAccessor<&NfqQueue::GetData>("data"),
                            InstanceAccessor<&NfqQueue::GetIndex>("index"),
                            InstanceAccessor<&NfqQueue::GetVerdicts>("verdicts"),
@@ -643,6 +644,13 @@ class NfqQueue : public Napi::ObjectWrap<NfqQueue> {
       Unref();
     }
     return env.Undefined();
+  }
+
+  // Test hook (the daemon exposes it only with NFQWALL_TEST_HOOKS=1): stop reading the socket
+  // while staying bound, as a broken poll would; the kernel keeps queueing to us.
+  Napi::Value DebugStopPolling(const Napi::CallbackInfo& info) {
+    if (poll_ && !closed_) uv_poll_stop(poll_);
+    return info.Env().Undefined();
   }
 
   Napi::Value Stats(const Napi::CallbackInfo& info) {

@@ -23,6 +23,7 @@ import { ControlServer, defaultControlPath } from '../daemon/control';
 import { createRegistry, MetricsServer } from '../daemon/metrics';
 import type { Queue } from '../queue/queue';
 import { StateKeeper } from '../daemon/state';
+import { runWorkers } from '../daemon/multi';
 
 export interface RunOptions extends DaemonOptions {
   rules?: string;
@@ -35,6 +36,8 @@ export interface RunOptions extends DaemonOptions {
   metrics?: string;
   state?: string;
   stateIntervalSec: number;
+  /** seconds a queue may hold packets for us while we receive none before it is reopened (0 = never) */
+  stallChecks: number;
 }
 
 const USAGE = `usage: nfqwall run --rules FILE [options]
@@ -59,6 +62,10 @@ const USAGE = `usage: nfqwall run --rules FILE [options]
   --metrics HOST:PORT          Prometheus metrics at http://HOST:PORT/metrics
   --state FILE                 save the connection table on exit (and every --state-interval s), restore it at start
   --state-interval SEC         seconds between periodic state saves (default 60, 0 = only on exit)
+  --stall-timeout SEC          reopen a queue that holds packets for nfqwall but delivered none for SEC s (default 5, 0 = off)
+
+With --queues A:B (B > A) each queue runs in its own worker thread with its own connection
+table; the kernel's --queue-balance keeps both directions of a flow on one queue (README).
 `;
 
 function int(name: string, v: string | undefined, def: number, lo: number, hi: number): number {
@@ -95,6 +102,7 @@ export function parseRunArgs(argv: string[]): RunOptions {
       metrics: { type: 'string' },
       state: { type: 'string' },
       'state-interval': { type: 'string' },
+      'stall-timeout': { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -130,16 +138,16 @@ export function parseRunArgs(argv: string[]): RunOptions {
     metrics: values.metrics,
     state: values.state,
     stateIntervalSec: int('--state-interval', values['state-interval'], 60, 0, 86400 * 365),
+    stallChecks: int('--stall-timeout', values['stall-timeout'], 5, 0, 86400),
   };
 }
 
 class HelpRequested extends Error {}
 
 /**
- * Returns, per queue, the handler that decides a batch.
- * --accept-all: every packet ACCEPT. --rules: the stateful firewall; all queues of the
- * process share one connection table (both directions of a flow may arrive on different
- * queues).
+ * Returns, per queue, the handler that decides a batch (queues opened in the main thread: one
+ * queue, or --accept-all).
+ * --accept-all: every packet ACCEPT. --rules: the stateful firewall.
  */
 export function createHandler(opts: RunOptions, log: Logger, service?: FirewallService): (queue: number) => BatchHandler {
   if (opts.acceptAll) {
@@ -176,6 +184,10 @@ export async function main(argv: string[]): Promise<number> {
     for (const line of tunErrors) process.stderr.write(line + '\n');
     log.error({ errors: tunErrors }, 'invalid tunables');
     return 1;
+  }
+  if (!opts.acceptAll && opts.queues.last > opts.queues.first) {
+    // one worker thread per queue, each with its own table (src/daemon/multi.ts)
+    return runWorkers({ ...opts, rules: opts.rules! }, tun, log);
   }
   let service: FirewallService | undefined;
   if (!opts.acceptAll) {

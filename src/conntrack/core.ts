@@ -159,6 +159,14 @@ export class Conntrack implements TrackerHost, HelperHost {
   private readonly masterConfirmed = (m: number): boolean => (this.table.status[m] & IPS_CONFIRMED) !== 0;
 
   private gcCursor = 0;
+  /** worker threads: cell 0 counts the entries of every worker's table; nf_conntrack_max bounds that sum */
+  private shared: Int32Array | undefined;
+  /**
+   * Called on a lookup miss with the packet's tuple (which it must leave as it found it): may
+   * insert that tuple's entry from elsewhere (a restored entry no worker has claimed yet) and
+   * return true, so that the lookup is repeated. Not per packet: only new tuples miss.
+   */
+  claimer: ((key: Uint32Array, now: number) => boolean) | undefined;
   /** GC-assisted early drop: buckets left in the current early-drop pass (0 = off) */
   private gcEarlyDropLeft = 0;
 
@@ -204,6 +212,21 @@ export class Conntrack implements TrackerHost, HelperHost {
   /** Number of entries (confirmed + unconfirmed), nf_conntrack_count. */
   get count(): number {
     return this.table.count;
+  }
+
+  /**
+   * Count this table's entries in a cell shared by several tables (SharedArrayBuffer, one per
+   * worker thread): nf_conntrack_max then bounds the sum, reserved before allocation as
+   * __nf_conntrack_alloc does with atomic_inc_return(&cnet->count).
+   */
+  attachSharedCount(cell: Int32Array): void {
+    this.shared = cell;
+    Atomics.add(cell, 0, this.table.count);
+  }
+
+  /** The count nf_conntrack_max bounds: every table's when shared, else this one's. */
+  globalCount(): number {
+    return this.shared !== undefined ? Atomics.load(this.shared, 0) : this.table.count;
   }
 
   /** Tracker for a protocol number (generic if none). */
@@ -285,7 +308,8 @@ export class Conntrack implements TrackerHost, HelperHost {
     const tb = this.table;
 
     for (let attempt = 0; ; attempt++) {
-      const node = this.find(key, h, now);
+      let node = this.find(key, h, now);
+      if (node < 0 && this.claimer !== undefined && this.claimer(key, now)) node = this.find(key, h, now);
       let e: number;
       let dir: number;
       let isNew = false;
@@ -423,7 +447,9 @@ export class Conntrack implements TrackerHost, HelperHost {
       this.stats.error++;
       return true;
     }
-    const node = this.find(key, this.hkey.hashTuple(key, 0), now);
+    const kh = this.hkey.hashTuple(key, 0);
+    let node = this.find(key, kh, now);
+    if (node < 0 && this.claimer !== undefined && this.claimer(key, now)) node = this.find(key, kh, now);
     if (node < 0) {
       this.stats.error++;
       return true;
@@ -522,17 +548,20 @@ export class Conntrack implements TrackerHost, HelperHost {
       return -2;
     }
     const max = this.tun.nf_conntrack_max;
-    if (max !== 0 && tb.count + 1 > max) {
+    const sh = this.shared;
+    if (max !== 0 && (sh !== undefined ? Atomics.add(sh, 0, 1) + 1 : tb.count + 1) > max) {
       if (!this.earlyDrop(h, now)) {
+        if (sh !== undefined) Atomics.sub(sh, 0, 1);
         this.gcEarlyDropLeft = tb.nbuckets;
         this.stats.drop++;
         this.ratelimit.warn(now, this.logger, TABLE_FULL_MSG);
         return -2;
       }
-    }
+    } else if (max === 0 && sh !== undefined) Atomics.add(sh, 0, 1);
     tb.limit = max; // growth bound (0 = unlimited)
     const e = tb.alloc();
     if (e < 0) {
+      if (sh !== undefined) Atomics.sub(sh, 0, 1);
       this.stats.drop++;
       this.ratelimit.warn(now, this.logger, TABLE_FULL_MSG);
       return -2;
@@ -705,6 +734,7 @@ export class Conntrack implements TrackerHost, HelperHost {
     const b = e * TUPLE_WORDS;
     this.perSource.dec(tb.tuples[b + T_META] >>> 8, tb.tuples, b + T_SRC);
     tb.free(e);
+    if (this.shared !== undefined) Atomics.sub(this.shared, 0, 1);
     this.tun.nf_conntrack_count = tb.count;
   }
 
@@ -734,7 +764,7 @@ export class Conntrack implements TrackerHost, HelperHost {
         const e = n >> 1;
         const nx = tb.next[n];
         let kill = tb.timeout[e] <= now;
-        if (!kill && early && max95 > 0 && tb.count >= max95) {
+        if (!kill && early && max95 > 0 && this.globalCount() >= max95) {
           const st = tb.status[e];
           kill = (st & IPS_ASSURED) === 0 || this.byProto[tb.tuples[e * TUPLE_WORDS] & 0xff].canEarlyDrop(e);
         }
@@ -978,10 +1008,19 @@ export class Conntrack implements TrackerHost, HelperHost {
     const h = this.hkey.hashTuple(key, 0);
     if (this.find(key, h, now) >= 0) return -1;
     const max = this.tun.nf_conntrack_max;
-    if (max !== 0 && tb.count >= max) return -1;
+    const sh = this.shared;
+    if (sh !== undefined) {
+      if (Atomics.add(sh, 0, 1) + 1 > max && max !== 0) {
+        Atomics.sub(sh, 0, 1);
+        return -1;
+      }
+    } else if (max !== 0 && tb.count >= max) return -1;
     tb.limit = max;
     const e = tb.alloc();
-    if (e < 0) return -1;
+    if (e < 0) {
+      if (sh !== undefined) Atomics.sub(sh, 0, 1);
+      return -1;
+    }
     const b = e * TUPLE_WORDS;
     for (let i = 0; i < TUPLE_WORDS; i++) tb.tuples[b + i] = key[i];
     tb.rports[e] = rports;
@@ -991,6 +1030,7 @@ export class Conntrack implements TrackerHost, HelperHost {
     const rk = this.key2;
     if (this.find(rk, tb.nhash[2 * e + 1], now) >= 0) {
       tb.free(e);
+      if (sh !== undefined) Atomics.sub(sh, 0, 1);
       this.tun.nf_conntrack_count = tb.count;
       return -1;
     }

@@ -189,9 +189,9 @@ const STAT_FIELDS: readonly (keyof ConntrackStats)[] = [
   'chaintoolong',
 ];
 
-/** The `conntrack -S` line (cpu=0 only; ends with a space, no newline). */
-export function formatStats(stats: ConntrackStats): string {
-  let s = 'cpu=0   \t';
+/** One `conntrack -S` line (`cpu=N` as conntrack-tools prints each per-cpu line; ends with a space, no newline). */
+export function formatStats(stats: ConntrackStats, cpu = 0): string {
+  let s = `cpu=${String(cpu).padEnd(4)}\t`;
   for (const f of STAT_FIELDS) s += `${f}=${stats[f]} `;
   return s;
 }

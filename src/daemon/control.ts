@@ -42,9 +42,24 @@ export interface ControlTarget {
   readonly rulesFile?: string;
 }
 
+/** Where a request's streamed lines go (a client session, or a worker thread's port). */
+export interface ControlOutput {
+  readonly alive: boolean;
+  /** Sends lines; resolves when they may be followed by more; throws ControlAborted when the reader is gone. */
+  sendLines(lines: string[]): Promise<void>;
+}
+
+/** Answers the requests (everything but ping): TableControl for one table, the worker pool for several. */
+export interface ControlBackend {
+  handle(req: Record<string, unknown>, out: ControlOutput): Promise<Record<string, unknown>>;
+}
+
 export interface ControlOptions {
   path: string;
-  target: ControlTarget;
+  /** one table (TableControl over it) … */
+  target?: ControlTarget;
+  /** … or any backend (the worker threads of `run --queues A:B`) */
+  backend?: ControlBackend;
   log: Logger;
   /** monotonic clock in ms (default performance.now) */
   now?: () => number;
@@ -178,10 +193,12 @@ export function compileFilter(ct: Conntrack, f: CtFilter = {}): (e: number) => b
   };
 }
 
-class Aborted extends Error {}
+/** The reader of a streamed answer went away. */
+export class ControlAborted extends Error {}
+const Aborted = ControlAborted;
 
 /** One client connection: reads requests, answers them in order. */
-class Session {
+class Session implements ControlOutput {
   private buf = '';
   private queue: unknown[] = [];
   private busy = false;
@@ -309,18 +326,16 @@ export class ControlServer {
   readonly counters = { requests: 0, badRequests: 0, connections: 0 };
   private server: net.Server | undefined;
   private readonly sessions = new Set<Session>();
-  private readonly target: ControlTarget;
+  private readonly backend: ControlBackend;
   private readonly log: Logger;
-  private readonly now: () => number;
-  private readonly chunk: number;
   private inode = -1;
 
   constructor(opts: ControlOptions) {
     this.path = opts.path;
-    this.target = opts.target;
     this.log = opts.log;
-    this.now = opts.now ?? (() => performance.now());
-    this.chunk = opts.chunk ?? CHUNK_ENTRIES;
+    if (opts.backend) this.backend = opts.backend;
+    else if (opts.target) this.backend = new TableControl(opts.target, opts.log, opts.now, opts.chunk);
+    else throw new Error('ControlServer needs a target or a backend');
   }
 
   /** Creates the socket (directory 0700, socket 0600). Refuses when a live daemon listens there. */
@@ -378,11 +393,30 @@ export class ControlServer {
     if (req === null || typeof req !== 'object' || Array.isArray(req)) throw new Error('request must be a JSON object');
     const r = req as Record<string, unknown>;
     if (r.op === '\0malformed') throw new Error('malformed request (not JSON)');
+    if (r.op === 'ping') return { ok: true, pid: process.pid };
+    return this.backend.handle(r, sess);
+  }
+}
+
+/** The requests answered from one connection table (a daemon with one queue, or one worker thread). */
+export class TableControl implements ControlBackend {
+  private readonly now: () => number;
+  private readonly chunk: number;
+
+  constructor(
+    private readonly target: ControlTarget,
+    private readonly log: Logger,
+    now?: () => number,
+    chunk?: number,
+  ) {
+    this.now = now ?? (() => performance.now());
+    this.chunk = chunk ?? CHUNK_ENTRIES;
+  }
+
+  async handle(r: Record<string, unknown>, sess: ControlOutput): Promise<Record<string, unknown>> {
     const t = this.target;
     const ct = t.fw.ct;
     switch (r.op) {
-      case 'ping':
-        return { ok: true, pid: process.pid };
       case 'ct.list': {
         const filter = compileFilter(ct, r.filter as CtFilter);
         const extended = r.extended === true;
@@ -473,7 +507,7 @@ export class ControlServer {
    * nf_conntrack_buckets) restarts the bucket cursor on the new table; entries seen already
    * may then be listed again, as a kernel dump interrupted by a resize may.
    */
-  private async walk(sess: Session, filter: (e: number) => boolean, format: ((e: number, now: number) => string) | null, del: boolean): Promise<number> {
+  private async walk(sess: ControlOutput, filter: (e: number) => boolean, format: ((e: number, now: number) => string) | null, del: boolean): Promise<number> {
     const ct = this.target.fw.ct;
     const tb = ct.table;
     let n = 0;

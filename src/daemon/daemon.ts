@@ -3,7 +3,8 @@
  * batch to the caller's handler, and shuts down cleanly on SIGTERM/SIGINT (close the queues so
  * every packet gets its verdict, remove the iptables rules, exit 0).
  */
-import { openQueue, Queue, Batch, QueueBindError } from '../queue/queue';
+import type { Queue, Batch } from '../queue/queue';
+import { QueueRunner } from './queue-runner';
 import { IptablesRules, QueueSpec } from './iptables';
 import type { Logger } from './log';
 
@@ -19,8 +20,8 @@ export interface DaemonOptions {
   batchSize: number;
   rcvbuf: number;
   gso: boolean;
-  /** Seconds between checks of the queue counters (ENOBUFS, handler errors). Default 1. */
-  statsIntervalSec?: number;
+  /** Seconds without a received packet while the kernel holds packets for the queue before it is reopened (0 = never; default 5). */
+  stallChecks?: number;
 }
 
 export interface Daemon {
@@ -37,26 +38,11 @@ export interface Daemon {
  * iptables rules cannot be installed.
  */
 export async function startDaemon(opts: DaemonOptions, handlerFor: (queue: number) => BatchHandler, log: Logger, installSignals = true): Promise<Daemon> {
-  const queues: Queue[] = [];
+  const queues: QueueRunner[] = [];
   let rules: IptablesRules | undefined;
-  const lastEnobufs = new Map<number, number>();
   try {
     for (let q = opts.queues.first; q <= opts.queues.last; q++) {
-      const handler = handlerFor(q);
-      queues.push(
-        openQueue({
-          queue: q,
-          copyRange: opts.copyRange,
-          maxLen: opts.maxLen,
-          batchSize: opts.batchSize,
-          rcvbuf: opts.rcvbuf,
-          failOpen: opts.failOpen,
-          gso: opts.gso,
-          onBatch: handler,
-          onError: (err) => log.error({ queue: q, err }, 'batch handler threw; its undecided packets got the error verdict'),
-        }),
-      );
-      lastEnobufs.set(q, 0);
+      queues.push(new QueueRunner({ ...opts, queue: q, stallChecks: opts.stallChecks }, handlerFor(q), log));
     }
     if (opts.iptables === 'auto') {
       rules = new IptablesRules({ queues: opts.queues, failOpen: opts.failOpen, kernelConntrack: opts.kernelConntrack, log });
@@ -64,9 +50,9 @@ export async function startDaemon(opts: DaemonOptions, handlerFor: (queue: numbe
     }
   } catch (err) {
     for (const q of queues) q.close();
-    if (err instanceof QueueBindError) throw err;
     throw err;
   }
+  for (const q of queues) q.start();
 
   log.info(
     {
@@ -80,23 +66,11 @@ export async function startDaemon(opts: DaemonOptions, handlerFor: (queue: numbe
       gso: opts.gso,
       iptables: opts.iptables,
       kernelConntrack: opts.kernelConntrack,
+      workers: 0,
       pid: process.pid,
     },
     'nfqwall started',
   );
-
-  const check = () => {
-    for (const q of queues) {
-      const s = q.stats();
-      const prev = lastEnobufs.get(q.queue) ?? 0;
-      if (s.enobufs > prev) {
-        log.warn({ queue: q.queue, enobufs: s.enobufs, new: s.enobufs - prev }, 'queue overflow (ENOBUFS): packets were dropped before reaching nfqwall');
-        lastEnobufs.set(q.queue, s.enobufs);
-      }
-    }
-  };
-  const timer = setInterval(check, (opts.statsIntervalSec ?? 1) * 1000);
-  timer.unref();
 
   let resolveDone!: (code: number) => void;
   const done = new Promise<number>((r) => (resolveDone = r));
@@ -106,12 +80,10 @@ export async function startDaemon(opts: DaemonOptions, handlerFor: (queue: numbe
   async function stop(reason = 'stop'): Promise<number> {
     if (stopping) return stopping;
     stopping = (async () => {
-      clearInterval(timer);
       if (installSignals) {
         process.removeListener('SIGTERM', onSignal);
         process.removeListener('SIGINT', onSignal);
       }
-      check();
       for (const q of queues) q.close();
       const stats = queues.map((q) => q.stats());
       if (rules) await rules.remove();

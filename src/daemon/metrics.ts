@@ -11,7 +11,9 @@ import { collectDefaultMetrics, Registry } from 'prom-client';
 import type { ConntrackStats } from '../conntrack/core';
 import { MALFORMED_NAMES } from '../packet/view';
 import { HOOK_NAMES } from '../pipeline/firewall';
-import { readKernelQueues, type Queue } from '../queue/queue';
+import { readKernelQueues, type Queue, type QueueStats } from '../queue/queue';
+import type { TunableValues } from '../conntrack/sysctl';
+import type { RuleCounters } from '../pipeline/load-rules';
 import type { Logger } from './log';
 import { BATCH_BUCKETS, type FirewallService } from './service';
 
@@ -41,52 +43,163 @@ interface Value {
   metricName?: string;
 }
 
+/** One table's figures (one FirewallService: the daemon's, or one worker thread's). */
+export interface ServiceSnapshot {
+  queue: number;
+  count: number;
+  stats: ConntrackStats;
+  expectCount: number;
+  packets: number[];
+  bytes: number[];
+  malformed: number[];
+  batchHist: number[];
+  batches: number;
+  batchPackets: number;
+  rules: RuleCounters;
+  ruleCount: number;
+  reloads: number;
+  reloadFailures: number;
+  queueStats?: QueueStats;
+}
+
+export function snapshotService(svc: FirewallService, q?: Queue): ServiceSnapshot {
+  const ct = svc.fw.ct;
+  return {
+    queue: q?.queue ?? -1,
+    count: ct.count,
+    stats: { ...ct.stats },
+    expectCount: ct.expectations.count,
+    packets: Array.from(svc.fw.packets),
+    bytes: Array.from(svc.fw.bytes),
+    malformed: Array.from(svc.fw.malformed),
+    batchHist: Array.from(svc.batchHist),
+    batches: svc.batches,
+    batchPackets: svc.batchPackets,
+    rules: svc.rules.ruleCounters(),
+    ruleCount: svc.rules.ruleCount,
+    reloads: svc.reloads,
+    reloadFailures: svc.reloadFailures,
+    queueStats: q?.stats(),
+  };
+}
+
+/** Everything a scrape shows, merged over the tables. */
+export interface Collected {
+  tun: TunableValues;
+  /** nf_conntrack_count: every table's entries (and restored ones no worker has claimed yet) */
+  entries: number;
+  tables: ServiceSnapshot[];
+  queues: QueueStats[];
+  ruleCount: number;
+  reloads: number;
+  reloadFailures: number;
+}
+
 export interface MetricsSources {
-  service: FirewallService;
-  /** the open queues (empty before the daemon has started) */
-  queues: () => readonly Queue[];
+  /** one table in this thread … */
+  service?: FirewallService;
+  /** … its open queues (empty before the daemon has started) */
+  queues?: () => readonly Queue[];
+  /** … or the worker pool's merged figures */
+  collect?: () => Promise<Collected>;
   /** /proc/net/netfilter/nfnetlink_queue (tests replace it) */
   kernelQueuesFile?: string;
   /** control socket counters, when there is one */
   control?: () => { requests: number; badRequests: number; connections: number };
 }
 
+function localCollector(svc: FirewallService, queues: () => readonly Queue[]): () => Promise<Collected> {
+  return async () => {
+    const qs = queues();
+    const snap = snapshotService(svc);
+    snap.queue = qs.length === 1 ? qs[0].queue : -1;
+    return {
+      tun: svc.tun,
+      entries: snap.count,
+      tables: [snap],
+      queues: qs.map((q) => q.stats()),
+      ruleCount: snap.ruleCount,
+      reloads: snap.reloads,
+      reloadFailures: snap.reloadFailures,
+    };
+  };
+}
+
+const sum = (c: Collected, f: (t: ServiceSnapshot) => number) => c.tables.reduce((a, t) => a + f(t), 0);
+
+/** Per-rule counters summed over the tables (same rule file everywhere; keyed to survive a reload between reads). */
+function sumRules(c: Collected): RuleCounters {
+  if (c.tables.length === 1) return c.tables[0].rules;
+  const rules = new Map<string, RuleCounters['rules'][number]>();
+  const policies = new Map<string, RuleCounters['policies'][number]>();
+  for (const t of c.tables) {
+    for (const r of t.rules.rules) {
+      const k = `${r.table} ${r.chain} ${r.rule}`;
+      const o = rules.get(k);
+      if (o) {
+        o.packets += r.packets;
+        o.bytes += r.bytes;
+      } else rules.set(k, { ...r });
+    }
+    for (const r of t.rules.policies) {
+      const k = `${r.table} ${r.chain}`;
+      const o = policies.get(k);
+      if (o) {
+        o.packets += r.packets;
+        o.bytes += r.bytes;
+      } else policies.set(k, { ...r });
+    }
+  }
+  return { rules: [...rules.values()], policies: [...policies.values()] };
+}
+
 /** Builds the registry with every nfqwall metric and the process/Node.js default metrics. */
 export function createRegistry(src: MetricsSources): Registry {
   const reg = new Registry();
-  const add = (name: string, help: string, type: 'gauge' | 'counter' | 'histogram', values: () => Value[]) => {
+  let collect: () => Promise<Collected>;
+  if (src.collect) collect = src.collect;
+  else if (src.service) collect = localCollector(src.service, src.queues ?? (() => []));
+  else throw new Error('createRegistry needs a service or a collector');
+  // one collection per scrape (prom-client asks each metric separately)
+  let cache: { at: number; p: Promise<Collected> } | undefined;
+  const current = (): Promise<Collected> => {
+    const now = Date.now();
+    if (!cache || now - cache.at > 200) cache = { at: now, p: collect() };
+    return cache.p;
+  };
+  const add = (name: string, help: string, type: 'gauge' | 'counter' | 'histogram', values: (c: Collected) => Value[]) => {
     reg.registerMetric({
       name,
       help,
       type,
       aggregator: 'sum',
-      get: async () => ({ name, help, type, aggregator: 'sum', values: values() }),
+      get: async () => ({ name, help, type, aggregator: 'sum', values: values(await current()) }),
     } as never);
   };
-  const svc = src.service;
-  const ct = () => svc.fw.ct;
 
-  add('nfqwall_nf_conntrack_entries', 'Number of currently allocated flow entries for connection tracking.', 'gauge', () => [{ value: ct().count }]);
-  add('nfqwall_nf_conntrack_entries_limit', 'Maximum size of connection tracking table (net.netfilter.nf_conntrack_max).', 'gauge', () => [
-    { value: svc.tun.nf_conntrack_max },
+  add('nfqwall_nf_conntrack_entries', 'Number of currently allocated flow entries for connection tracking.', 'gauge', (c) => [{ value: c.entries }]);
+  add('nfqwall_nf_conntrack_entries_limit', 'Maximum size of connection tracking table (net.netfilter.nf_conntrack_max).', 'gauge', (c) => [
+    { value: c.tun.nf_conntrack_max },
   ]);
-  add('nfqwall_nf_conntrack_buckets', 'Size of the connection tracking hash table (net.netfilter.nf_conntrack_buckets).', 'gauge', () => [
-    { value: svc.tun.nf_conntrack_buckets },
+  add('nfqwall_nf_conntrack_buckets', 'Size of the connection tracking hash table (net.netfilter.nf_conntrack_buckets).', 'gauge', (c) => [
+    { value: c.tun.nf_conntrack_buckets },
   ]);
   for (const s of STAT_NAMES) {
-    add(`nfqwall_nf_conntrack_stat_${s}`, `Connection tracking statistic ${s} (conntrack -S).`, 'gauge', () => [{ value: ct().stats[s] }]);
+    add(`nfqwall_nf_conntrack_stat_${s}`, `Connection tracking statistic ${s} (conntrack -S).`, 'gauge', (c) => [{ value: sum(c, (t) => t.stats[s]) }]);
   }
-  add('nfqwall_nf_conntrack_expect_entries', 'Number of current expectations.', 'gauge', () => [{ value: ct().expectations.count }]);
-  add('nfqwall_nf_conntrack_expect_limit', 'Maximum number of expectations (net.netfilter.nf_conntrack_expect_max).', 'gauge', () => [
-    { value: svc.tun.nf_conntrack_expect_max },
+  add('nfqwall_queue_conntrack_entries', 'Flow entries in the connection table of the worker thread serving the queue (run --queues A:B).', 'gauge', (c) =>
+    c.tables.filter((t) => t.queue >= 0).map((t) => ({ value: t.count, labels: { queue: t.queue } })),
+  );
+  add('nfqwall_nf_conntrack_expect_entries', 'Number of current expectations.', 'gauge', (c) => [{ value: sum(c, (t) => t.expectCount) }]);
+  add('nfqwall_nf_conntrack_expect_limit', 'Maximum number of expectations (net.netfilter.nf_conntrack_expect_max).', 'gauge', (c) => [
+    { value: c.tun.nf_conntrack_expect_max },
   ]);
 
-  const byHook = (arr: () => Float64Array) => () => {
-    const a = arr();
+  const byHook = (f: (t: ServiceSnapshot) => number[]) => (c: Collected) => {
     const out: Value[] = [];
     for (let h = 0; h < HOOK_NAMES.length; h++) {
       for (let v = 0; v < 2; v++) {
-        const n = a[h * 2 + v];
+        const n = sum(c, (t) => f(t)[h * 2 + v]);
         if (n > 0) out.push({ value: n, labels: { hook: HOOK_NAMES[h], verdict: v === 1 ? 'accept' : 'drop' } });
       }
     }
@@ -96,23 +209,22 @@ export function createRegistry(src: MetricsSources): Registry {
     'nfqwall_packets_total',
     'Packets decided, by hook and verdict.',
     'counter',
-    byHook(() => svc.fw.packets),
+    byHook((t) => t.packets),
   );
   add(
     'nfqwall_bytes_total',
     'Bytes of the packets decided (original length), by hook and verdict.',
     'counter',
-    byHook(() => svc.fw.bytes),
+    byHook((t) => t.bytes),
   );
-  add('nfqwall_malformed_packets_total', 'Malformed or truncated packets (treated as INVALID), by reason.', 'counter', () => {
+  add('nfqwall_malformed_packets_total', 'Malformed or truncated packets (treated as INVALID), by reason.', 'counter', (c) => {
     const out: Value[] = [];
-    const m = svc.fw.malformed;
-    for (let i = 1; i < MALFORMED_NAMES.length; i++) out.push({ value: m[i], labels: { reason: MALFORMED_NAMES[i] } });
+    for (let i = 1; i < MALFORMED_NAMES.length; i++) out.push({ value: sum(c, (t) => t.malformed[i]), labels: { reason: MALFORMED_NAMES[i] } });
     return out;
   });
 
-  const perQueue = (field: 'packets' | 'batches' | 'enobufs' | 'overflow' | 'truncated' | 'handlerErrors') => () =>
-    src.queues().map((q) => ({ value: q.stats()[field], labels: { queue: q.queue } }));
+  const perQueue = (field: 'packets' | 'batches' | 'enobufs' | 'overflow' | 'truncated' | 'handlerErrors') => (c: Collected) =>
+    c.queues.map((q) => ({ value: q[field], labels: { queue: q.queue } }));
   add('nfqwall_queue_packets_total', 'Packets received from the queue.', 'counter', perQueue('packets'));
   add('nfqwall_queue_batches_total', 'Batches received from the queue.', 'counter', perQueue('batches'));
   add('nfqwall_queue_enobufs_total', 'Queue overflows (ENOBUFS): packet messages the kernel could not deliver to nfqwall.', 'counter', perQueue('enobufs'));
@@ -124,8 +236,8 @@ export function createRegistry(src: MetricsSources): Registry {
     'counter',
     perQueue('handlerErrors'),
   );
-  const kernel = (field: 'qlen' | 'queueDropped' | 'userDropped') => () => {
-    const mine = new Set(src.queues().map((q) => q.queue));
+  const kernel = (field: 'qlen' | 'queueDropped' | 'userDropped') => (c: Collected) => {
+    const mine = new Set(c.queues.map((q) => q.queue));
     return readKernelQueues(src.kernelQueuesFile)
       .filter((k) => mine.has(k.queue))
       .map((k) => ({ value: k[field], labels: { queue: k.queue } }));
@@ -139,42 +251,43 @@ export function createRegistry(src: MetricsSources): Registry {
   );
   add('nfqwall_queue_user_dropped_total', 'Packets the kernel could not send to nfqwall (nfnetlink_queue user_dropped).', 'counter', kernel('userDropped'));
 
-  add('nfqwall_batch_size', 'Packets per received batch.', 'histogram', () => {
+  add('nfqwall_batch_size', 'Packets per received batch.', 'histogram', (c) => {
     const out: Value[] = [];
     let cum = 0;
     for (let i = 0; i < BATCH_BUCKETS.length; i++) {
-      cum += svc.batchHist[i];
+      cum += sum(c, (t) => t.batchHist[i]);
       out.push({ metricName: 'nfqwall_batch_size_bucket', value: cum, labels: { le: BATCH_BUCKETS[i] } });
     }
-    out.push({ metricName: 'nfqwall_batch_size_bucket', value: svc.batches, labels: { le: '+Inf' } });
-    out.push({ metricName: 'nfqwall_batch_size_sum', value: svc.batchPackets });
-    out.push({ metricName: 'nfqwall_batch_size_count', value: svc.batches });
+    const batches = sum(c, (t) => t.batches);
+    out.push({ metricName: 'nfqwall_batch_size_bucket', value: batches, labels: { le: '+Inf' } });
+    out.push({ metricName: 'nfqwall_batch_size_sum', value: sum(c, (t) => t.batchPackets) });
+    out.push({ metricName: 'nfqwall_batch_size_count', value: batches });
     return out;
   });
 
-  add('nfqwall_rule_packets_total', 'Packets matched per rule (rule = number within its chain, from 1).', 'counter', () =>
-    svc.rules.ruleCounters().rules.map((r) => ({ value: r.packets, labels: { table: r.table, chain: r.chain, rule: r.rule } })),
+  add('nfqwall_rule_packets_total', 'Packets matched per rule (rule = number within its chain, from 1).', 'counter', (c) =>
+    sumRules(c).rules.map((r) => ({ value: r.packets, labels: { table: r.table, chain: r.chain, rule: r.rule } })),
   );
-  add('nfqwall_rule_bytes_total', 'Bytes matched per rule (rule = number within its chain, from 1).', 'counter', () =>
-    svc.rules.ruleCounters().rules.map((r) => ({ value: r.bytes, labels: { table: r.table, chain: r.chain, rule: r.rule } })),
+  add('nfqwall_rule_bytes_total', 'Bytes matched per rule (rule = number within its chain, from 1).', 'counter', (c) =>
+    sumRules(c).rules.map((r) => ({ value: r.bytes, labels: { table: r.table, chain: r.chain, rule: r.rule } })),
   );
-  add('nfqwall_chain_policy_packets_total', 'Packets that met the policy of a built-in chain.', 'counter', () =>
-    svc.rules.ruleCounters().policies.map((r) => ({ value: r.packets, labels: { table: r.table, chain: r.chain } })),
+  add('nfqwall_chain_policy_packets_total', 'Packets that met the policy of a built-in chain.', 'counter', (c) =>
+    sumRules(c).policies.map((r) => ({ value: r.packets, labels: { table: r.table, chain: r.chain } })),
   );
-  add('nfqwall_chain_policy_bytes_total', 'Bytes of the packets that met the policy of a built-in chain.', 'counter', () =>
-    svc.rules.ruleCounters().policies.map((r) => ({ value: r.bytes, labels: { table: r.table, chain: r.chain } })),
+  add('nfqwall_chain_policy_bytes_total', 'Bytes of the packets that met the policy of a built-in chain.', 'counter', (c) =>
+    sumRules(c).policies.map((r) => ({ value: r.bytes, labels: { table: r.table, chain: r.chain } })),
   );
-  add('nfqwall_rules', 'Rules loaded.', 'gauge', () => [{ value: svc.rules.ruleCount }]);
-  add('nfqwall_reloads_total', 'Rule reloads that took effect.', 'counter', () => [{ value: svc.reloads }]);
-  add('nfqwall_reload_failures_total', 'Rule reloads refused because the file was invalid.', 'counter', () => [{ value: svc.reloadFailures }]);
+  add('nfqwall_rules', 'Rules loaded.', 'gauge', (c) => [{ value: c.ruleCount }]);
+  add('nfqwall_reloads_total', 'Rule reloads that took effect.', 'counter', (c) => [{ value: c.reloads }]);
+  add('nfqwall_reload_failures_total', 'Rule reloads refused because the file was invalid.', 'counter', (c) => [{ value: c.reloadFailures }]);
   if (src.control) {
-    const c = src.control;
-    add('nfqwall_control_requests_total', 'Control socket requests.', 'counter', () => [{ value: c().requests }]);
+    const ctl = src.control;
+    add('nfqwall_control_requests_total', 'Control socket requests.', 'counter', () => [{ value: ctl().requests }]);
     add(
       'nfqwall_control_bad_requests_total',
       'Control socket requests answered with an error (malformed, oversized, unknown op, bad arguments).',
       'counter',
-      () => [{ value: c().badRequests }],
+      () => [{ value: ctl().badRequests }],
     );
   }
   collectDefaultMetrics({ register: reg, prefix: 'nfqwall_' });

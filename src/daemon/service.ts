@@ -5,13 +5,16 @@
  */
 import { performance } from 'node:perf_hooks';
 import { Firewall } from '../pipeline/firewall';
-import { loadRuleFile, type LoadedRules } from '../pipeline/load-rules';
+import { loadRuleFile, loadRuleText, type LoadedRules } from '../pipeline/load-rules';
 import type { TunableValues } from '../conntrack/sysctl';
 import type { Batch } from '../queue/queue';
+import type { Counters, RuleEngine } from '../rules';
 import type { Logger } from './log';
 
 export interface ServiceOptions {
   rulesFile: string;
+  /** the rule file's text, already read (worker threads get it from the main thread) */
+  rulesText?: string;
   tun: TunableValues;
   log: Logger;
   /** GC tick interval in ms (default 100) and buckets scanned per tick (default 8192). */
@@ -53,7 +56,7 @@ export class FirewallService {
     this.rulesFile = opts.rulesFile;
     this.gcBuckets = opts.gcBucketsPerTick ?? 8192;
     this.gcIntervalMs = opts.gcIntervalMs ?? 100;
-    const loaded = loadRuleFile(this.rulesFile, this.ruleDeps());
+    const loaded = opts.rulesText !== undefined ? loadRuleText(opts.rulesText, this.rulesFile, this.ruleDeps()) : loadRuleFile(this.rulesFile, this.ruleDeps());
     if (loaded.errors.length > 0 || !loaded.rules) throw new RuleLoadError(loaded.errors);
     this.rules = loaded.rules;
     const log = opts.log;
@@ -79,6 +82,12 @@ export class FirewallService {
     this.fw.processBatch(batch, performance.now());
   };
 
+  /** The rule engine's counters in canonical order (tables, chains, rules as in the file): what `rules -L -v` prints. */
+  ruleEngineCounters(): Counters {
+    // loadForPipeline's rules carry their engine (src/rules/index.ts LoadedRules)
+    return (this.rules as unknown as { engine: RuleEngine }).engine.counters;
+  }
+
   /** Starts the periodic expiry sweep. */
   start(): void {
     if (this.gcTimer) return;
@@ -92,12 +101,12 @@ export class FirewallService {
   }
 
   /**
-   * Reloads the rule file. Valid: the new rules take effect with the next packet;
+   * Reloads the rule file (or `text`, the file's content read by the caller). Valid: the new rules take effect with the next packet;
    * the connection table is untouched. Invalid: the old rules stay; the errors are
    * logged and returned.
    */
-  reload(): { ok: boolean; errors: string[] } {
-    const loaded = loadRuleFile(this.rulesFile, this.ruleDeps());
+  reload(text?: string): { ok: boolean; errors: string[] } {
+    const loaded = text !== undefined ? loadRuleText(text, this.rulesFile, this.ruleDeps()) : loadRuleFile(this.rulesFile, this.ruleDeps());
     if (loaded.errors.length > 0 || !loaded.rules) {
       this.reloadFailures++;
       this.log.error({ file: this.rulesFile, errors: loaded.errors }, 'reload refused: the rule file is invalid; the old rules stay in force');

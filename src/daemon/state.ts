@@ -62,22 +62,7 @@ export async function saveState(
   const savedAt = opts.wallNow ?? Date.now();
   const ids: number[] = [];
   ct.forEach((e) => ids.push(e));
-  const X = ct.expectations;
-  const exps: ExpectationData[] = [];
-  X.forEach((x) => {
-    const m = X.master[x];
-    if (!X.isLive(x) || X.timeout[x] <= now || m < 0 || !ct.table.isAlloc(m)) return;
-    const b = x * TUPLE_WORDS;
-    exps.push({
-      master: Array.from(ct.table.tuples.subarray(m * TUPLE_WORDS, (m + 1) * TUPLE_WORDS)),
-      tuple: Array.from(X.tuples.subarray(b, b + TUPLE_WORDS)),
-      mask: X.mask[x],
-      cls: X.cls[x],
-      helper: X.helper[x],
-      flags: X.flags[x],
-      timeoutMs: X.timeout[x] - now,
-    });
-  });
+  const exps = exportExpectations(ct, now);
   const tmp = `${file}.tmp-${process.pid}`;
   const fd = fs.openSync(tmp, 'w', 0o600);
   let written = 0;
@@ -126,6 +111,107 @@ export async function saveState(
     /* directory fsync is best effort */
   }
   return { entries: written, expectations: exps.length };
+}
+
+/** The live expectations of ct as plain data (timeoutMs = left at `now`); `master` filters by master entry. */
+export function exportExpectations(ct: Conntrack, now: number, master?: number): ExpectationData[] {
+  const X = ct.expectations;
+  const exps: ExpectationData[] = [];
+  X.forEach((x) => {
+    const m = X.master[x];
+    if (!X.isLive(x) || X.timeout[x] <= now || m < 0 || !ct.table.isAlloc(m)) return;
+    if (master !== undefined && m !== master) return;
+    const b = x * TUPLE_WORDS;
+    exps.push({
+      master: Array.from(ct.table.tuples.subarray(m * TUPLE_WORDS, (m + 1) * TUPLE_WORDS)),
+      tuple: Array.from(X.tuples.subarray(b, b + TUPLE_WORDS)),
+      mask: X.mask[x],
+      cls: X.cls[x],
+      helper: X.helper[x],
+      flags: X.flags[x],
+      timeoutMs: X.timeout[x] - now,
+    });
+  });
+  return exps;
+}
+
+/**
+ * A state file written from records gathered elsewhere (the worker threads' tables): header,
+ * entry lines as they come, then the expectations and the end line; atomic like saveState.
+ */
+export class StateFileWriter {
+  private readonly tmp: string;
+  private readonly fd: number;
+  private entries = 0;
+
+  constructor(
+    private readonly file: string,
+    savedAt: number,
+    expectedEntries: number,
+  ) {
+    this.tmp = `${file}.tmp-${process.pid}`;
+    this.fd = fs.openSync(this.tmp, 'w', 0o600);
+    const header: Header = { format: STATE_FORMAT, version: STATE_VERSION, savedAt, entries: expectedEntries, expectations: 0 };
+    fs.writeSync(this.fd, JSON.stringify(header) + '\n');
+  }
+
+  /** Entry lines (JSON of ConntrackEntryData, timeoutMs left at savedAt). */
+  writeEntries(lines: string[]): void {
+    if (lines.length === 0) return;
+    fs.writeSync(this.fd, lines.join('\n') + '\n');
+    this.entries += lines.length;
+  }
+
+  finish(exps: ExpectationData[]): { entries: number; expectations: number } {
+    const lines = exps.map((x) => JSON.stringify(x));
+    lines.push(JSON.stringify({ end: true, entries: this.entries, expectations: exps.length }));
+    fs.writeSync(this.fd, lines.join('\n') + '\n');
+    fs.fsyncSync(this.fd);
+    fs.closeSync(this.fd);
+    fs.renameSync(this.tmp, this.file);
+    try {
+      const dfd = fs.openSync(path.dirname(path.resolve(this.file)), 'r');
+      fs.fsyncSync(dfd);
+      fs.closeSync(dfd);
+    } catch {
+      /* directory fsync is best effort */
+    }
+    return { entries: this.entries, expectations: exps.length };
+  }
+
+  abort(): void {
+    try {
+      fs.closeSync(this.fd);
+    } catch {
+      /* closed */
+    }
+    try {
+      fs.unlinkSync(this.tmp);
+    } catch {
+      /* gone */
+    }
+  }
+}
+
+/** Restores one expectation under its master (looked up by the master's ORIG tuple); false when it cannot. */
+export function importExpectation(ct: Conntrack, d: ExpectationData, leftMs: number, now: number): boolean {
+  const key = new Uint32Array(TUPLE_WORDS);
+  const t = new Uint32Array(TUPLE_WORDS);
+  const words = (a: unknown, out: Uint32Array): boolean => {
+    if (!Array.isArray(a) || a.length !== TUPLE_WORDS) return false;
+    for (let i = 0; i < TUPLE_WORDS; i++) {
+      const w = a[i];
+      if (typeof w !== 'number' || !Number.isInteger(w) || w < 0 || w > 0xffffffff) return false;
+      out[i] = w;
+    }
+    return true;
+  };
+  if (!d || typeof d !== 'object' || !words(d.master, key) || !words(d.tuple, t)) return false;
+  if (!(leftMs > 0)) return false;
+  const node = ct.lookup(key, now);
+  if (node < 0 || (node & 1) !== 0) return false;
+  const master = node >> 1;
+  return ct.expectations.add(master, t, 0, d.mask & 0xff, d.cls & 0xff, d.helper & 0xff, d.flags & 0xff, 0, leftMs, ct.tun.nf_conntrack_expect_max, now) === 0;
 }
 
 export interface RestoreResult {
@@ -205,28 +291,9 @@ export function restoreState(ct: Conntrack, file: string, opts: { now: number; w
     if (e < 0) res.refused++;
     else res.restored++;
   }
-  const X = ct.expectations;
-  const key = new Uint32Array(TUPLE_WORDS);
-  const t = new Uint32Array(TUPLE_WORDS);
-  const words = (a: unknown, out: Uint32Array): boolean => {
-    if (!Array.isArray(a) || a.length !== TUPLE_WORDS) return false;
-    for (let i = 0; i < TUPLE_WORDS; i++) {
-      const w = a[i];
-      if (typeof w !== 'number' || !Number.isInteger(w) || w < 0 || w > 0xffffffff) return false;
-      out[i] = w;
-    }
-    return true;
-  };
   for (let i = 1 + end.entries; i < parsed.length - 1; i++) {
     const d = parsed[i] as ExpectationData;
-    if (!d || typeof d !== 'object' || !words(d.master, key) || !words(d.tuple, t)) continue;
-    const left = Number(d.timeoutMs) - elapsed;
-    if (!(left > 0)) continue;
-    const node = ct.lookup(key, now);
-    if (node < 0 || (node & 1) !== 0) continue;
-    const master = node >> 1;
-    const r = X.add(master, t, 0, d.mask & 0xff, d.cls & 0xff, d.helper & 0xff, d.flags & 0xff, 0, left, ct.tun.nf_conntrack_expect_max, now);
-    if (r === 0) res.expectations++;
+    if (d && typeof d === 'object' && importExpectation(ct, d, Number(d.timeoutMs) - elapsed, now)) res.expectations++;
   }
   return res;
 }

@@ -44,6 +44,8 @@ export interface NativeQueue {
   readonly bufSize: number;
   stats(): NativeStats;
   close(): void;
+  /** Test hook: stop reading the socket while staying bound (a broken poll). */
+  debugStopPolling(): void;
 }
 
 export interface NativeAddon {

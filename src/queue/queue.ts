@@ -70,6 +70,8 @@ export interface Queue {
   stats(): QueueStats;
   /** Stops polling, answers what is already queued to the socket with the error verdict, unbinds, closes. Idempotent. */
   close(): void;
+  /** Test hook: stops reading the socket while staying bound, as a broken poll would (stall detection tests). */
+  debugStopPolling?(): void;
 }
 
 /** A queue could not be bound. `reason` says why; the message names the queue. */
@@ -137,6 +139,7 @@ export function openQueue(opts: QueueOptions): Queue {
     },
     stats: () => ({ queue, ...nq.stats() }),
     close: () => nq.close(),
+    debugStopPolling: () => nq.debugStopPolling(),
   };
   return q;
 }

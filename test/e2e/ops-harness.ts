@@ -48,8 +48,8 @@ export function tmpDir(tag: string): string {
 }
 
 /** Starts `nfqwall run` in the lab's gateway; resolves once it has started (queues bound, rules installed). */
-export async function startDaemon(lab: Lab, args: string[]): Promise<Watched> {
-  const child = lab.spawn('gw', [process.execPath, BIN, 'run', ...args], { cwd: ROOT, env: ENV });
+export async function startDaemon(lab: Lab, args: string[], env: NodeJS.ProcessEnv = ENV): Promise<Watched> {
+  const child = lab.spawn('gw', [process.execPath, BIN, 'run', ...args], { cwd: ROOT, env });
   const w = watch(child);
   await w.waitFor(/"msg":"nfqwall started"/);
   return w;
