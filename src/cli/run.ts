@@ -243,6 +243,14 @@ export async function main(argv: string[]): Promise<number> {
       }
     }
   }
+  if (service) {
+    // before "nfqwall started", which callers wait for as the last line of the start-up
+    const t = service.tun;
+    log.info(
+      { buckets: t.nf_conntrack_buckets, max: t.nf_conntrack_max, expect_max: t.nf_conntrack_expect_max, rules: opts.rules },
+      `nf_conntrack (${t.nf_conntrack_buckets} buckets, ${t.nf_conntrack_max} max)`,
+    );
+  }
   let daemon;
   try {
     daemon = await startDaemon(opts, handlerFor, log);
@@ -264,10 +272,6 @@ export async function main(argv: string[]): Promise<number> {
       process.removeListener('SIGHUP', onHup);
       s.stop();
     });
-    log.info(
-      { buckets: s.tun.nf_conntrack_buckets, max: s.tun.nf_conntrack_max, expect_max: s.tun.nf_conntrack_expect_max, rules: opts.rules },
-      `nf_conntrack (${s.tun.nf_conntrack_buckets} buckets, ${s.tun.nf_conntrack_max} max)`,
-    );
   }
   const code = await daemon.done;
   // the queues are closed: the table no longer changes; save it, then close the sockets

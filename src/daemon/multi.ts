@@ -124,6 +124,11 @@ export async function runWorkers(opts: MultiOptions, tun: TunableValues, log: Lo
       return abort('iptables', err);
     }
   }
+  // before "nfqwall started", which callers wait for as the last line of the start-up
+  log.info(
+    { buckets: tun.nf_conntrack_buckets, max: tun.nf_conntrack_max, expect_max: tun.nf_conntrack_expect_max, rules: opts.rules, workers: pool.workers.length },
+    `nf_conntrack (${tun.nf_conntrack_buckets} buckets, ${tun.nf_conntrack_max} max)`,
+  );
   log.info(
     {
       queues: pool.workers.map((w) => w.queue),
@@ -140,10 +145,6 @@ export async function runWorkers(opts: MultiOptions, tun: TunableValues, log: Lo
       pid: process.pid,
     },
     'nfqwall started',
-  );
-  log.info(
-    { buckets: tun.nf_conntrack_buckets, max: tun.nf_conntrack_max, expect_max: tun.nf_conntrack_expect_max, rules: opts.rules, workers: pool.workers.length },
-    `nf_conntrack (${tun.nf_conntrack_buckets} buckets, ${tun.nf_conntrack_max} max)`,
   );
 
   let saving: Promise<void> | undefined;
