@@ -39,6 +39,8 @@ class WorkerHandle {
   private readonly pending = new Map<number, Pending>();
   portid = 0;
   closedStats: QueueStats | undefined;
+  /** the thread has exited: nothing is asked of it any more */
+  dead = false;
   private onClosed: (() => void) | undefined;
 
   constructor(
@@ -72,6 +74,7 @@ class WorkerHandle {
 
   /** One request; streamed lines go to onLines (the worker waits for each chunk to be taken). */
   request(req: Res, onLines?: (lines: string[]) => Promise<void>): Promise<Res> {
+    if (this.dead) return Promise.resolve({ ok: false, error: `the worker thread of queue ${this.queue} is gone` });
     const id = this.nextId++;
     return new Promise<Res>((resolve) => {
       this.pending.set(id, { onLines, resolve });
@@ -81,13 +84,14 @@ class WorkerHandle {
 
   /** Fails what is still waiting (the worker is gone). */
   failAll(why: string): void {
+    this.dead = true;
     for (const p of this.pending.values()) p.resolve({ ok: false, error: why });
     this.pending.clear();
     this.onClosed?.();
   }
 
   close(): Promise<void> {
-    if (this.closedStats) return Promise.resolve();
+    if (this.closedStats || this.dead) return Promise.resolve();
     return new Promise<void>((resolve) => {
       this.onClosed = resolve;
       this.worker.postMessage({ t: 'close' });
@@ -218,6 +222,7 @@ export class WorkerPool implements ControlBackend {
       this.workers.map(
         (w) =>
           new Promise<void>((resolve) => {
+            if (w.dead) return resolve();
             const t = setTimeout(() => void w.worker.terminate().then(() => resolve()), 5000);
             w.worker.once('exit', () => {
               clearTimeout(t);
@@ -301,7 +306,7 @@ export class WorkerPool implements ControlBackend {
       const r = await w.request(req, relay);
       if (r.ok !== true) {
         if (r.error === 'aborted') throw new ControlAborted();
-        return r;
+        throw new Error(String(r.error));
       }
       count += Number(r.count) || 0;
     }
@@ -398,6 +403,7 @@ export class WorkerPool implements ControlBackend {
         const res = await this.reload();
         return res.ok ? { ok: true } : { ok: false, error: 'the rule file is invalid; the old rules stay in force', errors: res.errors };
       }
+      case 'debug.crash':
       case 'debug.stall': {
         if (!this.opts.testHooks) throw new Error('test hooks are off (NFQWALL_TEST_HOOKS=1)');
         const w = this.workers.find((x) => x.queue === r.queue);

@@ -115,6 +115,12 @@ export function workerMain(): void {
         await out.sendLines(lines);
         return { ok: true, expectations: exportExpectations(ct, performance.now()) };
       }
+      case 'debug.crash':
+        if (!init.testHooks) throw new Error('test hooks are off (NFQWALL_TEST_HOOKS=1)');
+        setImmediate(() => {
+          throw new Error('test hook: worker thread crash');
+        });
+        return { ok: true };
       case 'debug.stall':
         if (!init.testHooks) throw new Error('test hooks are off (NFQWALL_TEST_HOOKS=1)');
         runner.debugStopPolling();

@@ -9,7 +9,8 @@
  * counters add up to the packets the queues received; reload reaches every worker (and an
  * invalid file changes none); an established connection survives a restart through the state
  * file under ESTABLISHED-only rules with tcp_loose=0; FTP passive (data connection: same
- * addresses, so same queue) works; a queue that stops being read is noticed and reopened.
+ * addresses, so same queue) works; a queue that stops being read is noticed and reopened; a
+ * worker thread that dies stops the daemon with exit 1 and its iptables rules removed.
  * Needs root. Everything runs in this run's own namespaces.
  */
 import { after, before, describe, test } from 'node:test';
@@ -389,5 +390,17 @@ COMMIT
     assert.equal(refused.ok, false);
     assert.match(String(refused.error), /test hooks are off/);
     await stopDaemon(d2);
+  });
+
+  test('a worker thread that dies stops the daemon: exit 1, logged, its iptables rules removed', T, async () => {
+    const d = await daemon([], { ...ENV, NFQWALL_TEST_HOOKS: '1' });
+    const chains = async () => (await lab.exec('gw', ['iptables', '-S'], { check: true })).stdout;
+    assert.match(await chains(), /-N NFQWALL-q0-1/);
+    const r = await request(ctl, { op: 'debug.crash', queue: 1 });
+    assert.equal(r.ok, true, JSON.stringify(r));
+    assert.equal(await d.exited, 1, d.err);
+    assert.match(d.err, /"level":60,.*"queue":1,.*the worker thread of queue 1 is gone/);
+    assert.match(d.err, /"msg":"nfqwall stopped"/);
+    assert.doesNotMatch(await chains(), /NFQWALL/);
   });
 });
