@@ -258,6 +258,9 @@ function gwRuleset(mode: string): string | null {
   return head + `-A FORWARD -j NFQUEUE --queue-num ${QUEUE}\nCOMMIT\n`;
 }
 
+/** Extra node options for the nfqwall modes (profiling: NFQWALL_BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/p"). */
+const NODE_ARGS = (process.env.NFQWALL_BENCH_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
+
 function consumerArgv(mode: string): string[] | null {
   const q = String(QUEUE);
   switch (mode) {
@@ -270,9 +273,22 @@ function consumerArgv(mode: string): string[] | null {
     case 'npm-nfqueue':
       return [process.execPath, path.join(HERE, 'peers', 'npm-nfqueue.js'), q];
     case 'nfqwall-accept-all':
-      return [process.execPath, BIN, 'run', '--accept-all', '--queue', q, '--iptables', 'off', '--log-level', 'warn'];
+      return [process.execPath, ...NODE_ARGS, BIN, 'run', '--accept-all', '--queue', q, '--iptables', 'off', '--log-level', 'warn'];
     case 'nfqwall':
-      return [process.execPath, BIN, 'run', '--rules', path.join(ROOT, 'rules', 'bench.rules'), '--queue', q, '--iptables', 'off', '--log-level', 'warn'];
+      return [
+        process.execPath,
+        ...NODE_ARGS,
+        BIN,
+        'run',
+        '--rules',
+        path.join(ROOT, 'rules', 'bench.rules'),
+        '--queue',
+        q,
+        '--iptables',
+        'off',
+        '--log-level',
+        'warn',
+      ];
     default:
       return null;
   }

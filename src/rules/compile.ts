@@ -69,38 +69,68 @@ export class CompiledRule {
   constructor(readonly parsed: ParsedRule) {}
 }
 
+/** PortIndex kinds: the key is the destination port, or the IPv4 source address. */
+export const KEY_DPORT = 1;
+export const KEY_SRC4 = 2;
+
 /**
- * A destination-port index over one candidate list (one chain, family, TCP or UDP): the port
- * space cut at every bound of the rules' `--dport` / `--dports` sets into intervals, each with
- * the candidate subsequence a packet with a port in it can match — the rules without a port
- * condition, and those whose set holds the interval — in the chain's order. Used only for
- * packets whose ports are readable and that are not fragments: then a rule left out could
- * not have matched and would have had no side effect (see portConstraint), so first-match
- * order, counters, LOG and limit behave as with the full walk.
+ * An index over one candidate list (one chain, family, protocol class) by one packet key:
+ *
+ *  - KEY_DPORT (TCP and UDP classes): the port space cut at every bound of the rules'
+ *    `--dport` / `--dports` sets; used only for packets whose ports are readable and that
+ *    are not fragments: then a rule left out could not have matched and would have had no
+ *    side effect (see portConstraint);
+ *  - KEY_SRC4 (IPv4 classes): the address space cut at every bound of the rules' `-s`
+ *    prefixes (not negated); the source test comes before any match, so a rule whose
+ *    prefix does not hold the packet's source is skipped exactly.
+ *
+ * Each interval has the candidate subsequence a packet with a key in it can match — the
+ * rules without such a condition, and those whose set holds the interval — in the chain's
+ * order, so first-match order, counters, LOG and limit behave as with the full walk.
  */
 export class PortIndex {
   constructor(
-    /** interval starts, ascending, starts[0] = 0 */
+    readonly kind: number,
+    /** interval starts, ascending, as (key ^ 0x80000000) | 0 (unsigned order as int32) */
     readonly starts: Int32Array,
     /** candidate list of each interval (identical lists shared) */
     readonly lists: Int32Array[],
   ) {}
 
-  lookup(port: number): Int32Array {
+  /** The candidates for a key (a port, or an IPv4 address word as int32 or uint32). */
+  lookup(key: number): Int32Array {
+    const k = (key ^ 0x80000000) | 0;
     const st = this.starts;
     let lo = 0;
     let hi = st.length - 1;
     while (lo < hi) {
       const mid = (lo + hi + 1) >> 1;
-      if (st[mid] <= port) lo = mid;
+      if (st[mid] <= k) lo = mid;
       else hi = mid - 1;
     }
     return this.lists[lo];
   }
+
+  /** The longest candidate list. */
+  maxList(): number {
+    let m = 0;
+    for (const l of this.lists) if (l.length > m) m = l.length;
+    return m;
+  }
 }
 
-/** Build a port index when at least this many candidates have a port condition. */
-const PORT_INDEX_MIN_RULES = 8;
+/** The [lo, hi] source range of a rule's non-negated IPv4 prefix test, or null. */
+export function srcConstraint(r: CompiledRule): [number, number][] | null {
+  if (r.srcWords !== 1 || r.srcInv) return null;
+  const m = r.srcMask[0] >>> 0;
+  const inv = ~m >>> 0;
+  if ((inv & (inv + 1)) !== 0) return null; // not a prefix mask
+  const lo = r.src[0] >>> 0;
+  return [[lo, (lo | inv) >>> 0]];
+}
+
+/** Build an index when at least this many candidates have a condition on its key. */
+const PORT_INDEX_MIN_RULES = 4;
 /** Upper bound on the summed length of one index's distinct lists (memory guard). */
 const PORT_INDEX_MAX_ENTRIES = 1 << 20;
 
@@ -135,7 +165,7 @@ export function portConstraint(pr: ParsedRule): [number, number][] | null {
   return null;
 }
 
-function buildPortIndex(cand: Int32Array, cons: ([number, number][] | null)[]): PortIndex | null {
+function buildIndex(kind: number, keyMax: number, cand: Int32Array, cons: ([number, number][] | null)[]): PortIndex | null {
   let indexed = 0;
   const cuts = new Set<number>([0]);
   for (const i of cand) {
@@ -144,15 +174,15 @@ function buildPortIndex(cand: Int32Array, cons: ([number, number][] | null)[]): 
     indexed++;
     for (const [lo, hi] of c) {
       cuts.add(lo);
-      if (hi < 65535) cuts.add(hi + 1);
+      if (hi < keyMax) cuts.add(hi + 1);
     }
   }
   if (indexed < PORT_INDEX_MIN_RULES) return null;
-  const starts = Int32Array.from([...cuts].sort((a, b) => a - b));
+  const sorted = [...cuts].sort((a, b) => a - b);
   const lists: Int32Array[] = [];
   const seen = new Map<string, Int32Array>();
   let total = 0;
-  for (const p of starts) {
+  for (const p of sorted) {
     const l: number[] = [];
     for (const i of cand) {
       const c = cons[i];
@@ -168,14 +198,14 @@ function buildPortIndex(cand: Int32Array, cons: ([number, number][] | null)[]): 
     }
     lists.push(arr);
   }
-  return new PortIndex(starts, lists);
+  return new PortIndex(kind, Int32Array.from(sorted.map((x) => (x ^ 0x80000000) | 0)), lists);
 }
 
 export class CompiledChain {
   rules: CompiledRule[] = [];
   /** [family(0: v4, 1: v6) * N_PCLASS + protoClass] → indices into rules */
   cand: Int32Array[] = [];
-  /** same indexing: the destination-port index of cand[i] (TCP and UDP classes), or null */
+  /** same indexing: the destination-port or IPv4-source index of cand[i], or null */
   portIdx: (PortIndex | null)[] = [];
   constructor(
     readonly name: string,
@@ -314,6 +344,7 @@ export function compileRules(set: RuleSet, deps: CompileDeps): CompiledRuleSet {
   }
   for (const cc of out.chains) {
     const cons = cc.rules.map((r) => portConstraint(r.parsed));
+    const scons = cc.rules.map((r) => srcConstraint(r));
     for (const fam of [4, 6] as const) {
       for (let pc = 0; pc < N_PCLASS; pc++) {
         const list: number[] = [];
@@ -322,7 +353,10 @@ export function compileRules(set: RuleSet, deps: CompileDeps): CompiledRuleSet {
         });
         const k = (fam === 6 ? 1 : 0) * N_PCLASS + pc;
         cc.cand[k] = Int32Array.from(list);
-        cc.portIdx[k] = pc === PC_TCP || pc === PC_UDP ? buildPortIndex(cc.cand[k], cons) : null;
+        // of the two possible indexes, the one whose longest list is shorter
+        const byPort = pc === PC_TCP || pc === PC_UDP ? buildIndex(KEY_DPORT, 65535, cc.cand[k], cons) : null;
+        const bySrc = fam === 4 ? buildIndex(KEY_SRC4, 0xffffffff, cc.cand[k], scons) : null;
+        cc.portIdx[k] = byPort && (!bySrc || byPort.maxList() <= bySrc.maxList()) ? byPort : bySrc;
       }
     }
   }

@@ -8,6 +8,7 @@ import type { PacketContext } from '../pipeline/context';
 import { NF_ACCEPT, NF_DROP, NF_INET_FORWARD, NF_INET_LOCAL_IN, NF_INET_LOCAL_OUT, NF_INET_PRE_ROUTING } from '../queue/layout';
 import {
   CompiledRuleSet,
+  KEY_SRC4,
   N_PCLASS,
   PC_TCP,
   PC_UDP,
@@ -49,11 +50,15 @@ export interface Counters {
   chainBytes: Float64Array;
 }
 
-/** The rules of chain ch a packet of class cls with destination port dport (-1: unusable) must visit. */
-function candidates(ch: CompiledChain, cls: number, dport: number): Int32Array {
-  if (dport >= 0) {
-    const pi = ch.portIdx[cls];
-    if (pi !== null) return pi.lookup(dport);
+/**
+ * The rules of chain ch a packet of class cls must visit: with its destination port dport
+ * (-1: not usable) or IPv4 source word src4 (int32) when the chain has an index for them.
+ */
+function candidates(ch: CompiledChain, cls: number, dport: number, src4: number): Int32Array {
+  const pi = ch.portIdx[cls];
+  if (pi !== null) {
+    if (pi.kind === KEY_SRC4) return pi.lookup(src4);
+    if (dport >= 0) return pi.lookup(dport);
   }
   return ch.cand[cls];
 }
@@ -128,9 +133,11 @@ export class RuleEngine {
     const cls = (ctx.family === 6 ? N_PCLASS : 0) + pc;
     // the destination-port index applies to non-fragments with readable ports (see PortIndex)
     const dport = (pc === PC_TCP || pc === PC_UDP) && v.fragOffset === 0 && l4HeaderReadable(v) ? v.dport : -1;
+    // the IPv4 source word the rules' -s tests compare (IPv6 classes have no source index)
+    const src4 = v.src[0] | 0;
     rt.hotdrop = 0;
     let chain = base;
-    let cand = candidates(chains[chain], cls, dport);
+    let cand = candidates(chains[chain], cls, dport, src4);
     let rules = chains[chain].rules;
     let pos = 0;
     let sp = 0;
@@ -141,7 +148,7 @@ export class RuleEngine {
         sp--;
         chain = this.chainStack[sp];
         pos = this.posStack[sp];
-        cand = candidates(chains[chain], cls, dport);
+        cand = candidates(chains[chain], cls, dport, src4);
         rules = chains[chain].rules;
         continue;
       }
@@ -164,7 +171,7 @@ export class RuleEngine {
           sp--;
           chain = this.chainStack[sp];
           pos = this.posStack[sp];
-          cand = candidates(chains[chain], cls, dport);
+          cand = candidates(chains[chain], cls, dport, src4);
           rules = chains[chain].rules;
           continue;
         case T_JUMP:
@@ -176,7 +183,7 @@ export class RuleEngine {
           }
           chain = r.jump;
           pos = 0;
-          cand = candidates(chains[chain], cls, dport);
+          cand = candidates(chains[chain], cls, dport, src4);
           rules = chains[chain].rules;
           continue;
         case T_LOG:

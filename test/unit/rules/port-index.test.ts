@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { ctxFor, engineFor } from './util';
 import { ipv4, ipv6, tcp, udp } from '../../helpers/packets';
 import { CTSTATE_ESTABLISHED, CTSTATE_NEW, IP_CT_ESTABLISHED, IP_CT_NEW } from '../../../src/conntrack/constants';
-import { PortIndex, portConstraint } from '../../../src/rules/compile';
+import { KEY_DPORT, KEY_SRC4, PortIndex, portConstraint } from '../../../src/rules/compile';
 import { loadRules } from '../../../src/rules/index';
 
 /** xorshift32, deterministic */
@@ -41,7 +41,19 @@ function randomRules(r: () => number, n: number): string {
   const target = () => pick(['-j ACCEPT', '-j DROP', '', '-j LOG --log-prefix "x: "', '-j SUB', '-j RETURN']);
   const rule = (chain: string) => {
     const proto = pick(['tcp', 'udp']);
-    const pre = pick(['', '', '-m conntrack --ctstate NEW ', '-m limit --limit 3/sec --limit-burst 2 ', '-m comment --comment c ', '-s 198.18.1.0/24 ']);
+    const pre = pick(['', '', '-m conntrack --ctstate NEW ', '-m limit --limit 3/sec --limit-burst 2 ', '-m comment --comment c ']);
+    const src = pick([
+      '',
+      '',
+      '',
+      '-s 198.18.1.0/24 ',
+      '-s 198.18.0.0/16 ',
+      '! -s 198.18.1.0/24 ',
+      '-s 10.0.0.0/8 ',
+      '-s 198.18.9.1 ',
+      '-s 198.18.0.0/255.255.0.255 ',
+      '-s 2001:2:0:1::/64 ',
+    ]);
     const kind = Math.floor(r() * 7);
     let m: string;
     if (kind === 0) m = `-p ${proto} -m ${proto} --dport ${range()}`;
@@ -54,7 +66,7 @@ function randomRules(r: () => number, n: number): string {
     let t = target();
     if (chain === 'SUB' && t === '-j SUB') t = '-j ACCEPT';
     if (chain === 'FORWARD' && t === '-j RETURN') t = '';
-    return `-A ${chain} ${pre}${m} ${t}`.replace(/\s+/g, ' ').trim();
+    return `-A ${chain} ${src}${pre}${m} ${t}`.replace(/\s+/g, ' ').trim();
   };
   for (let i = 0; i < n; i++) lines.push(rule('FORWARD'));
   for (let i = 0; i < n / 2; i++) lines.push(rule('SUB'));
@@ -71,7 +83,7 @@ function randomPacket(r: () => number): Uint8Array {
   if (x < 0.08) return ipv4({ src: '198.18.1.1', dst: '198.19.2.1', proto: l4 === undefined ? 6 : undefined, fragOffset: pick([8, 16]) }, l4);
   if (x < 0.12) return ipv4({ src: '198.18.1.1', dst: '198.19.2.1', totalLength: 20 + 3 }, l4).subarray(0, 23);
   if (x < 0.3) return ipv6({ src: '2001:2:0:1::1', dst: '2001:2:0:2::1' }, l4);
-  return ipv4({ src: r() < 0.5 ? '198.18.1.1' : '198.18.9.1', dst: '198.19.2.1' }, l4);
+  return ipv4({ src: pick(['198.18.1.1', '198.18.9.1', '10.1.2.3', '198.18.0.1', '255.255.255.255', '0.0.0.0']), dst: '198.19.2.1' }, l4);
 }
 
 function withoutIndex(text: string) {
@@ -80,14 +92,16 @@ function withoutIndex(text: string) {
   return t;
 }
 
-test('port index: same verdicts, counters and LOG lines as the full walk (random rule sets)', () => {
+test('port and source indexes: same verdicts, counters and LOG lines as the full walk (random rule sets)', () => {
   let indexed = 0;
+  const kinds = new Set<number>();
   for (let seed = 1; seed <= 40; seed++) {
     const r = rng(seed * 7919);
     const text = randomRules(r, 24 + Math.floor(r() * 40));
     const a = engineFor(text);
     const b = withoutIndex(text);
     indexed += a.engine.compiled.chains.filter((c) => c.portIdx.some((p) => p !== null)).length;
+    for (const c of a.engine.compiled.chains) for (const p of c.portIdx) if (p) kinds.add(p.kind);
     for (let i = 0; i < 400; i++) {
       const pkt = randomPacket(r);
       const est = r() < 0.3;
@@ -102,6 +116,7 @@ test('port index: same verdicts, counters and LOG lines as the full walk (random
     assert.deepEqual(a.logs, b.logs, `seed ${seed}: LOG lines`);
   }
   assert.ok(indexed > 10, `only ${indexed} chains got an index`);
+  assert.ok(kinds.has(KEY_DPORT) && kinds.has(KEY_SRC4), `index kinds used: ${[...kinds].join(',')}`);
 });
 
 test('port index: which rules may be skipped', () => {
@@ -140,4 +155,20 @@ test('port index: a 1000-rule chain of port rules visits a handful of rules per 
   const ctx = ctxFor(ipv4({ src: '198.18.1.1', dst: '198.19.2.1' }, tcp({ sport: 40000, dport: 443 })));
   assert.equal(engine.evalFilter(ctx, 0), 1);
   assert.equal(engine.counters.rulePkts[999], 1);
+});
+
+test('source index: a chain of -s prefixes (bogons) visits only the prefixes holding the source', () => {
+  const bogons = ['0.0.0.0/8', '10.0.0.0/8', '100.64.0.0/10', '127.0.0.0/8', '169.254.0.0/16', '172.16.0.0/12', '192.168.0.0/16', '224.0.0.0/4', '240.0.0.0/4'];
+  const text = ['*filter', ':FORWARD ACCEPT [0:0]', ...bogons.map((b) => `-A FORWARD -s ${b} -j DROP`), '-A FORWARD -p udp -j ACCEPT', 'COMMIT', ''].join('\n');
+  const { engine } = engineFor(text);
+  const pi = engine.compiled.chains[engine.compiled.filterForward].portIdx[1] as PortIndex; // IPv4 UDP
+  assert.equal(pi.kind, KEY_SRC4);
+  assert.deepEqual(Array.from(pi.lookup(0xc6120101)), [9]); // 198.18.1.1: only the wildcard
+  assert.deepEqual(Array.from(pi.lookup(0x0a010203)), [1, 9]); // 10.1.2.3
+  assert.deepEqual(Array.from(pi.lookup(0xffffffff)), [8, 9]);
+  assert.deepEqual(Array.from(pi.lookup(0xffffffff | 0)), [8, 9]); // the same word as int32
+  assert.equal(engine.evalFilter(ctxFor(ipv4({ src: '10.9.9.9', dst: '198.19.2.1' }, udp({ sport: 1, dport: 2 }))), 0), 0);
+  assert.equal(engine.evalFilter(ctxFor(ipv4({ src: '198.18.1.1', dst: '198.19.2.1' }, udp({ sport: 1, dport: 2 }))), 0), 1);
+  assert.equal(engine.counters.rulePkts[1], 1);
+  assert.equal(engine.counters.rulePkts[9], 1);
 });
