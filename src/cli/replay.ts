@@ -163,6 +163,7 @@ export async function main(argv: string[]): Promise<number> {
     const protoState = e >= 0 && v.proto === IPPROTO_TCP ? fw.ct.tracker(IPPROTO_TCP).stateName(e) : '';
     const verdictName = verdict === NF_ACCEPT ? 'ACCEPT' : 'DROP';
     if (json) {
+      const isIcmp = v.proto === IPPROTO_ICMP || v.proto === IPPROTO_ICMPV6;
       out.push(
         JSON.stringify({
           n,
@@ -175,6 +176,8 @@ export async function main(argv: string[]): Promise<number> {
           sport: v.sport,
           dport: v.dport,
           tcpFlags: v.proto === IPPROTO_TCP ? tcpFlags(v.tcpFlags) : undefined,
+          icmpType: isIcmp ? v.icmpType : undefined,
+          icmpCode: isIcmp ? v.icmpCode : undefined,
           ctstate: state,
           ctinfo: ctx.ctinfo,
           tcpState: protoState || undefined,
