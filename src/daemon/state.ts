@@ -14,7 +14,8 @@
  *
  * At restore the wall-clock time since savedAt is taken off every timeout; entries and
  * expectations whose timeout has run out are not restored. TCP entries keep their state but
- * not their window tracking (see forgetTcpWindows): the next packets set the windows again.
+ * not their window tracking, and are window-liberal from then on (see forgetTcpWindows), as a
+ * connection the kernel picks up in mid-stream.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -284,8 +285,8 @@ export function restoreState(ct: Conntrack, file: string, opts: { now: number; w
       res.expired++;
       continue;
     }
-    // TCP: the connection has moved on since the save; its windows are picked up again from
-    // the next packets (as for an entry conntrackd injects), not taken from the file
+    // TCP: the connection has moved on since the save; no windows from the file, liberal
+    // window checks (as the kernel's mid-stream pickup and conntrackd's injected entries)
     const tcp = Array.isArray(d.tuple) && (Number(d.tuple[0]) & 0xff) === 6 && Array.isArray(d.proto);
     const e = ct.importEntry({ ...d, proto: tcp ? forgetTcpWindows(d.proto) : d.proto, timeoutMs: left, ageMs: (Number(d.ageMs) || 0) + elapsed }, now);
     if (e < 0) res.refused++;

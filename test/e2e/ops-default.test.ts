@@ -158,15 +158,23 @@ describe('default control socket, periodic state saves, restarts', { skip }, () 
     assert.equal(fs.existsSync(defaultSock), false, 'the socket is removed at exit');
   });
 
-  for (const failOpen of [false, true]) {
+  for (const [failOpen, queues] of [
+    [false, '41'],
+    [true, '42'],
+    [false, '44:45'],
+  ] as const) {
     test(
-      `periodic state saves; kill -9 under traffic: ${failOpen ? 'fail-open passes' : 'fail-closed blocks'} while down, restart with --state restores the entries, connections resume, stale rules replaced`,
+      `periodic state saves; kill -9 under traffic: ${failOpen ? 'fail-open passes' : 'fail-closed blocks'} while down, restart with --state restores the entries, connections resume, stale rules replaced (${queues.includes(':') ? `--queues ${queues}` : `--queue ${queues}`})`,
       T,
       async () => {
-        const q = failOpen ? 42 : 41;
+        const q = queues.replace(':', '-');
         const ctl = path.join(tmp, `ctl-${q}.sock`);
         const state = path.join(tmp, `ct-${q}.state`);
-        const args = ['--queue', String(q), '--control', ctl, '--state', state, '--state-interval', '1', ...(failOpen ? ['--fail-open'] : [])];
+        const args = [
+          ...(queues.includes(':') ? ['--queues', queues] : ['--queue', queues]),
+          ...['--control', ctl, '--state', state, '--state-interval', '1'],
+          ...(failOpen ? ['--fail-open'] : []),
+        ];
         const d = await daemon(args);
         // the stream only in fail-closed: with fail-open it would run on unseen while the daemon
         // is down, and a restored window far behind the sequence numbers is INVALID (kernel too)

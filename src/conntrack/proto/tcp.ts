@@ -792,14 +792,16 @@ function windowMessage(what: number, v: number): string {
 }
 
 /**
- * An entry's saved TCP data (TcpTracker.save() layout) with the window tracking of both
- * directions forgotten: td_end, td_maxend, td_maxwin, td_maxack zero and MAXACK_SET cleared,
- * state, scale and the other flags kept. tcp_in_window then takes the next packet of each
- * direction as the new start of its window (the mid-connection pickup), which is what the
- * kernel does with an entry created through ctnetlink (conntrackd), whose message carries no
- * window data. Used when restoring a state file: the connection has moved on since the save
- * (a periodic save, or --fail-open while the daemon was down), and windows from the file
- * would make its packets INVALID.
+ * An entry's saved TCP data (TcpTracker.save() layout) as a restored entry gets it: the
+ * window tracking of both directions forgotten (td_end, td_maxend, td_maxwin, td_maxack zero,
+ * MAXACK_SET cleared) and both directions marked BE_LIBERAL; state, scale and the other flags
+ * kept. This is how the kernel treats a connection it picks up in mid-stream (tcp_new:
+ * windows from the next packets, SACK_PERM | BE_LIBERAL) and how conntrackd injects entries
+ * by default (TCPWindowTracking off). Used when restoring a state file: the connection has
+ * moved on since the save (a periodic save before a crash, or traffic under --fail-open
+ * while the daemon was down), and right after the restart the peers retransmit old data and
+ * acknowledge data the entry never saw — with strict windows from the file or from the
+ * first packets, those packets are INVALID and the connection stalls.
  */
 export function forgetTcpWindows(d: readonly number[]): number[] {
   const out = d.slice();
@@ -807,7 +809,7 @@ export function forgetTcpWindows(d: readonly number[]): number[] {
     const b = 10 + 6 * k;
     if (out.length < b + 6) break;
     out[b] = out[b + 1] = out[b + 2] = out[b + 3] = 0;
-    out[b + 5] = (Number(out[b + 5]) || 0) & ~IP_CT_TCP_FLAG_MAXACK_SET;
+    out[b + 5] = (((Number(out[b + 5]) || 0) & ~IP_CT_TCP_FLAG_MAXACK_SET) | IP_CT_TCP_FLAG_BE_LIBERAL) & 0xff;
   }
   return out;
 }
