@@ -142,11 +142,12 @@ export async function main(argv: string[]): Promise<number> {
     return 130;
   }
   info = demo.info;
-  if (values['info-file']) fs.writeFileSync(values['info-file'], JSON.stringify({ ...info, state: 'up' }, null, 1) + '\n');
   process.stdout.write(demo.instructions());
   process.stdout.write(
     duration !== undefined ? `Stops by itself in ${duration}s (or Ctrl-C).\n` : 'Ctrl-C tears the lab down (daemon, services, namespaces).\n',
   );
+  // after the instructions, and whole (rename): a script that waits for this file finds both
+  if (values['info-file']) writeInfo(values['info-file'], { ...info, state: 'up' });
 
   // live status line
   const tty = process.stderr.isTTY && !values['no-status'];
@@ -191,7 +192,7 @@ export async function main(argv: string[]): Promise<number> {
   await demo.stop();
   if (values['info-file']) {
     try {
-      fs.writeFileSync(values['info-file'], JSON.stringify({ ...info, state: 'stopped' }, null, 1) + '\n');
+      writeInfo(values['info-file'], { ...info, state: 'stopped' });
     } catch {
       /* the caller may have removed it */
     }
@@ -203,4 +204,10 @@ export async function main(argv: string[]): Promise<number> {
     return 1;
   }
   return why === 'SIGINT' || why === 'SIGTERM' || why === 'SIGHUP' || why.startsWith('--duration') ? 0 : 1;
+}
+
+function writeInfo(file: string, data: object): void {
+  const tmp = `${file}.${process.pid}.tmp`;
+  fs.writeFileSync(tmp, JSON.stringify(data, null, 1) + '\n');
+  fs.renameSync(tmp, file);
 }

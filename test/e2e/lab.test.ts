@@ -98,7 +98,10 @@ describe('nfqwall lab', { skip }, () => {
     assert.ok(fs.existsSync(infoFile), `lab did not come up:\n${out}\n${err}`);
     info = JSON.parse(fs.readFileSync(infoFile, 'utf8')) as Info;
     assert.equal(info.state, 'up');
-    assert.match(out, new RegExp(`ip netns exec ${info.ns.cli} curl http://198\\.19\\.2\\.1/`), 'prints the commands to try');
+    // stdout is a pipe: what the lab printed before writing the info file may still be on its way
+    const tryLine = new RegExp(`ip netns exec ${info.ns.cli} curl http://198\\.19\\.2\\.1/`);
+    for (let i = 0; i < 100 && !tryLine.test(out); i++) await sleep(100);
+    assert.match(out, tryLine, 'prints the commands to try');
     assert.ok(netnsList().includes(info.ns.gw));
     assert.ok(alive(info.daemonPid), 'daemon running');
 
