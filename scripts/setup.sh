@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 PKGS=(build-essential python3 pkg-config libnetfilter-queue-dev libmnl-dev libnfnetlink-dev libpcap-dev
       iptables conntrack iproute2 procps kmod util-linux vsftpd lftp iperf3 tcpdump socat python3-scapy
-      iputils-ping)
+      iputils-ping curl)
 
 missing=()
 for p in "${PKGS[@]}"; do
