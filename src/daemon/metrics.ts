@@ -16,6 +16,7 @@ import type { TunableValues } from '../conntrack/sysctl';
 import type { RuleCounters } from '../pipeline/load-rules';
 import type { Logger } from './log';
 import { BATCH_BUCKETS, type FirewallService } from './service';
+import { rejectRateLimited } from '../rules/index';
 
 /** The `conntrack -S` counters exported as nfqwall_nf_conntrack_stat_<name>. */
 export const STAT_NAMES: readonly (keyof ConntrackStats)[] = [
@@ -60,6 +61,8 @@ export interface ServiceSnapshot {
   reloads: number;
   reloadFailures: number;
   queueStats?: QueueStats;
+  /** REJECT's ICMP errors held back by the rate limits (this thread's sender) */
+  rejectLimited: { host: number; global: number };
 }
 
 export function snapshotService(svc: FirewallService, q?: Queue): ServiceSnapshot {
@@ -80,6 +83,7 @@ export function snapshotService(svc: FirewallService, q?: Queue): ServiceSnapsho
     reloads: svc.reloads,
     reloadFailures: svc.reloadFailures,
     queueStats: q?.stats(),
+    rejectLimited: rejectRateLimited(),
   };
 }
 
@@ -216,6 +220,15 @@ export function createRegistry(src: MetricsSources): Registry {
     'Bytes of the packets decided (original length), by hook and verdict.',
     'counter',
     byHook((t) => t.bytes),
+  );
+  add(
+    'nfqwall_reject_icmp_ratelimited_total',
+    'ICMP errors REJECT did not send: over the per-host (icmp_ratelimit) or the global (icmp_msgs_per_sec) limit.',
+    'counter',
+    (c) => [
+      { value: sum(c, (t) => t.rejectLimited.host), labels: { limit: 'host' } },
+      { value: sum(c, (t) => t.rejectLimited.global), labels: { limit: 'global' } },
+    ],
   );
   add('nfqwall_malformed_packets_total', 'Malformed or truncated packets (treated as INVALID), by reason.', 'counter', (c) => {
     const out: Value[] = [];

@@ -62,6 +62,26 @@ export interface PipelineRuleDeps {
 }
 
 /**
+ * One REJECT sender per thread, shared by every rule set loaded in it: its raw sockets are
+ * opened once, and its ICMP rate limits, like the kernel's per-host state, outlive a reload.
+ */
+let processSender: import('./targets/REJECT').RejectSender | null = null;
+let senderLog: (line: string, level: number) => void = () => {};
+
+function processReject(kind: number, ctx: import('../pipeline/context').PacketContext): void {
+  if (!processSender) {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    processSender = (require('./targets/REJECT') as typeof import('./targets/REJECT')).createRejectSender((e) => senderLog(`REJECT: ${e.message}`, 3));
+  }
+  processSender.reject(kind, ctx);
+}
+
+/** ICMP errors REJECT did not send because of the per-host or the global rate limit (this thread). */
+export function rejectRateLimited(): { host: number; global: number } {
+  return processSender ? { host: processSender.limiter.limitedHost, global: processSender.limiter.limitedGlobal } : { host: 0, global: 0 };
+}
+
+/**
  * Glue for src/pipeline/load-rules.ts: loads a rule file with working defaults for
  * what the caller does not pass (interface names from /sys/class/net, REJECT replies
  * over raw sockets created on first use, helper ids from the conntrack registry).
@@ -77,14 +97,8 @@ export function loadForPipeline(text: string, file: string, deps: PipelineRuleDe
     ifname = sys.ifname;
     linkGeneration = linkGeneration ?? sys.linkGeneration;
   }
-  let sender: import('./targets/REJECT').RejectSender | null = null;
-  const reject =
-    deps.reject ??
-    ((kind: number, ctx: import('../pipeline/context').PacketContext) => {
-      // eslint-disable-next-line @typescript-eslint/no-require-imports
-      if (!sender) sender = (require('./targets/REJECT') as typeof import('./targets/REJECT')).createRejectSender((e) => deps.log(`REJECT: ${e.message}`, 3));
-      sender.reject(kind, ctx);
-    });
+  if (!deps.reject) senderLog = deps.log;
+  const reject = deps.reject ?? processReject;
   const r = loadRules(text, file, { helperId, deps: { ifname, linkGeneration, log: (l, lv) => deps.log(l, lv), reject } });
   if (!r.engine) return { errors: r.errors.map(formatError) };
   const engine = r.engine;

@@ -135,10 +135,14 @@ describe('rules differential: rules/lab.rules in the kernel vs nfqwall run', { s
     }
     await kLab.exec('gw', ['iptables-restore', '-w'], { input: split.v4, check: true });
     await kLab.exec('gw', ['ip6tables-restore', '-w'], { input: split.v6, check: true });
-    nfq = nLab.spawn('gw', ['node', NFQWALL, 'run', '--rules', RULES_FILE, '--queue', '3', '--iptables', 'auto', '--control', control], {
-      cwd: ROOT,
-      env: { ...process.env, NFQWALL_FROM_SOURCE: '1' },
-    });
+    nfq = nLab.spawn(
+      'gw',
+      ['node', NFQWALL, 'run', '--rules', RULES_FILE, '--queue', '3', '--iptables', 'auto', '--control', control, '--metrics', '127.0.0.1:9471'],
+      {
+        cwd: ROOT,
+        env: { ...process.env, NFQWALL_FROM_SOURCE: '1' },
+      },
+    );
     nfqOut = watch(nfq);
     await nfqOut.waitFor(/"portids"/, 'err');
     for (const lab of [kLab, nLab]) {
@@ -203,6 +207,8 @@ describe('rules differential: rules/lab.rules in the kernel vs nfqwall run', { s
     assert.equal(k['tcp4 8080 allowed'], 'ok');
     assert.equal(k['tcp4 9999 dropped'], 'failed');
     assert.equal(k['udp4 53 REJECT burst of 20: ICMP errors received'], '6', 'the kernel should send 6 of 20 ICMP errors (per-destination burst)');
+    const scrape = await nLab.exec('gw', ['curl', '-sf', 'http://127.0.0.1:9471/metrics'], { check: true });
+    assert.match(scrape.stdout, /^nfqwall_reject_icmp_ratelimited_total\{limit="host"\} 14$/m, 'the 14 ICMP errors held back are counted');
 
     const ksave4 = (await kLab.exec('gw', ['iptables-save', '-c'], { check: true })).stdout;
     const ksave6 = (await kLab.exec('gw', ['ip6tables-save', '-c'], { check: true })).stdout;

@@ -373,6 +373,8 @@ export interface RejectSender {
   /** Builds and sends the reply for ctx's packet (no-op when none is due). */
   reject(kind: number, ctx: PacketContext): void;
   close(): void;
+  /** the ICMP error rate limiter (its counters: errors not sent) */
+  readonly limiter: IcmpRateLimiter;
 }
 
 /**
@@ -412,6 +414,7 @@ export function createRejectSender(
     if (err) onError(err);
   };
   return {
+    limiter,
     reject(kind, ctx) {
       const pkt = buildReject(kind, ctx);
       if (!pkt) return;
