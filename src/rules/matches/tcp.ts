@@ -1,7 +1,7 @@
 /** -m tcp: libxt_tcp.c options, xt_tcpudp.c tcp_mt semantics. */
 import type { CompiledMatch, MatchModule, MatchRuntime, ParseEnv, Token } from '../types';
 import type { PacketContext } from '../../pipeline/context';
-import { formatPortRange, l4HeaderReadable, parsePortRange, splitList } from './util';
+import { createPorts, l4HeaderReadable, parsePortOption, PORT_OPTIONS, savePortOptions, splitList, type PortsState } from './util';
 
 export const TCP_FLAG_NAMES: readonly [string, number][] = [
   ['FIN', 0x01],
@@ -14,11 +14,7 @@ export const TCP_FLAG_NAMES: readonly [string, number][] = [
   ['NONE', 0],
 ];
 
-export interface TcpState {
-  sport: [number, number] | null;
-  sportInv: boolean;
-  dport: [number, number] | null;
-  dportInv: boolean;
+export interface TcpState extends PortsState {
   /** --tcp-flags MASK COMP (--syn is SYN of FIN,SYN,RST,ACK) */
   flagMask: number;
   flagCmp: number;
@@ -58,19 +54,13 @@ export const tcpMatch: MatchModule<TcpState> = {
   name: 'tcp',
   proto: 6,
   options: [
-    { name: 'sport', invertible: true, args: 1 },
-    { name: 'source-port', invertible: true, args: 1 },
-    { name: 'dport', invertible: true, args: 1 },
-    { name: 'destination-port', invertible: true, args: 1 },
+    ...PORT_OPTIONS,
     { name: 'tcp-flags', invertible: true, args: 2 },
     { name: 'syn', invertible: true, args: 0 },
     { name: 'tcp-option', invertible: true, args: 1 },
   ],
   create: () => ({
-    sport: null,
-    sportInv: false,
-    dport: null,
-    dportInv: false,
+    ...createPorts(),
     flagMask: 0,
     flagCmp: 0,
     flagsSet: false,
@@ -79,19 +69,8 @@ export const tcpMatch: MatchModule<TcpState> = {
     optionInv: false,
   }),
   parse(s, opt, args, inv, optTok, env) {
+    if (parsePortOption(s, opt, args[0], inv, optTok, env)) return;
     switch (opt) {
-      case 'sport':
-      case 'source-port':
-        if (s.sport) return dup(optTok, env, '--sport');
-        s.sport = parsePortRange(args[0], args[0].text, env);
-        s.sportInv = inv;
-        return;
-      case 'dport':
-      case 'destination-port':
-        if (s.dport) return dup(optTok, env, '--dport');
-        s.dport = parsePortRange(args[0], args[0].text, env);
-        s.dportInv = inv;
-        return;
       case 'tcp-flags':
       case 'syn': {
         if (s.flagsSet) return dup(optTok, env, 'TCP flags (--tcp-flags / --syn)');
@@ -121,9 +100,7 @@ export const tcpMatch: MatchModule<TcpState> = {
   finalize() {},
   familyOf: () => 0,
   save(s) {
-    const out: string[] = [];
-    if (s.sport) out.push(...(s.sportInv ? ['!'] : []), '--sport', formatPortRange(s.sport));
-    if (s.dport) out.push(...(s.dportInv ? ['!'] : []), '--dport', formatPortRange(s.dport));
+    const out = savePortOptions(s);
     if (s.option) out.push(...(s.optionInv ? ['!'] : []), '--tcp-option', String(s.option));
     if (s.flagsSet) out.push(...(s.flagsInv ? ['!'] : []), '--tcp-flags', formatTcpFlags(s.flagMask), formatTcpFlags(s.flagCmp));
     return out;

@@ -1,44 +1,21 @@
 /** -m udp: libxt_udp.c options, xt_tcpudp.c udp_mt semantics. */
 import type { CompiledMatch, MatchModule, MatchRuntime } from '../types';
 import type { PacketContext } from '../../pipeline/context';
-import { formatPortRange, l4HeaderReadable, parsePortRange } from './util';
+import { createPorts, l4HeaderReadable, parsePortOption, PORT_OPTIONS, savePortOptions, type PortsState } from './util';
 
-export interface UdpState {
-  sport: [number, number] | null;
-  sportInv: boolean;
-  dport: [number, number] | null;
-  dportInv: boolean;
-}
+export type UdpState = PortsState;
 
 export const udpMatch: MatchModule<UdpState> = {
   name: 'udp',
   proto: 17,
-  options: [
-    { name: 'sport', invertible: true, args: 1 },
-    { name: 'source-port', invertible: true, args: 1 },
-    { name: 'dport', invertible: true, args: 1 },
-    { name: 'destination-port', invertible: true, args: 1 },
-  ],
-  create: () => ({ sport: null, sportInv: false, dport: null, dportInv: false }),
+  options: PORT_OPTIONS,
+  create: createPorts,
   parse(s, opt, args, inv, optTok, env) {
-    if (opt === 'sport' || opt === 'source-port') {
-      if (s.sport) return env.error(optTok, '--sport given twice');
-      s.sport = parsePortRange(args[0], args[0].text, env);
-      s.sportInv = inv;
-    } else {
-      if (s.dport) return env.error(optTok, '--dport given twice');
-      s.dport = parsePortRange(args[0], args[0].text, env);
-      s.dportInv = inv;
-    }
+    parsePortOption(s, opt, args[0], inv, optTok, env);
   },
   finalize() {},
   familyOf: () => 0,
-  save(s) {
-    const out: string[] = [];
-    if (s.sport) out.push(...(s.sportInv ? ['!'] : []), '--sport', formatPortRange(s.sport));
-    if (s.dport) out.push(...(s.dportInv ? ['!'] : []), '--dport', formatPortRange(s.dport));
-    return out;
-  },
+  save: savePortOptions,
   compile(s, env) {
     return new UdpMatch(s, env.runtime);
   },

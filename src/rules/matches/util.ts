@@ -1,5 +1,5 @@
 /** Small parsing helpers shared by the match and target modules. */
-import type { ParseEnv, Token } from '../types';
+import type { OptSpec, ParseEnv, Token } from '../types';
 import { Malformed, type PacketView } from '../../packet/view';
 
 /** A few /etc/services names iptables users write; numbers always work. */
@@ -100,4 +100,52 @@ export function splitList(tok: Token, s: string, env: ParseEnv, what: string): s
     return null;
   }
   return parts;
+}
+
+/** --sport / --dport of -m tcp and -m udp (libxt_tcp.c, libxt_udp.c): the parsed ranges. */
+export interface PortsState {
+  sport: [number, number] | null;
+  sportInv: boolean;
+  dport: [number, number] | null;
+  dportInv: boolean;
+}
+
+export const PORT_OPTIONS: readonly OptSpec[] = [
+  { name: 'sport', invertible: true, args: 1 },
+  { name: 'source-port', invertible: true, args: 1 },
+  { name: 'dport', invertible: true, args: 1 },
+  { name: 'destination-port', invertible: true, args: 1 },
+];
+
+export function createPorts(): PortsState {
+  return { sport: null, sportInv: false, dport: null, dportInv: false };
+}
+
+/** Parses a port option into s; false when `opt` is not one. */
+export function parsePortOption(s: PortsState, opt: string, arg: Token, inv: boolean, optTok: Token, env: ParseEnv): boolean {
+  if (opt === 'sport' || opt === 'source-port') {
+    if (s.sport) env.error(optTok, '--sport given twice');
+    else {
+      s.sport = parsePortRange(arg, arg.text, env);
+      s.sportInv = inv;
+    }
+    return true;
+  }
+  if (opt === 'dport' || opt === 'destination-port') {
+    if (s.dport) env.error(optTok, '--dport given twice');
+    else {
+      s.dport = parsePortRange(arg, arg.text, env);
+      s.dportInv = inv;
+    }
+    return true;
+  }
+  return false;
+}
+
+/** The port options as iptables-save writes them. */
+export function savePortOptions(s: PortsState): string[] {
+  const out: string[] = [];
+  if (s.sport) out.push(...(s.sportInv ? ['!'] : []), '--sport', formatPortRange(s.sport));
+  if (s.dport) out.push(...(s.dportInv ? ['!'] : []), '--dport', formatPortRange(s.dport));
+  return out;
 }
