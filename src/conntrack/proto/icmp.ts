@@ -6,7 +6,7 @@
  */
 import type { PacketView } from '../../packet/view';
 import { PKT_ACCEPT, PKT_INVALID } from '../constants';
-import type { ProtoTracker, TrackerHost } from './tracker';
+import { StatelessTracker, type TrackerHost } from './tracker';
 
 /** valid_new[]: types that may create an entry */
 const VALID_NEW = new Uint8Array(256);
@@ -23,17 +23,11 @@ export function icmpIsError(type: number): boolean {
   return type === 3 || type === 4 || type === 5 || type === 11 || type === 12;
 }
 
-export class IcmpTracker implements ProtoTracker {
+export class IcmpTracker extends StatelessTracker {
   readonly protonum = 1;
   readonly name = 'icmp';
 
-  validate(_host: TrackerHost, _pkt: PacketView): boolean {
-    return true; // header, checksum and type checks are the error path's (core)
-  }
-
-  resize(_capacity: number): void {}
-
-  newConnection(_host: TrackerHost, _e: number, pkt: PacketView, _now: number): boolean {
+  override newConnection(_host: TrackerHost, _e: number, pkt: PacketView, _now: number): boolean {
     // "icmp: can't create new conn with type N" (pr_debug only, no log_invalid)
     return pkt.ipVersion === 4 && VALID_NEW[pkt.icmpType] === 1;
   }
@@ -43,15 +37,4 @@ export class IcmpTracker implements ProtoTracker {
     host.setTimeout(e, host.tun.nf_conntrack_icmp_timeout, now);
     return PKT_ACCEPT;
   }
-
-  canEarlyDrop(_e: number): boolean {
-    return false;
-  }
-  stateName(_e: number): string {
-    return '';
-  }
-  save(_e: number): number[] {
-    return [];
-  }
-  restore(_e: number, _data: readonly number[]): void {}
 }

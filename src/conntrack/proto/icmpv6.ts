@@ -5,7 +5,7 @@
  */
 import type { PacketView } from '../../packet/view';
 import { PKT_ACCEPT, PKT_INVALID } from '../constants';
-import type { ProtoTracker, TrackerHost } from './tracker';
+import { StatelessTracker, type TrackerHost } from './tracker';
 
 /** noct_valid_new[]: MLD query/report/done, RS, RA, NS, NA, MLDv2 report → accepted untracked */
 const NOCT = new Uint8Array(256);
@@ -15,17 +15,11 @@ export function icmpv6Untracked(type: number): boolean {
   return NOCT[type & 0xff] === 1;
 }
 
-export class Icmpv6Tracker implements ProtoTracker {
+export class Icmpv6Tracker extends StatelessTracker {
   readonly protonum = 58;
   readonly name = 'icmpv6';
 
-  validate(_host: TrackerHost, _pkt: PacketView): boolean {
-    return true;
-  }
-
-  resize(_capacity: number): void {}
-
-  newConnection(host: TrackerHost, _e: number, pkt: PacketView, _now: number): boolean {
+  override newConnection(host: TrackerHost, _e: number, pkt: PacketView, _now: number): boolean {
     if (pkt.ipVersion !== 6) return false;
     const t = pkt.icmpType;
     if (t !== 128 && t !== 139) {
@@ -40,15 +34,4 @@ export class Icmpv6Tracker implements ProtoTracker {
     host.setTimeout(e, host.tun.nf_conntrack_icmpv6_timeout, now);
     return PKT_ACCEPT;
   }
-
-  canEarlyDrop(_e: number): boolean {
-    return false;
-  }
-  stateName(_e: number): string {
-    return '';
-  }
-  save(_e: number): number[] {
-    return [];
-  }
-  restore(_e: number, _data: readonly number[]): void {}
 }

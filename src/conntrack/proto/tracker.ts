@@ -67,3 +67,33 @@ export interface ProtoTracker {
   save(e: number): number[];
   restore(e: number, data: readonly number[]): void;
 }
+
+/**
+ * The defaults of a tracker that keeps no per-connection state of its own (UDP, ICMP, ICMPv6,
+ * generic: everything they need is the entry's timeout, status and creation time): every
+ * packet passes validation and may create an entry, nothing to resize, save or restore, and
+ * no entry is a candidate for early drop by protocol state.
+ */
+export abstract class StatelessTracker implements ProtoTracker {
+  abstract readonly protonum: number;
+  abstract readonly name: string;
+  abstract packet(host: TrackerHost, e: number, dir: number, ctinfo: number, pkt: PacketView, now: number): number;
+
+  validate(_host: TrackerHost, _pkt: PacketView): boolean {
+    return true;
+  }
+  resize(_capacity: number): void {}
+  newConnection(_host: TrackerHost, _e: number, _pkt: PacketView, _now: number): boolean {
+    return true;
+  }
+  canEarlyDrop(_e: number): boolean {
+    return false;
+  }
+  stateName(_e: number): string {
+    return '';
+  }
+  save(_e: number): number[] {
+    return [];
+  }
+  restore(_e: number, _data: readonly number[]): void {}
+}

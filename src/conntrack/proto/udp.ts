@@ -6,19 +6,20 @@
 import { IPPROTO_UDPLITE } from '../../packet/view';
 import type { PacketView } from '../../packet/view';
 import { IPS_ASSURED, IPS_SEEN_REPLY, PKT_ACCEPT } from '../constants';
-import type { ProtoTracker, TrackerHost } from './tracker';
+import { StatelessTracker, type TrackerHost } from './tracker';
 
 /** The entry counts as a stream once a packet arrives this long after creation (stream_ts = creation + 2 s). */
 export const UDP_STREAM_AFTER_MS = 2000;
 
-export class UdpTracker implements ProtoTracker {
+export class UdpTracker extends StatelessTracker {
   readonly name: string;
 
   constructor(readonly protonum = 17) {
+    super();
     this.name = protonum === IPPROTO_UDPLITE ? 'udplite' : 'udp';
   }
 
-  validate(host: TrackerHost, pkt: PacketView): boolean {
+  override validate(host: TrackerHost, pkt: PacketView): boolean {
     if (pkt.l4len < 8) {
       host.logInvalid(pkt, 'short packet');
       return false;
@@ -42,14 +43,6 @@ export class UdpTracker implements ProtoTracker {
     return true;
   }
 
-  resize(_capacity: number): void {
-    // no per-entry state: stream detection uses the entry's creation time
-  }
-
-  newConnection(_host: TrackerHost, _e: number, _pkt: PacketView, _now: number): boolean {
-    return true;
-  }
-
   packet(host: TrackerHost, e: number, _dir: number, _ctinfo: number, _pkt: PacketView, now: number): number {
     const tun = host.tun;
     const st = host.status(e);
@@ -68,18 +61,4 @@ export class UdpTracker implements ProtoTracker {
     }
     return PKT_ACCEPT;
   }
-
-  canEarlyDrop(_e: number): boolean {
-    return false;
-  }
-
-  stateName(_e: number): string {
-    return '';
-  }
-
-  save(_e: number): number[] {
-    return [];
-  }
-
-  restore(_e: number, _data: readonly number[]): void {}
 }
