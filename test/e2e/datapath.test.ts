@@ -12,6 +12,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Lab, LAB_ADDR as A } from '../../src/lab/netns';
+import { watch as watchOutput } from '../helpers/watch';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const ADDON = path.join(ROOT, 'build', 'Release', 'nfqwall.node');
@@ -38,32 +39,8 @@ interface Seen {
 }
 type ConsumerStats = Record<string, number> & { seen: Seen };
 
-/** Collects a child's output and waits for a marker in it. */
-function watch(child: ChildProcess) {
-  let out = '';
-  let err = '';
-  child.stdout?.on('data', (b: Buffer) => (out += b.toString()));
-  child.stderr?.on('data', (b: Buffer) => (err += b.toString()));
-  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
-  return {
-    get out() {
-      return out;
-    },
-    get err() {
-      return err;
-    },
-    exited,
-    async waitFor(re: RegExp, where: 'out' | 'err' = 'out'): Promise<void> {
-      for (;;) {
-        if (re.test(where === 'out' ? out : err)) return;
-        if (child.exitCode !== null || child.signalCode !== null) {
-          throw new Error(`process exited (${child.exitCode ?? child.signalCode}) before ${re}: ${out}\n${err}`);
-        }
-        await sleep(50);
-      }
-    },
-  };
-}
+/** Output of a child; waitFor() waits until the marker appears or the process exits. */
+const watch = (child: ChildProcess) => watchOutput(child, { timeoutMs: Infinity });
 
 describe('data path through a lab gateway', { skip }, () => {
   let lab: Lab;

@@ -7,6 +7,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Lab, LAB_ADDR as LAB } from '../../src/lab/netns';
+import { watch as watchOutput, type Watched } from '../helpers/watch';
 
 export const ROOT = path.resolve(__dirname, '..', '..');
 export const BIN = path.join(ROOT, 'bin', 'nfqwall.js');
@@ -16,32 +17,11 @@ export const skip = !isRoot ? 'needs root (network namespaces, NFQUEUE)' : !fs.e
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 export const ENV = { ...process.env, NFQWALL_FROM_SOURCE: '1' };
 
-export function watch(child: ChildProcess) {
-  let out = '';
-  let err = '';
-  child.stdout?.on('data', (b: Buffer) => (out += b.toString()));
-  child.stderr?.on('data', (b: Buffer) => (err += b.toString()));
-  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
-  return {
-    child,
-    get out() {
-      return out;
-    },
-    get err() {
-      return err;
-    },
-    exited,
-    async waitFor(re: RegExp, where: 'out' | 'err' = 'err'): Promise<void> {
-      for (;;) {
-        if (re.test(where === 'out' ? out : err)) return;
-        if (child.exitCode !== null || child.signalCode !== null)
-          throw new Error(`process exited (${child.exitCode ?? child.signalCode}) before ${re}:\n${out}\n${err}`);
-        await sleep(50);
-      }
-    },
-  };
+/** The daemon's log goes to stderr: waitFor() reads it by default, with no time limit but the process's exit. */
+export function watch(child: ChildProcess): Watched {
+  return watchOutput(child, { where: 'err', timeoutMs: Infinity });
 }
-export type Watched = ReturnType<typeof watch>;
+export type { Watched };
 
 export function tmpDir(tag: string): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), `nfqw-${tag}-`));

@@ -13,34 +13,8 @@ export const ROOT = path.resolve(__dirname, '..', '..');
 export const NFQWALL = path.join(ROOT, 'bin', 'nfqwall.js');
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Collects a child's output and waits for a marker in it. */
-export function watch(child: ChildProcess) {
-  let out = '';
-  let err = '';
-  child.stdout?.on('data', (b: Buffer) => (out += b.toString()));
-  child.stderr?.on('data', (b: Buffer) => (err += b.toString()));
-  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
-  return {
-    get out() {
-      return out;
-    },
-    get err() {
-      return err;
-    },
-    exited,
-    async waitFor(re: RegExp, where: 'out' | 'err' = 'out', timeoutMs = 20_000): Promise<void> {
-      const end = Date.now() + timeoutMs;
-      for (;;) {
-        if (re.test(where === 'out' ? out : err)) return;
-        if (child.exitCode !== null || child.signalCode !== null) {
-          throw new Error(`process exited (${child.exitCode ?? child.signalCode}) before ${re}: ${out}\n${err}`);
-        }
-        if (Date.now() > end) throw new Error(`timed out waiting for ${re}: ${out}\n${err}`);
-        await sleep(20);
-      }
-    },
-  };
-}
+import { watch } from './watch';
+export { watch };
 
 // ---------------------------------------------------------------------------------------------
 // conntrack -L lines (kernel's conntrack-tools and nfqwall's formatter print the same format)
