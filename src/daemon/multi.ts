@@ -7,24 +7,16 @@ import { Conntrack } from '../conntrack/core';
 import { createHelpers } from '../conntrack/helpers/registry';
 import type { TunableValues } from '../conntrack/sysctl';
 import { ControlServer } from './control';
-import { IptablesRules, type QueueSpec } from './iptables';
+import { IptablesRules } from './iptables';
+import type { DaemonOptions } from './daemon';
 import type { Logger } from './log';
 import { createRegistry, MetricsServer } from './metrics';
 import { ParkedEntries } from './parked';
 import { RuleFileError, WorkerPool } from './pool';
 import { StateKeeper } from './state';
 
-export interface MultiOptions {
-  queues: QueueSpec;
+export interface MultiOptions extends DaemonOptions {
   rules: string;
-  failOpen: boolean;
-  iptables: 'auto' | 'off';
-  kernelConntrack: 'keep' | 'notrack';
-  copyRange: number;
-  maxLen: number;
-  batchSize: number;
-  rcvbuf: number;
-  gso: boolean;
   stallChecks: number;
   logLevel: string;
   control: string;

@@ -4,18 +4,11 @@
  * itself: its counters add up over reopens, `portid`/`batch` are the current socket's.
  */
 import { openQueue, type Batch, type Queue, type QueueStats } from '../queue/queue';
-import type { NativeStats } from '../queue/addon';
+import type { NativeQueueOptions, NativeStats } from '../queue/addon';
 import { StallDetector } from './stall';
 import type { Logger } from './log';
 
-export interface QueueRunnerOptions {
-  queue: number;
-  copyRange: number;
-  maxLen: number;
-  batchSize: number;
-  rcvbuf: number;
-  failOpen: boolean;
-  gso: boolean;
+export interface QueueRunnerOptions extends NativeQueueOptions {
   /** seconds between checks (default 1) */
   checkIntervalSec?: number;
   /** consecutive checks with packets waiting and none received before the queue is reopened (0 = never; default 5) */
