@@ -213,28 +213,8 @@ export class RuleEngine {
   private ruleMatches(r: CompiledRule, ctx: PacketContext, now: number): boolean {
     const v = ctx.view;
     if (r.proto !== 0 && (v.proto === r.proto) === r.protoInv) return false;
-    let n = r.srcWords;
-    if (n !== 0) {
-      let eq = true;
-      for (let i = 0; i < n; i++) {
-        if ((v.src[i] & r.srcMask[i]) >>> 0 !== r.src[i]) {
-          eq = false;
-          break;
-        }
-      }
-      if (eq === r.srcInv) return false;
-    }
-    n = r.dstWords;
-    if (n !== 0) {
-      let eq = true;
-      for (let i = 0; i < n; i++) {
-        if ((v.dst[i] & r.dstMask[i]) >>> 0 !== r.dst[i]) {
-          eq = false;
-          break;
-        }
-      }
-      if (eq === r.dstInv) return false;
-    }
+    if (r.srcWords !== 0 && inPrefix(v.src, r.src, r.srcMask, r.srcWords) === r.srcInv) return false;
+    if (r.dstWords !== 0 && inPrefix(v.dst, r.dst, r.dstMask, r.dstWords) === r.dstInv) return false;
     if (r.inPat >= 0 && this.ifMatch(r.inPat, ctx.indev) === r.inInv) return false;
     if (r.outPat >= 0 && this.ifMatch(r.outPat, ctx.outdev) === r.outInv) return false;
     const ms = r.matches;
@@ -274,4 +254,10 @@ export class RuleEngine {
     }
     return m;
   }
+}
+
+/** -s / -d: the first `words` address words of `addr` under `mask` equal `net`. */
+function inPrefix(addr: Uint32Array, net: Uint32Array, mask: Uint32Array, words: number): boolean {
+  for (let i = 0; i < words; i++) if ((addr[i] & mask[i]) >>> 0 !== net[i]) return false;
+  return true;
 }
