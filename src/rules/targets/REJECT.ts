@@ -426,7 +426,7 @@ export function createRejectSender(
           get('v4').send(buf, 0, buf.length, dst, null, after);
         } else {
           const dst = formatIp6([get32(pkt, 24), get32(pkt, 28), get32(pkt, 32), get32(pkt, 36)]);
-          if (kind !== RJ_TCP_RESET && !limiter.allow6(dst, pkt[40], routes.plenFor(pkt.subarray(24, 40)))) return;
+          if (kind !== RJ_TCP_RESET && !limiter.allow6(dst, pkt[40], () => routes.plenFor(pkt.subarray(24, 40)))) return;
           if (kind === RJ_TCP_RESET) get('v6raw').send(buf, 0, buf.length, dst, null, after);
           else get('v6icmp').send(buf, 40, buf.length - 40, dst, null, after);
         }

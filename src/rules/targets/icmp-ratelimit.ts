@@ -119,14 +119,15 @@ export class IcmpRateLimiter {
   }
 
   /**
-   * icmpv6_global_allow + icmpv6_xrlim_allow for an ICMPv6 error of `type` to `dst`, whose route
-   * has prefix length `routePlen` (wider routes get more bandwidth: the timeout is halved for
-   * every 32 bits of prefix below 128).
+   * icmpv6_global_allow + icmpv6_xrlim_allow for an ICMPv6 error of `type` to `dst`.
+   * `routePlen` gives the prefix length of the route to dst, asked only for a limited type
+   * (wider routes get more bandwidth: the timeout is halved for every 32 bits below 128).
    */
-  allow6(dst: string, type: number, routePlen: number): boolean {
+  allow6(dst: string, type: number, routePlen: () => number): boolean {
     if (type === ICMPV6_PKT_TOOBIG || this.limits.v6Ratemask[type & 0xff] === 0) return true;
+    const plen = routePlen();
     let tmo = this.limits.v6RatelimitMs;
-    if (routePlen < 128) tmo = tmo / 2 ** ((128 - routePlen) >> 5);
+    if (plen < 128) tmo = tmo / 2 ** ((128 - plen) >> 5);
     return this.limited(`6 ${dst}`, tmo);
   }
 
