@@ -1,15 +1,18 @@
 /**
  * Client side of the control socket (src/daemon/control.ts): finds the daemon's socket
- * (`--control PATH`, or `--queue N` → /run/nfqwall/queue-N.sock, default queue 0), sends one
- * request and hands the streamed lines to the caller.
+ * (`--control PATH`, or `--queue N` → /run/nfqwall/queue-N.sock; with neither, queue 0's
+ * socket, or the only socket in /run/nfqwall), sends one request and hands the streamed lines
+ * to the caller.
  */
+import * as fs from 'node:fs';
 import * as net from 'node:net';
-import { defaultControlPath } from '../daemon/control';
+import * as path from 'node:path';
+import { CONTROL_DIR, defaultControlPath } from '../daemon/control';
 
 export class ClientError extends Error {}
 
 /** Removes `--control PATH` / `--queue N` (and their `=` forms) from argv; returns the socket path and the rest. */
-export function takeTarget(argv: string[]): { path: string; rest: string[] } {
+export function takeTarget(argv: string[], dir = CONTROL_DIR): { path: string; rest: string[] } {
   const rest: string[] = [];
   let control: string | undefined;
   let queue: string | undefined;
@@ -28,13 +31,32 @@ export function takeTarget(argv: string[]): { path: string; rest: string[] } {
   }
   if (control !== undefined && queue !== undefined) throw new ClientError('--control and --queue are exclusive');
   if (control !== undefined) return { path: control, rest };
-  let q = 0;
-  if (queue !== undefined) {
-    const m = /^(\d+)(?::\d+)?$/.exec(queue);
-    if (!m || Number(m[1]) > 65535) throw new ClientError(`--queue: bad queue number '${queue}'`);
-    q = Number(m[1]);
+  if (queue === undefined) return { path: soleControlPath(dir), rest };
+  const m = /^(\d+)(?::\d+)?$/.exec(queue);
+  if (!m || Number(m[1]) > 65535) throw new ClientError(`--queue: bad queue number '${queue}'`);
+  return { path: defaultControlPath(Number(m[1]), dir), rest };
+}
+
+/**
+ * The socket to use when the command names none: queue 0's if it exists, else the only
+ * daemon's socket in dir (a daemon on `--queue 3` or `--queues 2:3` needs no flag), else an
+ * error naming the sockets when there are several daemons to choose from.
+ */
+export function soleControlPath(dir = CONTROL_DIR): string {
+  const zero = defaultControlPath(0, dir);
+  if (fs.existsSync(zero)) return zero;
+  let socks: string[] = [];
+  try {
+    socks = fs
+      .readdirSync(dir)
+      .filter((n) => /^queue-\d+\.sock$/.test(n))
+      .sort((a, b) => parseInt(a.slice(6), 10) - parseInt(b.slice(6), 10));
+  } catch {
+    // no directory: no daemon has run; connecting to queue 0's path reports that
   }
-  return { path: defaultControlPath(q), rest };
+  if (socks.length === 1) return path.join(dir, socks[0]);
+  if (socks.length > 1) throw new ClientError(`several daemons listen in ${dir} (${socks.join(', ')}): choose one with --queue N or --control PATH`);
+  return zero;
 }
 
 export interface Final {

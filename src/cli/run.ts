@@ -58,7 +58,8 @@ const USAGE = `usage: nfqwall run --rules FILE [options]
   --log-level LEVEL            fatal|error|warn|info|debug|trace|silent (default info)
   --set NAME=VALUE             a tunable (repeatable; kernel names, e.g. net.netfilter.nf_conntrack_max=262144)
   --sysctl FILE                tunables in sysctl.conf syntax (applied before --set)
-  --control PATH               control socket for the client commands (default /run/nfqwall/queue-N.sock)
+  --control PATH               control socket for the client commands (default /run/nfqwall/queue-N.sock;
+                               the client commands find a sole daemon without it)
   --metrics HOST:PORT          Prometheus metrics at http://HOST:PORT/metrics
   --state FILE                 save the connection table on exit (and every --state-interval s), restore it at start
   --state-interval SEC         seconds between periodic state saves (default 60, 0 = only on exit)

@@ -28,8 +28,10 @@ export const MAX_PENDING = 64;
 /** Entries formatted per chunk before yielding to the event loop. */
 export const CHUNK_ENTRIES = 2048;
 
-export function defaultControlPath(queue: number): string {
-  return `/run/nfqwall/queue-${queue}.sock`;
+export const CONTROL_DIR = '/run/nfqwall';
+
+export function defaultControlPath(queue: number, dir = CONTROL_DIR): string {
+  return `${dir}/queue-${queue}.sock`;
 }
 
 /** What the control socket needs from the daemon (FirewallService has all of it). */
