@@ -166,6 +166,22 @@ export class Conn {
   }
 }
 
+/** seen[dir] (struct ip_ct_tcp_state) of entry e, read through save(). */
+function seen(t: TcpTracker, e: number, dir: number): { end: number; maxend: number; maxwin: number; maxack: number; scale: number; flags: number } {
+  const d = t.save(e);
+  const o = 10 + 6 * dir;
+  return { end: d[o], maxend: d[o + 1], maxwin: d[o + 2], maxack: d[o + 3], scale: d[o + 4], flags: d[o + 5] };
+}
+function stateOf(t: TcpTracker, e: number): number {
+  return t.save(e)[0];
+}
+/** Changes entry e's state through its save() numbers (TCP_SAVE_LEN layout). */
+function patch(t: TcpTracker, e: number, f: (d: number[]) => void): void {
+  const d = t.save(e);
+  f(d);
+  t.restore(e, d);
+}
+
 export function setup(tweak?: (t: TunableValues) => void): { t: TcpTracker; h: FakeHost; c: Conn } {
   const t = new TcpTracker(4);
   const h = new FakeHost();
@@ -264,7 +280,7 @@ describe('tcp handshake and close walk-through (§5.9)', () => {
     assert.equal(c.send(C, { flags: 'FA', seq: 1101, ack: 5001, win: 502 }), PKT_ACCEPT);
     assert.equal(c.state, 'FIN_WAIT');
     assert.equal(c.timeout, 120);
-    assert.notEqual(t.tdFlags[2 * c.e] & IP_CT_TCP_FLAG_CLOSE_INIT, 0);
+    assert.notEqual(seen(t, c.e, 0).flags & IP_CT_TCP_FLAG_CLOSE_INIT, 0);
     assert.equal(t.canEarlyDrop(c.e), true);
 
     assert.equal(c.send(S, { flags: 'A', seq: 5001, ack: 1102, win: 510 }), PKT_ACCEPT);
@@ -314,18 +330,18 @@ describe('tcp handshake and close walk-through (§5.9)', () => {
     {
       const { t, c } = setup();
       handshake(c);
-      assert.equal(t.tdScale[2 * c.e], 7);
-      assert.equal(t.tdScale[2 * c.e + 1], 7);
+      assert.equal(seen(t, c.e, 0).scale, 7);
+      assert.equal(seen(t, c.e, 1).scale, 7);
       // server opens its window to 2000 << 7 = 256000 bytes
       assert.equal(c.send(S, { flags: 'A', seq: 5001, ack: 1001, win: 2000 }), PKT_ACCEPT);
-      assert.equal(t.tdMaxend[2 * c.e], 1001 + 256000);
+      assert.equal(seen(t, c.e, 0).maxend, 1001 + 256000);
       assert.equal(c.send(C, { flags: 'PA', seq: 201001, ack: 5001, win: 502, len: 100 }), PKT_ACCEPT);
     }
     {
       const { t, h, c } = setup();
       handshake(c, { sOpts: { mss: 1460, sackPerm: true } });
-      assert.equal(t.tdScale[2 * c.e], 0, 'client scale forced to 0');
-      assert.equal(t.tdScale[2 * c.e + 1], 0);
+      assert.equal(seen(t, c.e, 0).scale, 0, 'client scale forced to 0');
+      assert.equal(seen(t, c.e, 1).scale, 0);
       assert.equal(c.send(S, { flags: 'A', seq: 5001, ack: 1001, win: 2000 }), PKT_ACCEPT);
       // unscaled, the window is the SYN/ACK's 65160 bytes: 201001 is far beyond
       // (more than a receiver window beyond, so not the "bytes more than expected" case)
@@ -339,33 +355,31 @@ describe('tcp newConnection (tcp_new) and loose pickup', () => {
   it('SYN initialises the sender', () => {
     const { t, c } = setup();
     c.send(C, { flags: 'S', seq: 0xfffffff0, win: 0, opts: { wscale: 20, sackPerm: true } });
-    const s0 = 2 * c.e;
-    assert.equal(t.tdEnd[s0], 0xfffffff1);
-    assert.equal(t.tdMaxend[s0], 0xfffffff1);
-    assert.equal(t.tdMaxwin[s0], 1, 'zero window counts as 1');
-    assert.equal(t.tdScale[s0], 14, 'window scale capped at 14');
-    assert.equal(t.tdFlags[s0] & (IP_CT_TCP_FLAG_WINDOW_SCALE | IP_CT_TCP_FLAG_SACK_PERM), 3);
+    assert.equal(seen(t, c.e, 0).end, 0xfffffff1);
+    assert.equal(seen(t, c.e, 0).maxend, 0xfffffff1);
+    assert.equal(seen(t, c.e, 0).maxwin, 1, 'zero window counts as 1');
+    assert.equal(seen(t, c.e, 0).scale, 14, 'window scale capped at 14');
+    assert.equal(seen(t, c.e, 0).flags & (IP_CT_TCP_FLAG_WINDOW_SCALE | IP_CT_TCP_FLAG_SACK_PERM), 3);
   });
   it('a SYN with a later ISN in SYN_SENT re-initialises the sender; options only when present (tcp_options)', () => {
     const { t, c } = setup();
     c.send(C, { flags: 'S', seq: 1000, win: 64240, opts: { sackPerm: true, wscale: 7 } });
-    const s0 = 2 * c.e;
     const both = IP_CT_TCP_FLAG_WINDOW_SCALE | IP_CT_TCP_FLAG_SACK_PERM;
     // no options at all: tcp_options() returns before touching flags/scale
     assert.equal(c.send(C, { flags: 'S', seq: 2000, win: 1000 }), PKT_ACCEPT);
-    assert.equal(t.tdEnd[s0], 2001);
-    assert.equal(t.tdMaxwin[s0], 1000);
-    assert.equal(t.tdFlags[s0] & both, both);
-    assert.equal(t.tdScale[s0], 7);
+    assert.equal(seen(t, c.e, 0).end, 2001);
+    assert.equal(seen(t, c.e, 0).maxwin, 1000);
+    assert.equal(seen(t, c.e, 0).flags & both, both);
+    assert.equal(seen(t, c.e, 0).scale, 7);
     // options without WS/SACK-permitted: both are cleared
     assert.equal(c.send(C, { flags: 'S', seq: 3000, win: 1000, opts: { mss: 1400 } }), PKT_ACCEPT);
-    assert.equal(t.tdEnd[s0], 3001);
-    assert.equal(t.tdFlags[s0] & both, 0);
-    assert.equal(t.tdScale[s0], 0);
+    assert.equal(seen(t, c.e, 0).end, 3001);
+    assert.equal(seen(t, c.e, 0).flags & both, 0);
+    assert.equal(seen(t, c.e, 0).scale, 0);
     // an older ISN does not re-initialise
     assert.equal(c.send(C, { flags: 'S', seq: 2500, win: 1000, opts: { wscale: 3 } }), PKT_ACCEPT);
-    assert.equal(t.tdEnd[s0], 3001);
-    assert.equal(t.tdScale[s0], 0);
+    assert.equal(seen(t, c.e, 0).end, 3001);
+    assert.equal(seen(t, c.e, 0).scale, 0);
   });
   it('SYN/ACK, FIN/ACK and RST cannot create an entry ("invalid new")', () => {
     for (const f of ['SA', 'FA', 'R', 'RA']) {
@@ -380,8 +394,8 @@ describe('tcp newConnection (tcp_new) and loose pickup', () => {
     assert.equal(c.state, 'ESTABLISHED');
     assert.equal(c.timeout, 300);
     const both = IP_CT_TCP_FLAG_SACK_PERM | IP_CT_TCP_FLAG_BE_LIBERAL;
-    assert.equal(t.tdFlags[2 * c.e] & both, both);
-    assert.equal(t.tdFlags[2 * c.e + 1] & both, both);
+    assert.equal(seen(t, c.e, 0).flags & both, both);
+    assert.equal(seen(t, c.e, 1).flags & both, both);
     assert.equal(c.status & IPS_ASSURED, 0);
     // data going far out of any window is still accepted (liberal)
     assert.equal(c.send(C, { flags: 'PA', seq: 900000, ack: 20000, win: 1000, len: 10 }), PKT_ACCEPT);
@@ -438,14 +452,14 @@ describe('tcp transition table (§5.5), every cell', () => {
         const cell = `${key} from ${ABBR[old]} (note: ${want})`;
         if (want === 'IV') {
           assert.equal(r, PKT_INVALID, cell);
-          assert.equal(t.state[e], old, cell);
+          assert.equal(stateOf(t, e), old, cell);
         } else if (want === 'IG' || (want === 'SS' && old >= 7)) {
           // sIG, and SYN_SENT from TIME_WAIT/CLOSE without a FIN or RST seen (falls through to IGNORE)
           assert.equal(r, PKT_IGNORE, cell);
-          assert.equal(t.state[e], old, cell);
+          assert.equal(stateOf(t, e), old, cell);
         } else {
           assert.equal(r, PKT_ACCEPT, cell);
-          assert.equal(ABBR[t.state[e]], want, cell);
+          assert.equal(ABBR[stateOf(t, e)], want, cell);
         }
         assert.deepEqual(h.killed, [], cell);
       }
@@ -527,10 +541,10 @@ describe('tcp ignored packets and resync', () => {
     assert.equal(c.send(S, { flags: 'SA', seq: 70000, ack: 90001, win: 65160, opts: { sackPerm: true, wscale: 5 } }), PKT_ACCEPT);
     assert.equal(c.state, 'SYN_RECV');
     assert.equal(c.timeout, 60);
-    assert.equal(t.tdScale[2 * c.e], 6);
-    assert.equal(t.tdScale[2 * c.e + 1], 5);
-    assert.equal(t.tdEnd[2 * c.e], 90001);
-    assert.equal(t.tdMaxwin[2 * c.e], 29200, 'client window re-initialised from the ignored SYN');
+    assert.equal(seen(t, c.e, 0).scale, 6);
+    assert.equal(seen(t, c.e, 1).scale, 5);
+    assert.equal(seen(t, c.e, 0).end, 90001);
+    assert.equal(seen(t, c.e, 0).maxwin, 29200, 'client window re-initialised from the ignored SYN');
     assert.equal(c.send(C, { flags: 'A', seq: 90001, ack: 70001, win: 400 }), PKT_ACCEPT);
     assert.equal(c.state, 'ESTABLISHED');
     assert.equal(c.timeout, 432000);
@@ -575,7 +589,7 @@ describe('tcp simultaneous open', () => {
     assert.equal(c.send(C, { flags: 'S', seq: 1000, win: 64240 }), PKT_ACCEPT);
     assert.equal(c.send(S, { flags: 'S', seq: 5000, win: 65160 }), PKT_ACCEPT);
     assert.equal(c.state, 'SYN_SENT2');
-    assert.notEqual(t.lastFlags[c.e] & IP_CT_TCP_SIMULTANEOUS_OPEN, 0);
+    assert.notEqual(t.save(c.e)[9] & IP_CT_TCP_SIMULTANEOUS_OPEN, 0);
     assert.equal(c.timeout, 120, 'SYN in SYN_SENT before a reply: timeout not renewed');
     assert.equal(c.send(C, { flags: 'SA', seq: 1000, ack: 5001, win: 64240 }), PKT_ACCEPT);
     assert.equal(c.state, 'SYN_RECV');
@@ -613,8 +627,8 @@ describe('tcp window tracking (tcp_in_window)', () => {
     const s = est();
     const r = s.c.send(C, { flags: 'PA', seq: 66162, ack: 5001, win: 502, len: 10 });
     unchanged(s, r, PKT_IGNORE, '12 bytes more than expected');
-    assert.equal(s.t.tdEnd[2 * s.c.e], 66172);
-    assert.notEqual(s.t.tdFlags[2 * s.c.e] & IP_CT_TCP_FLAG_DATA_UNACKNOWLEDGED, 0);
+    assert.equal(seen(s.t, s.c.e, 0).end, 66172);
+    assert.notEqual(seen(s.t, s.c.e, 0).flags & IP_CT_TCP_FLAG_DATA_UNACKNOWLEDGED, 0);
     s.h.logs.length = 0;
     assert.equal(s.c.send(S, { flags: 'A', seq: 5001, ack: 66172, win: 510 }), PKT_ACCEPT);
   });
@@ -648,7 +662,7 @@ describe('tcp window tracking (tcp_in_window)', () => {
   });
   it('per-direction BE_LIBERAL applies only to its sender', () => {
     const s = est();
-    s.t.tdFlags[2 * s.c.e + 1] |= IP_CT_TCP_FLAG_BE_LIBERAL;
+    patch(s.t, s.c.e, (d) => (d[10 + 6 + 5] |= IP_CT_TCP_FLAG_BE_LIBERAL));
     assert.equal(s.c.send(S, { flags: 'A', seq: 5001, ack: 1501, win: 510 }), PKT_ACCEPT);
     assert.equal(s.c.send(C, { flags: 'PA', seq: 1001 + 200000, ack: 5001, win: 502, len: 10 }), PKT_INVALID);
   });
@@ -656,7 +670,7 @@ describe('tcp window tracking (tcp_in_window)', () => {
     const s = est();
     assert.equal(s.c.send(C, { flags: 'PA', seq: 1001, ack: 5001, win: 502, len: 1000 }), PKT_ACCEPT);
     assert.equal(s.c.send(S, { flags: 'A', seq: 5001, ack: 1001, win: 510, opts: { sack: [[1501, 2001]] } }), PKT_ACCEPT);
-    assert.equal(s.t.tdMaxwin[2 * s.c.e + 1], (510 << 7) + 1000, 'max window grows by sack - ack');
+    assert.equal(seen(s.t, s.c.e, 1).maxwin, (510 << 7) + 1000, 'max window grows by sack - ack');
     assert.equal(
       s.c.send(S, {
         flags: 'A',
@@ -838,7 +852,7 @@ describe('tcp tracker bookkeeping', () => {
     const t = new TcpTracker(2);
     const names = ['NONE', 'SYN_SENT', 'SYN_RECV', 'ESTABLISHED', 'FIN_WAIT', 'CLOSE_WAIT', 'LAST_ACK', 'TIME_WAIT', 'CLOSE', 'SYN_SENT2'];
     for (let s = 0; s < 10; s++) {
-      t.state[1] = s;
+      patch(t, 1, (d) => (d[0] = s));
       assert.equal(t.stateName(1), names[s]);
       assert.equal(t.canEarlyDrop(1), s >= 4 && s <= 8);
     }
@@ -869,6 +883,36 @@ describe('tcp tracker bookkeeping', () => {
     assert.deepEqual(a.t.save(a.c.e), saved);
     a.t.resize(10); // never shrinks
     assert.deepEqual(a.t.save(a.c.e), saved);
+    a.t.restore(150000, saved); // beyond the capacity: grows
+    a.t.resize(300000);
+    assert.deepEqual(a.t.save(150000), saved);
+    assert.deepEqual(a.t.save(a.c.e), saved);
+  });
+  it('save() numbers keep the layout of state files written before the packed records', () => {
+    const { t, c } = setup();
+    handshake(c);
+    c.send(C, { flags: 'PA', seq: 1001, ack: 5001, win: 502, len: 10 });
+    c.send(S, { flags: 'A', seq: 5001, ack: 1011, win: 510 });
+    c.send(S, { flags: 'A', seq: 5001, ack: 1011, win: 510 });
+    // prettier-ignore
+    assert.deepEqual(t.save(c.e), [3, 1, 1, 3, 5001, 1011, 5001, 510, 0, 0, 1011, 66291, 64256, 5001, 7, 35, 5001, 69257, 65280, 1011, 7, 35]);
+  });
+  it('newConnection initialises every field of a reused row (resize leaves rows alone)', () => {
+    const h = new FakeHost();
+    for (const v of [
+      pkt(C, { flags: 'S', seq: CISN, win: 64240, opts: { mss: 1460, sackPerm: true, wscale: 7 } }),
+      pkt(C, { flags: 'A', seq: CISN, ack: SISN, win: 502 }), // loose pickup
+    ]) {
+      const dirty = new TcpTracker(4);
+      dirty.restore(
+        2,
+        Array.from({ length: TCP_SAVE_LEN }, (_, i) => (i * 37 + 11) & 0xff),
+      );
+      assert.equal(dirty.newConnection(h, 2, v, h.now), true);
+      const clean = new TcpTracker(4);
+      assert.equal(clean.newConnection(h, 2, v, h.now), true);
+      assert.deepEqual(dirty.save(2), clean.save(2));
+    }
   });
   it('FIXED_TIMEOUT entries are never refreshed', () => {
     const { h, c } = setup();
