@@ -240,8 +240,32 @@ function replayRate(pkts: Uint8Array[]): { pps: number; seconds: number; startup
   }
 }
 
+/**
+ * Speed of the CPU this process runs on, independent of nfqwall: millions of iterations per
+ * CPU-second of a fixed integer loop (xorshift + multiply, no memory traffic). On the shared VM
+ * the engine's rates move with the other tenants (host-level contention is invisible inside
+ * the guest: no steal time), and this figure moves with them; compare engine figures of two
+ * runs only together with it.
+ */
+function calibrate(): number {
+  let x = 0x9e3779b9 | 0;
+  const N = 20_000_000;
+  const c0 = process.cpuUsage();
+  for (let i = 0; i < N; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x = Math.imul(x, 0x2545f491) | 0;
+  }
+  const c = process.cpuUsage(c0);
+  if (x === 42) console.error(''); // keep the loop alive
+  return N / ((c.user + c.system) / 1e6) / 1e6;
+}
+
 const TRAFFIC = values.traffic!;
 const result: Record<string, unknown> = { flows: FLOWS, rules: path.relative(ROOT, RULES) };
+calibrate(); // JIT
+const calib: number[] = [calibrate()];
 let pkts: Uint8Array[] = [];
 if (TRAFFIC === 'new' || TRAFFIC === 'both') {
   pkts = generate(FLOWS);
@@ -276,6 +300,9 @@ if (TRAFFIC === 'established' || TRAFFIC === 'both') {
   });
   if (runs[0].accepted !== steady.length) result.established_note = `only ${runs[0].accepted} of ${steady.length} packets accepted`;
 }
+calib.push(calibrate());
+result.calibration_mops = median(calib);
+result.calibration_mops_runs = calib.map((x) => Math.round(x));
 if (!values['no-replay'] && pkts.length > 0) {
   const r = replayRate(pkts);
   result.replay_pps = r.pps;
@@ -299,6 +326,7 @@ else {
         ` accepted ${result.established_accepted}`,
     );
   }
+  console.log(`CPU speed (fixed integer loop, before and after): ${(result.calibration_mops_runs as number[]).join(', ')} M iterations per CPU-second`);
   if (result.replay_pps !== undefined) {
     console.log(
       `replay: ${((result.replay_pps as number) / 1e3).toFixed(0)} kpps marginal (${(result.replay_seconds as number).toFixed(2)} s total, ` +
