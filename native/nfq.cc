@@ -83,6 +83,32 @@ struct nlmsghdr* NfqPut(char* buf, int type, uint16_t queue, uint16_t flags, uin
   return nlh;
 }
 
+// Inline netlink walking for the per-packet path: the libmnl equivalents (mnl_nlmsg_ok/next,
+// mnl_attr_ok/next/get_type/get_payload_len/get_payload, mnl_nlmsg_get_payload_tail) are
+// out-of-line library calls, about seven per attribute and eight attributes per packet. Same
+// checks as libmnl's.
+inline bool NlmsgOk(const struct nlmsghdr* h, int len) {
+  return len >= static_cast<int>(sizeof(struct nlmsghdr)) && h->nlmsg_len >= sizeof(struct nlmsghdr) &&
+         static_cast<int>(h->nlmsg_len) <= len;
+}
+inline struct nlmsghdr* NlmsgNext(struct nlmsghdr* h, int* len) {
+  *len -= static_cast<int>(NLMSG_ALIGN(h->nlmsg_len));
+  return reinterpret_cast<struct nlmsghdr*>(reinterpret_cast<char*>(h) + NLMSG_ALIGN(h->nlmsg_len));
+}
+// Calls f(type, payload, payload length) for each attribute of an nfnetlink message.
+template <typename F>
+inline void ForEachAttr(const struct nlmsghdr* h, F f) {
+  const char* p = reinterpret_cast<const char*>(h) + NLMSG_HDRLEN + NLMSG_ALIGN(sizeof(struct nfgenmsg));
+  const char* tail = reinterpret_cast<const char*>(h) + NLMSG_ALIGN(h->nlmsg_len);
+  while (tail - p >= static_cast<ptrdiff_t>(sizeof(struct nlattr))) {
+    const auto* a = reinterpret_cast<const struct nlattr*>(p);
+    if (a->nla_len < sizeof(struct nlattr) || a->nla_len > tail - p) break;
+    if (!f(static_cast<uint16_t>(a->nla_type & NLA_TYPE_MASK), p + NLA_HDRLEN, static_cast<uint16_t>(a->nla_len - NLA_HDRLEN)))
+      break;
+    p += NLA_ALIGN(a->nla_len);
+  }
+}
+
 class NfqQueue : public Napi::ObjectWrap<NfqQueue> {
  public:
   static Napi::Function Define(Napi::Env env) {
@@ -279,17 +305,16 @@ class NfqQueue : public Napi::ObjectWrap<NfqQueue> {
   }
 
   static bool PacketId(struct nlmsghdr* h, uint32_t* id) {
-    struct nlattr* attr;
-    for (attr = static_cast<struct nlattr*>(mnl_nlmsg_get_payload_offset(h, sizeof(struct nfgenmsg)));
-         mnl_attr_ok(attr, static_cast<char*>(mnl_nlmsg_get_payload_tail(h)) - reinterpret_cast<char*>(attr));
-         attr = mnl_attr_next(attr)) {
-      if (mnl_attr_get_type(attr) == NFQA_PACKET_HDR && mnl_attr_get_payload_len(attr) >= sizeof(nfqnl_msg_packet_hdr)) {
-        auto* ph = static_cast<const struct nfqnl_msg_packet_hdr*>(mnl_attr_get_payload(attr));
-        *id = ntohl(ph->packet_id);
-        return true;
+    bool found = false;
+    ForEachAttr(h, [&](uint16_t t, const void* p, uint16_t plen) {
+      if (t == NFQA_PACKET_HDR && plen >= sizeof(nfqnl_msg_packet_hdr)) {
+        *id = ntohl(static_cast<const struct nfqnl_msg_packet_hdr*>(p)->packet_id);
+        found = true;
+        return false;
       }
-    }
-    return false;
+      return true;
+    });
+    return found;
   }
 
   void SendSingle(uint32_t id, uint32_t verdict) {
@@ -336,17 +361,12 @@ class NfqQueue : public Napi::ObjectWrap<NfqQueue> {
   // Parses one NFQNL_MSG_PACKET into index row k. Returns false if it has no packet id.
   bool ParsePacket(struct nlmsghdr* h, uint32_t k) {
     uint32_t* row = index_ + k * INDEX_STRIDE;
-    const auto* nfg = static_cast<const struct nfgenmsg*>(mnl_nlmsg_get_payload(h));
+    const auto* nfg = reinterpret_cast<const struct nfgenmsg*>(reinterpret_cast<const char*>(h) + NLMSG_HDRLEN);
     bool haveId = false;
     uint32_t id = 0, hook = 0, indev = 0, outdev = 0, mark = 0, off = 0, caplen = 0, origlen = 0, flags = 0;
     bool haveCapLen = false;
-    struct nlattr* attr;
-    for (attr = static_cast<struct nlattr*>(mnl_nlmsg_get_payload_offset(h, sizeof(struct nfgenmsg)));
-         mnl_attr_ok(attr, static_cast<char*>(mnl_nlmsg_get_payload_tail(h)) - reinterpret_cast<char*>(attr));
-         attr = mnl_attr_next(attr)) {
-      uint16_t t = mnl_attr_get_type(attr);
-      uint16_t plen = mnl_attr_get_payload_len(attr);
-      const void* p = mnl_attr_get_payload(attr);
+    const uint8_t* slab = slab_;
+    ForEachAttr(h, [&](uint16_t t, const void* p, uint16_t plen) {
       switch (t) {
         case NFQA_PACKET_HDR:
           if (plen >= sizeof(nfqnl_msg_packet_hdr)) {
@@ -366,7 +386,7 @@ class NfqQueue : public Napi::ObjectWrap<NfqQueue> {
           if (plen >= 4) outdev = ntohl(*static_cast<const uint32_t*>(p));
           break;
         case NFQA_PAYLOAD:
-          off = static_cast<uint32_t>(static_cast<const uint8_t*>(p) - slab_);
+          off = static_cast<uint32_t>(static_cast<const uint8_t*>(p) - slab);
           caplen = plen;
           break;
         case NFQA_CAP_LEN:
@@ -385,7 +405,8 @@ class NfqQueue : public Napi::ObjectWrap<NfqQueue> {
         default:
           break;
       }
-    }
+      return true;
+    });
     if (!haveId) return false;
     if (!haveCapLen || origlen < caplen) origlen = caplen;
     if (origlen > caplen) {
@@ -430,8 +451,7 @@ class NfqQueue : public Napi::ObjectWrap<NfqQueue> {
           stats_.recvTruncated++;
         }
         int len = static_cast<int>(msgs_[i].msg_len);
-        for (struct nlmsghdr* h = static_cast<struct nlmsghdr*>(iov_[i].iov_base); mnl_nlmsg_ok(h, len);
-             h = mnl_nlmsg_next(h, &len)) {
+        for (struct nlmsghdr* h = static_cast<struct nlmsghdr*>(iov_[i].iov_base); NlmsgOk(h, len); h = NlmsgNext(h, &len)) {
           if (h->nlmsg_type == pktType) {
             if (count < static_cast<uint32_t>(batch_)) {
               if (ParsePacket(h, count)) count++;
@@ -445,7 +465,7 @@ class NfqQueue : public Napi::ObjectWrap<NfqQueue> {
               }
             }
           } else if (h->nlmsg_type == NLMSG_ERROR) {
-            auto* e = static_cast<struct nlmsgerr*>(mnl_nlmsg_get_payload(h));
+            auto* e = reinterpret_cast<struct nlmsgerr*>(reinterpret_cast<char*>(h) + NLMSG_HDRLEN);
             if (e->error != 0) {
               stats_.errors++;
               stats_.verdictErrors++;
@@ -568,8 +588,7 @@ class NfqQueue : public Napi::ObjectWrap<NfqQueue> {
       uint64_t nmsgs = 0;
       for (int i = 0; i < n; i++) {
         int mlen = static_cast<int>(msgs_[i].msg_len);
-        for (struct nlmsghdr* h = static_cast<struct nlmsghdr*>(iov_[i].iov_base); mnl_nlmsg_ok(h, mlen);
-             h = mnl_nlmsg_next(h, &mlen)) {
+        for (struct nlmsghdr* h = static_cast<struct nlmsghdr*>(iov_[i].iov_base); NlmsgOk(h, mlen); h = NlmsgNext(h, &mlen)) {
           uint32_t id;
           if (h->nlmsg_type == pktType && PacketId(h, &id)) {
             stats_.packets++;
