@@ -267,6 +267,13 @@ function gwRuleset(mode: string): string | null {
   return head + `-A FORWARD -j NFQUEUE --queue-num ${QUEUE}\nCOMMIT\n`;
 }
 
+/**
+ * Kernel queue length (NFQA_CFG_QUEUE_MAXLEN) for the baseline c-batch (its default, -m 8192),
+ * c-stateful and both nfqwall modes. nfqwall's own default is 4096: with it nfqwall had half
+ * the queue room of the consumer it is compared with. c-simple and npm-nfqueue keep theirs.
+ */
+const QUEUE_MAXLEN = 8192;
+
 /** Extra node options for the nfqwall modes (profiling: NFQWALL_BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/p"). */
 const NODE_ARGS = (process.env.NFQWALL_BENCH_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
 
@@ -276,13 +283,27 @@ function consumerArgv(mode: string): string[] | null {
     case 'c-simple':
       return [path.join(BUILD, 'nfq_simple'), '-q', q];
     case 'c-batch':
-      return [path.join(BUILD, 'nfq_batch'), '-q', q];
+      return [path.join(BUILD, 'nfq_batch'), '-q', q, '-m', String(QUEUE_MAXLEN)];
     case 'c-stateful':
-      return [path.join(BUILD, 'nfq_stateful'), '-q', q, '-P', `${PORT_LO}:${PORT_HI}`];
+      return [path.join(BUILD, 'nfq_stateful'), '-q', q, '-m', String(QUEUE_MAXLEN), '-P', `${PORT_LO}:${PORT_HI}`];
     case 'npm-nfqueue':
       return [process.execPath, path.join(HERE, 'peers', 'npm-nfqueue.js'), q];
     case 'nfqwall-accept-all':
-      return [process.execPath, ...NODE_ARGS, BIN, 'run', '--accept-all', '--queue', q, '--iptables', 'off', '--log-level', 'warn'];
+      return [
+        process.execPath,
+        ...NODE_ARGS,
+        BIN,
+        'run',
+        '--accept-all',
+        '--queue',
+        q,
+        '--queue-maxlen',
+        String(QUEUE_MAXLEN),
+        '--iptables',
+        'off',
+        '--log-level',
+        'warn',
+      ];
     case 'nfqwall':
       return [
         process.execPath,
@@ -293,6 +314,8 @@ function consumerArgv(mode: string): string[] | null {
         path.join(ROOT, 'rules', 'bench.rules'),
         '--queue',
         q,
+        '--queue-maxlen',
+        String(QUEUE_MAXLEN),
         '--iptables',
         'off',
         '--log-level',
@@ -600,7 +623,17 @@ async function main(): Promise<void> {
     tool: 'nfqwall npm run bench',
     date: new Date().toISOString(),
     host: { kernel: os.release(), cpus: os.cpus().length, cpu_model: os.cpus()[0]?.model, mem_gib: Math.round(os.totalmem() / 2 ** 30), node: process.version },
-    args: { quick: QUICK, duration: DURATION, rounds: ROUNDS, modes: MODES, workloads: WORKLOADS, load_cpu: LOAD_CPU, fw_cpu: FW_CPU, baseline: BASELINE },
+    args: {
+      quick: QUICK,
+      duration: DURATION,
+      rounds: ROUNDS,
+      modes: MODES,
+      workloads: WORKLOADS,
+      load_cpu: LOAD_CPU,
+      fw_cpu: FW_CPU,
+      baseline: BASELINE,
+      queue_maxlen: QUEUE_MAXLEN,
+    },
   };
   doc.nfqwall = {
     commit: spawnSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).stdout.trim(),
