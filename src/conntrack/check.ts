@@ -5,9 +5,8 @@
  * per-source counters of a Conntrack and returns the problems found (an empty
  * list = consistent):
  *
- *  - every node in a chain belongs to an allocated, hashed entry, sits in the
- *    bucket its stored hash maps to, and its stored hash is the keyed hash of
- *    its tuple (ORIG or REPLY);
+ *  - every node in a chain belongs to an allocated, hashed entry and sits in the
+ *    bucket the keyed hash of its tuple (ORIG or REPLY) maps to;
  *  - every hashed entry is reachable exactly once per direction; no cycles;
  *  - the free list holds only unallocated rows, each once; free + used rows =
  *    rows ever used; no row both free and used;
@@ -15,6 +14,7 @@
  *    nf_conntrack_max (unless told the max was lowered at run time), and —
  *    between packets (`quiescent`) — no unconfirmed entry is left over;
  *  - hashed entries carry IPS_CONFIRMED; timeouts are finite numbers;
+ *  - only rows that are allocated have a master (expected entries);
  *  - every live expectation's master is alive and lists it; the expectation
  *    count matches and stays ≤ nf_conntrack_expect_max;
  *  - the per-source counters equal a recount over the allocated entries.
@@ -24,11 +24,10 @@
  */
 import type { Conntrack } from './core';
 import type { ConnTable } from './table';
-import { F_ALLOC, F_HASHED } from './table';
+import { F_ALLOC, F_HASHED, REC_SHIFT, R_NEXT } from './table';
 import type { ExpectTable } from './expect';
-import type { HashKey } from './hash';
 import { IPS_CONFIRMED } from './constants';
-import { T_DST, T_META, T_PORTS, T_SRC, TUPLE_WORDS } from './tuple';
+import { T_META, T_SRC, TUPLE_WORDS } from './tuple';
 
 export interface CheckOptions {
   /** between packets: no unconfirmed entries may exist (default true) */
@@ -41,6 +40,8 @@ export interface CheckOptions {
 
 interface TablePriv {
   freeHead: number;
+  masters: Map<number, [number, number]>;
+  hkey: { hashTuple(t: Uint32Array, off: number): number };
 }
 interface ExpectPriv {
   heads: Int32Array;
@@ -52,7 +53,6 @@ interface ExpectPriv {
   mprev: Int32Array;
 }
 interface CtPriv {
-  hkey: HashKey;
   perSource: { size: number; get(family: number, addr: Uint32Array, off: number): number };
 }
 
@@ -78,7 +78,7 @@ export function checkConntrack(ct: Conntrack, opts: CheckOptions = {}): string[]
   let nodesInHash = 0;
   chains: for (let b = 0; b < tb.nbuckets; b++) {
     let steps = 0;
-    for (let n = tb.heads[b]; n >= 0; n = tb.next[n]) {
+    for (let n = tb.head(b); n >= 0; n = tb.next(n)) {
       if (++steps > 2 * hw + 1) {
         if (bad(`bucket ${b}: chain longer than every node (cycle)`)) break chains;
         break;
@@ -95,10 +95,9 @@ export function checkConntrack(ct: Conntrack, opts: CheckOptions = {}): string[]
       nodesInHash++;
       if ((tb.flags[e] & F_ALLOC) === 0 && bad(`bucket ${b}: node ${n} of a free row ${e}`)) break chains;
       if ((tb.flags[e] & F_HASHED) === 0 && bad(`bucket ${b}: node ${n} of unhashed entry ${e}`)) break chains;
-      if (tb.bucketOf(tb.nhash[n]) !== b && bad(`node ${n} in bucket ${b}, its hash maps to ${tb.bucketOf(tb.nhash[n])}`)) break chains;
-      tupleOfNode(tb, n, scratch);
-      const h = cp.hkey.hashTuple(scratch, 0);
-      if (h !== tb.nhash[n] && bad(`node ${n}: stored hash ${tb.nhash[n]} != hash of its tuple ${h}`)) break chains;
+      tb.nodeTuple(n, scratch, 0);
+      const hb = tb.bucketOf(tp.hkey.hashTuple(scratch, 0));
+      if (hb !== b && bad(`node ${n} in bucket ${b}, its tuple hashes to bucket ${hb}`)) break chains;
     }
   }
 
@@ -114,9 +113,9 @@ export function checkConntrack(ct: Conntrack, opts: CheckOptions = {}): string[]
       continue;
     }
     alloc++;
-    const st = tb.status[e];
-    if (!Number.isFinite(tb.timeout[e])) bad(`entry ${e}: timeout ${tb.timeout[e]}`);
-    const fam = tb.tuples[e * TUPLE_WORDS + T_META] >>> 8;
+    const st = tb.status(e);
+    if (!Number.isFinite(tb.timeout(e))) bad(`entry ${e}: timeout ${tb.timeout(e)}`);
+    const fam = tb.rec[(e << REC_SHIFT) + T_META] >>> 8;
     if (fam !== 4 && fam !== 6) bad(`entry ${e}: family ${fam}`);
     if (f & F_HASHED) {
       hashed++;
@@ -137,7 +136,7 @@ export function checkConntrack(ct: Conntrack, opts: CheckOptions = {}): string[]
   // ---- free list
   const onFree = new Uint8Array(hw);
   let free = 0;
-  for (let e = tp.freeHead, steps = 0; e >= 0; e = tb.next[2 * e]) {
+  for (let e = tp.freeHead, steps = 0; e >= 0; e = tb.rec[(e << REC_SHIFT) + R_NEXT] - 1) {
     if (++steps > hw + 1) {
       bad('free list cycles');
       break;
@@ -154,6 +153,9 @@ export function checkConntrack(ct: Conntrack, opts: CheckOptions = {}): string[]
     if (tb.flags[e] & F_ALLOC) bad(`row ${e} both free and in use`);
   }
   if (free + alloc !== hw) bad(`free ${free} + used ${alloc} != rows ever used ${hw}`);
+  for (const [e, [m]] of tp.masters) {
+    if (!tb.isAlloc(e)) bad(`free row ${e} still has a master (${m})`);
+  }
 
   // ---- counters
   const max = ct.tun.nf_conntrack_max;
@@ -169,15 +171,15 @@ export function checkConntrack(ct: Conntrack, opts: CheckOptions = {}): string[]
   const recount = new Map<string, { fam: number; off: number; n: number }>();
   for (let e = 0; e < hw; e++) {
     if ((tb.flags[e] & F_ALLOC) === 0) continue;
-    const b = e * TUPLE_WORDS;
-    const fam = tb.tuples[b + T_META] >>> 8;
-    const k = `${fam}/${tb.tuples[b + T_SRC]}/${fam === 6 ? tb.tuples[b + T_SRC + 1] : 0}`;
+    const b = e << REC_SHIFT;
+    const fam = tb.rec[b + T_META] >>> 8;
+    const k = `${fam}/${tb.rec[b + T_SRC]}/${fam === 6 ? tb.rec[b + T_SRC + 1] : 0}`;
     const r = recount.get(k);
     if (r) r.n++;
     else recount.set(k, { fam, off: b + T_SRC, n: 1 });
   }
   for (const [k, r] of recount) {
-    const got = cp.perSource.get(r.fam, tb.tuples, r.off);
+    const got = cp.perSource.get(r.fam, tb.rec, r.off);
     if (got !== r.n && bad(`per-source count of ${k}: ${got}, recount ${r.n}`)) break;
   }
   if (cp.perSource.size !== recount.size) bad(`per-source table holds ${cp.perSource.size} sources, recount ${recount.size}`);
@@ -231,21 +233,4 @@ function checkExpectations(ct: Conntrack, bad: (msg: string) => boolean): void {
   if (inHash !== live) bad(`${inHash} expectations in the hash, ${live} live`);
   const emax = ct.tun.nf_conntrack_expect_max;
   if (emax > 0 && x.count > emax) bad(`expectations ${x.count} > nf_conntrack_expect_max ${emax}`);
-}
-
-/** The tuple of node n (ORIG for even, REPLY for odd) into out. */
-function tupleOfNode(tb: ConnTable, n: number, out: Uint32Array): void {
-  const e = n >> 1;
-  const b = e * TUPLE_WORDS;
-  const t = tb.tuples;
-  out[T_META] = t[b + T_META];
-  if ((n & 1) === 0) {
-    for (let i = 1; i < TUPLE_WORDS; i++) out[i] = t[b + i];
-  } else {
-    for (let i = 0; i < 4; i++) {
-      out[T_SRC + i] = t[b + T_DST + i];
-      out[T_DST + i] = t[b + T_SRC + i];
-    }
-    out[T_PORTS] = tb.rports[e];
-  }
 }

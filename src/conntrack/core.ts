@@ -43,7 +43,7 @@ import { GenericTracker } from './proto/generic';
 import { NR_ICMP_TYPES, icmpIsError } from './proto/icmp';
 import { icmpv6Untracked } from './proto/icmpv6';
 import { createDefaultTrackers } from './trackers';
-import { ConnTable } from './table';
+import { ConnTable, REC_SHIFT, R_NEXT, R_RPORTS, R_STATUS } from './table';
 import { HashKey } from './hash';
 import { RateLimiter } from './ratelimit';
 import { SourceCounter } from './persource';
@@ -156,7 +156,12 @@ export class Conntrack implements TrackerHost, HelperHost {
   private readonly key = new Uint32Array(TUPLE_WORDS);
   private readonly key2 = new Uint32Array(TUPLE_WORDS);
   private readonly rnd: Uint32Array;
-  private readonly masterConfirmed = (m: number): boolean => (this.table.status[m] & IPS_CONFIRMED) !== 0;
+  private readonly masterConfirmed = (m: number): boolean => (this.table.status(m) & IPS_CONFIRMED) !== 0;
+  /** the `now` of the packet being tracked (createdAt) */
+  private lastNow = 0;
+  /** the entry the last initConntrack created and the hash of its ORIG tuple, for its confirm */
+  private newRow = -1;
+  private newHash = 0;
 
   private gcCursor = 0;
   /** worker threads: cell 0 counts the entries of every worker's table; nf_conntrack_max bounds that sum */
@@ -191,7 +196,7 @@ export class Conntrack implements TrackerHost, HelperHost {
     }
     this.helpers = opts.helpers ?? [];
 
-    this.table = new ConnTable(tun.nf_conntrack_buckets, tun.nf_conntrack_max);
+    this.table = new ConnTable(tun.nf_conntrack_buckets, tun.nf_conntrack_max, this.hkey);
     this.table.onResize = (cap) => this.resizeAll(cap);
     this.resizeAll(this.table.capacity);
     tun.nf_conntrack_count = 0;
@@ -257,6 +262,7 @@ export class Conntrack implements TrackerHost, HelperHost {
     ctx.ctstatus = 0;
     ctx.masterHelper = 0;
     ctx.unconfirmed = 0;
+    this.lastNow = now;
     if (ctx.notrack) {
       ctx.ctinfo = IP_CT_UNTRACKED;
       ctx.ctstate = CTSTATE_UNTRACKED;
@@ -326,7 +332,7 @@ export class Conntrack implements TrackerHost, HelperHost {
         e = node >> 1;
         dir = node & 1;
       }
-      const st = tb.status[e];
+      const st = tb.status(e);
       const ctinfo = dir === 1 ? IP_CT_ESTABLISHED_REPLY : st & IPS_SEEN_REPLY ? IP_CT_ESTABLISHED : st & IPS_EXPECTED ? IP_CT_RELATED : IP_CT_NEW;
       if (isNew && !tr.newConnection(this, e, v, now)) {
         this.destroy(e);
@@ -360,9 +366,9 @@ export class Conntrack implements TrackerHost, HelperHost {
         ctx.ctstatus = st;
         return NF_ACCEPT;
       }
-      if (ctinfo === IP_CT_ESTABLISHED_REPLY) tb.status[e] |= IPS_SEEN_REPLY;
+      if (ctinfo === IP_CT_ESTABLISHED_REPLY) tb.setStatus(e, tb.status(e) | IPS_SEEN_REPLY);
       ctx.entry = e;
-      ctx.ctstatus = tb.status[e];
+      ctx.ctstatus = tb.status(e);
       ctx.masterHelper = tb.masterHelper[e];
       ctx.unconfirmed = isNew ? 1 : 0;
       return NF_ACCEPT;
@@ -395,7 +401,7 @@ export class Conntrack implements TrackerHost, HelperHost {
       e = this.insertEntry(e, now);
       ctx.entry = e;
       if (e < 0) return NF_DROP;
-      ctx.ctstatus = tb.status[e];
+      ctx.ctstatus = tb.status(e);
     }
     return NF_ACCEPT;
   }
@@ -403,7 +409,7 @@ export class Conntrack implements TrackerHost, HelperHost {
   /** The rules dropped the packet: an entry it created goes away unconfirmed. */
   abort(ctx: PacketContext): void {
     const e = ctx.entry;
-    if (ctx.unconfirmed && e >= 0 && this.table.isAlloc(e) && (this.table.status[e] & IPS_CONFIRMED) === 0) {
+    if (ctx.unconfirmed && e >= 0 && this.table.isAlloc(e) && (this.table.status(e) & IPS_CONFIRMED) === 0) {
       this.destroy(e);
       ctx.entry = -1;
     }
@@ -457,8 +463,8 @@ export class Conntrack implements TrackerHost, HelperHost {
     const e = node >> 1;
     const dir = node & 1;
     // outer destination must be the destination of the matched tuple direction
-    const t = this.table.tuples;
-    const base = e * TUPLE_WORDS + (dir === 0 ? T_DST : T_SRC);
+    const t = this.table.rec;
+    const base = (e << REC_SHIFT) + (dir === 0 ? T_DST : T_SRC);
     for (let i = 0; i < 4; i++) {
       if (t[base + i] !== v.dst[i]) {
         if (this.logEnabled(v.proto)) {
@@ -473,50 +479,49 @@ export class Conntrack implements TrackerHost, HelperHost {
     ctx.entry = e;
     ctx.ctinfo = ctinfo;
     ctx.ctstate = ctstateBit(ctinfo);
-    ctx.ctstatus = this.table.status[e];
+    ctx.ctstatus = this.table.status(e);
     ctx.masterHelper = this.table.masterHelper[e];
     return true;
   }
 
   // ---------------------------------------------------------------- table ops
 
-  /** Does node n's tuple equal tuple k? */
+  /** Does node n's tuple equal tuple k? The words that differ most between flows first. */
   private nodeEquals(n: number, k: Uint32Array): boolean {
-    const tb = this.table;
-    const e = n >> 1;
-    const b = e * TUPLE_WORDS;
-    const t = tb.tuples;
-    if (t[b + T_META] !== k[T_META]) return false;
+    const t = this.table.rec;
+    const r = (n >> 1) << REC_SHIFT;
+    if (t[r + T_META] !== k[T_META]) return false;
     if ((n & 1) === 0) {
-      for (let i = 1; i < TUPLE_WORDS; i++) if (t[b + i] !== k[i]) return false;
+      if (t[r + T_PORTS] !== k[T_PORTS] || t[r + T_SRC] !== k[T_SRC] || t[r + T_DST] !== k[T_DST]) return false;
+      for (let i = 1; i < 4; i++) if (t[r + T_SRC + i] !== k[T_SRC + i] || t[r + T_DST + i] !== k[T_DST + i]) return false;
       return true;
     }
-    for (let i = 0; i < 4; i++) {
-      if (t[b + T_DST + i] !== k[T_SRC + i]) return false;
-      if (t[b + T_SRC + i] !== k[T_DST + i]) return false;
-    }
-    return tb.rports[e] === k[T_PORTS];
+    if (t[r + R_RPORTS] !== k[T_PORTS] || t[r + T_DST] !== k[T_SRC] || t[r + T_SRC] !== k[T_DST]) return false;
+    for (let i = 1; i < 4; i++) if (t[r + T_DST + i] !== k[T_SRC + i] || t[r + T_SRC + i] !== k[T_DST + i]) return false;
+    return true;
   }
 
   /**
    * Look up a tuple (hash h) among confirmed entries: the node (2e + dir) or -1.
-   * Expired entries met on the way are reaped.
+   * Expired entries met on the way are reaped. One record (cache line) per node.
    */
   private find(k: Uint32Array, h: number, now: number): number {
     const tb = this.table;
     const b = tb.bucketOf(h);
     for (;;) {
-      let n = tb.heads[b];
+      const rec = tb.rec;
+      const recf = tb.recf;
+      let n = tb.heads[b] - 1;
       let reaped = false;
       while (n >= 0) {
         const e = n >> 1;
-        if (tb.timeout[e] <= now) {
+        if (recf[(e << 3) + 7] <= now) {
           this.destroy(e);
           reaped = true;
           break;
         }
-        if (tb.nhash[n] === h && this.nodeEquals(n, k)) return n;
-        n = tb.next[n];
+        if (this.nodeEquals(n, k)) return n;
+        n = rec[(e << REC_SHIFT) + R_NEXT + (n & 1)] - 1;
       }
       if (!reaped) return -1;
     }
@@ -558,7 +563,7 @@ export class Conntrack implements TrackerHost, HelperHost {
         return -2;
       }
     } else if (max === 0 && sh !== undefined) Atomics.add(sh, 0, 1);
-    tb.limit = max; // growth bound (0 = unlimited)
+    if (max !== tb.limit) tb.reserve(max); // growth bound (0 = unlimited); reserves up to a raised max
     const e = tb.alloc();
     if (e < 0) {
       if (sh !== undefined) Atomics.sub(sh, 0, 1);
@@ -566,18 +571,18 @@ export class Conntrack implements TrackerHost, HelperHost {
       this.ratelimit.warn(now, this.logger, TABLE_FULL_MSG);
       return -2;
     }
-    const b = e * TUPLE_WORDS;
-    for (let i = 0; i < TUPLE_WORDS; i++) tb.tuples[b + i] = key[i];
-    tb.rports[e] = rports;
-    tb.status[e] = 0;
-    tb.timeout[e] = 0;
-    tb.created[e] = now;
+    const rec = tb.rec;
+    const r = e << REC_SHIFT;
+    for (let i = 0; i < TUPLE_WORDS; i++) rec[r + i] = key[i];
+    rec[r + R_RPORTS] = rports;
+    rec[r + R_STATUS] = 0;
+    tb.setTimeout(e, 0);
+    tb.setCreated(e, now);
     tb.mark[e] = 0;
     tb.helper[e] = 0;
     tb.masterHelper[e] = 0;
-    tb.master[e] = -1;
-    tb.nhash[2 * e] = h;
-    tb.nhash[2 * e + 1] = this.replyHash(e);
+    this.newRow = e;
+    this.newHash = h;
     this.perSource.inc(family, key, T_SRC);
     this.tun.nf_conntrack_count = tb.count;
 
@@ -586,9 +591,8 @@ export class Conntrack implements TrackerHost, HelperHost {
       const x = this.expectations.find(key, 0, now, this.masterConfirmed);
       if (x >= 0) {
         const m = this.expectations.master[x];
-        tb.status[e] = IPS_EXPECTED;
-        tb.master[e] = m;
-        tb.masterGen[e] = tb.gen[m];
+        tb.setStatus(e, IPS_EXPECTED);
+        tb.setMaster(e, m);
         tb.masterHelper[e] = tb.helper[m];
         tb.mark[e] = tb.mark[m];
         const xh = this.expectations.helper[x];
@@ -602,7 +606,7 @@ export class Conntrack implements TrackerHost, HelperHost {
       const hp = this.helpers[ctx.helper];
       if (hp !== undefined && hp.protonum === proto) {
         this.attachHelper(e, ctx.helper);
-        tb.status[e] |= IPS_HELPER;
+        tb.setStatus(e, tb.status(e) | IPS_HELPER);
       }
     }
     return e;
@@ -613,19 +617,6 @@ export class Conntrack implements TrackerHost, HelperHost {
     if (hp === undefined) return;
     this.table.helper[e] = id;
     hp.init(e);
-  }
-
-  private replyHash(e: number): number {
-    const k = this.key2;
-    const tb = this.table;
-    const b = e * TUPLE_WORDS;
-    k[T_META] = tb.tuples[b + T_META];
-    for (let i = 0; i < 4; i++) {
-      k[T_SRC + i] = tb.tuples[b + T_DST + i];
-      k[T_DST + i] = tb.tuples[b + T_SRC + i];
-    }
-    k[T_PORTS] = tb.rports[e];
-    return this.hkey.hashTuple(k, 0);
   }
 
   private nextRandom(): number {
@@ -645,22 +636,18 @@ export class Conntrack implements TrackerHost, HelperHost {
   private insertEntry(e: number, now: number): number {
     const tb = this.table;
     const maxChain = MIN_CHAINLEN + (this.nextRandom() % MAX_CHAINLEN);
-    const orig = this.key;
-    const b = e * TUPLE_WORDS;
-    for (let i = 0; i < TUPLE_WORDS; i++) orig[i] = tb.tuples[b + i];
+    const k = this.key;
+    let h0 = 0;
+    let h1 = 0;
     for (let d = 0; d < 2; d++) {
-      const h = tb.nhash[2 * e + d];
-      if (d === 1) {
-        // reply tuple into the scratch
-        for (let i = 0; i < 4; i++) {
-          orig[T_SRC + i] = tb.tuples[b + T_DST + i];
-          orig[T_DST + i] = tb.tuples[b + T_SRC + i];
-        }
-        orig[T_PORTS] = tb.rports[e];
-      }
+      tb.nodeTuple(2 * e + d, k, 0);
+      // the ORIG hash was computed for the lookup that created e (unless another entry came since)
+      const h = d === 0 && e === this.newRow ? this.newHash : this.hkey.hashTuple(k, 0);
+      if (d === 0) h0 = h;
+      else h1 = h;
       let chainlen = 0;
-      for (let n = tb.heads[tb.bucketOf(h)]; n >= 0; n = tb.next[n]) {
-        if (tb.nhash[n] === h && this.nodeEquals(n, orig)) {
+      for (let n = tb.head(tb.bucketOf(h)); n >= 0; n = tb.next(n)) {
+        if (this.nodeEquals(n, k)) {
           return this.resolveClash(e, n, d);
         }
         if (chainlen++ > maxChain) {
@@ -671,16 +658,16 @@ export class Conntrack implements TrackerHost, HelperHost {
         }
       }
     }
-    tb.status[e] |= IPS_CONFIRMED;
-    tb.timeout[e] += now;
-    tb.insert(e);
+    tb.setStatus(e, tb.status(e) | IPS_CONFIRMED);
+    tb.setTimeout(e, tb.timeout(e) + now);
+    tb.insert(e, h0, h1);
     return e;
   }
 
   /** nf_ct_resolve_clash: our tuple of direction d equals node n of an existing entry. */
   private resolveClash(e: number, n: number, d: number): number {
     const tb = this.table;
-    const proto = tb.tuples[e * TUPLE_WORDS + T_META] & 0xff;
+    const proto = tb.rec[(e << REC_SHIFT) + T_META] & 0xff;
     const existing = n >> 1;
     // without NAT the entries can be merged when the existing ORIG tuple is our ORIG tuple
     if (allowClash(proto) && d === 0 && (n & 1) === 0) {
@@ -707,15 +694,15 @@ export class Conntrack implements TrackerHost, HelperHost {
       let drops = 0;
       for (;;) {
         let victim = -1;
-        for (let n = tb.heads[b]; n >= 0; n = tb.next[n]) {
+        for (let n = tb.head(b); n >= 0; n = tb.next(n)) {
           const e = n >> 1;
-          if (tb.timeout[e] <= now || (tb.status[e] & IPS_ASSURED) === 0) {
+          if (tb.timeout(e) <= now || (tb.status(e) & IPS_ASSURED) === 0) {
             victim = e;
             break;
           }
         }
         if (victim < 0) break;
-        if (tb.timeout[victim] > now) drops++;
+        if (tb.timeout(victim) > now) drops++;
         this.destroy(victim);
       }
       if (drops > 0) {
@@ -731,8 +718,9 @@ export class Conntrack implements TrackerHost, HelperHost {
     const tb = this.table;
     if (tb.isHashed(e)) tb.unlink(e);
     if (this.expectations.hasExpectations(e)) this.expectations.removeForMaster(e);
-    const b = e * TUPLE_WORDS;
-    this.perSource.dec(tb.tuples[b + T_META] >>> 8, tb.tuples, b + T_SRC);
+    const r = e << REC_SHIFT;
+    this.perSource.dec(tb.rec[r + T_META] >>> 8, tb.rec, r + T_SRC);
+    if (e === this.newRow) this.newRow = -1;
     tb.free(e);
     if (this.shared !== undefined) Atomics.sub(this.shared, 0, 1);
     this.tun.nf_conntrack_count = tb.count;
@@ -759,19 +747,19 @@ export class Conntrack implements TrackerHost, HelperHost {
       const b = this.gcCursor;
       work++;
       const early = this.gcEarlyDropLeft > 0;
-      for (let n = tb.heads[b]; n >= 0;) {
+      for (let n = tb.head(b); n >= 0;) {
         work++;
         const e = n >> 1;
-        const nx = tb.next[n];
-        let kill = tb.timeout[e] <= now;
+        const nx = tb.next(n);
+        let kill = tb.timeout(e) <= now;
         if (!kill && early && max95 > 0 && this.globalCount() >= max95) {
-          const st = tb.status[e];
-          kill = (st & IPS_ASSURED) === 0 || this.byProto[tb.tuples[e * TUPLE_WORDS] & 0xff].canEarlyDrop(e);
+          const st = tb.status(e);
+          kill = (st & IPS_ASSURED) === 0 || this.byProto[tb.rec[e << REC_SHIFT] & 0xff].canEarlyDrop(e);
         }
         if (kill) {
           this.destroy(e);
           removed++;
-          n = tb.heads[b]; // the chain changed: start the bucket again
+          n = tb.head(b); // the chain changed: start the bucket again
         } else n = nx;
       }
       this.gcCursor = b + 1;
@@ -784,27 +772,29 @@ export class Conntrack implements TrackerHost, HelperHost {
   // ---------------------------------------------------------------- TrackerHost
 
   status(e: number): number {
-    return this.table.status[e];
+    return this.table.status(e);
   }
 
   setStatusBits(e: number, bits: number): void {
-    this.table.status[e] |= bits;
+    this.table.setStatus(e, this.table.status(e) | bits);
   }
 
   setTimeout(e: number, seconds: number, now: number): void {
     const tb = this.table;
-    const st = tb.status[e];
+    const st = tb.status(e);
     if (st & IPS_FIXED_TIMEOUT) return;
-    tb.timeout[e] = st & IPS_CONFIRMED ? now + seconds * 1000 : seconds * 1000;
+    tb.setTimeout(e, st & IPS_CONFIRMED ? now + seconds * 1000 : seconds * 1000);
   }
 
   timeoutLeft(e: number, now: number): number {
     const tb = this.table;
-    return tb.status[e] & IPS_CONFIRMED ? (tb.timeout[e] - now) / 1000 : tb.timeout[e] / 1000;
+    return tb.status(e) & IPS_CONFIRMED ? (tb.timeout(e) - now) / 1000 : tb.timeout(e) / 1000;
   }
 
+  /** Creation time in whole ms, read against the current packet's time (the table keeps 32 bits). */
   createdAt(e: number): number {
-    return this.table.created[e];
+    const now = Math.floor(this.lastNow);
+    return now - this.table.createdAge(e, now);
   }
 
   kill(e: number): void {
@@ -828,16 +818,16 @@ export class Conntrack implements TrackerHost, HelperHost {
   // ---------------------------------------------------------------- HelperHost
 
   family(e: number): number {
-    return this.table.tuples[e * TUPLE_WORDS + T_META] >>> 8;
+    return this.table.rec[(e << REC_SHIFT) + T_META] >>> 8;
   }
 
   proto(e: number): number {
-    return this.table.tuples[e * TUPLE_WORDS + T_META] & 0xff;
+    return this.table.rec[(e << REC_SHIFT) + T_META] & 0xff;
   }
 
   tupleAddr(e: number, dir: number, which: number, out: Uint32Array): void {
-    const off = e * TUPLE_WORDS + ((dir === 0) === (which === 0) ? T_SRC : T_DST);
-    const t = this.table.tuples;
+    const off = (e << REC_SHIFT) + ((dir === 0) === (which === 0) ? T_SRC : T_DST);
+    const t = this.table.rec;
     out[0] = t[off];
     out[1] = t[off + 1];
     out[2] = t[off + 2];
@@ -846,7 +836,7 @@ export class Conntrack implements TrackerHost, HelperHost {
 
   /** The ports word (src.u << 16 | dst.u) of the tuple of direction dir. */
   portsWord(e: number, dir: number): number {
-    return dir === 0 ? this.table.tuples[e * TUPLE_WORDS + T_PORTS] : this.table.rports[e];
+    return this.table.rec[(e << REC_SHIFT) + (dir === 0 ? T_PORTS : R_RPORTS)];
   }
 
   tuplePort(e: number, dir: number, which: number): number {
@@ -890,7 +880,7 @@ export class Conntrack implements TrackerHost, HelperHost {
   // ---------------------------------------------------------------- operations
 
   isConfirmed(e: number): boolean {
-    return (this.table.status[e] & IPS_CONFIRMED) !== 0;
+    return (this.table.status(e) & IPS_CONFIRMED) !== 0;
   }
 
   mark(e: number): number {
@@ -912,10 +902,7 @@ export class Conntrack implements TrackerHost, HelperHost {
 
   /** The master of an expected entry, -1 if none or already gone. */
   master(e: number): number {
-    const tb = this.table;
-    const m = tb.master[e];
-    if (m < 0 || !tb.isAlloc(m) || tb.gen[m] !== tb.masterGen[e]) return -1;
-    return m;
+    return this.table.master(e);
   }
 
   /**
@@ -927,10 +914,10 @@ export class Conntrack implements TrackerHost, HelperHost {
     const ids: number[] = [];
     for (let b = 0; b < tb.nbuckets; b++) {
       ids.length = 0;
-      for (let n = tb.heads[b]; n >= 0; n = tb.next[n]) if ((n & 1) === 0) ids.push(n >> 1);
+      for (let n = tb.head(b); n >= 0; n = tb.next(n)) if ((n & 1) === 0) ids.push(n >> 1);
       for (const e of ids) {
         if (!tb.isAlloc(e) || !tb.isHashed(e)) continue;
-        if (now !== undefined && tb.timeout[e] <= now) {
+        if (now !== undefined && tb.timeout(e) <= now) {
           this.destroy(e);
           continue;
         }
@@ -969,20 +956,21 @@ export class Conntrack implements TrackerHost, HelperHost {
       this.table.rehash(value);
       this.gcCursor = 0;
     }
+    if (key === 'nf_conntrack_max') this.table.reserve(value);
   }
 
   /** One entry as plain data (state file). */
   exportEntry(e: number, now: number): ConntrackEntryData {
     const tb = this.table;
-    const b = e * TUPLE_WORDS;
+    const r = e << REC_SHIFT;
     return {
-      tuple: Array.from(tb.tuples.subarray(b, b + TUPLE_WORDS)),
-      status: tb.status[e],
-      timeoutMs: Math.max(0, tb.timeout[e] - now),
-      ageMs: Math.max(0, now - tb.created[e]),
+      tuple: Array.from(tb.rec.subarray(r, r + TUPLE_WORDS)),
+      status: tb.status(e),
+      timeoutMs: Math.max(0, tb.timeout(e) - now),
+      ageMs: tb.createdAge(e, now),
       mark: tb.mark[e],
       helper: this.helperName(e),
-      proto: this.byProto[tb.tuples[b] & 0xff].save(e),
+      proto: this.byProto[tb.rec[r] & 0xff].save(e),
     };
   }
 
@@ -1015,38 +1003,37 @@ export class Conntrack implements TrackerHost, HelperHost {
         return -1;
       }
     } else if (max !== 0 && tb.count >= max) return -1;
-    tb.limit = max;
+    if (max !== tb.limit) tb.reserve(max);
     const e = tb.alloc();
     if (e < 0) {
       if (sh !== undefined) Atomics.sub(sh, 0, 1);
       return -1;
     }
-    const b = e * TUPLE_WORDS;
-    for (let i = 0; i < TUPLE_WORDS; i++) tb.tuples[b + i] = key[i];
-    tb.rports[e] = rports;
-    tb.nhash[2 * e] = h;
-    tb.nhash[2 * e + 1] = this.replyHash(e);
+    const r = e << REC_SHIFT;
+    for (let i = 0; i < TUPLE_WORDS; i++) tb.rec[r + i] = key[i];
+    tb.rec[r + R_RPORTS] = rports;
     // the reply tuple must not clash either
     const rk = this.key2;
-    if (this.find(rk, tb.nhash[2 * e + 1], now) >= 0) {
+    tb.nodeTuple(2 * e + 1, rk, 0);
+    const hr = this.hkey.hashTuple(rk, 0);
+    if (this.find(rk, hr, now) >= 0) {
       tb.free(e);
       if (sh !== undefined) Atomics.sub(sh, 0, 1);
       this.tun.nf_conntrack_count = tb.count;
       return -1;
     }
-    tb.status[e] = ((data.status >>> 0) | IPS_CONFIRMED) & ~IPS_EXPECTED;
-    tb.timeout[e] = now + data.timeoutMs;
-    tb.created[e] = now - (data.ageMs > 0 ? data.ageMs : 0);
+    tb.setStatus(e, ((data.status >>> 0) | IPS_CONFIRMED) & ~IPS_EXPECTED);
+    tb.setTimeout(e, now + data.timeoutMs);
+    tb.setCreated(e, now - (data.ageMs > 0 ? data.ageMs : 0));
     tb.mark[e] = data.mark >>> 0 || 0;
     tb.helper[e] = 0;
     tb.masterHelper[e] = 0;
-    tb.master[e] = -1;
     const hid = data.helper ? this.helperId(data.helper) : 0;
     if (hid !== 0 && this.helpers[hid]!.protonum === proto) this.attachHelper(e, hid);
-    else tb.status[e] &= ~IPS_HELPER;
+    else tb.setStatus(e, tb.status(e) & ~IPS_HELPER);
     this.byProto[proto].restore(e, Array.isArray(data.proto) ? data.proto : []);
     this.perSource.inc(family, key, T_SRC);
-    tb.insert(e);
+    tb.insert(e, h, hr);
     this.tun.nf_conntrack_count = tb.count;
     return e;
   }

@@ -1,50 +1,83 @@
 /**
- * The connection table as a struct of typed arrays (no object per entry).
+ * The connection table: one 64-byte record per entry in one ArrayBuffer, plus a few
+ * narrow columns (no object per entry).
  *
  * Entry e (a row id) holds the ORIG tuple; the REPLY tuple is derived (no NAT):
- * addresses swapped, ports word `rports[e]`. Both tuples are linked into the
- * hash: node 2e is the ORIG tuple, node 2e+1 the REPLY tuple; `heads[bucket]`
- * is the first node of a chain, `next[node]` the following one, `nhash[node]`
- * the node's 32-bit keyed hash (kept so chains can be re-bucketed without
- * rehashing tuples, and as a fast pre-check before comparing tuples).
+ * addresses swapped, ports word R_RPORTS. Both tuples are linked into the hash:
+ * node 2e is the ORIG tuple, node 2e+1 the REPLY tuple. Record of e, u32 words at
+ * e * REC_WORDS (`rec`; the timeout through the float64 view `recf`):
  *
- * Bytes per entry: 40 tuple + 4 rports + 4 status + 8 timeout + 8 created +
- * 4 mark + 1 helper + 1 master helper + 1 flags + 4 master + 4 master gen +
- * 4 gen + 8 next + 8 hash = 99, plus 4 per bucket, plus tracker state.
+ *   0..9   ORIG tuple (tuple.ts layout)
+ *   10     reply ports word
+ *   11     next link of node 2e   (node + 1; 0 = end of chain)
+ *   12     next link of node 2e+1 (node + 1; 0 = end of chain)
+ *   13     status (IPS_*)
+ *   14..15 timeout, float64: absolute expiry in ms when confirmed, relative ms while unconfirmed
+ *
+ * A chain walk, the expiry check and the tuple compare touch one cache line per node.
+ * No hash is stored: chains compare tuples, and unlink / rehash (rare) recompute the
+ * keyed hash from the tuple. `heads[bucket]` is the chain's first node + 1 (0 = empty).
+ * "None" is 0 everywhere, so that the arrays need no fill: with nf_conntrack_max > 0
+ * they are reserved at that size up front and the kernel commits their zero pages only
+ * as rows are first used (no copy when the table fills up, no growth stall).
+ *
+ * Bytes per entry: 64 record + 4 created + 4 mark + 4 gen + 1 helper + 1 master helper +
+ * 1 flags = 79, plus 4 per bucket, plus tracker state; expected entries (RELATED by an
+ * expectation) also have a master in a side map.
  */
-import { TUPLE_WORDS } from './tuple';
-import { scaleHash } from './hash';
+import { TUPLE_WORDS, T_DST, T_META, T_PORTS, T_SRC } from './tuple';
+import { HashKey, scaleHash } from './hash';
 
 /** flags[] bits */
 export const F_ALLOC = 1;
 export const F_HASHED = 2;
 
+/** u32 words per record (e << REC_SHIFT is the record's first word) */
+export const REC_WORDS = 16;
+export const REC_SHIFT = 4;
+/** word offsets in a record */
+export const R_RPORTS = 10;
+/** next link of the ORIG node; the REPLY node's is R_NEXT + 1 */
+export const R_NEXT = 11;
+export const R_STATUS = 13;
+/** float64 index of the timeout in a record (words 14-15) */
+const R_TIMEOUT_F64 = 7;
+/**
+ * Records start this many bytes into their ArrayBuffer. A large buffer comes from mmap
+ * through calloc, whose 16-byte chunk header puts the data at page + 16: with 48 more
+ * the records are 64-byte aligned (one cache line each). Smaller buffers get no such
+ * guarantee, but they fit in the CPU caches anyway.
+ */
+const REC_PAD_BYTES = 48;
+
 const INITIAL_CAPACITY = 1024;
+/**
+ * Reserve at most this many rows up front (~670 MB of address space); a larger
+ * nf_conntrack_max grows by doubling from there.
+ */
+const RESERVE_MAX_ROWS = 1 << 23;
 
 export class ConnTable {
   capacity = 0;
   /** Maximum capacity (0 = unlimited); growth stops there. */
   limit = 0;
 
-  tuples: Uint32Array = new Uint32Array(0);
-  rports: Uint32Array = new Uint32Array(0);
-  status: Uint32Array = new Uint32Array(0);
-  /** absolute expiry in ms when confirmed; relative ms while unconfirmed */
-  timeout: Float64Array = new Float64Array(0);
-  created: Float64Array = new Float64Array(0);
+  /** records, as u32 words */
+  rec: Uint32Array = new Uint32Array(0);
+  /** the same records, as float64 (timeouts) */
+  recf: Float64Array = new Float64Array(0);
+  /** creation time in ms, modulo 2^32 (ages up to 49.7 days are exact; see createdAge) */
+  created: Uint32Array = new Uint32Array(0);
   mark: Uint32Array = new Uint32Array(0);
   helper: Uint8Array = new Uint8Array(0);
   masterHelper: Uint8Array = new Uint8Array(0);
   flags: Uint8Array = new Uint8Array(0);
-  master: Int32Array = new Int32Array(0);
-  masterGen: Uint32Array = new Uint32Array(0);
   /** incremented each time the row is freed: (id, gen) names one entry for good */
   gen: Uint32Array = new Uint32Array(0);
-  next: Int32Array = new Int32Array(0);
-  /** signed 32-bit hashes (HashKey.hashTuple) */
-  nhash: Int32Array = new Int32Array(0);
+  /** expected entries only: row → [master row, master's gen] */
+  private readonly masters = new Map<number, [number, number]>();
 
-  heads: Int32Array;
+  heads: Uint32Array;
   nbuckets: number;
 
   /** allocated rows (confirmed + unconfirmed) */
@@ -53,15 +86,23 @@ export class ConnTable {
   hashed = 0;
   private freeHead = -1;
   private hiwater = 0;
+  private readonly hkey: HashKey;
+  private readonly scratch = new Uint32Array(TUPLE_WORDS);
 
   /** called after the capacity grew (trackers, helpers, expectations resize their arrays) */
   onResize: (capacity: number) => void = () => {};
 
-  constructor(nbuckets: number, limit: number) {
+  /**
+   * `limit` > 0: the columns are reserved at that size now (virtual memory: pages are
+   * committed as rows are used). Each worker thread of a multi-queue daemon has its own
+   * table, each reserving nf_conntrack_max rows, though all together hold at most that many.
+   */
+  constructor(nbuckets: number, limit: number, hkey: HashKey) {
+    this.hkey = hkey;
     this.nbuckets = Math.max(1, nbuckets | 0);
-    this.heads = new Int32Array(this.nbuckets).fill(-1);
+    this.heads = new Uint32Array(this.nbuckets);
     this.limit = limit;
-    this.grow(Math.max(1, limit > 0 ? Math.min(limit, INITIAL_CAPACITY) : INITIAL_CAPACITY));
+    this.grow(limit > 0 ? Math.min(limit, RESERVE_MAX_ROWS) : INITIAL_CAPACITY);
   }
 
   bucketOf(h: number): number {
@@ -81,11 +122,70 @@ export class ConnTable {
     return this.hiwater;
   }
 
+  status(e: number): number {
+    return this.rec[(e << REC_SHIFT) + R_STATUS];
+  }
+
+  setStatus(e: number, st: number): void {
+    this.rec[(e << REC_SHIFT) + R_STATUS] = st;
+  }
+
+  timeout(e: number): number {
+    return this.recf[(e << 3) + R_TIMEOUT_F64];
+  }
+
+  setTimeout(e: number, t: number): void {
+    this.recf[(e << 3) + R_TIMEOUT_F64] = t;
+  }
+
+  rports(e: number): number {
+    return this.rec[(e << REC_SHIFT) + R_RPORTS];
+  }
+
+  /** First node of bucket b, -1 if empty. */
+  head(b: number): number {
+    return this.heads[b] - 1;
+  }
+
+  /** Node after node n in its chain, -1 at the end. */
+  next(n: number): number {
+    return this.rec[((n >> 1) << REC_SHIFT) + R_NEXT + (n & 1)] - 1;
+  }
+
+  /** Creation time in ms (the low 32 bits kept; exact while the entry is younger than 2^32 ms). */
+  setCreated(e: number, now: number): void {
+    this.created[e] = Math.floor(now) >>> 0;
+  }
+
+  /** Age in ms at `now` (modulo 2^32 ms = 49.7 days), whole ms. */
+  createdAge(e: number, now: number): number {
+    return (Math.floor(now) - this.created[e]) >>> 0;
+  }
+
+  /** e is expected: m (alive now) is its master. */
+  setMaster(e: number, m: number): void {
+    this.masters.set(e, [m, this.gen[m]]);
+  }
+
+  /** The master of e, -1 if none or already gone. */
+  master(e: number): number {
+    if (this.masters.size === 0) return -1;
+    const x = this.masters.get(e);
+    if (x === undefined) return -1;
+    const m = x[0];
+    return this.isAlloc(m) && this.gen[m] === x[1] ? m : -1;
+  }
+
+  /** Rows that have a master entry (tests, checker). */
+  get masterCount(): number {
+    return this.masters.size;
+  }
+
   /** A free row, or -1 if the capacity cannot grow any more. */
   alloc(): number {
     let e = this.freeHead;
     if (e >= 0) {
-      this.freeHead = this.next[2 * e];
+      this.freeHead = this.rec[(e << REC_SHIFT) + R_NEXT] - 1;
     } else {
       if (this.hiwater === this.capacity) {
         let cap = this.capacity * 2;
@@ -96,8 +196,9 @@ export class ConnTable {
       e = this.hiwater++;
     }
     this.flags[e] = F_ALLOC;
-    this.next[2 * e] = -1;
-    this.next[2 * e + 1] = -1;
+    const r = e << REC_SHIFT;
+    this.rec[r + R_NEXT] = 0;
+    this.rec[r + R_NEXT + 1] = 0;
     this.count++;
     return e;
   }
@@ -106,43 +207,79 @@ export class ConnTable {
   free(e: number): void {
     this.flags[e] = 0;
     this.gen[e] = (this.gen[e] + 1) >>> 0;
-    this.status[e] = 0;
-    this.next[2 * e] = this.freeHead;
+    const r = e << REC_SHIFT;
+    this.rec[r + R_STATUS] = 0;
+    this.rec[r + R_NEXT] = this.freeHead + 1;
+    if (this.masters.size !== 0) this.masters.delete(e);
     this.freeHead = e;
     this.count--;
   }
 
-  /** Link both nodes of e; nhash[2e], nhash[2e+1] must be set. */
-  insert(e: number): void {
-    for (let d = 0; d < 2; d++) {
-      const n = 2 * e + d;
-      const b = scaleHash(this.nhash[n], this.nbuckets);
-      this.next[n] = this.heads[b];
-      this.heads[b] = n;
-    }
+  /** Reserve the columns for `limit` rows now (nf_conntrack_max raised); 0 = unlimited. */
+  reserve(limit: number): void {
+    this.limit = limit;
+    if (limit > 0 && Math.min(limit, RESERVE_MAX_ROWS) > this.capacity) this.grow(Math.min(limit, RESERVE_MAX_ROWS));
+  }
+
+  /** Link both nodes of e; h0, h1 are the keyed hashes of its ORIG and REPLY tuples. */
+  insert(e: number, h0: number, h1: number): void {
+    const rec = this.rec;
+    const r = e << REC_SHIFT;
+    let b = scaleHash(h0, this.nbuckets);
+    rec[r + R_NEXT] = this.heads[b];
+    this.heads[b] = 2 * e + 1;
+    b = scaleHash(h1, this.nbuckets);
+    rec[r + R_NEXT + 1] = this.heads[b];
+    this.heads[b] = 2 * e + 2;
     this.flags[e] |= F_HASHED;
     this.hashed++;
   }
 
-  /** Unlink both nodes of e from their chains. */
+  /** The keyed hash of node n's tuple (ORIG for even n, REPLY for odd). */
+  nodeHash(n: number): number {
+    const k = this.scratch;
+    this.nodeTuple(n, k, 0);
+    return this.hkey.hashTuple(k, 0);
+  }
+
+  /** The tuple of node n into out@o. */
+  nodeTuple(n: number, out: Uint32Array, o: number): void {
+    const rec = this.rec;
+    const r = (n >> 1) << REC_SHIFT;
+    out[o + T_META] = rec[r + T_META];
+    if ((n & 1) === 0) {
+      for (let i = 1; i < TUPLE_WORDS; i++) out[o + i] = rec[r + i];
+    } else {
+      for (let i = 0; i < 4; i++) {
+        out[o + T_SRC + i] = rec[r + T_DST + i];
+        out[o + T_DST + i] = rec[r + T_SRC + i];
+      }
+      out[o + T_PORTS] = rec[r + R_RPORTS];
+    }
+  }
+
+  /** Unlink both nodes of e from their chains (their buckets from the tuples' hashes). */
   unlink(e: number): void {
+    const rec = this.rec;
     for (let d = 0; d < 2; d++) {
       const n = 2 * e + d;
-      const b = scaleHash(this.nhash[n], this.nbuckets);
-      let p = this.heads[b];
+      const link = (e << REC_SHIFT) + R_NEXT + d;
+      const b = scaleHash(this.nodeHash(n), this.nbuckets);
+      let p = this.heads[b] - 1;
       if (p === n) {
-        this.heads[b] = this.next[n];
+        this.heads[b] = rec[link];
       } else {
         while (p >= 0) {
-          const q = this.next[p];
+          const pl = ((p >> 1) << REC_SHIFT) + R_NEXT + (p & 1);
+          const q = rec[pl] - 1;
           if (q === n) {
-            this.next[p] = this.next[n];
+            rec[pl] = rec[link];
             break;
           }
           p = q;
         }
       }
-      this.next[n] = -1;
+      rec[link] = 0;
     }
     this.flags[e] &= ~F_HASHED;
     this.hashed--;
@@ -152,14 +289,16 @@ export class ConnTable {
   rehash(nbuckets: number): void {
     nbuckets = Math.max(1, nbuckets | 0);
     const old = this.heads;
-    const heads = new Int32Array(nbuckets).fill(-1);
+    const rec = this.rec;
+    const heads = new Uint32Array(nbuckets);
     for (let b = 0; b < old.length; b++) {
-      let n = old[b];
+      let n = old[b] - 1;
       while (n >= 0) {
-        const nx = this.next[n];
-        const nb = scaleHash(this.nhash[n], nbuckets);
-        this.next[n] = heads[nb];
-        heads[nb] = n;
+        const link = ((n >> 1) << REC_SHIFT) + R_NEXT + (n & 1);
+        const nx = rec[link] - 1;
+        const nb = scaleHash(this.nodeHash(n), nbuckets);
+        rec[link] = heads[nb];
+        heads[nb] = n + 1;
         n = nx;
       }
     }
@@ -169,26 +308,17 @@ export class ConnTable {
 
   private grow(cap: number): void {
     const old = this.capacity;
-    this.tuples = growU32(this.tuples, cap * TUPLE_WORDS);
-    this.rports = growU32(this.rports, cap);
-    this.status = growU32(this.status, cap);
-    this.timeout = growF64(this.timeout, cap);
-    this.created = growF64(this.created, cap);
+    const buf = new ArrayBuffer(REC_PAD_BYTES + cap * REC_WORDS * 4);
+    const rec = new Uint32Array(buf, REC_PAD_BYTES, cap * REC_WORDS);
+    rec.set(this.rec);
+    this.rec = rec;
+    this.recf = new Float64Array(buf, REC_PAD_BYTES, cap * (REC_WORDS >> 1));
+    this.created = growU32(this.created, cap);
     this.mark = growU32(this.mark, cap);
     this.helper = growU8(this.helper, cap);
     this.masterHelper = growU8(this.masterHelper, cap);
     this.flags = growU8(this.flags, cap);
-    const master = new Int32Array(cap).fill(-1);
-    master.set(this.master);
-    this.master = master;
-    this.masterGen = growU32(this.masterGen, cap);
     this.gen = growU32(this.gen, cap);
-    const next = new Int32Array(cap * 2).fill(-1);
-    next.set(this.next);
-    this.next = next;
-    const nhash = new Int32Array(cap * 2);
-    nhash.set(this.nhash);
-    this.nhash = nhash;
     this.capacity = cap;
     if (cap > old) this.onResize(cap);
   }
@@ -196,11 +326,6 @@ export class ConnTable {
 
 function growU32(a: Uint32Array, n: number): Uint32Array {
   const b = new Uint32Array(n);
-  b.set(a);
-  return b;
-}
-function growF64(a: Float64Array, n: number): Float64Array {
-  const b = new Float64Array(n);
   b.set(a);
   return b;
 }

@@ -526,10 +526,10 @@ export class TableControl implements ControlBackend {
       let work = 0;
       for (; b < tb.nbuckets && work < this.chunk; b++) {
         ids.length = 0;
-        for (let node = tb.heads[b]; node >= 0; node = tb.next[node]) if ((node & 1) === 0) ids.push(node >> 1);
+        for (let node = tb.head(b); node >= 0; node = tb.next(node)) if ((node & 1) === 0) ids.push(node >> 1);
         work += 1 + ids.length;
         for (const e of ids) {
-          if (!tb.isAlloc(e) || !tb.isHashed(e) || tb.timeout[e] <= now) continue;
+          if (!tb.isAlloc(e) || !tb.isHashed(e) || tb.timeout(e) <= now) continue;
           if (!filter(e)) continue;
           if (format) lines.push(format(e, now));
           if (del) ct.destroy(e);

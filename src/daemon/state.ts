@@ -21,6 +21,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Conntrack, ConntrackEntryData } from '../conntrack/core';
 import { TUPLE_WORDS } from '../conntrack/tuple';
+import { REC_SHIFT } from '../conntrack/table';
 import { forgetTcpWindows } from '../conntrack/proto/tcp';
 import type { Logger } from './log';
 
@@ -124,7 +125,7 @@ export function exportExpectations(ct: Conntrack, now: number, master?: number):
     if (master !== undefined && m !== master) return;
     const b = x * TUPLE_WORDS;
     exps.push({
-      master: Array.from(ct.table.tuples.subarray(m * TUPLE_WORDS, (m + 1) * TUPLE_WORDS)),
+      master: Array.from(ct.table.rec.subarray(m << REC_SHIFT, (m << REC_SHIFT) + TUPLE_WORDS)),
       tuple: Array.from(X.tuples.subarray(b, b + TUPLE_WORDS)),
       mask: X.mask[x],
       cls: X.cls[x],

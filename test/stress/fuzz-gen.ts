@@ -583,7 +583,7 @@ export function fuzz(cfg: FuzzConfig): FuzzResult {
     now += t < 900 ? r.below(20) : t < 990 ? r.below(5000) : r.below(3_600_000);
     if (r.chance(0.3)) fw.tick(now, 1 + r.below(256));
     if (batches % cfg.checkEvery === 0) {
-      for (let e = 0; e < fw.ct.table.highWater; e++) if (fw.ct.table.isAlloc(e) && fw.ct.table.status[e] & IPS_ASSURED) assuredSeen++;
+      for (let e = 0; e < fw.ct.table.highWater; e++) if (fw.ct.table.isAlloc(e) && fw.ct.table.status(e) & IPS_ASSURED) assuredSeen++;
       const problems = checkConntrack(fw.ct);
       if (problems.length > 0) throw new FuzzFailure(`checker after batch ${batches}:\n  ${problems.join('\n  ')}`, pk.slice(), now);
     }

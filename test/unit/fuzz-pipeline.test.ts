@@ -14,6 +14,8 @@ import * as path from 'node:path';
 import { FuzzFailure, fuzz, replayFixture, saveFixture, type Fixture, type FuzzConfig } from '../stress/fuzz-gen';
 import { checkConntrack } from '../../src/conntrack/check';
 import { Conntrack } from '../../src/conntrack/core';
+import { REC_SHIFT, R_NEXT } from '../../src/conntrack/table';
+import { T_PORTS } from '../../src/conntrack/tuple';
 import { defaultTunables } from '../../src/conntrack/sysctl';
 import { makeCt, pass } from './conntrack/util';
 import { ipv4, tcp, udp } from '../helpers/packets';
@@ -96,9 +98,10 @@ test('checker: a consistent table passes; each kind of corruption is reported', 
     const tb = ct.table;
     const e = 3;
     const n = 2 * e + 1;
-    const b = tb.bucketOf(tb.nhash[n]);
-    if (tb.heads[b] === n) tb.heads[b] = tb.next[n];
-    else for (let p = tb.heads[b]; p >= 0; p = tb.next[p]) if (tb.next[p] === n) tb.next[p] = tb.next[n];
+    const b = tb.bucketOf(tb.nodeHash(n));
+    const link = (p: number) => ((p >> 1) << REC_SHIFT) + R_NEXT + (p & 1);
+    if (tb.head(b) === n) tb.heads[b] = tb.rec[link(n)];
+    else for (let p = tb.head(b); p >= 0; p = tb.next(p)) if (tb.next(p) === n) tb.rec[link(p)] = tb.rec[link(n)];
     hits(ct, /entry 3 direction 1 reached 0 times/);
   }
   // a cycle
@@ -106,21 +109,25 @@ test('checker: a consistent table passes; each kind of corruption is reported', 
   {
     const tb = ct.table;
     let b = 0;
-    while (tb.heads[b] < 0) b++;
-    let n = tb.heads[b];
-    while (tb.next[n] >= 0) n = tb.next[n];
-    tb.next[n] = tb.heads[b];
+    while (tb.head(b) < 0) b++;
+    let n = tb.head(b);
+    while (tb.next(n) >= 0) n = tb.next(n);
+    tb.rec[((n >> 1) << REC_SHIFT) + R_NEXT + (n & 1)] = tb.heads[b];
     hits(ct, /more than once|cycle/);
   }
-  // a stored hash that is not the tuple's
+  // a tuple changed in place: its node now sits in another tuple's bucket
   ct = filled();
-  ct.table.tuples[5 * 10 + 9] ^= 1;
-  hits(ct, /stored hash/);
+  {
+    const tb = ct.table;
+    const b0 = tb.bucketOf(tb.nodeHash(2 * 5));
+    for (let bit = 0; bit < 32 && tb.bucketOf(tb.nodeHash(2 * 5)) === b0; bit++) tb.rec[(5 << REC_SHIFT) + T_PORTS] ^= 1 << bit;
+    hits(ct, /hashes to bucket/);
+  }
   // a row both free and used
   ct = filled();
   {
-    const tb = ct.table as unknown as { freeHead: number; next: Int32Array };
-    tb.next[2 * 4] = tb.freeHead;
+    const tb = ct.table as unknown as { freeHead: number; rec: Uint32Array };
+    tb.rec[(4 << REC_SHIFT) + R_NEXT] = tb.freeHead + 1;
     tb.freeHead = 4;
     hits(ct, /both free and in use/);
   }
@@ -139,8 +146,8 @@ test('checker: a consistent table passes; each kind of corruption is reported', 
   const e = ct.table.alloc();
   ct.tun.nf_conntrack_count = ct.table.count;
   const tb = ct.table;
-  tb.tuples[e * 10] = (4 << 8) | 17;
-  (ct as unknown as { perSource: { inc(f: number, a: Uint32Array, o: number): number } }).perSource.inc(4, tb.tuples, e * 10 + 1);
+  tb.rec[e << REC_SHIFT] = (4 << 8) | 17;
+  (ct as unknown as { perSource: { inc(f: number, a: Uint32Array, o: number): number } }).perSource.inc(4, tb.rec, (e << REC_SHIFT) + 1);
   hits(ct, /unconfirmed entries left/);
   assert.deepEqual(checkConntrack(ct, { quiescent: false }), []);
 });

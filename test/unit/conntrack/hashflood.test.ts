@@ -38,7 +38,7 @@ function chains(ct: Conntrack): { max: number; used: number; total: number } {
   let total = 0;
   for (let b = 0; b < tb.nbuckets; b++) {
     let n = 0;
-    for (let x = tb.heads[b]; x >= 0; x = tb.next[x]) n++;
+    for (let x = tb.head(b); x >= 0; x = tb.next(x)) n++;
     if (n > 0) used++;
     total += n;
     if (n > max) max = n;
@@ -98,7 +98,7 @@ test('the per-start key is random: two instances place the same tuples different
     pass(b, packetOf(x), 1000);
   }
   let same = 0;
-  for (let e = 0; e < 64; e++) if (a.table.bucketOf(a.table.nhash[2 * e]) === b.table.bucketOf(b.table.nhash[2 * e])) same++;
+  for (let e = 0; e < 64; e++) if (a.table.bucketOf(a.table.nodeHash(2 * e)) === b.table.bucketOf(b.table.nodeHash(2 * e))) same++;
   assert.ok(same < 8, `${same} of 64 in the same bucket`);
   // and the default random source is the crypto one: a key is not constant across instances
   const k1 = new HashKey((buf) => randomFillSync(buf));

@@ -4,13 +4,23 @@ import { ipv4, udp } from '../../helpers/packets';
 import { CTSTATE_INVALID, IP_CT_NEW, IPS_ASSURED } from '../../../src/conntrack/constants';
 import { NF_DROP } from '../../../src/queue/layout';
 import { TABLE_FULL_MSG } from '../../../src/conntrack/core';
-import { makeCt, pass } from './util';
+import { ctxOf, makeCt, pass } from './util';
+import { checkConntrack } from '../../../src/conntrack/check';
+import { REC_WORDS } from '../../../src/conntrack/table';
+import { TUPLE_WORDS, tupleFromView } from '../../../src/conntrack/tuple';
 
 const S = '198.19.0.2';
 const flow = (i: number, dir = 0) =>
   dir === 0
     ? ipv4({ src: `198.18.${(i >> 8) & 0xff}.${i & 0xff}`, dst: S }, udp({ sport: 1000 + (i & 0x3fff), dport: 53, payload: 'q' }))
     : ipv4({ src: S, dst: `198.18.${(i >> 8) & 0xff}.${i & 0xff}` }, udp({ sport: 53, dport: 1000 + (i & 0x3fff), payload: 'r' }));
+
+/** The ORIG tuple of a packet. */
+function tupleOf(bytes: Uint8Array): Uint32Array {
+  const t = new Uint32Array(TUPLE_WORDS);
+  assert.ok(tupleFromView(ctxOf(bytes).view, t, 0));
+  return t;
+}
 
 test('expiry: an expired entry is reaped by the lookup that meets it', () => {
   const { ct } = makeCt();
@@ -165,12 +175,127 @@ test('shrinking nf_conntrack_max evicts nothing at once; new flows then need ear
   assert.ok(ct.stats.early_drop > 0 || ct.stats.drop > 0);
 });
 
-test('capacity grows by doubling up to nf_conntrack_max and trackers follow', () => {
+test('capacity is reserved at nf_conntrack_max up front; unlimited (0) grows by doubling', () => {
   const { ct } = makeCt({ nf_conntrack_max: 3000, nf_conntrack_buckets: 1024 });
-  assert.equal(ct.table.capacity, 1024);
+  assert.equal(ct.table.capacity, 3000);
+  const rec = ct.table.rec;
   for (let i = 0; i < 2500; i++) pass(ct, flow(i), 0);
   assert.equal(ct.count, 2500);
   assert.equal(ct.table.capacity, 3000);
+  assert.equal(ct.table.rec, rec, 'no copy while filling up');
+  // raising the max reserves the new size at once
+  ct.setTunable('nf_conntrack_max', 5000);
+  assert.equal(ct.table.capacity, 5000);
+  for (let i = 0; i < 2500; i++) assert.ok(ct.lookup(tupleOf(flow(i)), 1) >= 0);
+  const u = makeCt({ nf_conntrack_max: 0, nf_conntrack_buckets: 1024 }).ct;
+  assert.equal(u.table.capacity, 1024);
+  for (let i = 0; i < 2500; i++) pass(u, flow(i), 0);
+  assert.equal(u.table.capacity, 4096);
+  for (let i = 0; i < 2500; i++) assert.ok(u.lookup(tupleOf(flow(i)), 1) >= 0);
+  assert.deepEqual(checkConntrack(u), []);
+});
+
+test('reserved rows are never written before use (no fill: the kernel commits pages on first touch)', () => {
+  const { ct } = makeCt({ nf_conntrack_max: 4096, nf_conntrack_buckets: 512 });
+  for (let i = 0; i < 100; i++) pass(ct, flow(i), 0);
+  for (let i = 0; i < 50; i++) ct.kill(pass(ct, flow(i), 1).entry);
+  const tb = ct.table;
+  const hw = tb.highWater;
+  assert.equal(hw, 100);
+  const untouched = (a: ArrayLike<number>, from: number, name: string) => {
+    for (let i = from; i < a.length; i++) if (a[i] !== 0) assert.fail(`${name}[${i}] = ${a[i]} beyond the rows in use`);
+  };
+  untouched(tb.rec, hw * REC_WORDS, 'rec');
+  untouched(tb.created, hw, 'created');
+  untouched(tb.mark, hw, 'mark');
+  untouched(tb.gen, hw, 'gen');
+  untouched(tb.flags, hw, 'flags');
+  untouched(tb.helper, hw, 'helper');
+  untouched(tb.masterHelper, hw, 'masterHelper');
+  // the whole buffer behind the records too (the alignment pad included)
+  untouched(new Uint8Array(tb.rec.buffer), tb.rec.byteOffset + hw * REC_WORDS * 4, 'record buffer');
+  assert.deepEqual(checkConntrack(ct), []);
+});
+
+test('no stored hashes: unlink and rehash find nodes by their tuples across colliding chains', () => {
+  // 2 buckets: every chain is long and holds both directions of many entries
+  const { ct } = makeCt({ nf_conntrack_buckets: 2, nf_conntrack_max: 0 });
+  const ids: number[] = [];
+  for (let i = 0; i < 40; i++) ids.push(pass(ct, flow(i), 0).entry);
+  assert.ok(!ids.includes(-1));
+  assert.deepEqual(checkConntrack(ct), []);
+  // remove every third entry: from the head, the middle and the tail of chains
+  for (let i = 0; i < 40; i += 3) ct.kill(ids[i]);
+  assert.deepEqual(checkConntrack(ct), []);
+  for (const nb of [1, 7, 64, 2]) {
+    ct.setTunable('nf_conntrack_buckets', nb);
+    assert.deepEqual(checkConntrack(ct), [], `after rehash to ${nb}`);
+    for (let i = 0; i < 40; i++) {
+      const node = ct.lookup(tupleOf(flow(i)), 5);
+      if (i % 3 === 0) assert.equal(node, -1, `flow ${i} removed`);
+      else {
+        assert.equal(node, 2 * ids[i], `flow ${i} ORIG, ${nb} buckets`);
+        assert.equal(ct.lookup(tupleOf(flow(i, 1)), 5), 2 * ids[i] + 1, `flow ${i} REPLY, ${nb} buckets`);
+      }
+    }
+  }
+  // unlink the rest in reverse order (tails first), through destroy
+  for (let i = 39; i >= 0; i--) if (i % 3 !== 0) ct.kill(ids[i]);
+  assert.equal(ct.count, 0);
+  assert.equal(ct.table.hashed, 0);
+  for (let b = 0; b < ct.table.nbuckets; b++) assert.equal(ct.table.head(b), -1);
+  assert.deepEqual(checkConntrack(ct), []);
+});
+
+test('master side table: only expected entries have one; it ends with the master or the row', () => {
+  const { ct } = makeCt();
+  const tb = ct.table;
+  const m = pass(ct, flow(1), 0).entry;
+  const e = pass(ct, flow(2), 0).entry;
+  const other = pass(ct, flow(3), 0).entry;
+  assert.equal(ct.master(e), -1);
+  assert.equal(tb.masterCount, 0);
+  tb.setMaster(e, m);
+  assert.equal(ct.master(e), m);
+  assert.equal(ct.master(other), -1);
+  assert.equal(tb.masterCount, 1);
+  // the master goes away and its row is reused: the link does not follow the row
+  ct.kill(m);
+  assert.equal(ct.master(e), -1);
+  const m2 = pass(ct, flow(4), 0).entry;
+  assert.equal(m2, m, 'row reused');
+  assert.equal(ct.master(e), -1);
+  // the expected entry goes away: its side entry too, and the reused row has no master
+  tb.setMaster(e, m2);
+  assert.equal(ct.master(e), m2);
+  ct.kill(e);
+  assert.equal(tb.masterCount, 0);
+  const e2 = pass(ct, flow(5), 0).entry;
+  assert.equal(e2, e);
+  assert.equal(ct.master(e2), -1);
+  assert.deepEqual(checkConntrack(ct), []);
+});
+
+test('created is kept in 32 bits: ages are exact across the 2^32 ms wrap, through save and restore', () => {
+  const { ct } = makeCt();
+  const t0 = 2 ** 32 - 1500; // the low 32 bits wrap 1.5 s after creation
+  const e = pass(ct, flow(1), t0).entry;
+  assert.equal(ct.table.createdAge(e, t0 + 2000), 2000);
+  assert.equal(ct.exportEntry(e, t0 + 2000).ageMs, 2000);
+  // UDP: "stream" (ASSURED) only once the entry is older than 2 s, also across the wrap
+  pass(ct, flow(1, 1), t0 + 100);
+  pass(ct, flow(1), t0 + 2000);
+  assert.equal(ct.status(e) & IPS_ASSURED, 0, 'exactly 2 s old: not yet');
+  pass(ct, flow(1), t0 + 2001);
+  assert.ok(ct.status(e) & IPS_ASSURED, 'older than 2 s: stream');
+  // restore: the saved age carries over (a 40-day-old entry restored at a small clock)
+  const old = 40 * 86_400_000;
+  const data = { ...ct.exportEntry(e, t0 + 3000), ageMs: old };
+  const b = makeCt().ct;
+  const e3 = b.importEntry(data, 10_000);
+  assert.ok(e3 >= 0);
+  assert.equal(b.exportEntry(e3, 10_250).ageMs, old + 250);
+  assert.equal(b.table.createdAge(e3, 10_250), old + 250);
 });
 
 test('flush and deleteMatching remove confirmed entries', () => {

@@ -86,7 +86,7 @@ describe('restored entries claimed by the table that sees their flow', () => {
     const key = new Uint32Array(10);
     const ct = new Conntrack(tunables());
     pass(ct, reply(2), 0); // an entry whose ORIG tuple is the reply direction of flow 2
-    key.set(ct.table.tuples.subarray(0, 10));
+    key.set(ct.table.rec.subarray(0, 10));
     const i = s1.find(key);
     assert.ok(i >= 0, 'found by its reply tuple');
     const payload = JSON.parse(s1.payload(i)) as RestorePayload;
