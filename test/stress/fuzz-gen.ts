@@ -442,6 +442,8 @@ export interface FuzzConfig {
   perSourceMax: number;
   /** run the checker every this many batches */
   checkEvery: number;
+  /** Conntrack.prefetchMinEntries (0: pre-touch every batch; default: the Conntrack's) */
+  prefetchMinEntries?: number;
 }
 
 export interface FuzzResult {
@@ -494,6 +496,7 @@ export function makeFirewall(cfg: FuzzConfig, r: Rng): { fw: Firewall; logs: { w
   // seeded hash keys: a run is reproducible from its seed
   const keyRng = new Rng(r.next());
   const fw = new Firewall({ tun: makeTunables(cfg), rules, log, random: (b) => b.set(keyRng.bytes(b.length)) });
+  if (cfg.prefetchMinEntries !== undefined) fw.ct.prefetchMinEntries = cfg.prefetchMinEntries;
   return { fw, logs };
 }
 

@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { FuzzFailure, fuzz, replayFixture, saveFixture, type Fixture, type FuzzConfig } from '../stress/fuzz-gen';
+import { FuzzFailure, Rng, fuzz, makeFirewall, newBatch, replayFixture, runBatch, saveFixture, type Fixture, type FuzzConfig } from '../stress/fuzz-gen';
 import { checkConntrack } from '../../src/conntrack/check';
 import { Conntrack } from '../../src/conntrack/core';
 import { REC_SHIFT, R_NEXT } from '../../src/conntrack/table';
@@ -60,6 +60,39 @@ for (const cfg of CONFIGS) {
     if (cfg.perSourceMax > 0) assert.ok(res.stats.per_source_drop > 0, 'per-source limit hit');
   });
 }
+
+test('the batch pre-touch (prefetchBatch) changes nothing: same verdicts, counters and table as without it', () => {
+  for (const base of [CONFIGS[0], CONFIGS[4]]) {
+    const cfg = { ...base, packets: 20_000 };
+    const off = run({ ...cfg, prefetchMinEntries: Infinity });
+    const on = run({ ...cfg, prefetchMinEntries: 0 });
+    assert.deepEqual(on, off);
+  }
+  // and with prefetchMinEntries 0 it does run, once per batch of more than one packet
+  const r = new Rng(9);
+  const { fw } = makeFirewall({ ...CONFIGS[0], prefetchMinEntries: 0 }, r);
+  let calls = 0;
+  const orig = fw.ct.prefetchBatch.bind(fw.ct);
+  fw.ct.prefetchBatch = (hs, n) => {
+    calls++;
+    return orig(hs, n);
+  };
+  const batch = newBatch();
+  const pk = (i: number) => ({
+    bytes: ipv4({ src: `198.18.0.${i}`, dst: '198.19.0.1' }, udp({ sport: 1000 + i, dport: 53 })),
+    hook: 2,
+    family: 4,
+    indev: 1,
+    outdev: 2,
+    flags: 0,
+  });
+  runBatch(fw, batch, [pk(1), pk(2), pk(3)], 1000);
+  runBatch(fw, batch, [pk(1), pk(2), pk(3)], 1001);
+  runBatch(fw, batch, [pk(4)], 1002);
+  assert.equal(calls, 2);
+  assert.equal(fw.ct.count, 4);
+  assert.deepEqual(checkConntrack(fw.ct), []);
+});
 
 test('saved fuzz fixtures replay without exception or inconsistency', () => {
   const dir = path.join(__dirname, '../fixtures');
