@@ -3,8 +3,8 @@
  *
  * 1. In-process (pinned to the firewall CPU): the offline engine (bench/micro/engine.ts: parse →
  *    track → rules over a generated packet array, and `nfqwall replay` over a generated pcap),
- *    the connection table at 1k/100k/1M entries (bench/micro/conntrack.ts) and rule chains
- *    (bench/micro/rules.ts).
+ *    the connection table at 1k/100k/1M entries (bench/micro/conntrack.ts) beside the same
+ *    table design written in C (bench/peers/ct_table.c), and rule chains (bench/micro/rules.ts).
  * 2. Through a namespace lab (cli → gw → srv, 198.18.0.0/15 only, names unique per run, deleted
  *    on exit or interrupt): modes forward, kernel-stateful, c-simple, c-batch (the baseline),
  *    npm-nfqueue, nfqwall-accept-all, nfqwall; workloads udp-pps, tcp-bulk (1 and 4 streams),
@@ -174,20 +174,35 @@ function micro(): Record<string, unknown> {
   const sizes = QUICK ? ['1000', '100000'] : ['1000', '100000', '1000000', 'tcp:1000000'];
   const ct = runMicro(['--expose-gc', 'dist/bench/micro/conntrack.js', ...sizes], 600_000);
   const ctRows: Record<string, unknown>[] = [];
+  const num = (x: string) => Number(x.replace(/,/g, ''));
   for (const line of ct.out.split('\n')) {
-    const m = /([\d,]+) entries( \(tcp\))?:\s+([\d,]+) bytes\/conn \| create ([\d,]+)\/s \| packet path ([\d,]+)\/s \| lookup ([\d,]+)\/s/.exec(line);
-    const n = (s: string) => Number(s.replace(/,/g, ''));
+    const m =
+      /([\d,]+) entries( \(tcp\))?:\s+([\d,]+) bytes\/conn rss, ([\d,]+) reserved \| create ([\d,]+)\/s \| packet path ([\d,]+)\/s \(batched ([\d,]+)\/s\) \| lookup ([\d,]+)\/s \(batched ([\d,]+)\/s\).*slowest insert ([\d.]+) ms/.exec(
+        line,
+      );
     if (m) {
       ctRows.push({
-        entries: n(m[1]),
+        entries: num(m[1]),
         proto: m[2] ? 'tcp' : 'udp',
-        bytes_per_conn: n(m[3]),
-        create_per_s: n(m[4]),
-        packet_path_per_s: n(m[5]),
-        lookups_per_s: n(m[6]),
+        bytes_per_conn_rss: num(m[3]),
+        bytes_per_conn_reserved: num(m[4]),
+        create_per_s: num(m[5]),
+        packet_path_per_s: num(m[6]),
+        packet_path_batched_per_s: num(m[7]),
+        lookups_per_s: num(m[8]),
+        lookups_batched_per_s: num(m[9]),
+        slowest_insert_ms: Number(m[10]),
       });
     }
   }
+  // the same table design in C (bench/peers/ct_table.c) on the same CPU: what this machine's
+  // memory allows, the reference for the lookup rates above
+  log('in-process: the connection table design in C (bench/peers/ct_table.c)');
+  const cSizes = sizes.filter((x) => !x.startsWith('tcp:'));
+  const cr = spawnSync('taskset', ['-c', String(FW_CPU), path.join(BUILD, 'ct_table'), ...cSizes], { encoding: 'utf8', timeout: 300_000 });
+  const cRows: Record<string, number>[] = [];
+  for (const line of (cr.stdout ?? '').split('\n')) if (line.startsWith('{')) cRows.push(JSON.parse(line) as Record<string, number>);
+  res.c_table = cr.status === 0 ? { rows: cRows } : { error: ((cr.stdout ?? '') + (cr.stderr ?? '')).slice(-2000) };
   res.conntrack = ct.ok ? { rows: ctRows, text: ct.out } : { error: ct.out.slice(-2000) };
   const rulesFile = path.join(HERE, 'micro', 'rules.ts');
   if (fs.existsSync(rulesFile)) {
@@ -234,15 +249,28 @@ function printMicro(m: Record<string, unknown>): void {
       );
     }
   } else console.log('  engine: ' + JSON.stringify(e));
-  const ct = m.conntrack as { rows?: Record<string, number>[]; error?: string };
+  const ct = m.conntrack as { rows?: (Record<string, number> & { proto: string })[]; error?: string };
+  const c = m.c_table as { rows?: Record<string, number>[]; error?: string } | undefined;
+  const cOf = (n: number) => c?.rows?.find((r) => r.entries === n);
   if (ct.rows) {
     for (const r of ct.rows) {
+      const cr = r.proto === 'udp' ? cOf(r.entries) : undefined;
+      const vsC = (x: number, y: number | undefined) => (y ? ` (${(x / y).toFixed(2)}x C)` : '');
       console.log(
-        `  conntrack ${String(r.entries).padStart(8)} ${r.proto} entries: ${r.bytes_per_conn} bytes/entry, ${(r.lookups_per_s / 1e6).toFixed(2)} M lookups/s,` +
-          ` ${(r.packet_path_per_s / 1e6).toFixed(2)} M packets/s (parse+in+confirm), ${(r.create_per_s / 1e6).toFixed(2)} M creates/s`,
+        `  conntrack ${String(r.entries).padStart(8)} ${r.proto} entries: ${r.bytes_per_conn_rss} bytes/entry (RSS; ${r.bytes_per_conn_reserved} reserved),` +
+          ` lookups ${(r.lookups_per_s / 1e6).toFixed(2)} M/s${vsC(r.lookups_per_s, cr?.lookups_per_s)},` +
+          ` batched ${(r.lookups_batched_per_s / 1e6).toFixed(2)} M/s${vsC(r.lookups_batched_per_s, cr?.batched_lookups_per_s)},` +
+          ` packets ${(r.packet_path_per_s / 1e6).toFixed(2)} M/s (batched ${(r.packet_path_batched_per_s / 1e6).toFixed(2)}),` +
+          ` ${(r.create_per_s / 1e6).toFixed(2)} M creates/s, slowest insert ${r.slowest_insert_ms} ms`,
       );
     }
   } else console.log('  conntrack: ' + ct.error);
+  if (c?.rows) {
+    for (const r of c.rows)
+      console.log(
+        `  C table  ${String(r.entries).padStart(8)} udp entries: lookups ${(r.lookups_per_s / 1e6).toFixed(2)} M/s, batched ${(r.batched_lookups_per_s / 1e6).toFixed(2)} M/s`,
+      );
+  } else if (c) console.log('  C table: ' + c.error);
   const rl = m.rules as { rows?: Record<string, string | number>[]; error?: string };
   if (rl.rows) for (const r of rl.rows) console.log(`  rules ${String(r.rules).padStart(5)} (${r.case}): ${r.mpps} Mpps, ${r.ns_per_packet} ns/packet`);
   else console.log('  rules: ' + rl.error);
