@@ -47,6 +47,7 @@ enum : uint32_t {
 constexpr uint32_t PKTF_CSUM_NOT_READY = 1u << 0;
 constexpr uint32_t PKTF_GSO = 1u << 1;
 constexpr uint32_t PKTF_TRUNCATED = 1u << 2;
+constexpr uint32_t PKTF_CSUM_VERIFIED = 1u << 3;
 constexpr uint32_t VERDICT_SET_MARK = 1u << 16;
 constexpr uint32_t VERDICT_MASK = 0xffff;
 
@@ -363,7 +364,7 @@ class NfqQueue : public Napi::ObjectWrap<NfqQueue> {
     uint32_t* row = index_ + k * INDEX_STRIDE;
     const auto* nfg = reinterpret_cast<const struct nfgenmsg*>(reinterpret_cast<const char*>(h) + NLMSG_HDRLEN);
     bool haveId = false;
-    uint32_t id = 0, hook = 0, indev = 0, outdev = 0, mark = 0, off = 0, caplen = 0, origlen = 0, flags = 0;
+    uint32_t id = 0, hook = 0, indev = 0, outdev = 0, mark = 0, off = 0, caplen = 0, origlen = 0, flags = 0, skbInfo = 0;
     bool haveCapLen = false;
     const uint8_t* slab = slab_;
     ForEachAttr(h, [&](uint16_t t, const void* p, uint16_t plen) {
@@ -397,9 +398,9 @@ class NfqQueue : public Napi::ObjectWrap<NfqQueue> {
           break;
         case NFQA_SKB_INFO:
           if (plen >= 4) {
-            uint32_t si = ntohl(*static_cast<const uint32_t*>(p));
-            if (si & NFQA_SKB_CSUMNOTREADY) flags |= PKTF_CSUM_NOT_READY;
-            if (si & NFQA_SKB_GSO) flags |= PKTF_GSO;
+            skbInfo = ntohl(*static_cast<const uint32_t*>(p));
+            if (skbInfo & NFQA_SKB_CSUMNOTREADY) flags |= PKTF_CSUM_NOT_READY;
+            if (skbInfo & NFQA_SKB_GSO) flags |= PKTF_GSO;
           }
           break;
         default:
@@ -408,6 +409,10 @@ class NfqQueue : public Napi::ObjectWrap<NfqQueue> {
       return true;
     });
     if (!haveId) return false;
+    // nfqnl_put_packet_info: CSUM_NOTVERIFIED unless skb_csum_unnecessary(), CSUMNOTREADY for
+    // CHECKSUM_PARTIAL, and no NFQA_SKB_INFO at all when neither (nor GSO) applies. So neither
+    // bit means the kernel or the NIC already verified the L4 checksum.
+    if ((skbInfo & (NFQA_SKB_CSUMNOTREADY | NFQA_SKB_CSUM_NOTVERIFIED)) == 0) flags |= PKTF_CSUM_VERIFIED;
     if (!haveCapLen || origlen < caplen) origlen = caplen;
     if (origlen > caplen) {
       flags |= PKTF_TRUNCATED;

@@ -14,7 +14,7 @@ import { Malformed } from '../packet/view';
 import { verifyL4Checksum } from '../packet/checksum';
 import { addrToString } from '../packet/format';
 import type { PacketContext } from '../pipeline/context';
-import { NF_ACCEPT, NF_DROP, NF_INET_LOCAL_OUT, PKTF_CSUM_NOT_READY } from '../queue/layout';
+import { NF_ACCEPT, NF_DROP, NF_INET_LOCAL_OUT, PKTF_CSUM_NOT_READY, PKTF_CSUM_VERIFIED } from '../queue/layout';
 import {
   CTSTATE_INVALID,
   CTSTATE_UNTRACKED,
@@ -292,7 +292,12 @@ export class Conntrack implements TrackerHost, HelperHost {
       this.stats.invalid++;
       return NF_ACCEPT;
     }
-    if (this.tun.nf_conntrack_checksum !== 0 && ctx.hook !== NF_INET_LOCAL_OUT && (ctx.pktFlags & PKTF_CSUM_NOT_READY) === 0 && !verifyL4Checksum(v)) {
+    if (
+      this.tun.nf_conntrack_checksum !== 0 &&
+      ctx.hook !== NF_INET_LOCAL_OUT &&
+      (ctx.pktFlags & (PKTF_CSUM_NOT_READY | PKTF_CSUM_VERIFIED)) === 0 &&
+      !verifyL4Checksum(v)
+    ) {
       if (icmpErrPath) {
         this.logInvalid(v, proto === IPPROTO_ICMP ? 'bad hw icmp checksum' : 'ICMPv6 checksum failed');
         this.stats.error++;

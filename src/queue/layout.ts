@@ -26,6 +26,12 @@ export const IX_RESERVED = 11;
 export const PKTF_CSUM_NOT_READY = 1 << 0; // NFQA_SKB_CSUMNOTREADY: L4 checksum not computed yet (local/GSO)
 export const PKTF_GSO = 1 << 1; // NFQA_SKB_GSO: a GSO super-packet
 export const PKTF_TRUNCATED = 1 << 2; // caplen < origlen
+/**
+ * No NFQA_SKB_CSUM_NOTVERIFIED (nor CSUMNOTREADY): the kernel or the NIC verified the L4
+ * checksum (skb_csum_unnecessary), so nf_ip_checksum would not look at it again. Never set
+ * for packets that did not come from the queue (replay, tests): those are verified.
+ */
+export const PKTF_CSUM_VERIFIED = 1 << 3;
 
 /** Netfilter hooks (include/uapi/linux/netfilter.h) */
 export const NF_INET_PRE_ROUTING = 0;

@@ -89,6 +89,19 @@ function countersByChain(save: string, table: string): Map<string, number[]> {
   return m;
 }
 
+/**
+ * One SYN to srv:8080 (a port the rules accept NEW connections to) whose TCP checksum is wrong.
+ * The kernel (nf_conntrack_checksum=1) makes it INVALID, so it goes to LOGDROP; nfqwall must
+ * verify it too: the queue marks it as not verified by the kernel (NFQA_SKB_CSUM_NOTVERIFIED).
+ * Had nfqwall taken it as verified, the NEW ACCEPT rule would count it instead.
+ */
+const BAD_CSUM_SYN = `
+from scapy.all import IP, TCP, send
+p = IP(bytes(IP(dst='${A.srv4}') / TCP(sport=40123, dport=8080, flags='S', seq=1000)))
+p[TCP].chksum ^= 0x5555
+send(p, verbose=0)
+`;
+
 /** Sends 20 UDP datagrams to srv:53 from BURST_SRC at once and prints how many ICMP port unreachables came back. */
 const BURST_SRC = '198.18.1.77';
 const ICMP_BURST = `
@@ -171,6 +184,7 @@ describe('rules differential: rules/lab.rules in the kernel vs nfqwall run', { s
     await run('tcp6 8080 allowed', ['sh', '-c', `echo hello | socat -u - TCP6:[${A.srv6}]:8080,connect-timeout=2`]);
     await run('tcp4 23 REJECT tcp-reset', ['sh', '-c', `echo x | socat -u - TCP4:${A.srv4}:23,connect-timeout=2`]);
     await run('tcp6 23 REJECT tcp-reset', ['sh', '-c', `echo x | socat -u - TCP6:[${A.srv6}]:23,connect-timeout=2`]);
+    await run('tcp4 8080 SYN with a bad checksum (INVALID)', ['/usr/bin/python3', '-c', BAD_CSUM_SYN]);
     // one SYN only (no retransmission within 0.5 s): dropped by LOGDROP
     await run('tcp4 9999 dropped', ['sh', '-c', `echo x | socat -u - TCP4:${A.srv4}:9999,connect-timeout=0.5`]);
     await run('udp4 53 REJECT icmp-port-unreachable', [

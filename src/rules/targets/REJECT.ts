@@ -6,7 +6,7 @@
  */
 import type { Family, TargetModule } from '../types';
 import type { PacketContext } from '../../pipeline/context';
-import { NF_INET_LOCAL_IN, NF_INET_LOCAL_OUT, PKTF_CSUM_NOT_READY, PKTF_TRUNCATED } from '../../queue/layout';
+import { NF_INET_LOCAL_IN, NF_INET_LOCAL_OUT, PKTF_CSUM_NOT_READY, PKTF_CSUM_VERIFIED, PKTF_TRUNCATED } from '../../queue/layout';
 import { formatIp4, formatIp6 } from '../addr';
 import { csumAdd, csumFold, get16, get32, pseudo4, pseudo6, put16, put32 } from './csum';
 import { IcmpRateLimiter, Ipv6RoutePrefix, readIcmpLimits } from './icmp-ratelimit';
@@ -157,7 +157,9 @@ function captured(ctx: PacketContext): number {
 /** Whether the L4 checksum of the original can be (and has to be) verified, as nf_ip_checksum would. */
 function canVerify(ctx: PacketContext): boolean {
   const v = ctx.view;
-  return (ctx.pktFlags & (PKTF_CSUM_NOT_READY | PKTF_TRUNCATED)) === 0 && ctx.hook !== NF_INET_LOCAL_OUT && v.off + v.ipTotalLen <= v.buf.length;
+  return (
+    (ctx.pktFlags & (PKTF_CSUM_NOT_READY | PKTF_CSUM_VERIFIED | PKTF_TRUNCATED)) === 0 && ctx.hook !== NF_INET_LOCAL_OUT && v.off + v.ipTotalLen <= v.buf.length
+  );
 }
 
 /**

@@ -13,7 +13,7 @@ import {
   IP_CT_UNTRACKED,
   IPS_ASSURED,
 } from '../../../src/conntrack/constants';
-import { NF_INET_LOCAL_OUT, PKTF_CSUM_NOT_READY } from '../../../src/queue/layout';
+import { NF_INET_LOCAL_OUT, PKTF_CSUM_NOT_READY, PKTF_CSUM_VERIFIED } from '../../../src/queue/layout';
 import { makeCt, pass } from './util';
 
 const C = '198.18.0.2';
@@ -175,13 +175,17 @@ test('non-first fragment is INVALID (stat invalid); a first fragment is tracked'
   assert.equal(y.ctinfo, IP_CT_NEW);
 });
 
-test('bad checksum: INVALID; skipped with CSUM_NOT_READY, at LOCAL_OUT, or with nf_conntrack_checksum=0', () => {
+test('bad checksum: INVALID; skipped with CSUM_NOT_READY, CSUM_VERIFIED, at LOCAL_OUT, or with nf_conntrack_checksum=0', () => {
   const { ct } = makeCt();
   const bad = () => ipv4({ src: C, dst: S }, udp({ sport: 1, dport: 2, payload: 'x', checksum: 0x1234 }));
   const x = pass(ct, bad(), 0);
   assert.equal(x.ctstate, CTSTATE_INVALID);
   assert.equal(ct.stats.invalid, 1);
   assert.equal(pass(ct, bad(), 0, { pktFlags: PKTF_CSUM_NOT_READY }).ctinfo, IP_CT_NEW);
+  // the queue said the kernel (or the NIC) verified it: nf_ip_checksum does not look again
+  const { ct: ctv } = makeCt();
+  assert.equal(pass(ctv, bad(), 0, { pktFlags: PKTF_CSUM_VERIFIED }).ctinfo, IP_CT_NEW);
+  assert.equal(ctv.stats.invalid, 0);
   const { ct: ct2 } = makeCt();
   assert.equal(pass(ct2, bad(), 0, { hook: NF_INET_LOCAL_OUT }).ctinfo, IP_CT_NEW);
   const { ct: ct3 } = makeCt({ nf_conntrack_checksum: 0 });

@@ -5,7 +5,7 @@ import { icmp, icmpError, icmpv6, ipv4, ipv6, tcp, udp } from '../../helpers/pac
 import { PacketView } from '../../../src/packet/view';
 import { parsePacket } from '../../../src/packet/parse';
 import { verifyIpv4HeaderChecksum, verifyL4Checksum } from '../../../src/packet/checksum';
-import { NF_INET_FORWARD, NF_INET_LOCAL_IN, PKTF_CSUM_NOT_READY } from '../../../src/queue/layout';
+import { NF_INET_FORWARD, NF_INET_LOCAL_IN, PKTF_CSUM_NOT_READY, PKTF_CSUM_VERIFIED } from '../../../src/queue/layout';
 import {
   buildReject,
   RJ_ICMP6_ADM_PROHIBITED,
@@ -57,6 +57,7 @@ test('REJECT: never answers a RST, a bad checksum, an ICMP error, a non-first fr
   const bad = ipv4({}, tcp({ flags: 'S', checksum: 0x1234 }));
   assert.equal(buildReject(RJ_TCP_RESET, ctxFor(bad)), null);
   assert.notEqual(buildReject(RJ_TCP_RESET, ctxFor(bad, { pktFlags: PKTF_CSUM_NOT_READY })), null, 'checksum not computed yet: not verified');
+  assert.notEqual(buildReject(RJ_TCP_RESET, ctxFor(bad, { pktFlags: PKTF_CSUM_VERIFIED })), null, 'verified by the kernel or the NIC: not verified again');
   const err = ipv4({}, icmpError(3, 3, ipv4({}, udp())));
   assert.equal(buildReject(RJ_ICMP_PORT_UNREACHABLE, ctxFor(err)), null);
   assert.notEqual(buildReject(RJ_ICMP_PORT_UNREACHABLE, ctxFor(ipv4({}, icmp({ type: 8 })))), null, 'an echo request is answered');
