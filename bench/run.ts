@@ -177,7 +177,7 @@ function micro(): Record<string, unknown> {
   const num = (x: string) => Number(x.replace(/,/g, ''));
   for (const line of ct.out.split('\n')) {
     const m =
-      /([\d,]+) entries( \(tcp\))?:\s+([\d,]+) bytes\/conn rss, ([\d,]+) reserved \| create ([\d,]+)\/s \| packet path ([\d,]+)\/s \(batched ([\d,]+)\/s\) \| lookup ([\d,]+)\/s \(batched ([\d,]+)\/s\).*slowest insert ([\d.]+) ms/.exec(
+      /([\d,]+) entries( \(tcp\))?:\s+([\d,]+) bytes\/conn rss, ([\d,]+) reserved \| create ([\d,]+)\/s \| packet path ([\d,]+)\/s \(batched ([\d,]+)\/s\) \| lookup ([\d,]+)\/s \(batched ([\d,]+)\/s\).*slowest insert ([\d.]+) ms[^,]*(?:, after #[\d,]+ ([\d.]+) ms)?/.exec(
         line,
       );
     if (m) {
@@ -192,6 +192,7 @@ function micro(): Record<string, unknown> {
         lookups_per_s: num(m[8]),
         lookups_batched_per_s: num(m[9]),
         slowest_insert_ms: Number(m[10]),
+        slowest_insert_after_warmup_ms: m[11] !== undefined ? Number(m[11]) : null,
       });
     }
   }
@@ -261,7 +262,8 @@ function printMicro(m: Record<string, unknown>): void {
           ` lookups ${(r.lookups_per_s / 1e6).toFixed(2)} M/s${vsC(r.lookups_per_s, cr?.lookups_per_s)},` +
           ` batched ${(r.lookups_batched_per_s / 1e6).toFixed(2)} M/s${vsC(r.lookups_batched_per_s, cr?.batched_lookups_per_s)},` +
           ` packets ${(r.packet_path_per_s / 1e6).toFixed(2)} M/s (batched ${(r.packet_path_batched_per_s / 1e6).toFixed(2)}),` +
-          ` ${(r.create_per_s / 1e6).toFixed(2)} M creates/s, slowest insert ${r.slowest_insert_ms} ms`,
+          ` ${(r.create_per_s / 1e6).toFixed(2)} M creates/s, slowest insert ${r.slowest_insert_ms} ms` +
+          (r.slowest_insert_after_warmup_ms !== null ? ` (${r.slowest_insert_after_warmup_ms} ms after the first 10,000)` : ''),
       );
     }
   } else console.log('  conntrack: ' + ct.error);
