@@ -164,7 +164,7 @@ function runMicro(argv: string[], timeoutMs: number): { out: string; ok: boolean
 function micro(): Record<string, unknown> {
   const res: Record<string, unknown> = {};
   log('in-process: offline engine (bench/micro/engine.ts) on CPU ' + FW_CPU);
-  const eng = runMicro(['dist/bench/micro/engine.js', '--json', '--flows', QUICK ? '5000' : '20000', '--reps', QUICK ? '1' : '3'], 300_000);
+  const eng = runMicro(['dist/bench/micro/engine.js', '--json', '--flows', QUICK ? '5000' : '20000', '--reps', QUICK ? '1' : '7'], 300_000);
   try {
     res.engine = JSON.parse(eng.out.split('\n').pop()!);
   } catch {
