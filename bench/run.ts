@@ -307,6 +307,25 @@ const QUEUE_MAXLEN = 8192;
 /** Extra node options for the nfqwall modes (profiling: NFQWALL_BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/p"). */
 const NODE_ARGS = (process.env.NFQWALL_BENCH_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
 
+/** `nfqwall run` for the two nfqwall modes: the same queue settings as the C consumers. */
+function nfqwallArgv(q: string, modeArgs: string[]): string[] {
+  return [
+    process.execPath,
+    ...NODE_ARGS,
+    BIN,
+    'run',
+    ...modeArgs,
+    '--queue',
+    q,
+    '--queue-maxlen',
+    String(QUEUE_MAXLEN),
+    '--iptables',
+    'off',
+    '--log-level',
+    'warn',
+  ];
+}
+
 function consumerArgv(mode: string): string[] | null {
   const q = String(QUEUE);
   switch (mode) {
@@ -319,38 +338,9 @@ function consumerArgv(mode: string): string[] | null {
     case 'npm-nfqueue':
       return [process.execPath, path.join(HERE, 'peers', 'npm-nfqueue.js'), q];
     case 'nfqwall-accept-all':
-      return [
-        process.execPath,
-        ...NODE_ARGS,
-        BIN,
-        'run',
-        '--accept-all',
-        '--queue',
-        q,
-        '--queue-maxlen',
-        String(QUEUE_MAXLEN),
-        '--iptables',
-        'off',
-        '--log-level',
-        'warn',
-      ];
+      return nfqwallArgv(q, ['--accept-all']);
     case 'nfqwall':
-      return [
-        process.execPath,
-        ...NODE_ARGS,
-        BIN,
-        'run',
-        '--rules',
-        path.join(ROOT, 'rules', 'bench.rules'),
-        '--queue',
-        q,
-        '--queue-maxlen',
-        String(QUEUE_MAXLEN),
-        '--iptables',
-        'off',
-        '--log-level',
-        'warn',
-      ];
+      return nfqwallArgv(q, ['--rules', path.join(ROOT, 'rules', 'bench.rules')]);
     default:
       return null;
   }

@@ -3,8 +3,10 @@
  * the same design as nfqwall's table written in C: one 64-byte record per entry (the
  * 10-word tuple, links of the ORIG and REPLY nodes), both directions linked into
  * nf_conntrack_buckets = N chains, HalfSipHash-2-4 over the 4 words of an IPv4 tuple
- * under a random key, and lookups of existing flows in the benchmark's order (stride 7919).
- * Prints one JSON line per size: how fast this machine can do it, the floor for the ratio.
+ * under a random key, and lookups of existing flows in the benchmark's order (stride 7919):
+ * one at a time, and in batches of 64 (hash all, prefetch their buckets, then their first
+ * records, then walk: what Conntrack.prefetchBatch does in JavaScript). Prints one JSON line
+ * per size: how fast this machine can do it, the reference for nfqwall's ratios.
  *
  *   ct_table [N ...]          (default 1000 100000 1000000)
  */
@@ -46,6 +48,18 @@ typedef struct {
   uint32_t meta, src[4], dst[4], ports, rports, next[2], status, timeout[2];
 } rec_t; /* 64 bytes */
 
+/* The node of the tuple (meta, src -> server, ports) in the chain starting at node, or -1. */
+static inline int32_t walk(const rec_t *rec, int32_t node, uint32_t meta, uint32_t src, uint32_t server, uint32_t ports) {
+  while (node >= 0) {
+    const rec_t *x = &rec[node >> 1];
+    int match = (node & 1) == 0 ? x->meta == meta && x->src[0] == src && x->dst[0] == server && x->ports == ports
+                                : x->meta == meta && x->dst[0] == src && x->src[0] == server && x->rports == ports;
+    if (match) return node;
+    node = (int32_t)x->next[node & 1];
+  }
+  return -1;
+}
+
 static double now(void) {
   struct timespec t;
   clock_gettime(CLOCK_MONOTONIC, &t);
@@ -82,16 +96,7 @@ static void run(uint32_t n) {
       for (uint32_t k = 0, i = 0; k < n; k++, i = (i + 7919) % n) {
         uint32_t src = (198u << 24) | (18u << 16) | (i & 0xffff), ports = ((1024 + (i >> 16)) << 16) | 53;
         uint32_t b = (uint32_t)(((uint64_t)hsip4(meta, src, server, ports) * nb) >> 32);
-        for (int32_t node = heads[b]; node >= 0;) {
-          const rec_t *x = &rec[node >> 1];
-          int match = (node & 1) == 0 ? x->meta == meta && x->src[0] == src && x->dst[0] == server && x->ports == ports
-                                      : x->meta == meta && x->dst[0] == src && x->src[0] == server && x->rports == ports;
-          if (match) {
-            found++;
-            break;
-          }
-          node = (int32_t)x->next[node & 1];
-        }
+        if (walk(rec, heads[b], meta, src, server, ports) >= 0) found++;
       }
     }
     double s = now() - t0;
@@ -125,17 +130,7 @@ static void run(uint32_t n) {
           if (bh[j] >= 0) __builtin_prefetch(&rec[bh[j] >> 1]);
         }
         for (uint32_t j = 0; j < cnt; j++) {
-          uint32_t src = bsrc[j], ports = bports[j];
-          for (int32_t node = bh[j]; node >= 0;) {
-            const rec_t *x = &rec[node >> 1];
-            int match = (node & 1) == 0 ? x->meta == meta && x->src[0] == src && x->dst[0] == server && x->ports == ports
-                                        : x->meta == meta && x->dst[0] == src && x->src[0] == server && x->rports == ports;
-            if (match) {
-              found++;
-              break;
-            }
-            node = (int32_t)x->next[node & 1];
-          }
+          if (walk(rec, bh[j], meta, bsrc[j], server, bports[j]) >= 0) found++;
         }
       }
     }
