@@ -25,6 +25,7 @@
  * 1 flags = 79, plus 4 per bucket, plus tracker state; expected entries (RELATED by an
  * expectation) also have a master in a side map.
  */
+import * as os from 'node:os';
 import { TUPLE_WORDS, T_DST, T_META, T_PORTS, T_SRC } from './tuple';
 import { HashKey, scaleHash } from './hash';
 
@@ -52,10 +53,13 @@ const REC_PAD_BYTES = 48;
 
 const INITIAL_CAPACITY = 1024;
 /**
- * Reserve at most this many rows up front (~670 MB of address space); a larger
- * nf_conntrack_max grows by doubling from there.
+ * Reserve at most this many rows up front: 8M (~670 MB of table address space), and no more
+ * than a quarter of the machine's memory at ~200 bytes a row (table and TCP records), so that
+ * a large nf_conntrack_max on a small machine does not ask for more address space than the
+ * kernel's overcommit heuristic grants at once. A larger nf_conntrack_max grows by doubling
+ * from there, as the table fills.
  */
-const RESERVE_MAX_ROWS = 1 << 23;
+const RESERVE_MAX_ROWS = Math.max(INITIAL_CAPACITY, Math.min(1 << 23, Math.floor(os.totalmem() / 4 / 200)));
 
 export class ConnTable {
   capacity = 0;
