@@ -1005,7 +1005,9 @@ export class Conntrack implements TrackerHost, HelperHost {
       this.table.rehash(value);
       this.gcCursor = 0;
     }
-    if (key === 'nf_conntrack_max') this.table.reserve(value);
+    if (key === 'nf_conntrack_max' && !this.table.reserve(value)) {
+      this.logger?.warn(`nf_conntrack_max ${value}: not enough memory to reserve the table now; it grows as it fills`);
+    }
   }
 
   /** One entry as plain data (state file). */

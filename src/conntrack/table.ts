@@ -106,7 +106,9 @@ export class ConnTable {
     this.nbuckets = Math.max(1, nbuckets | 0);
     this.heads = new Uint32Array(this.nbuckets);
     this.limit = limit;
-    this.grow(limit > 0 ? Math.min(limit, RESERVE_MAX_ROWS) : INITIAL_CAPACITY);
+    if (!this.grow(limit > 0 ? Math.min(limit, RESERVE_MAX_ROWS) : INITIAL_CAPACITY) && !this.grow(INITIAL_CAPACITY)) {
+      throw new RangeError(`cannot allocate a connection table of ${INITIAL_CAPACITY} entries`);
+    }
   }
 
   bucketOf(h: number): number {
@@ -194,8 +196,7 @@ export class ConnTable {
       if (this.hiwater === this.capacity) {
         let cap = this.capacity * 2;
         if (this.limit > 0 && cap > this.limit) cap = this.limit;
-        if (cap <= this.capacity) return -1;
-        this.grow(cap);
+        if (cap <= this.capacity || !this.grow(cap)) return -1;
       }
       e = this.hiwater++;
     }
@@ -219,10 +220,14 @@ export class ConnTable {
     this.count--;
   }
 
-  /** Reserve the columns for `limit` rows now (nf_conntrack_max raised); 0 = unlimited. */
-  reserve(limit: number): void {
+  /**
+   * Reserve the columns for `limit` rows now (nf_conntrack_max raised); 0 = unlimited. False
+   * when the memory could not be had: the table then grows as it fills, as far as it can.
+   */
+  reserve(limit: number): boolean {
     this.limit = limit;
-    if (limit > 0 && Math.min(limit, RESERVE_MAX_ROWS) > this.capacity) this.grow(Math.min(limit, RESERVE_MAX_ROWS));
+    if (limit > 0 && Math.min(limit, RESERVE_MAX_ROWS) > this.capacity) return this.grow(Math.min(limit, RESERVE_MAX_ROWS));
+    return true;
   }
 
   /** Link both nodes of e; h0, h1 are the keyed hashes of its ORIG and REPLY tuples. */
@@ -310,21 +315,40 @@ export class ConnTable {
     this.nbuckets = nbuckets;
   }
 
-  private grow(cap: number): void {
+  /**
+   * Grows the columns to `cap` rows, and the trackers' and helpers' per-entry arrays through
+   * onResize, all or nothing: false (and nothing changed in the table) when the memory could
+   * not be had, so that a full machine refuses new entries instead of crashing the daemon.
+   */
+  private grow(cap: number): boolean {
     const old = this.capacity;
-    const buf = new ArrayBuffer(REC_PAD_BYTES + cap * REC_WORDS * 4);
+    let buf: ArrayBuffer, created: Uint32Array, mark: Uint32Array, gen: Uint32Array;
+    let helper: Uint8Array, masterHelper: Uint8Array, flags: Uint8Array;
+    try {
+      buf = new ArrayBuffer(REC_PAD_BYTES + cap * REC_WORDS * 4);
+      created = growU32(this.created, cap);
+      mark = growU32(this.mark, cap);
+      gen = growU32(this.gen, cap);
+      helper = growU8(this.helper, cap);
+      masterHelper = growU8(this.masterHelper, cap);
+      flags = growU8(this.flags, cap);
+      if (cap > old) this.onResize(cap);
+    } catch (err) {
+      if (err instanceof RangeError) return false; // "Array buffer allocation failed"
+      throw err;
+    }
     const rec = new Uint32Array(buf, REC_PAD_BYTES, cap * REC_WORDS);
     rec.set(this.rec);
     this.rec = rec;
     this.recf = new Float64Array(buf, REC_PAD_BYTES, cap * (REC_WORDS >> 1));
-    this.created = growU32(this.created, cap);
-    this.mark = growU32(this.mark, cap);
-    this.helper = growU8(this.helper, cap);
-    this.masterHelper = growU8(this.masterHelper, cap);
-    this.flags = growU8(this.flags, cap);
-    this.gen = growU32(this.gen, cap);
+    this.created = created;
+    this.mark = mark;
+    this.gen = gen;
+    this.helper = helper;
+    this.masterHelper = masterHelper;
+    this.flags = flags;
     this.capacity = cap;
-    if (cap > old) this.onResize(cap);
+    return true;
   }
 }
 

@@ -195,6 +195,39 @@ test('capacity is reserved at nf_conntrack_max up front; unlimited (0) grows by 
   assert.deepEqual(checkConntrack(u), []);
 });
 
+test('no memory to grow: new flows are dropped as for a full table, nothing breaks, growth resumes later', () => {
+  const { ct, logs } = makeCt({ nf_conntrack_max: 0, nf_conntrack_buckets: 1024 });
+  const resize = ct.table.onResize;
+  let noMemory = true;
+  // what V8 throws when an ArrayBuffer cannot be allocated, thrown by the trackers' resize
+  ct.table.onResize = (cap) => {
+    if (noMemory) throw new RangeError('Array buffer allocation failed');
+    resize(cap);
+  };
+  const rec = ct.table.rec;
+  for (let i = 0; i < 1024; i++) assert.equal(pass(ct, flow(i), 0).ctinfo, IP_CT_NEW);
+  const r = pass(ct, flow(5000), 0);
+  assert.equal(r.queue, NF_DROP, 'the packet of a flow the table cannot hold is dropped');
+  assert.equal(ct.count, 1024);
+  assert.equal(ct.table.capacity, 1024);
+  assert.equal(ct.table.rec, rec, 'the table is unchanged');
+  assert.ok(logs.some((l) => l.msg === TABLE_FULL_MSG));
+  ct.setTunable('nf_conntrack_max', 100_000);
+  assert.ok(logs.some((l) => /nf_conntrack_max 100000: not enough memory to reserve the table now/.test(l.msg)));
+  assert.equal(ct.table.capacity, 1024);
+  for (let i = 0; i < 1024; i++) assert.ok(ct.lookup(tupleOf(flow(i)), 1) >= 0);
+  assert.deepEqual(checkConntrack(ct), []);
+  noMemory = false;
+  assert.equal(pass(ct, flow(5000), 0).ctinfo, IP_CT_NEW, 'memory again: the table grows');
+  assert.ok(ct.table.capacity > 1024);
+  assert.deepEqual(checkConntrack(ct), []);
+  // any other error is a bug and is not swallowed
+  ct.table.onResize = () => {
+    throw new TypeError('bug');
+  };
+  assert.throws(() => ct.setTunable('nf_conntrack_max', 10_000_000), TypeError);
+});
+
 test('reserved rows are never written before use (no fill: the kernel commits pages on first touch)', () => {
   const { ct } = makeCt({ nf_conntrack_max: 4096, nf_conntrack_buckets: 512 });
   for (let i = 0; i < 100; i++) pass(ct, flow(i), 0);
