@@ -167,7 +167,11 @@ export function checkConntrack(ct: Conntrack, opts: CheckOptions = {}): string[]
   // ---- expectations
   checkExpectations(ct, bad);
 
-  // ---- per-source counters
+  // ---- per-source counters (kept only once nfqwall.per_source_max has been > 0)
+  if (!ct.countsSources) {
+    if (cp.perSource.size !== 0) bad(`per-source counter holds ${cp.perSource.size} sources while sources are not counted`);
+    return problems;
+  }
   const recount = new Map<string, { fam: number; off: number; n: number }>();
   for (let e = 0; e < hw; e++) {
     if ((tb.flags[e] & F_ALLOC) === 0) continue;

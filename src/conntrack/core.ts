@@ -152,6 +152,7 @@ export class Conntrack implements TrackerHost, HelperHost {
   private readonly helpers: (ConntrackHelper | undefined)[];
   private readonly hkey: HashKey;
   private readonly perSource: SourceCounter;
+  private countingSources = false;
   /** scratch tuples */
   private readonly key = new Uint32Array(TUPLE_WORDS);
   private readonly key2 = new Uint32Array(TUPLE_WORDS);
@@ -595,6 +596,7 @@ export class Conntrack implements TrackerHost, HelperHost {
     if (rports < 0) return -1;
 
     const psMax = this.tun.per_source_max;
+    if (psMax > 0 && !this.countingSources) this.startCountingSources();
     if (psMax > 0 && this.perSource.get(family, key, T_SRC) >= psMax) {
       this.stats.per_source_drop++;
       this.stats.drop++;
@@ -632,7 +634,7 @@ export class Conntrack implements TrackerHost, HelperHost {
     tb.masterHelper[e] = 0;
     this.newRow = e;
     this.newHash = h;
-    this.perSource.inc(family, key, T_SRC);
+    if (this.countingSources) this.perSource.inc(family, key, T_SRC);
     this.tun.nf_conntrack_count = tb.count;
 
     let expected = false;
@@ -768,7 +770,7 @@ export class Conntrack implements TrackerHost, HelperHost {
     if (tb.isHashed(e)) tb.unlink(e);
     if (this.expectations.hasExpectations(e)) this.expectations.removeForMaster(e);
     const r = e << REC_SHIFT;
-    this.perSource.dec(tb.rec[r + T_META] >>> 8, tb.rec, r + T_SRC);
+    if (this.countingSources) this.perSource.dec(tb.rec[r + T_META] >>> 8, tb.rec, r + T_SRC);
     if (e === this.newRow) this.newRow = -1;
     tb.free(e);
     if (this.shared !== undefined) Atomics.sub(this.shared, 0, 1);
@@ -1083,7 +1085,7 @@ export class Conntrack implements TrackerHost, HelperHost {
     if (hid !== 0 && this.helpers[hid]!.protonum === proto) this.attachHelper(e, hid);
     else tb.setStatus(e, tb.status(e) & ~IPS_HELPER);
     this.byProto[proto].restore(e, Array.isArray(data.proto) ? data.proto : []);
-    this.perSource.inc(family, key, T_SRC);
+    if (this.countingSources) this.perSource.inc(family, key, T_SRC);
     tb.insert(e, h, hr);
     this.tun.nf_conntrack_count = tb.count;
     return e;
@@ -1091,6 +1093,28 @@ export class Conntrack implements TrackerHost, HelperHost {
 
   /** Entries counted for a source address (IPv6: its /64). */
   sourceCount(family: number, addr: Uint32Array): number {
+    if (!this.countingSources) this.startCountingSources();
     return this.perSource.get(family, addr, 0);
+  }
+
+  /** Whether entries are counted per source (from the first time nfqwall.per_source_max > 0). */
+  get countsSources(): boolean {
+    return this.countingSources;
+  }
+
+  /**
+   * Counting entries per source costs a hash-table update for every entry created and
+   * destroyed; it starts only when nfqwall.per_source_max is first > 0 (at start, or later by
+   * sysctl) and counts the entries already in the table then, so the limit holds at once.
+   */
+  private startCountingSources(): void {
+    const tb = this.table;
+    this.perSource.clear();
+    for (let e = 0; e < tb.highWater; e++) {
+      if (!tb.isAlloc(e)) continue;
+      const r = e << REC_SHIFT;
+      this.perSource.inc(tb.rec[r + T_META] >>> 8, tb.rec, r + T_SRC);
+    }
+    this.countingSources = true;
   }
 }

@@ -106,7 +106,7 @@ test('saved fuzz fixtures replay without exception or inconsistency', () => {
 // ---- the checker itself must find broken tables (else the fuzz proves nothing)
 
 function filled(): Conntrack {
-  const { ct } = makeCt({ nf_conntrack_max: 64, nf_conntrack_buckets: 8 });
+  const { ct } = makeCt({ nf_conntrack_max: 64, nf_conntrack_buckets: 8, per_source_max: 1000 });
   for (let i = 0; i < 20; i++) pass(ct, ipv4({ src: `198.18.0.${i + 1}` }, udp({ sport: 1000 + i, dport: 53 })), 1000);
   pass(ct, ipv4({}, tcp({ flags: 'S', sport: 5555 })), 1000);
   assert.deepEqual(checkConntrack(ct), []);
@@ -180,7 +180,10 @@ test('checker: a consistent table passes; each kind of corruption is reported', 
   ct.tun.nf_conntrack_count = ct.table.count;
   const tb = ct.table;
   tb.rec[e << REC_SHIFT] = (4 << 8) | 17;
-  (ct as unknown as { perSource: { inc(f: number, a: Uint32Array, o: number): number } }).perSource.inc(4, tb.rec, (e << REC_SHIFT) + 1);
   hits(ct, /unconfirmed entries left/);
   assert.deepEqual(checkConntrack(ct, { quiescent: false }), []);
+  // sources are not counted while nfqwall.per_source_max has never been > 0: the counter stays empty
+  assert.equal(ct.countsSources, false);
+  (ct as unknown as { perSource: { inc(f: number, a: Uint32Array, o: number): number } }).perSource.inc(4, new Uint32Array([0xc6120001]), 0);
+  hits(ct, /while sources are not counted/);
 });

@@ -4,6 +4,7 @@ import { icmp, icmpv6, ipv4, ipv6, tcp, udp } from '../../helpers/packets';
 import { formatConntrack, formatProcConntrack, formatProcStats, formatStats, summary } from '../../../src/conntrack/format';
 import { CTSTATE_INVALID, IP_CT_ESTABLISHED, IP_CT_ESTABLISHED_REPLY, IP_CT_NEW, IPS_ASSURED } from '../../../src/conntrack/constants';
 import { PER_SOURCE_MSG } from '../../../src/conntrack/core';
+import { checkConntrack } from '../../../src/conntrack/check';
 import { NF_DROP } from '../../../src/queue/layout';
 import { makeCt, pass } from './util';
 
@@ -117,6 +118,23 @@ test('per-source limit: a NEW flow from a source at its limit is dropped and cou
   assert.equal(z.ctinfo, IP_CT_NEW);
   const w = new Uint32Array([0x20010002, 0, 0, 0]);
   assert.equal(ct.sourceCount(6, w), 3);
+});
+
+test('per-source limit enabled at run time: the entries already tracked count at once', () => {
+  const { ct } = makeCt({ per_source_max: 0 });
+  for (let p = 1; p <= 5; p++) pass(ct, ipv4({ src: C, dst: S }, udp({ sport: p, dport: 53, payload: 'q' })), 0);
+  assert.equal(ct.countsSources, false, 'no per-source bookkeeping while there is no limit');
+  assert.deepEqual(checkConntrack(ct), []);
+  ct.setTunable('per_source_max', 5);
+  const x = pass(ct, ipv4({ src: C, dst: S }, udp({ sport: 6, dport: 53, payload: 'q' })), 1);
+  assert.equal(x.queue, NF_DROP, 'the 5 entries created before the limit count against it');
+  assert.equal(ct.countsSources, true);
+  assert.deepEqual(checkConntrack(ct), []);
+  // from then on entries are counted as they come and go, also with the limit back at 0
+  ct.setTunable('per_source_max', 0);
+  ct.deleteMatching((e) => ct.tuplePort(e, 0, 0) === 1 && ct.family(e) === 4);
+  assert.equal(ct.sourceCount(4, new Uint32Array([0xc6120002])), 4);
+  assert.deepEqual(checkConntrack(ct), []);
 });
 
 test('state export/import round trip keeps tuples, status, timeouts, mark and TCP state', () => {
