@@ -23,6 +23,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { Lab } from '../src/lab/netns';
+import type { ConntrackRow } from './micro/conntrack';
 import { parseQueueProc, QueueCounters } from '../src/lab/demo';
 
 const HERE = __dirname;
@@ -161,6 +162,14 @@ function runMicro(argv: string[], timeoutMs: number): { out: string; ok: boolean
   return { out: out.trim(), ok: r.status === 0, seconds: (Date.now() - t0) / 1000 };
 }
 
+/** The JSON-object lines of a benchmark program's output (one row each). */
+function jsonLines<T>(out: string): T[] {
+  return out
+    .split('\n')
+    .filter((line) => line.startsWith('{'))
+    .map((line) => JSON.parse(line) as T);
+}
+
 function micro(): Record<string, unknown> {
   const res: Record<string, unknown> = {};
   log('in-process: offline engine (bench/micro/engine.ts) on CPU ' + FW_CPU);
@@ -172,38 +181,15 @@ function micro(): Record<string, unknown> {
   }
   log('in-process: connection table (bench/micro/conntrack.ts)');
   const sizes = QUICK ? ['1000', '100000'] : ['1000', '100000', '1000000', 'tcp:1000000'];
-  const ct = runMicro(['--expose-gc', 'dist/bench/micro/conntrack.js', ...sizes], 600_000);
-  const ctRows: Record<string, unknown>[] = [];
-  const num = (x: string) => Number(x.replace(/,/g, ''));
-  for (const line of ct.out.split('\n')) {
-    const m =
-      /([\d,]+) entries( \(tcp\))?:\s+([\d,]+) bytes\/conn rss, ([\d,]+) reserved \| create ([\d,]+)\/s \| packet path ([\d,]+)\/s \(batched ([\d,]+)\/s\) \| lookup ([\d,]+)\/s \(batched ([\d,]+)\/s\).*slowest insert ([\d.]+) ms[^,]*(?:, after #[\d,]+ ([\d.]+) ms)?/.exec(
-        line,
-      );
-    if (m) {
-      ctRows.push({
-        entries: num(m[1]),
-        proto: m[2] ? 'tcp' : 'udp',
-        bytes_per_conn_rss: num(m[3]),
-        bytes_per_conn_reserved: num(m[4]),
-        create_per_s: num(m[5]),
-        packet_path_per_s: num(m[6]),
-        packet_path_batched_per_s: num(m[7]),
-        lookups_per_s: num(m[8]),
-        lookups_batched_per_s: num(m[9]),
-        slowest_insert_ms: Number(m[10]),
-        slowest_insert_after_warmup_ms: m[11] !== undefined ? Number(m[11]) : null,
-      });
-    }
-  }
+  const ct = runMicro(['--expose-gc', 'dist/bench/micro/conntrack.js', '--json', ...sizes], 600_000);
+  const ctRows = jsonLines<ConntrackRow>(ct.out);
   // the same table design in C (bench/peers/ct_table.c) on the same CPU: what this machine's
   // memory allows, the reference for the lookup rates above
   log('in-process: the connection table design in C (bench/peers/ct_table.c)');
   const cSizes = sizes.filter((x) => !x.startsWith('tcp:'));
   const cr = spawnSync('taskset', ['-c', String(FW_CPU), path.join(BUILD, 'ct_table'), ...cSizes], { encoding: 'utf8', timeout: 300_000 });
-  const cRows: Record<string, number>[] = [];
-  for (const line of (cr.stdout ?? '').split('\n')) if (line.startsWith('{')) cRows.push(JSON.parse(line) as Record<string, number>);
-  res.c_table = cr.status === 0 ? { rows: cRows } : { error: ((cr.stdout ?? '') + (cr.stderr ?? '')).slice(-2000) };
+  res.c_table =
+    cr.status === 0 ? { rows: jsonLines<Record<string, number>>(cr.stdout ?? '') } : { error: ((cr.stdout ?? '') + (cr.stderr ?? '')).slice(-2000) };
   res.conntrack = ct.ok ? { rows: ctRows, text: ct.out } : { error: ct.out.slice(-2000) };
   const rulesFile = path.join(HERE, 'micro', 'rules.ts');
   if (fs.existsSync(rulesFile)) {
@@ -250,7 +236,7 @@ function printMicro(m: Record<string, unknown>): void {
       );
     }
   } else console.log('  engine: ' + JSON.stringify(e));
-  const ct = m.conntrack as { rows?: (Record<string, number> & { proto: string })[]; error?: string };
+  const ct = m.conntrack as { rows?: ConntrackRow[]; error?: string };
   const c = m.c_table as { rows?: Record<string, number>[]; error?: string } | undefined;
   const cOf = (n: number) => c?.rows?.find((r) => r.entries === n);
   if (ct.rows) {
@@ -262,8 +248,8 @@ function printMicro(m: Record<string, unknown>): void {
           ` lookups ${(r.lookups_per_s / 1e6).toFixed(2)} M/s${vsC(r.lookups_per_s, cr?.lookups_per_s)},` +
           ` batched ${(r.lookups_batched_per_s / 1e6).toFixed(2)} M/s${vsC(r.lookups_batched_per_s, cr?.batched_lookups_per_s)},` +
           ` packets ${(r.packet_path_per_s / 1e6).toFixed(2)} M/s (batched ${(r.packet_path_batched_per_s / 1e6).toFixed(2)}),` +
-          ` ${(r.create_per_s / 1e6).toFixed(2)} M creates/s, slowest insert ${r.slowest_insert_ms} ms` +
-          (r.slowest_insert_after_warmup_ms !== null ? ` (${r.slowest_insert_after_warmup_ms} ms after the first 10,000)` : ''),
+          ` ${(r.create_per_s / 1e6).toFixed(2)} M creates/s, slowest insert ${r.slowest_insert_ms.toFixed(1)} ms` +
+          (r.slowest_insert_after_warmup_ms !== null ? ` (${r.slowest_insert_after_warmup_ms.toFixed(1)} ms after the first 10,000)` : ''),
       );
     }
   } else console.log('  conntrack: ' + ct.error);

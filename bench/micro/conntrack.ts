@@ -11,7 +11,7 @@
  * same work in batches of 64 with Conntrack.prefetchBatch first (as Firewall.processBatch
  * does once the table holds 64k entries; here at every size, to compare).
  *
- *   node --expose-gc dist/bench/micro/conntrack.js [N | tcp:N ...]   (after npm run build)
+ *   node --expose-gc dist/bench/micro/conntrack.js [--json] [N | tcp:N ...]   (after npm run build)
  */
 import { PerformanceObserver } from 'node:perf_hooks';
 import { Conntrack } from '../../src/conntrack/core';
@@ -23,6 +23,7 @@ import { PacketContext } from '../../src/pipeline/context';
 /** inserts counted as warm-up for the slowest-insert figure after warm-up */
 const WARM = 10_000;
 const gc = (globalThis as { gc?: () => void }).gc;
+const JSON_OUT = process.argv.includes('--json');
 
 /** Garbage collections (perf_hooks 'gc' entries: start, duration in ms); delivered asynchronously. */
 const gcs: { start: number; duration: number }[] = [];
@@ -221,23 +222,60 @@ function run(n: number, proto: 'udp' | 'tcp'): () => void {
   return () => {
     const g = gcIn(windows);
     const gi = gcIn(insertWindow);
+    const row: ConntrackRow = {
+      entries: n,
+      proto,
+      bytes_per_conn_rss: Math.round((after.rss - before.rss) / n),
+      bytes_per_conn_reserved: Math.round((after.reserved - before.reserved) / n),
+      create_per_s: Math.round((n / insertMs) * 1000),
+      packet_path_per_s: Math.round(((rounds * n) / pathMs) * 1000),
+      packet_path_batched_per_s: Math.round(((rounds * n) / batchedPathMs) * 1000),
+      lookups_per_s: Math.round(((rounds * n) / lookupMs) * 1000),
+      lookups_batched_per_s: Math.round(((rounds * n) / batchedMs) * 1000),
+      buckets: tun.nf_conntrack_buckets,
+      gc_max_ms_at_size: g.max,
+      gc_max_ms_growing: gi.max,
+      slowest_insert_ms: worstMs,
+      slowest_insert_after_warmup_ms: n > WARM ? worstWarmMs : null,
+    };
+    if (JSON_OUT) {
+      console.log(JSON.stringify(row));
+      return;
+    }
     console.log(
-      `${fmt(n).padStart(9)} entries${proto === 'tcp' ? ' (tcp)' : ''}: ${fmt((after.rss - before.rss) / n).padStart(4)} bytes/conn rss, ${fmt((after.reserved - before.reserved) / n)} reserved` +
-        ` | create ${fmt((n / insertMs) * 1000)}/s` +
-        ` | packet path ${fmt(((rounds * n) / pathMs) * 1000)}/s` +
-        ` (batched ${fmt(((rounds * n) / batchedPathMs) * 1000)}/s)` +
-        ` | lookup ${fmt(((rounds * n) / lookupMs) * 1000)}/s (batched ${fmt(((rounds * n) / batchedMs) * 1000)}/s)` +
-        ` | buckets ${tun.nf_conntrack_buckets}` +
+      `${fmt(n).padStart(9)} entries${proto === 'tcp' ? ' (tcp)' : ''}: ${fmt(row.bytes_per_conn_rss).padStart(4)} bytes/conn rss, ${fmt(row.bytes_per_conn_reserved)} reserved` +
+        ` | create ${fmt(row.create_per_s)}/s` +
+        ` | packet path ${fmt(row.packet_path_per_s)}/s (batched ${fmt(row.packet_path_batched_per_s)}/s)` +
+        ` | lookup ${fmt(row.lookups_per_s)}/s (batched ${fmt(row.lookups_batched_per_s)}/s)` +
+        ` | buckets ${row.buckets}` +
         ` | gc max ${g.max.toFixed(1)} ms (${g.count} gcs) at size, while growing gc max ${gi.max.toFixed(1)} ms (${gi.count} gcs), slowest insert ${worstMs.toFixed(1)} ms (#${worstAt})` +
         (n > WARM ? `, after #${WARM} ${worstWarmMs.toFixed(1)} ms (#${worstWarmAt})` : ''),
     );
   };
 }
 
+/** One size's figures; `--json` prints them as one JSON line each (what bench/run.ts reads). */
+export interface ConntrackRow {
+  entries: number;
+  proto: 'udp' | 'tcp';
+  bytes_per_conn_rss: number;
+  bytes_per_conn_reserved: number;
+  create_per_s: number;
+  packet_path_per_s: number;
+  packet_path_batched_per_s: number;
+  lookups_per_s: number;
+  lookups_batched_per_s: number;
+  buckets: number;
+  gc_max_ms_at_size: number;
+  gc_max_ms_growing: number;
+  slowest_insert_ms: number;
+  slowest_insert_after_warmup_ms: number | null;
+}
+
 // sizes: N (UDP flows) or tcp:N (TCP SYN_SENT entries: with the TCP tracker's per-entry state)
 async function main(): Promise<void> {
-  const args = process.argv.slice(2);
-  if (!gc) console.log('(run with node --expose-gc for steadier memory numbers)');
+  const args = process.argv.slice(2).filter((a) => a !== '--json');
+  if (!gc && !JSON_OUT) console.log('(run with node --expose-gc for steadier memory numbers)');
   for (const a of args.length ? args : ['1000', '100000', '1000000']) {
     const tcp = a.startsWith('tcp:');
     const n = Number(tcp ? a.slice(4) : a);
