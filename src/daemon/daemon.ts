@@ -55,20 +55,12 @@ export async function startDaemon(opts: DaemonOptions, handlerFor: (queue: numbe
   for (const q of queues) q.start();
 
   log.info(
-    {
-      queues: queues.map((q) => q.queue),
-      portids: queues.map((q) => q.portid),
-      failOpen: opts.failOpen,
-      copyRange: opts.copyRange,
-      maxLen: opts.maxLen,
-      batch: opts.batchSize,
-      rcvbuf: opts.rcvbuf,
-      gso: opts.gso,
-      iptables: opts.iptables,
-      kernelConntrack: opts.kernelConntrack,
-      workers: 0,
-      pid: process.pid,
-    },
+    startedFields(
+      opts,
+      queues.map((q) => q.queue),
+      queues.map((q) => q.portid),
+      0,
+    ),
     'nfqwall started',
   );
 
@@ -102,6 +94,24 @@ export async function startDaemon(opts: DaemonOptions, handlerFor: (queue: numbe
 }
 
 /** Parses `N` or `A:B` (0..65535, A <= B). */
+/** The fields of the "nfqwall started" log line (one queue or several workers). */
+export function startedFields(opts: DaemonOptions, queues: number[], portids: number[], workers: number): Record<string, unknown> {
+  return {
+    queues,
+    portids,
+    workers,
+    failOpen: opts.failOpen,
+    copyRange: opts.copyRange,
+    maxLen: opts.maxLen,
+    batch: opts.batchSize,
+    rcvbuf: opts.rcvbuf,
+    gso: opts.gso,
+    iptables: opts.iptables,
+    kernelConntrack: opts.kernelConntrack,
+    pid: process.pid,
+  };
+}
+
 export function parseQueueSpec(s: string): QueueSpec {
   const m = /^(\d+)(?::(\d+))?$/.exec(s.trim());
   if (!m) throw new Error(`bad queue spec '${s}' (expected N or A:B)`);

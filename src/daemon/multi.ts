@@ -8,7 +8,7 @@ import { createHelpers } from '../conntrack/helpers/registry';
 import type { TunableValues } from '../conntrack/sysctl';
 import { ControlServer } from './control';
 import { IptablesRules } from './iptables';
-import type { DaemonOptions } from './daemon';
+import { startedFields, type DaemonOptions } from './daemon';
 import type { Logger } from './log';
 import { createRegistry, MetricsServer } from './metrics';
 import { ParkedEntries } from './parked';
@@ -122,20 +122,12 @@ export async function runWorkers(opts: MultiOptions, tun: TunableValues, log: Lo
     `nf_conntrack (${tun.nf_conntrack_buckets} buckets, ${tun.nf_conntrack_max} max)`,
   );
   log.info(
-    {
-      queues: pool.workers.map((w) => w.queue),
-      portids: pool.portids,
-      workers: pool.workers.length,
-      failOpen: opts.failOpen,
-      copyRange: opts.copyRange,
-      maxLen: opts.maxLen,
-      batch: opts.batchSize,
-      rcvbuf: opts.rcvbuf,
-      gso: opts.gso,
-      iptables: opts.iptables,
-      kernelConntrack: opts.kernelConntrack,
-      pid: process.pid,
-    },
+    startedFields(
+      opts,
+      pool.workers.map((w) => w.queue),
+      pool.portids,
+      pool.workers.length,
+    ),
     'nfqwall started',
   );
 
