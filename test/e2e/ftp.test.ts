@@ -24,6 +24,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { Lab, LAB_ADDR as A } from '../../src/lab/netns';
 import { Capture, comparableTable, disableOffload, KernelGw, NFQWALL, replay, replayCtstateCounts, ROOT, sleep, watch } from '../helpers/kernel';
+import { writeVsftpdConf } from '../helpers/vsftpd';
 
 const isRoot = process.getuid?.() === 0;
 const haveTools = fs.existsSync('/usr/sbin/vsftpd') && fs.existsSync('/usr/bin/curl');
@@ -76,7 +77,6 @@ describe('FTP end to end through the gateway', { skip }, () => {
     fs.chmodSync(tmp, 0o755);
     root = path.join(tmp, 'root');
     fs.mkdirSync(path.join(root, 'pub'), { recursive: true });
-    fs.mkdirSync(path.join(tmp, 'empty'));
     fs.chmodSync(root, 0o755);
     const ftpUser = /^ftp:x:(\d+):(\d+):/m.exec(fs.readFileSync('/etc/passwd', 'utf8'));
     if (ftpUser) fs.chownSync(path.join(root, 'pub'), Number(ftpUser[1]), Number(ftpUser[2]));
@@ -85,38 +85,19 @@ describe('FTP end to end through the gateway', { skip }, () => {
     fs.writeFileSync(path.join(root, 'pub', 'down.bin'), data);
     fs.chmodSync(path.join(root, 'pub', 'down.bin'), 0o644);
     for (const n of ['rules', 'rules-nohelper']) fs.writeFileSync(path.join(tmp, n), n === 'rules' ? RULES : RULES_BODY);
-    fs.writeFileSync(
-      path.join(tmp, 'vsftpd.conf'),
-      [
-        'listen=NO',
-        'listen_ipv6=YES',
-        'background=NO',
-        'anonymous_enable=YES',
-        'no_anon_password=YES',
-        `anon_root=${root}`,
-        'local_enable=NO',
-        'write_enable=YES',
-        'anon_upload_enable=YES',
-        'anon_umask=022',
-        'pasv_enable=YES',
-        'pasv_min_port=30000',
-        'pasv_max_port=30100',
-        'port_enable=YES',
-        'connect_from_port_20=YES',
-        'connect_timeout=5',
-        'data_connection_timeout=10',
-        'seccomp_sandbox=NO',
-        `secure_chroot_dir=${path.join(tmp, 'empty')}`,
-        'xferlog_enable=NO',
-        'dirmessage_enable=NO',
-        'max_per_ip=0',
-        'max_clients=0',
-        '',
-      ].join('\n'),
-    );
+    const conf = writeVsftpdConf(tmp, root, [
+      'write_enable=YES',
+      'anon_upload_enable=YES',
+      'anon_umask=022',
+      'port_enable=YES',
+      'connect_from_port_20=YES',
+      'connect_timeout=5',
+      'data_connection_timeout=10',
+      'dirmessage_enable=NO',
+    ]);
     lab = await Lab.create({ prefix: 'ftp' });
     await disableOffload(lab);
-    lab.spawn('srv', ['/usr/sbin/vsftpd', path.join(tmp, 'vsftpd.conf')]);
+    lab.spawn('srv', ['/usr/sbin/vsftpd', conf]);
     for (let i = 0; ; i++) {
       const r = await lab.exec('srv', ['ss', '-Hltn', 'sport = :21']);
       if (r.stdout.trim()) break;

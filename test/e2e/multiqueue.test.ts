@@ -22,6 +22,7 @@ import * as path from 'node:path';
 import { Lab, LAB_ADDR as A } from '../../src/lab/netns';
 import { request } from '../../src/cli/client';
 import { disableOffload } from '../helpers/kernel';
+import { writeVsftpdConf } from '../helpers/vsftpd';
 import { ENV, nfq, ROOT, skip as baseSkip, sleep, startDaemon, tmpDir, until, watch, type Watched } from './ops-harness';
 
 const haveFtp = fs.existsSync('/usr/sbin/vsftpd') && fs.existsSync('/usr/bin/curl');
@@ -297,34 +298,11 @@ COMMIT
       );
       const root = path.join(tmp, 'ftproot');
       fs.mkdirSync(path.join(root, 'pub'), { recursive: true });
-      fs.mkdirSync(path.join(tmp, 'empty'), { recursive: true });
       fs.chmodSync(root, 0o755);
       const data = randomBytes(300_000);
       fs.writeFileSync(path.join(root, 'pub', 'down.bin'), data);
       fs.chmodSync(path.join(root, 'pub', 'down.bin'), 0o644);
-      const conf = path.join(tmp, 'vsftpd.conf');
-      fs.writeFileSync(
-        conf,
-        [
-          'listen=NO',
-          'listen_ipv6=YES',
-          'background=NO',
-          'anonymous_enable=YES',
-          'no_anon_password=YES',
-          `anon_root=${root}`,
-          'local_enable=NO',
-          'write_enable=NO',
-          'pasv_enable=YES',
-          'pasv_min_port=30000',
-          'pasv_max_port=30100',
-          'seccomp_sandbox=NO',
-          `secure_chroot_dir=${path.join(tmp, 'empty')}`,
-          'xferlog_enable=NO',
-          'max_per_ip=0',
-          'max_clients=0',
-          '',
-        ].join('\n'),
-      );
+      const conf = writeVsftpdConf(tmp, root, ['write_enable=NO']);
       lab.spawn('srv', ['/usr/sbin/vsftpd', conf]);
       await until(async () => (await lab.exec('srv', ['ss', '-Hltn', 'sport = :21'])).stdout.trim() !== '', 'vsftpd listening');
       const d = await startDaemon(lab, ['--queues', '0:1', '--rules', ftpRules, '--control', ctl, '--metrics', `127.0.0.1:${metricsPort}`]);
