@@ -208,10 +208,7 @@ export class Conntrack implements TrackerHost, HelperHost {
   }
 
   private resizeAll(cap: number): void {
-    for (const t of this.trackerList) {
-      if (t.reserve) t.reserve(cap);
-      else t.resize(cap);
-    }
+    for (const t of this.trackerList) t.resize(cap);
     for (const h of this.helpers) {
       if (h?.reserve) h.reserve(cap);
       else h?.resize(cap);

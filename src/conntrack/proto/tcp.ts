@@ -229,8 +229,6 @@ export class TcpTracker implements ProtoTracker {
   readonly name = 'tcp';
 
   private cap = 0;
-  /** the connection table's capacity (reserve()): on-demand growth stops there */
-  private limit = 0;
   /** rows below this were initialised at some point (highest entry id + 1) */
   private used = 0;
   private u32 = new Uint32Array(0);
@@ -241,32 +239,22 @@ export class TcpTracker implements ProtoTracker {
     if (capacity > 0) this.resize(capacity);
   }
 
-  /**
-   * The table can now hold `capacity` entries: the records are reserved for all of them at
-   * once. That costs address space, not memory: resize() writes nothing beyond the rows in
-   * use, and the kernel commits a page when a row on it is first initialised, so a table with
-   * few TCP connections among many others pays only for the pages their rows are on. Growing
-   * on demand instead would copy every row below the highest one in use at each doubling
-   * (a 100–160 ms stall at 512k entries on the benchmark machine) and leave the old copies in
-   * the malloc heap.
-   */
-  reserve(capacity: number): void {
-    this.limit = capacity;
-    this.resize(capacity);
-  }
-
   /** Entry e is about to be initialised (newConnection / restore). */
   private ensure(e: number): void {
     if (e < this.used) return;
-    if (e >= this.cap) this.resize(Math.max(e + 1, Math.min(Math.max(this.cap * 2, 1024), Math.max(this.limit, e + 1))));
+    // only without a table (the table resizes the tracker to its own capacity first)
+    if (e >= this.cap) this.resize(Math.max(e + 1, this.cap * 2, 1024));
     this.used = e + 1;
   }
 
   /**
-   * Writes nothing but the copy of the rows in use: a fresh ArrayBuffer is zeroed memory the
-   * OS commits page by page as rows are first touched, and every row is initialised by
-   * newConnection() or restore() before use. So a reservation of the table's full capacity
-   * costs memory only for the rows actually used, even when it is made again, bigger.
+   * Records for `capacity` entries (the table calls this with its whole capacity, reserved at
+   * nf_conntrack_max). Writes nothing but the copy of the rows in use: a fresh ArrayBuffer is
+   * zeroed memory the OS commits page by page as rows are first touched, and every row is
+   * initialised by newConnection() or restore() before use. So reserving costs address space,
+   * not memory, also when it is done again, bigger; growing on demand instead would copy every
+   * row below the highest in use at each doubling (a 100–160 ms stall at 512k entries on the
+   * benchmark machine).
    */
   resize(capacity: number): void {
     if (capacity <= this.cap) return;

@@ -39,14 +39,11 @@ export interface ProtoTracker {
    * the packet is INVALID (log the reason through host.logInvalid).
    */
   validate(host: TrackerHost, pkt: PacketView): boolean;
-  /** Make per-entry storage hold at least `capacity` entries (keep existing data). */
-  resize(capacity: number): void;
   /**
-   * Optional: the table can now hold `capacity` entries. A tracker with this method grows
-   * its per-entry storage on demand (newConnection / restore) instead, up to that bound;
-   * the core calls reserve() instead of resize() then.
+   * Make per-entry storage hold at least `capacity` entries (keep existing data); the core
+   * calls it with the table's whole capacity, so it should write nothing beyond the rows in use.
    */
-  reserve?(capacity: number): void;
+  resize(capacity: number): void;
   /**
    * First packet of a new, unconfirmed entry e (the tuple is already stored).
    * Initialise per-entry state. Return false if this packet cannot create a
