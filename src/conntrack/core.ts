@@ -369,14 +369,17 @@ export class Conntrack implements TrackerHost, HelperHost {
       ctx.ctinfo = ctinfo;
       ctx.ctstate = ctstateBit(ctinfo);
       if (!alive) {
-        // the tracker removed the entry while accepting the packet (RST before any reply)
+        // the tracker removed the entry while accepting the packet (RST before any reply);
+        // the kernel's skb still holds the ct, with its mark
         ctx.ctstatus = st;
+        ctx.ctmark = tb.mark[e];
         return NF_ACCEPT;
       }
       if (ctinfo === IP_CT_ESTABLISHED_REPLY) tb.setStatus(e, tb.status(e) | IPS_SEEN_REPLY);
       ctx.entry = e;
       ctx.ctstatus = tb.status(e);
       ctx.masterHelper = tb.masterHelper[e];
+      ctx.ctmark = tb.mark[e];
       ctx.unconfirmed = isNew ? 1 : 0;
       return NF_ACCEPT;
     }

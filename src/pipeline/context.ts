@@ -32,6 +32,8 @@ export class PacketContext {
   ctstatus = 0;
   /** Helper id of the entry's master (0 = no master or master without helper), for -m helper. */
   masterHelper = 0;
+  /** The entry's connection mark (`mark=` in `conntrack -L`), for -m connmark; 0 without an entry. */
+  ctmark = 0;
   /** 1 when the entry was created by this packet and is not yet confirmed. */
   unconfirmed = 0;
 
@@ -43,6 +45,7 @@ export class PacketContext {
     this.ctstate = CTSTATE_INVALID;
     this.ctstatus = 0;
     this.masterHelper = 0;
+    this.ctmark = 0;
     this.unconfirmed = 0;
   }
 }

@@ -1,12 +1,14 @@
 /** The match modules by name (-m NAME). */
 import type { MatchModule } from '../types';
 import { commentMatch } from './comment';
+import { connmarkMatch } from './connmark';
 import { conntrackMatch } from './conntrack';
 import { helperMatch } from './helper';
 import { icmpMatch } from './icmp';
 import { icmp6Match } from './icmp6';
 import { iprangeMatch } from './iprange';
 import { limitMatch } from './limit';
+import { markMatch } from './mark';
 import { multiportMatch } from './multiport';
 import { stateMatch } from './state';
 import { tcpMatch } from './tcp';
@@ -24,6 +26,8 @@ export const MATCHES: Record<string, MatchModule> = {
   helper: helperMatch,
   comment: commentMatch,
   limit: limitMatch,
+  mark: markMatch,
+  connmark: connmarkMatch,
 };
 
 /** -m aliases iptables accepts. */
@@ -42,7 +46,6 @@ export const KNOWN_UNSUPPORTED_MATCHES = [
   'connbytes',
   'connlabel',
   'connlimit',
-  'connmark',
   'cpu',
   'dccp',
   'devgroup',
@@ -60,7 +63,6 @@ export const KNOWN_UNSUPPORTED_MATCHES = [
   'ipvs',
   'length',
   'mac',
-  'mark',
   'mh',
   'nfacct',
   'osf',

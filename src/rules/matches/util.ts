@@ -149,3 +149,33 @@ export function savePortOptions(s: PortsState): string[] {
   if (s.dport) out.push(...(s.dportInv ? ['!'] : []), '--dport', formatPortRange(s.dport));
   return out;
 }
+
+/**
+ * xtables_strtoui with base 0 (decimal, 0x hex, leading-0 octal) within 0..max; -1 when
+ * not a number in range.
+ */
+export function parseUint(s: string, max = 0xffffffff): number {
+  let n: number;
+  if (/^0x[0-9a-f]+$/i.test(s)) n = parseInt(s.slice(2), 16);
+  else if (/^0[0-7]*$/.test(s)) n = s.length > 1 ? parseInt(s.slice(1), 8) : 0;
+  else if (/^[1-9][0-9]*$/.test(s)) n = Number(s);
+  else return -1;
+  return n <= max ? n : -1;
+}
+
+/** VALUE[/MASK] of --mark (xtopt_parse_markmask): [value, mask], the mask 0xffffffff when absent. */
+export function parseMarkMask(tok: Token, env: ParseEnv): [number, number] | null {
+  const slash = tok.text.indexOf('/');
+  const value = parseUint(slash < 0 ? tok.text : tok.text.slice(0, slash));
+  const mask = slash < 0 ? 0xffffffff : parseUint(tok.text.slice(slash + 1));
+  if (value < 0 || mask < 0) {
+    env.error(tok, `bad mark "${tok.text}" (VALUE[/MASK], each 0..0xffffffff)`);
+    return null;
+  }
+  return [value, mask];
+}
+
+/** libxt_mark.c print_mark: 0xVALUE, with /0xMASK unless the mask is all ones. */
+export function formatMarkMask(value: number, mask: number): string {
+  return mask === 0xffffffff ? `0x${value.toString(16)}` : `0x${value.toString(16)}/0x${mask.toString(16)}`;
+}

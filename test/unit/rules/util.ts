@@ -2,7 +2,7 @@
 import { PacketContext } from '../../../src/pipeline/context';
 import { parsePacket } from '../../../src/packet/parse';
 import { NF_INET_FORWARD } from '../../../src/queue/layout';
-import { loadRules, formatError } from '../../../src/rules/index';
+import { loadRules, formatError, formatRuleSet } from '../../../src/rules/index';
 import type { RuleEngine } from '../../../src/rules/eval';
 import { CTSTATE_NEW, IP_CT_NEW } from '../../../src/conntrack/constants';
 
@@ -76,4 +76,15 @@ export function forward(...rules: string[]): string {
 /** Parse errors of a text, formatted. */
 export function errorsOf(text: string, file = 'e.rules'): string[] {
   return loadRules(text, file, { helperId }).errors.map(formatError);
+}
+
+/** The `-A FORWARD …` line iptables-save would print for one rule, after a parse → format → parse round trip. */
+export function savedRule(rule: string): string {
+  const first = loadRules(forward(rule), 's.rules', { helperId });
+  if (first.errors.length) throw new Error(first.errors.map(formatError).join('\n'));
+  const text = formatRuleSet(first.set, { comments: false });
+  const again = loadRules(text, 's2.rules', { helperId });
+  if (again.errors.length) throw new Error(again.errors.map(formatError).join('\n'));
+  if (formatRuleSet(again.set, { comments: false }) !== text) throw new Error(`formatting is not stable:\n${text}`);
+  return text.split('\n').find((l) => l.startsWith('-A FORWARD'))!;
 }
