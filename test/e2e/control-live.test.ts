@@ -13,7 +13,8 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { Lab, LAB_ADDR as A } from '../../src/lab/netns';
 import { request } from '../../src/cli/client';
-import { BIN, bulkStream, ENV, nfq, ROOT, rssKb, skip, startDaemon, talker, TCP_TOOL, tmpDir, until, watch, type Watched } from './ops-harness';
+import { AS_NOBODY, bulkStream, nfq, nfqCopy, ROOT, rssKb, skip, startDaemon, talker, TCP_TOOL, tmpDir, until, watch, type Watched } from './ops-harness';
+import { clientCopy } from '../helpers/client-copy';
 
 if (skip) process.stderr.write(`control-live e2e skipped: ${skip}\n`);
 const T = { timeout: 300_000 };
@@ -75,21 +76,25 @@ describe('control socket of a live daemon under attack, traffic flowing', { skip
     assert.equal(st.uid, 0);
     assert.equal(fs.statSync(tmp).mode & 0o777, 0o755, 'the directory is open: the socket mode alone refuses');
     const count = Number((await request(ctl, { op: 'ct.count' })).count);
-    for (const args of [['conntrack', '-L'], ['conntrack', '-F'], ['reload'], ['sysctl', 'net.netfilter.nf_conntrack_max=1']]) {
-      const r = await lab.exec('gw', ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, BIN, ...args, '--control', ctl], {
-        cwd: ROOT,
-        env: ENV,
-      });
-      assert.equal(r.code, 1, `${args.join(' ')} as nobody: ${r.stdout}${r.stderr}`);
-      assert.equal(r.stdout, '');
-      assert.match(r.stderr, new RegExp(`${ctl.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: permission denied`), args.join(' '));
+    // the client, from a copy nobody can read wherever the checkout is: refused at connect()
+    const client = clientCopy();
+    try {
+      for (const args of [['conntrack', '-L'], ['conntrack', '-F'], ['reload'], ['sysctl', 'net.netfilter.nf_conntrack_max=1']]) {
+        const r = await nfqCopy(lab, client, 'nobody', [...args, '--control', ctl]);
+        assert.equal(r.code, 1, `${args.join(' ')} as nobody: ${r.stdout}${r.stderr}`);
+        assert.equal(r.stdout, '');
+        assert.match(r.stderr, new RegExp(`${ctl.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: permission denied`), args.join(' '));
+      }
+      // the same files run by root are a working client: what refuses nobody is the socket
+      const asRoot = await nfqCopy(lab, client, 'root', ['conntrack', '-C', '--control', ctl]);
+      assert.equal(asRoot.code, 0, asRoot.stderr);
+      assert.equal(Number(asRoot.stdout.trim()), count);
+    } finally {
+      client.remove();
     }
     // and at the socket level (no client of ours in between): EACCES
     const py = await lab.exec('gw', [
-      'setpriv',
-      '--reuid=65534',
-      '--regid=65534',
-      '--clear-groups',
+      ...AS_NOBODY,
       '/usr/bin/python3',
       '-c',
       'import socket,sys\ns=socket.socket(socket.AF_UNIX)\ntry:\n  s.connect(sys.argv[1]); print("CONNECTED")\nexcept OSError as e:\n  print(e.errno)',

@@ -22,11 +22,10 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Lab, LAB_ADDR as A } from '../../src/lab/netns';
 import {
-  BIN,
   bulkStream,
-  ENV,
   ftpPasvClient,
   nfq,
+  nfqCopy,
   ROOT,
   skip,
   startDaemon,
@@ -38,6 +37,7 @@ import {
   watch,
   type Watched,
 } from './ops-harness';
+import { clientCopy } from '../helpers/client-copy';
 
 if (skip) process.stderr.write(`ops-default e2e skipped: ${skip}\n`);
 const T = { timeout: 300_000 };
@@ -56,11 +56,6 @@ COMMIT
 -A FORWARD -p icmp -j ACCEPT
 COMMIT
 `;
-
-/** Runs argv as nobody (uid/gid 65534, no supplementary groups) in the gateway namespace. */
-function asNobody(lab: Lab, argv: string[]) {
-  return lab.exec('gw', ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', ...argv], { cwd: ROOT, env: ENV });
-}
 
 interface StateView {
   savedAt: number;
@@ -147,11 +142,20 @@ describe('default control socket, periodic state saves, restarts', { skip }, () 
     assert.equal(other.code, 1);
     assert.match(other.stderr, /no nfqwall daemon is listening on \/run\/nfqwall\/queue-\d+\.sock/);
 
-    // a local user who is not root cannot use it
-    const nobody = await asNobody(lab, [process.execPath, BIN, 'conntrack', '-L', '--queue', String(q)]);
-    assert.equal(nobody.code, 1, nobody.stdout + nobody.stderr);
-    assert.match(nobody.stderr, new RegExp(`${defaultSock}: permission denied`));
-    assert.equal(nobody.stdout, '');
+    // a local user who is not root cannot use it; the same client files run by root can,
+    // so what refuses nobody is the socket's permissions, not the client
+    const client = clientCopy();
+    try {
+      const nobody = await nfqCopy(lab, client, 'nobody', ['conntrack', '-L', '--queue', String(q)]);
+      assert.equal(nobody.code, 1, nobody.stdout + nobody.stderr);
+      assert.match(nobody.stderr, new RegExp(`${defaultSock}: permission denied`));
+      assert.equal(nobody.stdout, '');
+      const asRoot = await nfqCopy(lab, client, 'root', ['conntrack', '-L', '-p', 'tcp', '--queue', String(q)]);
+      assert.equal(asRoot.code, 0, asRoot.stderr);
+      assert.match(asRoot.stdout, new RegExp(` sport=${t.localPort} dport=6100 `));
+    } finally {
+      client.remove();
+    }
 
     await lab.kill(d.child);
     assert.equal(await d.exited, 0);

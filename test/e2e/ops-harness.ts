@@ -7,6 +7,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Lab, LAB_ADDR as LAB } from '../../src/lab/netns';
+import type { ClientCopy } from '../helpers/client-copy';
 import { watch as watchOutput, type Watched } from '../helpers/watch';
 
 export const ROOT = path.resolve(__dirname, '..', '..');
@@ -38,6 +39,18 @@ export async function startDaemon(lab: Lab, args: string[], env: NodeJS.ProcessE
 /** Runs `nfqwall ARGS` in the gateway namespace. */
 export async function nfq(lab: Lab, args: string[], input?: string) {
   return lab.exec('gw', [process.execPath, BIN, ...args], { cwd: ROOT, env: ENV, input });
+}
+
+/** Drops to nobody (uid/gid 65534, no supplementary groups) before running the rest of the argv. */
+export const AS_NOBODY = ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups'];
+
+/**
+ * Runs `nfqwall ARGS` in the gateway namespace from a copy of the client (test/helpers/client-copy.ts),
+ * as nobody or as root: the same files either way, which nobody can read wherever the checkout is.
+ */
+export async function nfqCopy(lab: Lab, client: ClientCopy, as: 'nobody' | 'root', args: string[]) {
+  const argv = [process.execPath, client.bin, ...args];
+  return lab.exec('gw', as === 'nobody' ? [...AS_NOBODY, ...argv] : argv, { cwd: client.dir, env: ENV });
 }
 
 /** Polls fn until it returns a truthy value (bounded by the test's own timeout). */
