@@ -21,6 +21,14 @@ export interface ClientCopy {
   remove(): void;
 }
 
+/** Throws unless every directory from / down to dir may be searched by others (o+x). */
+function assertReachableByOthers(dir: string): void {
+  for (let d = dir; ; d = path.dirname(d)) {
+    if ((fs.statSync(d).mode & 0o001) === 0) throw new Error(`clientCopy: ${d} is not searchable by other users (set TMPDIR to a directory they can reach)`);
+    if (d === path.dirname(d)) return;
+  }
+}
+
 export function clientCopy(): ClientCopy {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nfqw-client-'));
   fs.chmodSync(dir, 0o755);
@@ -36,5 +44,12 @@ export function clientCopy(): ClientCopy {
   const bin = path.join(dir, 'nfqwall.js');
   fs.writeFileSync(bin, "'use strict';\nrequire('./main.js').cliMain(process.argv.slice(2));\n");
   for (const f of ['main.js', 'nfqwall.js']) fs.chmodSync(path.join(dir, f), 0o644);
-  return { bin, dir, remove: () => fs.rmSync(dir, { recursive: true, force: true }) };
+  const remove = () => fs.rmSync(dir, { recursive: true, force: true });
+  try {
+    assertReachableByOthers(dir);
+  } catch (e) {
+    remove();
+    throw e;
+  }
+  return { bin, dir, remove };
 }
