@@ -18,7 +18,7 @@ import { Conntrack } from '../../src/conntrack/core';
 import { defaultTunables } from '../../src/conntrack/sysctl';
 import { TUPLE_WORDS, T_DST, T_META, T_PORTS, T_SRC } from '../../src/conntrack/tuple';
 import { parsePacket } from '../../src/packet/parse';
-import { PacketContext } from '../../src/pipeline/context';
+import { PacketContext } from '../../src/conntrack/context';
 
 /** inserts counted as warm-up for the slowest-insert figure after warm-up */
 const WARM = 10_000;

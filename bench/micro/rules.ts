@@ -5,7 +5,7 @@
  *
  *   node --import tsx bench/micro/rules.ts
  */
-import { PacketContext } from '../../src/pipeline/context';
+import { PacketContext } from '../../src/conntrack/context';
 import { parsePacket } from '../../src/packet/parse';
 import { NF_INET_FORWARD } from '../../src/queue/layout';
 import { CTSTATE_NEW, IP_CT_NEW } from '../../src/conntrack/constants';

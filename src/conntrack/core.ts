@@ -13,7 +13,7 @@ import type { PacketView } from '../packet/view';
 import { Malformed } from '../packet/view';
 import { verifyL4Checksum } from '../packet/checksum';
 import { addrToString } from '../packet/format';
-import type { PacketContext } from '../pipeline/context';
+import type { PacketContext } from './context';
 import { NF_ACCEPT, NF_DROP, NF_INET_LOCAL_OUT, PKTF_CSUM_NOT_READY, PKTF_CSUM_VERIFIED } from '../queue/layout';
 import {
   CTSTATE_INVALID,

@@ -16,7 +16,7 @@ import type { TunableValues } from '../conntrack/sysctl';
 import type { RuleCounters } from '../pipeline/load-rules';
 import type { Logger } from './log';
 import { BATCH_BUCKETS, type FirewallService } from './service';
-import { rejectRateLimited } from '../rules/index';
+import { rejectRateLimited } from '../pipeline/load-rules';
 
 /** The `conntrack -S` counters exported as nfqwall_nf_conntrack_stat_<name>. */
 export const STAT_NAMES: readonly (keyof ConntrackStats)[] = [

@@ -18,7 +18,7 @@ import type { ConntrackStats } from '../conntrack/core';
 import { applySetting } from '../conntrack/settings';
 import { findSysctl, SYSCTLS, type TunableValues } from '../conntrack/sysctl';
 import { loadRuleText, type LoadedRules } from '../pipeline/load-rules';
-import type { Counters, RuleEngine } from '../rules';
+import type { Counters } from '../rules';
 import type { QueueStats } from '../queue/queue';
 import type { Collected, ServiceSnapshot } from './metrics';
 import type { ParkedEntries } from './parked';
@@ -284,7 +284,7 @@ export class WorkerPool implements ControlBackend {
       const loaded = this.rules.loaded;
       if (!verbose) return loaded.format(false);
       const res = await this.all({ op: 'rules.counters' });
-      const c = (loaded as unknown as { engine: RuleEngine }).engine.counters;
+      const c = loaded.counters;
       for (const k of ['rulePkts', 'ruleBytes', 'chainPkts', 'chainBytes'] as (keyof Counters)[]) {
         const into = c[k];
         into.fill(0);

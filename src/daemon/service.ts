@@ -8,7 +8,7 @@ import { Firewall } from '../pipeline/firewall';
 import { loadRuleFile, loadRuleText, type LoadedRules } from '../pipeline/load-rules';
 import type { TunableValues } from '../conntrack/sysctl';
 import type { Batch } from '../queue/queue';
-import type { Counters, RuleEngine } from '../rules';
+import type { Counters } from '../rules';
 import type { Logger } from './log';
 
 export interface ServiceOptions {
@@ -84,8 +84,7 @@ export class FirewallService {
 
   /** The rule engine's counters in canonical order (tables, chains, rules as in the file): what `rules -L -v` prints. */
   ruleEngineCounters(): Counters {
-    // loadForPipeline's rules carry their engine (src/rules/index.ts LoadedRules)
-    return (this.rules as unknown as { engine: RuleEngine }).engine.counters;
+    return this.rules.counters;
   }
 
   /** Starts the periodic expiry sweep. */

@@ -26,7 +26,7 @@ import {
   NF_DROP,
 } from '../queue/layout';
 import type { Batch } from '../queue/queue';
-import { PacketContext } from './context';
+import { PacketContext } from '../conntrack/context';
 import { MALFORMED_NAMES } from '../packet/view';
 
 /** What the pipeline needs from a rule set (src/rules RuleEngine). */

@@ -1,14 +1,23 @@
 /**
  * Loading a rule file into something the pipeline can evaluate, with errors as
- * `FILE:LINE:COL: message` lines.
+ * `FILE:LINE:COL: message` lines, and working defaults for what the caller does not
+ * pass: interface names from /sys/class/net, helper ids from the conntrack helper
+ * registry, REJECT replies over this thread's raw sockets.
  */
 import * as fs from 'node:fs';
+import { helperId as registryHelperId } from '../conntrack/helpers/registry';
+import type { PacketContext } from '../conntrack/context';
 import { NF_ACCEPT } from '../queue/layout';
+import { sysIfnames } from '../rules/ifname';
+import { formatError, formatRuleSet, loadRules, type Counters } from '../rules/index';
+import { createRejectSender, type RejectSender } from '../rules/targets/REJECT';
 import type { RuleEvaluator } from './firewall';
 
 export interface LoadedRules extends RuleEvaluator {
   /** number of rules loaded */
   readonly ruleCount: number;
+  /** the live counters in canonical order (tables, chains, rules as in the file): what `rules -L -v` prints */
+  readonly counters: Counters;
   /** the rules in iptables-save format; with counters ([pkts:bytes]) when verbose */
   format(verbose: boolean): string;
   /**
@@ -25,8 +34,15 @@ export interface RuleCounters {
 }
 
 export interface RuleDeps {
-  /** where -j LOG lines go */
-  log(line: string): void;
+  /** where -j LOG lines go (level = syslog level 0..7) */
+  log(line: string, level?: number): void;
+  /** helper name → id; default: the conntrack helper registry */
+  helperId?(name: string): number;
+  /** ifindex → name; default: /sys/class/net (with its link generation) */
+  ifname?(ifindex: number): string | undefined;
+  linkGeneration?(): number;
+  /** sends the REJECT reply of kind RJ_*; default: this thread's sender (threadRejectSender) */
+  reject?(kind: number, ctx: PacketContext): void;
 }
 
 /** Every packet ACCEPT (replay without --rules). */
@@ -34,6 +50,25 @@ export const acceptAll: RuleEvaluator = {
   evalRaw: () => NF_ACCEPT,
   evalFilter: () => NF_ACCEPT,
 };
+
+/**
+ * The REJECT sender of this thread, shared by every rule set loaded in it (module state is
+ * per thread: each worker thread loads its own copy of this module): its raw sockets are
+ * opened once, on the first reply, and its ICMP rate limits, like the kernel's per-host
+ * state, outlive a reload.
+ */
+let threadSender: RejectSender | null = null;
+let threadSenderLog: (line: string, level: number) => void = () => {};
+
+function threadReject(kind: number, ctx: PacketContext): void {
+  if (!threadSender) threadSender = createRejectSender((e) => threadSenderLog(`REJECT: ${e.message}`, 3));
+  threadSender.reject(kind, ctx);
+}
+
+/** ICMP errors REJECT did not send because of the per-host or the global rate limit (this thread). */
+export function rejectRateLimited(): { host: number; global: number } {
+  return threadSender ? { host: threadSender.limiter.limitedHost, global: threadSender.limiter.limitedGlobal } : { host: 0, global: 0 };
+}
 
 export function loadRuleFile(file: string, deps: RuleDeps): { rules?: LoadedRules; errors: string[] } {
   let text: string;
@@ -46,21 +81,41 @@ export function loadRuleFile(file: string, deps: RuleDeps): { rules?: LoadedRule
 }
 
 export function loadRuleText(text: string, file: string, deps: RuleDeps): { rules?: LoadedRules; errors: string[] } {
-  // eslint-disable-next-line @typescript-eslint/no-var-requires
-  const rulesMod = require('../rules') as typeof import('../rules');
-  const r = rulesMod.loadForPipeline(text, file, deps);
-  if (!r.rules) return { errors: r.errors };
-  const engine = r.rules.engine;
-  const ruleCounters = (): RuleCounters => {
-    const c = engine.counters;
-    const out: RuleCounters = { rules: [], policies: [] };
-    for (const ch of engine.compiled.chains) {
-      if (ch.builtin) out.policies.push({ table: ch.table, chain: ch.name, packets: c.chainPkts[ch.counter], bytes: c.chainBytes[ch.counter] });
-      ch.rules.forEach((rule, i) =>
-        out.rules.push({ table: ch.table, chain: ch.name, rule: i + 1, packets: c.rulePkts[rule.counter], bytes: c.ruleBytes[rule.counter] }),
-      );
-    }
-    return out;
+  let ifname = deps.ifname;
+  let linkGeneration = deps.linkGeneration;
+  if (!ifname) {
+    const sys = sysIfnames();
+    ifname = sys.ifname;
+    linkGeneration = linkGeneration ?? sys.linkGeneration;
+  }
+  if (!deps.reject) threadSenderLog = (line, level) => deps.log(line, level);
+  const r = loadRules(text, file, {
+    helperId: deps.helperId ?? registryHelperId,
+    deps: { ifname, linkGeneration, log: (l, lv) => deps.log(l, lv), reject: deps.reject ?? threadReject },
+  });
+  if (!r.engine) return { errors: r.errors.map(formatError) };
+  const engine = r.engine;
+  const set = r.set;
+  const counters = engine.counters;
+  return {
+    errors: [],
+    rules: {
+      evalRaw: (ctx, now) => engine.evalRaw(ctx, now),
+      evalFilter: (ctx, now) => engine.evalFilter(ctx, now),
+      ruleCount: engine.compiled.ruleCount,
+      counters,
+      format: (verbose) => formatRuleSet(set, verbose ? { counters } : {}),
+      ruleCounters: () => {
+        const out: RuleCounters = { rules: [], policies: [] };
+        for (const ch of engine.compiled.chains) {
+          if (ch.builtin)
+            out.policies.push({ table: ch.table, chain: ch.name, packets: counters.chainPkts[ch.counter], bytes: counters.chainBytes[ch.counter] });
+          ch.rules.forEach((rule, i) =>
+            out.rules.push({ table: ch.table, chain: ch.name, rule: i + 1, packets: counters.rulePkts[rule.counter], bytes: counters.ruleBytes[rule.counter] }),
+          );
+        }
+        return out;
+      },
+    },
   };
-  return { errors: r.errors, rules: Object.assign(r.rules, { ruleCounters }) };
 }

@@ -4,7 +4,7 @@
  * to pop the built-in chain's policy applies. No allocation, no string work, no
  * closures per packet.
  */
-import type { PacketContext } from '../pipeline/context';
+import type { PacketContext } from '../conntrack/context';
 import { NF_ACCEPT, NF_DROP, NF_INET_FORWARD, NF_INET_LOCAL_IN, NF_INET_LOCAL_OUT, NF_INET_PRE_ROUTING } from '../queue/layout';
 import {
   CompiledRuleSet,

@@ -2,7 +2,7 @@
  * Shared types of the rule engine: tokens with source positions, errors, the
  * parsed rule set, and the interfaces every match module / target implements.
  */
-import type { PacketContext } from '../pipeline/context';
+import type { PacketContext } from '../conntrack/context';
 
 /** One word of a rule line after shell-like unquoting, with its 1-based position. */
 export interface Token {

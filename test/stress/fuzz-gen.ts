@@ -12,6 +12,7 @@
  * Addresses only from 198.18.0.0/15 and 2001:2::/48.
  */
 import { Firewall, type RuleEvaluator } from '../../src/pipeline/firewall';
+import { loadRuleText } from '../../src/pipeline/load-rules';
 import { defaultTunables, type TunableValues } from '../../src/conntrack/sysctl';
 import { checkConntrack } from '../../src/conntrack/check';
 import {
@@ -34,7 +35,7 @@ import {
   PKTF_TRUNCATED,
 } from '../../src/queue/layout';
 import type { Batch } from '../../src/queue/queue';
-import type { PacketContext } from '../../src/pipeline/context';
+import type { PacketContext } from '../../src/conntrack/context';
 import { HELPER_FTP } from '../../src/conntrack/helpers/registry';
 import { icmp, icmpError, icmpv6, ipv4, ipv6, tcp, udp, udplite, type Ipv6Ext, type TcpOptions } from '../helpers/packets';
 import { IPS_ASSURED } from '../../src/conntrack/constants';
@@ -419,10 +420,8 @@ export function acceptAllRules(): RuleEvaluator {
 
 /** rules/gateway.rules with fake interface names and a REJECT that sends nothing. */
 export function gatewayRules(): RuleEvaluator {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const rulesMod = require('../../src/rules') as typeof import('../../src/rules');
   const file = path.join(__dirname, '../../rules/gateway.rules');
-  const res = rulesMod.loadForPipeline(fs.readFileSync(file, 'utf8'), file, {
+  const res = loadRuleText(fs.readFileSync(file, 'utf8'), file, {
     log: () => {},
     ifname: (i) => IFNAMES[i],
     linkGeneration: () => 1,

@@ -3,7 +3,7 @@
  * xt_conntrack.c conntrack_mt semantics.
  */
 import type { CompiledMatch, MatchModule, ParseEnv, Token } from '../types';
-import type { PacketContext } from '../../pipeline/context';
+import type { PacketContext } from '../../conntrack/context';
 import {
   CTSTATE_DNAT,
   CTSTATE_ESTABLISHED,

@@ -1,6 +1,6 @@
 /** -m helper: libxt_helper.c, xt_helper.c helper_mt (helper of the connection's master). */
 import type { CompiledMatch, MatchModule } from '../types';
-import type { PacketContext } from '../../pipeline/context';
+import type { PacketContext } from '../../conntrack/context';
 import { quoteArg } from './util';
 
 export interface HelperState {

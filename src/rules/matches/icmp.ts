@@ -1,6 +1,6 @@
 /** -m icmp: libxt_icmp.c (names as `iptables -p icmp -h` lists them), xt_icmp semantics (icmp_match). */
 import type { CompiledMatch, MatchModule, MatchRuntime, ParseEnv, Token } from '../types';
-import type { PacketContext } from '../../pipeline/context';
+import type { PacketContext } from '../../conntrack/context';
 import { l4HeaderReadable } from './util';
 
 /** [name, type, code_min, code_max] */

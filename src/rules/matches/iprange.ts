@@ -1,6 +1,6 @@
 /** -m iprange: libxt_iprange.c (--src-range / --dst-range FROM[-TO]), xt_iprange.c revision 1. */
 import type { CompiledMatch, Family, MatchModule, ParseEnv, Token } from '../types';
-import type { PacketContext } from '../../pipeline/context';
+import type { PacketContext } from '../../conntrack/context';
 import { cmpAddr, formatAddr, parseIp4, parseIp6 } from '../addr';
 
 export interface Range {

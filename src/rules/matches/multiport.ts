@@ -1,6 +1,6 @@
 /** -m multiport: libxt_multiport.c (revision 1: ranges, `!`), xt_multiport.c ports_match_v1. */
 import type { CompiledMatch, MatchModule, MatchRuntime } from '../types';
-import type { PacketContext } from '../../pipeline/context';
+import type { PacketContext } from '../../conntrack/context';
 import { formatPortRange, l4HeaderReadable, parsePortRange, splitList } from './util';
 
 /** XT_MULTI_PORTS: a range counts as two entries. */

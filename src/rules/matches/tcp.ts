@@ -1,6 +1,6 @@
 /** -m tcp: libxt_tcp.c options, xt_tcpudp.c tcp_mt semantics. */
 import type { CompiledMatch, MatchModule, MatchRuntime, ParseEnv, Token } from '../types';
-import type { PacketContext } from '../../pipeline/context';
+import type { PacketContext } from '../../conntrack/context';
 import { createPorts, l4HeaderReadable, parsePortOption, PORT_OPTIONS, savePortOptions, splitList, type PortsState } from './util';
 
 export const TCP_FLAG_NAMES: readonly [string, number][] = [

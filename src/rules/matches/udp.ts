@@ -1,6 +1,6 @@
 /** -m udp: libxt_udp.c options, xt_tcpudp.c udp_mt semantics. */
 import type { CompiledMatch, MatchModule, MatchRuntime } from '../types';
-import type { PacketContext } from '../../pipeline/context';
+import type { PacketContext } from '../../conntrack/context';
 import { createPorts, l4HeaderReadable, parsePortOption, PORT_OPTIONS, savePortOptions, type PortsState } from './util';
 
 export type UdpState = PortsState;

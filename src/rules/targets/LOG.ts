@@ -7,7 +7,7 @@
  * (no socket for queued packets; the kernel prints nothing for forwarded ones either).
  */
 import type { TargetModule } from '../types';
-import type { PacketContext } from '../../pipeline/context';
+import type { PacketContext } from '../../conntrack/context';
 import { quoteArg } from '../matches/util';
 import { formatIp4, formatIp6Full } from '../addr';
 import { get16, get32 } from './csum';

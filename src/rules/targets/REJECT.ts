@@ -5,7 +5,7 @@
  * is dropped. Building (pure, unit-testable) and sending (raw sockets) are separate.
  */
 import type { Family, TargetModule } from '../types';
-import type { PacketContext } from '../../pipeline/context';
+import type { PacketContext } from '../../conntrack/context';
 import { NF_INET_LOCAL_IN, NF_INET_LOCAL_OUT, PKTF_CSUM_NOT_READY, PKTF_CSUM_VERIFIED, PKTF_TRUNCATED } from '../../queue/layout';
 import { formatIp4, formatIp6 } from '../addr';
 import { csumAdd, csumFold, get16, get32, pseudo4, pseudo6, put16, put32 } from './csum';

@@ -2,7 +2,7 @@
 import { Conntrack, type ConntrackOptions } from '../../../src/conntrack/core';
 import { defaultTunables, type TunableValues } from '../../../src/conntrack/sysctl';
 import { parsePacket } from '../../../src/packet/parse';
-import { PacketContext } from '../../../src/pipeline/context';
+import { PacketContext } from '../../../src/conntrack/context';
 import { NF_INET_FORWARD } from '../../../src/queue/layout';
 
 export const MB = 1024 * 1024;

@@ -19,7 +19,7 @@ function firewall(rulesText: string | null, tunes: Record<string, number> = {}):
   const logs: string[] = [];
   let rules = acceptAll;
   if (rulesText !== null) {
-    const r = loadRuleText(rulesText, 'test.rules', { log: (l: string) => logs.push(l), reject: () => {} } as never);
+    const r = loadRuleText(rulesText, 'test.rules', { log: (l: string) => logs.push(l), reject: () => {} });
     assert.deepEqual(r.errors, []);
     rules = r.rules!;
   }

@@ -4,7 +4,7 @@
  */
 import * as fs from 'node:fs';
 import { ipv4, udp } from '../../helpers/packets';
-import { loadForPipeline, rejectRateLimited } from '../../../src/rules/index';
+import { loadRuleText, rejectRateLimited } from '../../../src/pipeline/load-rules';
 import { ctxFor } from './util';
 
 const RULES = `*filter
@@ -23,7 +23,7 @@ const sockets = () =>
     }
   }).length;
 const load = () => {
-  const r = loadForPipeline(RULES, 't.rules', { log: () => {}, ifname: () => undefined });
+  const r = loadRuleText(RULES, 't.rules', { log: () => {}, ifname: () => undefined });
   if (!r.rules) throw new Error(r.errors.join('\n'));
   return r.rules;
 };

@@ -1,5 +1,5 @@
 /** Shared helpers of the rules tests (not a test file itself). */
-import { PacketContext } from '../../../src/pipeline/context';
+import { PacketContext } from '../../../src/conntrack/context';
 import { parsePacket } from '../../../src/packet/parse';
 import { NF_INET_FORWARD } from '../../../src/queue/layout';
 import { loadRules, formatError, formatRuleSet } from '../../../src/rules/index';

@@ -1,9 +1,12 @@
 import { PacketView } from '../packet/view';
-import { CTSTATE_INVALID, IP_CT_NONE } from '../conntrack/constants';
+import { CTSTATE_INVALID, IP_CT_NONE } from './constants';
 
 /**
- * Everything the pipeline knows about the packet being decided. One instance
- * is reused for every packet; fields are numbers.
+ * Everything known about the packet being decided (the kernel's sk_buff + nf_hook_state +
+ * its conntrack pointer): the pipeline fills the queue's metadata, the raw table sets
+ * notrack/helper, conntrack the ct* fields, and the rules read it all. It lives here, in
+ * the lowest layer that reads and writes it, so that conntrack and rules import it
+ * downwards. One instance is reused for every packet; fields are numbers.
  */
 export class PacketContext {
   readonly view = new PacketView();
