@@ -5,7 +5,7 @@
  * `conntrack -L`), which a new expected connection takes from its master.
  */
 import type { CompiledMatch, MatchModule } from '../types';
-import type { PacketContext } from '../../pipeline/context';
+import type { PacketContext } from '../../conntrack/context';
 import { CTSTATE_INVALID, CTSTATE_UNTRACKED } from '../../conntrack/constants';
 import { markMatch, type MarkState } from './mark';
 

@@ -4,7 +4,7 @@
  * (NFQA_MARK, IX_MARK of the batch row).
  */
 import type { CompiledMatch, MatchModule } from '../types';
-import type { PacketContext } from '../../pipeline/context';
+import type { PacketContext } from '../../conntrack/context';
 import { formatMarkMask, parseMarkMask } from './util';
 
 export interface MarkState {
