@@ -22,6 +22,10 @@ const COMMANDS: Record<string, { load: () => Promise<CommandModule>; summary: st
     load: async () => require('./reload') as CommandModule,
     summary: 'makes the running daemon reload its rule file; exit 1 with the errors when it is invalid',
   },
+  recent: {
+    load: async () => require('./recent') as CommandModule,
+    summary: "the running daemon's -m recent lists: names, addresses, and changes as written to /proc/net/xt_recent/NAME",
+  },
   rules: { load: async () => require('./rules') as CommandModule, summary: "the running daemon's rules, iptables-save style (-L [-v] with counters)" },
   sysctl: { load: async () => require('./sysctl') as CommandModule, summary: 'reads or sets tunables of the running daemon (NAME[=VALUE], all without NAME)' },
   replay: {

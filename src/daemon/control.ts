@@ -20,6 +20,7 @@ import { formatConntrack, formatExpect, formatProcConntrack, formatStats } from 
 import { applySetting } from '../conntrack/settings';
 import { findSysctl, SYSCTLS, type TunableValues } from '../conntrack/sysctl';
 import { IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE } from '../packet/view';
+import { recentControl } from '../rules/recent-lists';
 import type { Logger } from './log';
 
 export const MAX_REQUEST = 64 * 1024;
@@ -487,6 +488,12 @@ export class TableControl implements ControlBackend {
         if (err) throw new Error(err);
         this.log.info({ name: d!.name, value: this.tunValue(d!.key) }, 'tunable set');
         return { ok: true, values: [[d!.name, this.tunValue(d!.key)]] };
+      }
+      case 'recent': {
+        const res = recentControl(r.name, r.write, Math.floor(this.now()));
+        if (res.lines) for (let i = 0; i < res.lines.length; i += this.chunk) await sess.sendLines(res.lines.slice(i, i + this.chunk));
+        if (r.write !== undefined && r.write !== null) this.log.info({ list: r.name, write: r.write }, 'recent list changed');
+        return { ok: true, names: res.names, count: res.lines?.length };
       }
       case 'reload': {
         const res = t.reload();

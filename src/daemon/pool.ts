@@ -399,6 +399,20 @@ export class WorkerPool implements ControlBackend {
         log.info({ name: d.name, value: this.opts.tun[d.key], workers: this.workers.length }, 'tunable set');
         return { ok: true, values: [[d.name, this.opts.tun[d.key]]] };
       }
+      case 'recent': {
+        // each worker has its own lists: names are merged, lines listed worker by worker, a write goes to all
+        if (r.name === undefined || r.name === null) {
+          const res = await this.all(r);
+          const bad = res.find((x) => x.ok !== true);
+          if (bad) throw new Error(String(bad.error));
+          return { ok: true, names: [...new Set(res.flatMap((x) => x.names as string[]))] };
+        }
+        if (r.write === undefined || r.write === null) return this.concat(r, out);
+        const res = await this.all(r);
+        const bad = res.find((x) => x.ok !== true);
+        if (bad) throw new Error(String(bad.error));
+        return { ok: true };
+      }
       case 'reload': {
         const res = await this.reload();
         return res.ok ? { ok: true } : { ok: false, error: 'the rule file is invalid; the old rules stay in force', errors: res.errors };

@@ -8,6 +8,7 @@ import { compileRules, type CompiledRuleSet } from './compile';
 import { RuleEngine, type Counters, type EngineDeps } from './eval';
 import { formatRuleSet } from './format';
 import { parseRules } from './parse';
+import { commitRecentLists } from './recent-lists';
 import type { RuleError, RuleSet } from './types';
 
 export { RuleEngine, compileRules, formatRuleSet, parseRules };
@@ -36,6 +37,8 @@ export function loadRules(text: string, fileName: string, env: LoadEnv): LoadRes
   if (errors.length) return { set, compiled: null, engine: null, errors };
   const compiled = compileRules(set, { helperId: env.helperId });
   const engine = env.deps ? new RuleEngine(compiled, env.deps) : null;
+  // an engine goes into service: -m recent lists its rules no longer name are freed
+  if (engine) commitRecentLists();
   return { set, compiled, engine, errors };
 }
 

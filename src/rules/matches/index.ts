@@ -10,6 +10,7 @@ import { iprangeMatch } from './iprange';
 import { limitMatch } from './limit';
 import { markMatch } from './mark';
 import { multiportMatch } from './multiport';
+import { recentMatch } from './recent';
 import { stateMatch } from './state';
 import { tcpMatch } from './tcp';
 import { udpMatch } from './udp';
@@ -28,6 +29,7 @@ export const MATCHES: Record<string, MatchModule> = {
   limit: limitMatch,
   mark: markMatch,
   connmark: connmarkMatch,
+  recent: recentMatch,
 };
 
 /** -m aliases iptables accepts. */
@@ -73,7 +75,6 @@ export const KNOWN_UNSUPPORTED_MATCHES = [
   'quota',
   'rateest',
   'realm',
-  'recent',
   'rpfilter',
   'rt',
   'sctp',
