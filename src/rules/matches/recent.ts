@@ -5,7 +5,7 @@
  * that names them and by both families, and editable at run time (`nfqwall recent`).
  */
 import type { CompiledMatch, Family, MatchModule } from '../types';
-import type { PacketContext } from '../../pipeline/context';
+import type { PacketContext } from '../../conntrack/context';
 import { NF_INET_FORWARD } from '../../queue/layout';
 import { formatAddr, parseIp4, parseIp6 } from '../addr';
 import { acquireRecentList, nstampMaskFor, XT_RECENT_MAX_NSTAMPS, type RecentList } from '../recent-lists';
