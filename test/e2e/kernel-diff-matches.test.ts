@@ -80,7 +80,8 @@ describe('matches differential: recent, mark, connmark in the kernel vs nfqwall 
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nfqw-mdiff-'));
   const rulesFile = path.join(dir, 'matches.rules');
   fs.writeFileSync(rulesFile, RULES);
-  const nfqwall = (args: string[]) => nLab.exec('gw', ['node', NFQWALL, ...args, '--control', control], { cwd: ROOT, env: { ...process.env, NFQWALL_FROM_SOURCE: '1' } });
+  const nfqwall = (args: string[]) =>
+    nLab.exec('gw', ['node', NFQWALL, ...args, '--control', control], { cwd: ROOT, env: { ...process.env, NFQWALL_FROM_SOURCE: '1' } });
 
   before(async () => {
     [kLab, nLab] = await Promise.all([Lab.create({ prefix: 'mdk' }), Lab.create({ prefix: 'mdn' })]);
