@@ -24,7 +24,7 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { Lab } from '../src/lab/netns';
 import type { ConntrackRow } from './micro/conntrack';
-import { parseQueueProc, QueueCounters } from '../src/lab/demo';
+import { parseKernelQueues, type KernelQueueInfo } from '../src/queue/queue';
 
 const HERE = __dirname;
 const ROOT = path.resolve(HERE, '..');
@@ -338,9 +338,9 @@ async function linkStats(lab: Lab, ns: string, dev: string): Promise<{ rx: Recor
   return j.stats64 ?? j.stats;
 }
 
-async function queueLine(lab: Lab): Promise<QueueCounters | undefined> {
+async function queueLine(lab: Lab): Promise<KernelQueueInfo | undefined> {
   const r = await lab.exec('gw', ['cat', '/proc/net/netfilter/nfnetlink_queue']);
-  return parseQueueProc(r.stdout).find((q) => q.queue === QUEUE);
+  return parseKernelQueues(r.stdout).find((q) => q.queue === QUEUE);
 }
 
 function cpuTimes(): Record<string, [number, number]> {

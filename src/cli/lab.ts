@@ -11,7 +11,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
-import { Demo, DemoInfo, formatStatus, projectRoot, QueueCounters, summarizeMetrics } from '../lab/demo';
+import { Demo, DemoInfo, formatStatus, projectRoot, summarizeMetrics } from '../lab/demo';
+import type { KernelQueueInfo } from '../queue/queue';
 
 const USAGE = `usage: nfqwall lab [options] [-- extra options for nfqwall run]
 
@@ -152,7 +153,7 @@ export async function main(argv: string[]): Promise<number> {
   // live status line
   const tty = process.stderr.isTTY && !values['no-status'];
   const t0 = Date.now();
-  let prev: { q?: QueueCounters; m?: ReturnType<typeof summarizeMetrics>; t: number } = { t: t0 };
+  let prev: { q?: KernelQueueInfo; m?: ReturnType<typeof summarizeMetrics>; t: number } = { t: t0 };
   let statusBusy = false;
   let statusShown = false;
   let daemonDied = false;

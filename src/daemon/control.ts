@@ -21,6 +21,8 @@ import { applySetting } from '../conntrack/settings';
 import { findSysctl, SYSCTLS, type TunableValues } from '../conntrack/sysctl';
 import { IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE } from '../packet/view';
 import { recentControl } from '../rules/recent-lists';
+import { parseAddr as parseAddrText } from '../packet/format';
+import { prefixMask } from '../rules/addr';
 import type { Logger } from './log';
 
 export const MAX_REQUEST = 64 * 1024;
@@ -89,56 +91,20 @@ interface AddrMatch {
   mask: Uint32Array;
 }
 
-/** Parses ADDR or ADDR/PREFIX into words in network order (src/packet/format.ts layout). */
+/** Parses ADDR or ADDR/PREFIX (addresses as inet_pton reads them) into words in network order and a mask. */
 export function parseAddr(text: string): AddrMatch {
   const slash = text.indexOf('/');
   const a = slash >= 0 ? text.slice(0, slash) : text;
-  const fam = net.isIP(a);
-  if (fam === 0) throw new Error(`bad address '${text}'`);
-  const bits = fam === 4 ? 32 : 128;
+  const parsed = net.isIP(a) === 0 ? null : parseAddrText(a);
+  if (!parsed) throw new Error(`bad address '${text}'`);
+  const bits = parsed.family === 4 ? 32 : 128;
   let prefix = bits;
   if (slash >= 0) {
     const p = text.slice(slash + 1);
     if (!/^\d+$/.test(p) || Number(p) > bits) throw new Error(`bad prefix length in '${text}'`);
     prefix = Number(p);
   }
-  const words = new Uint32Array(4);
-  if (fam === 4) {
-    const o = a.split('.').map(Number);
-    words[0] = ((o[0] << 24) | (o[1] << 16) | (o[2] << 8) | o[3]) >>> 0;
-  } else {
-    const g = expand6(a);
-    for (let i = 0; i < 4; i++) words[i] = ((g[2 * i] << 16) | g[2 * i + 1]) >>> 0;
-  }
-  const mask = new Uint32Array(4);
-  for (let i = 0; i < 4; i++) {
-    const left = prefix - 32 * i;
-    mask[i] = left >= 32 ? 0xffffffff : left <= 0 ? 0 : (0xffffffff << (32 - left)) >>> 0;
-  }
-  if (fam === 4) mask[1] = mask[2] = mask[3] = 0;
-  return { family: fam, words, mask };
-}
-
-function expand6(a: string): number[] {
-  let s = a;
-  const tail: number[] = [];
-  const v4 = /(\d+\.\d+\.\d+\.\d+)$/.exec(s);
-  if (v4) {
-    const o = v4[1].split('.').map(Number);
-    tail.push((o[0] << 8) | o[1], (o[2] << 8) | o[3]);
-    s = s.slice(0, s.length - v4[1].length);
-    if (s.endsWith(':') && !s.endsWith('::')) s = s.slice(0, -1);
-  }
-  const parse = (p: string) => (p === '' ? [] : p.split(':').map((x) => parseInt(x, 16)));
-  let groups: number[];
-  const dbl = s.indexOf('::');
-  if (dbl >= 0) {
-    const head = parse(s.slice(0, dbl));
-    const rest = parse(s.slice(dbl + 2));
-    const fill = 8 - tail.length - head.length - rest.length;
-    groups = [...head, ...new Array(Math.max(0, fill)).fill(0), ...rest];
-  } else groups = parse(s);
-  return [...groups, ...tail];
+  return { family: parsed.family, words: parsed.words, mask: Uint32Array.from(prefixMask(parsed.family, prefix)) };
 }
 
 const scratch = new Uint32Array(4);

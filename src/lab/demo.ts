@@ -13,6 +13,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Lab, LAB_ADDR } from './netns';
+import { parseKernelQueues, type KernelQueueInfo } from '../queue/queue';
 
 /** The repository root (the directory with nfqwall's package.json), from sources or dist/. */
 export function projectRoot(): string {
@@ -61,33 +62,6 @@ export interface DemoInfo {
   metrics: string | null;
   ftp: boolean;
   bin: string;
-}
-
-export interface QueueCounters {
-  queue: number;
-  portid: number;
-  waiting: number;
-  queueDropped: number;
-  userDropped: number;
-  idSequence: number;
-}
-
-/** Parses /proc/net/netfilter/nfnetlink_queue (as read inside a namespace). */
-export function parseQueueProc(text: string): QueueCounters[] {
-  const out: QueueCounters[] = [];
-  for (const line of text.split('\n')) {
-    const f = line.trim().split(/\s+/);
-    if (f.length < 8 || !/^\d+$/.test(f[0])) continue;
-    out.push({
-      queue: Number(f[0]),
-      portid: Number(f[1]),
-      waiting: Number(f[2]),
-      queueDropped: Number(f[5]),
-      userDropped: Number(f[6]),
-      idSequence: Number(f[7]),
-    });
-  }
-  return out;
 }
 
 export interface PromSample {
@@ -350,9 +324,9 @@ export class Demo {
     }
   }
 
-  async queueCounters(): Promise<QueueCounters[]> {
+  async queueCounters(): Promise<KernelQueueInfo[]> {
     const r = await this.lab.exec('gw', ['cat', '/proc/net/netfilter/nfnetlink_queue'], { timeoutMs: 5000 });
-    return parseQueueProc(r.stdout);
+    return parseKernelQueues(r.stdout);
   }
 
   async metrics(): Promise<PromSample[] | undefined> {
@@ -445,8 +419,8 @@ export class Demo {
 /** Formats the one-line status from two snapshots taken dtSec apart. */
 export function formatStatus(
   elapsedSec: number,
-  prev: { q?: QueueCounters; m?: ReturnType<typeof summarizeMetrics> },
-  cur: { q?: QueueCounters; m?: ReturnType<typeof summarizeMetrics>; loggedDrops: number },
+  prev: { q?: KernelQueueInfo; m?: ReturnType<typeof summarizeMetrics> },
+  cur: { q?: KernelQueueInfo; m?: ReturnType<typeof summarizeMetrics>; loggedDrops: number },
   dtSec: number,
 ): string {
   const mm = Math.floor(elapsedSec / 60);

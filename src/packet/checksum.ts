@@ -23,8 +23,8 @@ export function foldSum(sum: number): number {
   return sum;
 }
 
-/** Sum of the pseudo-header words (addresses as u32 words; IPv4 uses word 0). */
-function pseudoSum(ipVersion: number, src: ArrayLike<number>, dst: ArrayLike<number>, proto: number, l4len: number): number {
+/** Unfolded sum of the pseudo-header words (addresses as u32 words; IPv4 uses word 0). */
+export function pseudoSum(ipVersion: number, src: ArrayLike<number>, dst: ArrayLike<number>, proto: number, l4len: number): number {
   let sum = proto;
   const n = ipVersion === 4 ? 1 : 4;
   for (let i = 0; i < n; i++) {

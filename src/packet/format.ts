@@ -1,11 +1,22 @@
 /**
- * Address text helpers (not for the hot path: they allocate strings).
- * Addresses are u32 words in network order as in PacketView (IPv4: word 0).
+ * Address text, parsed and printed: the one place for it (rules, the control socket,
+ * conntrack listings, LOG and REJECT all use these). Not for the hot path: they allocate
+ * strings. Addresses are u32 words in network order as in PacketView (IPv4: word 0).
  */
 
-function ipv4Text(w: number): string {
+/** An IPv4 address word as a dotted quad. */
+export function formatIp4(w: number): string {
   w = w >>> 0;
   return `${w >>> 24}.${(w >>> 16) & 0xff}.${(w >>> 8) & 0xff}.${w & 0xff}`;
+}
+
+/** The kernel's %pI6: eight 4-digit groups, no compression (nf_log lines). */
+export function formatIp6Full(w: ArrayLike<number>): string {
+  const parts: string[] = [];
+  for (let i = 0; i < 4; i++) {
+    parts.push(((w[i] >>> 16) & 0xffff).toString(16).padStart(4, '0'), (w[i] & 0xffff).toString(16).padStart(4, '0'));
+  }
+  return parts.join(':');
 }
 
 /**
@@ -16,7 +27,7 @@ function ipv4Text(w: number): string {
  * IPv4-mapped (::ffff:a.b.c.d) addresses. family: 4/6 (AF_INET 2 / AF_INET6 10 accepted).
  */
 export function addrToString(family: number, words: ArrayLike<number>): string {
-  if (family === 4 || family === 2) return ipv4Text(words[0]);
+  if (family === 4 || family === 2) return formatIp4(words[0]);
   const g: number[] = [];
   for (let i = 0; i < 4; i++) {
     const w = words[i] >>> 0;
@@ -53,7 +64,7 @@ export function addrToString(family: number, words: ArrayLike<number>): string {
     }
     if (i !== 0) out += ':';
     if (i === 6 && bestBase === 0 && (bestLen === 6 || (bestLen === 5 && g[5] === 0xffff))) {
-      out += ipv4Text(words[3]);
+      out += formatIp4(words[3]);
       return out;
     }
     out += g[i].toString(16);
@@ -63,7 +74,7 @@ export function addrToString(family: number, words: ArrayLike<number>): string {
 }
 
 /** Parses dotted-quad IPv4 (exactly four decimal parts 0-255, no leading '+' or spaces) into a u32, or -1. */
-function parseIpv4Word(text: string): number {
+export function parseIpv4Text(text: string): number {
   const parts = text.split('.');
   if (parts.length !== 4) return -1;
   let w = 0;
@@ -77,35 +88,22 @@ function parseIpv4Word(text: string): number {
 }
 
 /**
- * Parses an IPv4 or IPv6 address in text form (IPv6: hex groups, one "::",
- * an embedded dotted IPv4 tail such as ::ffff:1.2.3.4; no zone, no prefix).
- * Returns { family: 4 | 6, words } or null when the text is not an address.
+ * Parses an IPv6 literal (hex groups, one "::", an embedded dotted IPv4 tail such as
+ * ::ffff:1.2.3.4; no zone, no prefix) into 4 u32 words, or null.
  */
-export function parseAddr(text: string): { family: 4 | 6; words: Uint32Array } | null {
-  if (typeof text !== 'string' || text.length === 0) return null;
-  if (text.indexOf(':') < 0) {
-    const w = parseIpv4Word(text);
-    if (w < 0) return null;
-    const words = new Uint32Array(4);
-    words[0] = w;
-    return { family: 4, words };
-  }
-  // IPv6
+export function parseIpv6Text(text: string): number[] | null {
+  if (text.indexOf(':') < 0) return null;
   let body = text;
   let tail: number[] = [];
   const lastColon = body.lastIndexOf(':');
   const lastPart = body.slice(lastColon + 1);
   if (lastPart.indexOf('.') >= 0) {
-    const w = parseIpv4Word(lastPart);
+    const w = parseIpv4Text(lastPart);
     if (w < 0) return null;
     tail = [w >>> 16, w & 0xffff];
     body = body.slice(0, lastColon + 1);
     // "…:" left; a lone trailing ':' is fine only if it is part of "::" or follows a group
-    if (body.endsWith('::')) {
-      /* keep "::" */
-    } else {
-      body = body.slice(0, -1);
-    }
+    if (!body.endsWith('::')) body = body.slice(0, -1);
   }
   const dbl = body.indexOf('::');
   if (dbl >= 0 && body.indexOf('::', dbl + 1) >= 0) return null;
@@ -132,7 +130,26 @@ export function parseAddr(text: string): { family: 4 | 6; words: Uint32Array } |
     groups = [...all, ...tail];
     if (groups.length !== 8) return null;
   }
+  const words: number[] = [];
+  for (let i = 0; i < 4; i++) words.push(((groups[2 * i] << 16) | groups[2 * i + 1]) >>> 0);
+  return words;
+}
+
+/**
+ * Parses an IPv4 (dotted quad) or IPv6 address in text form.
+ * Returns { family: 4 | 6, words } or null when the text is not an address.
+ */
+export function parseAddr(text: string): { family: 4 | 6; words: Uint32Array } | null {
+  if (typeof text !== 'string' || text.length === 0) return null;
   const words = new Uint32Array(4);
-  for (let i = 0; i < 4; i++) words[i] = ((groups[2 * i] << 16) | groups[2 * i + 1]) >>> 0;
+  if (text.indexOf(':') < 0) {
+    const w = parseIpv4Text(text);
+    if (w < 0) return null;
+    words[0] = w;
+    return { family: 4, words };
+  }
+  const w6 = parseIpv6Text(text);
+  if (!w6) return null;
+  words.set(w6);
   return { family: 6, words };
 }

@@ -163,6 +163,11 @@ export function readKernelQueues(file = '/proc/net/netfilter/nfnetlink_queue'): 
   } catch {
     return [];
   }
+  return parseKernelQueues(text);
+}
+
+/** The lines of /proc/net/netfilter/nfnetlink_queue's text (also as read inside another namespace). */
+export function parseKernelQueues(text: string): KernelQueueInfo[] {
   const out: KernelQueueInfo[] = [];
   for (const line of text.split('\n')) {
     const f = line.trim().split(/\s+/).map(Number);

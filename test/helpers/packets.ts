@@ -35,6 +35,7 @@
  * Payloads: Uint8Array, number[] or a string (UTF-8).
  */
 import { l4Checksum, ipv4HeaderChecksum } from '../../src/packet/checksum';
+import { put16, put32 } from '../../src/packet/bytes';
 import { parseAddr } from '../../src/packet/format';
 
 export type Bytes = Uint8Array | number[] | string;
@@ -63,17 +64,6 @@ export function concat(...parts: Uint8Array[]): Uint8Array {
     o += p.length;
   }
   return out;
-}
-
-function put16(b: Uint8Array, o: number, v: number): void {
-  b[o] = (v >>> 8) & 0xff;
-  b[o + 1] = v & 0xff;
-}
-function put32(b: Uint8Array, o: number, v: number): void {
-  b[o] = (v >>> 24) & 0xff;
-  b[o + 1] = (v >>> 16) & 0xff;
-  b[o + 2] = (v >>> 8) & 0xff;
-  b[o + 3] = v & 0xff;
 }
 
 function addr(text: string, family: 4 | 6): Uint32Array {

@@ -1,7 +1,8 @@
 /** -m iprange: libxt_iprange.c (--src-range / --dst-range FROM[-TO]), xt_iprange.c revision 1. */
 import type { CompiledMatch, Family, MatchModule, ParseEnv, Token } from '../types';
 import type { PacketContext } from '../../conntrack/context';
-import { cmpAddr, formatAddr, parseIp4, parseIp6 } from '../addr';
+import { cmpAddr, parseIp4, parseIp6 } from '../addr';
+import { addrToString } from '../../packet/format';
 
 export interface Range {
   family: 4 | 6;
@@ -72,7 +73,8 @@ export const iprangeMatch: MatchModule<IprangeState> = {
   },
   save(s) {
     const out: string[] = [];
-    const fmt = (r: Range) => (cmpAddr(r.min, r.max) === 0 ? formatAddr(r.family, r.min) : `${formatAddr(r.family, r.min)}-${formatAddr(r.family, r.max)}`);
+    const fmt = (r: Range) =>
+      cmpAddr(r.min, r.max) === 0 ? addrToString(r.family, r.min) : `${addrToString(r.family, r.min)}-${addrToString(r.family, r.max)}`;
     if (s.src) out.push(...(s.srcInv ? ['!'] : []), '--src-range', fmt(s.src));
     if (s.dst) out.push(...(s.dstInv ? ['!'] : []), '--dst-range', fmt(s.dst));
     return out;

@@ -9,8 +9,8 @@
 import type { TargetModule } from '../types';
 import type { PacketContext } from '../../conntrack/context';
 import { quoteArg } from '../matches/util';
-import { formatIp4, formatIp6Full } from '../addr';
-import { get16, get32 } from './csum';
+import { formatIp4, formatIp6Full } from '../../packet/format';
+import { get16, get32 } from '../../packet/bytes';
 
 export const XT_LOG_TCPSEQ = 0x01;
 export const XT_LOG_TCPOPT = 0x02;

@@ -7,8 +7,9 @@
 import type { Family, TargetModule } from '../types';
 import type { PacketContext } from '../../conntrack/context';
 import { NF_INET_LOCAL_IN, NF_INET_LOCAL_OUT, PKTF_CSUM_NOT_READY, PKTF_CSUM_VERIFIED, PKTF_TRUNCATED } from '../../queue/layout';
-import { formatIp4, formatIp6 } from '../addr';
-import { csumAdd, csumFold, get16, get32, pseudo4, pseudo6, put16, put32 } from './csum';
+import { addrToString, formatIp4 } from '../../packet/format';
+import { get16, get32, put16, put32 } from '../../packet/bytes';
+import { foldSum, internetChecksum, l4Checksum, pseudoSum, sumBytes } from '../../packet/checksum';
 import { IcmpRateLimiter, Ipv6RoutePrefix, readIcmpLimits } from './icmp-ratelimit';
 
 /** Reject kinds (numbers handed to the reject callback). */
@@ -170,7 +171,6 @@ function l4ChecksumOk(ctx: PacketContext, proto: number, l4off: number, l4len: n
   if (!canVerify(ctx)) return true;
   const v = ctx.view;
   const b = v.buf;
-  let sum: number;
   if (proto === 17) {
     if (l4len < 8) return true;
     if (get16(b, l4off + 6) === 0) return true; // optional UDP checksum not used (IPv4)
@@ -179,11 +179,8 @@ function l4ChecksumOk(ctx: PacketContext, proto: number, l4off: number, l4len: n
   } else if (proto !== 6 && proto !== 1) {
     return true;
   }
-  if (proto === 1) sum = 0;
-  else if (ctx.family === 4) sum = pseudo4(v.src[0], v.dst[0], proto, l4len);
-  else sum = pseudo6(v.src, v.dst, proto, l4len);
-  sum = csumAdd(b, l4off, l4len, sum);
-  return csumFold(sum) === 0;
+  const sum = proto === 1 ? 0 : pseudoSum(ctx.family, v.src, v.dst, proto, l4len);
+  return foldSum(sumBytes(b, l4off, l4len, sum)) === 0xffff;
 }
 
 /** nf_send_reset: the TCP RST (IPv4) answering ctx's packet, or null when none is sent. */
@@ -213,7 +210,7 @@ export function buildTcpReset4(ctx: PacketContext): Uint8Array | null {
   out[9] = 6;
   put32(out, 12, daddr);
   put32(out, 16, saddr);
-  put16(out, 10, csumFold(csumAdd(out, 0, 20, 0)));
+  put16(out, 10, internetChecksum(out, 0, 20));
   const t = 20;
   put16(out, t, get16(b, th + 2));
   put16(out, t + 2, get16(b, th));
@@ -228,7 +225,7 @@ export function buildTcpReset4(ctx: PacketContext): Uint8Array | null {
   }
   out[t + 12] = 5 << 4;
   out[t + 13] = outFlags;
-  put16(out, t + 16, csumFold(csumAdd(out, t, 20, pseudo4(daddr, saddr, 6, 20))));
+  put16(out, t + 16, l4Checksum(4, [daddr], [saddr], 6, out, t, 20));
   return out;
 }
 
@@ -268,11 +265,11 @@ export function buildIcmpUnreach4(ctx: PacketContext, code: number): Uint8Array 
   // kernel picks the outgoing interface's address (icmp_send with a non-local route).
   put32(out, 12, ctx.hook === NF_INET_LOCAL_IN ? daddr : 0);
   put32(out, 16, saddr);
-  put16(out, 10, csumFold(csumAdd(out, 0, 20, 0)));
+  put16(out, 10, internetChecksum(out, 0, 20));
   out[20] = 3;
   out[21] = code;
   out.set(b.subarray(ip, ip + quote), 28);
-  put16(out, 22, csumFold(csumAdd(out, 20, 8 + quote, 0)));
+  put16(out, 22, internetChecksum(out, 20, 8 + quote));
   return out;
 }
 
@@ -311,7 +308,7 @@ export function buildTcpReset6(ctx: PacketContext): Uint8Array | null {
   }
   out[t + 12] = 5 << 4;
   out[t + 13] = outFlags;
-  put16(out, t + 16, csumFold(csumAdd(out, t, 20, pseudo6(v.dst, v.src, 6, 20))));
+  put16(out, t + 16, l4Checksum(6, v.dst, v.src, 6, out, t, 20));
   return out;
 }
 
@@ -344,7 +341,7 @@ export function buildIcmp6Unreach(ctx: PacketContext, code: number): Uint8Array 
   out[40] = 1;
   out[41] = code;
   out.set(b.subarray(v.off, v.off + quote), 48);
-  put16(out, 42, csumFold(csumAdd(out, 40, 8 + quote, pseudo6(src, v.src, 58, 8 + quote))));
+  put16(out, 42, l4Checksum(6, src, v.src, 58, out, 40, 8 + quote));
   return out;
 }
 
@@ -427,7 +424,7 @@ export function createRejectSender(
           if (kind !== RJ_TCP_RESET && !limiter.allow4(dst, pkt[20], pkt[21])) return;
           get('v4').send(buf, 0, buf.length, dst, null, after);
         } else {
-          const dst = formatIp6([get32(pkt, 24), get32(pkt, 28), get32(pkt, 32), get32(pkt, 36)]);
+          const dst = addrToString(6, [get32(pkt, 24), get32(pkt, 28), get32(pkt, 32), get32(pkt, 36)]);
           if (kind !== RJ_TCP_RESET && !limiter.allow6(dst, pkt[40], () => routes.plenFor(pkt.subarray(24, 40)))) return;
           if (kind === RJ_TCP_RESET) get('v6raw').send(buf, 0, buf.length, dst, null, after);
           else get('v6icmp').send(buf, 40, buf.length - 40, dst, null, after);

@@ -7,26 +7,21 @@ import type { HelperHost } from '../../../src/conntrack/helpers/helper';
 import { IP_CT_ESTABLISHED, IP_CT_ESTABLISHED_REPLY, IP_CT_NEW, IP_CT_RELATED, PKT_ACCEPT, PKT_DROP } from '../../../src/conntrack/constants';
 import { defaultTunables, type TunableValues } from '../../../src/conntrack/sysctl';
 import { PacketView } from '../../../src/packet/view';
+import { parseAddr } from '../../../src/packet/format';
 
 // ---------------------------------------------------------------------------
 // Fake host
 
 function v4(text: string): number[] {
-  const p = text.split('.').map(Number);
-  return [((p[0] << 24) | (p[1] << 16) | (p[2] << 8) | p[3]) >>> 0, 0, 0, 0];
+  const a = parseAddr(text);
+  assert.equal(a?.family, 4, text);
+  return Array.from(a!.words);
 }
 
 function v6(text: string): number[] {
-  // minimal expander for test literals
-  const [head, tail] = text.includes('::') ? text.split('::') : [text, undefined];
-  const h = head ? head.split(':') : [];
-  const t = tail !== undefined && tail !== '' ? tail.split(':') : [];
-  const fill = tail !== undefined ? 8 - h.length - t.length : 0;
-  const groups = [...h, ...Array(fill).fill('0'), ...t].map((g) => parseInt(g, 16));
-  assert.equal(groups.length, 8);
-  const w: number[] = [];
-  for (let i = 0; i < 4; i++) w.push(((groups[2 * i] << 16) | groups[2 * i + 1]) >>> 0);
-  return w;
+  const a = parseAddr(text);
+  assert.equal(a?.family, 6, text);
+  return Array.from(a!.words);
 }
 
 interface ExpectCall {
