@@ -10,6 +10,9 @@ import { addrToString, parseIpv4Text, parseIpv6Text } from '../packet/format';
 export const parseIp4 = parseIpv4Text;
 /** An IPv6 literal (with :: and an optional trailing dotted quad) → 4 u32 words, or null (src/packet/format.ts). */
 export const parseIp6 = parseIpv6Text;
+/** Address printing, for the rules' users: src/packet/format.ts (inet_ntop forms, as iptables-save prints them). */
+export { formatIp4, formatIp6Full } from '../packet/format';
+export const formatAddr: (family: 4 | 6, words: ArrayLike<number>) => string = addrToString;
 
 export function prefixMask(family: 4 | 6, prefix: number): number[] {
   const m = [0, 0, 0, 0];
