@@ -8,26 +8,37 @@
  *   N lines  ConntrackEntryData (src/conntrack/core.ts; timeoutMs = lifetime left at savedAt)
  *   M lines  ExpectationData
  *   last     {"end":true,"entries":N,"expectations":M}
- * Written to FILE.tmp-PID, fsync'ed, renamed over FILE (and the directory fsync'ed), so a
- * crash mid-write leaves the old file. A file that is corrupt, truncated (no matching end
- * line) or of a future version is logged and ignored: the daemon starts empty.
+ * Written atomically (atomic-file.ts: an unpredictable temporary name opened O_EXCL|O_NOFOLLOW,
+ * fsync, rename), so a crash mid-write leaves the old file. Only a file and directory nobody
+ * but root can write are read or written (state-trust.ts); a file that is corrupt, truncated
+ * (no matching end line) or of a future version is logged and ignored: the daemon starts empty.
+ * The file is read twice in bounded chunks (line-reader.ts: once to check it whole, once to
+ * restore), so memory is bounded by the table (nf_conntrack_max), not by the file's size.
  *
  * At restore the wall-clock time since savedAt is taken off every timeout; entries and
- * expectations whose timeout has run out are not restored. TCP entries keep their state but
- * not their window tracking, and are window-liberal from then on (see forgetTcpWindows), as a
- * connection the kernel picks up in mid-stream.
+ * expectations whose timeout has run out are not restored. Every entry is checked as data from
+ * outside (conntrack/restore-check.ts): one no tracker could have produced is refused, and no
+ * timeout outlives what the entry's state allows under the current tunables. TCP entries keep
+ * their state but not their window tracking, and are window-liberal from then on (see
+ * forgetTcpWindows), as a connection the kernel picks up in mid-stream.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { Conntrack, ConntrackEntryData } from '../conntrack/core';
+import type { Conntrack } from '../conntrack/core';
+import { checkRestoredEntry, checkTuple } from '../conntrack/restore-check';
 import { TUPLE_WORDS } from '../conntrack/tuple';
 import { REC_SHIFT } from '../conntrack/table';
 import { forgetTcpWindows } from '../conntrack/proto/tcp';
+import { AtomicFile } from './atomic-file';
+import { forEachLine } from './line-reader';
 import type { Logger } from './log';
+import { openStateFile, stateDirProblem } from './state-trust';
 
 export const STATE_FORMAT = 'nfqwall-state';
 export const STATE_VERSION = 1;
 const CHUNK = 4096;
+/** far above any record this daemon writes (a TCP entry is ~300 bytes) */
+const MAX_LINE = 1 << 16;
 
 export interface ExpectationData {
   /** ORIG tuple of the master connection */
@@ -51,6 +62,13 @@ interface Header {
 
 const yieldLoop = () => new Promise<void>((r) => setImmediate(r));
 
+/** The temporary file for a save of `file`, once its directory is one only root can write. */
+function openForSave(file: string): AtomicFile {
+  const problem = stateDirProblem(path.dirname(path.resolve(file)));
+  if (problem) throw new Error(`refusing to write the state file ${file}: ${problem}`);
+  return new AtomicFile(file);
+}
+
 /**
  * Writes the table to file atomically. With `chunked`, yields to the event loop every CHUNK
  * entries (periodic saves while packets flow). Returns the number of entries written.
@@ -65,8 +83,7 @@ export async function saveState(
   const ids: number[] = [];
   ct.forEach((e) => ids.push(e));
   const exps = exportExpectations(ct, now);
-  const tmp = `${file}.tmp-${process.pid}`;
-  const fd = fs.openSync(tmp, 'w', 0o600);
+  const out = openForSave(file);
   let written = 0;
   try {
     // the header's count is a promise the end line confirms; entries that vanish while a
@@ -74,7 +91,7 @@ export async function saveState(
     // end line how many were written
     const lines: string[] = [];
     const flush = () => {
-      if (lines.length > 0) fs.writeSync(fd, lines.join('\n') + '\n');
+      if (lines.length > 0) out.write(lines.join('\n') + '\n');
       lines.length = 0;
     };
     const header: Header = { format: STATE_FORMAT, version: STATE_VERSION, savedAt, entries: ids.length, expectations: exps.length };
@@ -93,24 +110,10 @@ export async function saveState(
     for (const x of exps) lines.push(JSON.stringify(x));
     lines.push(JSON.stringify({ end: true, entries: written, expectations: exps.length }));
     flush();
-    fs.fsyncSync(fd);
+    out.commit();
   } catch (err) {
-    fs.closeSync(fd);
-    try {
-      fs.unlinkSync(tmp);
-    } catch {
-      /* ignore */
-    }
+    out.abort();
     throw err;
-  }
-  fs.closeSync(fd);
-  fs.renameSync(tmp, file);
-  try {
-    const dfd = fs.openSync(path.dirname(path.resolve(file)), 'r');
-    fs.fsyncSync(dfd);
-    fs.closeSync(dfd);
-  } catch {
-    /* directory fsync is best effort */
   }
   return { entries: written, expectations: exps.length };
 }
@@ -142,78 +145,51 @@ export function exportExpectations(ct: Conntrack, now: number, master?: number):
  * entry lines as they come, then the expectations and the end line; atomic like saveState.
  */
 export class StateFileWriter {
-  private readonly tmp: string;
-  private readonly fd: number;
+  private readonly out: AtomicFile;
   private entries = 0;
 
-  constructor(
-    private readonly file: string,
-    savedAt: number,
-    expectedEntries: number,
-  ) {
-    this.tmp = `${file}.tmp-${process.pid}`;
-    this.fd = fs.openSync(this.tmp, 'w', 0o600);
+  constructor(file: string, savedAt: number, expectedEntries: number) {
+    this.out = openForSave(file);
     const header: Header = { format: STATE_FORMAT, version: STATE_VERSION, savedAt, entries: expectedEntries, expectations: 0 };
-    fs.writeSync(this.fd, JSON.stringify(header) + '\n');
+    this.out.write(JSON.stringify(header) + '\n');
   }
 
   /** Entry lines (JSON of ConntrackEntryData, timeoutMs left at savedAt). */
   writeEntries(lines: string[]): void {
     if (lines.length === 0) return;
-    fs.writeSync(this.fd, lines.join('\n') + '\n');
+    this.out.write(lines.join('\n') + '\n');
     this.entries += lines.length;
   }
 
   finish(exps: ExpectationData[]): { entries: number; expectations: number } {
     const lines = exps.map((x) => JSON.stringify(x));
     lines.push(JSON.stringify({ end: true, entries: this.entries, expectations: exps.length }));
-    fs.writeSync(this.fd, lines.join('\n') + '\n');
-    fs.fsyncSync(this.fd);
-    fs.closeSync(this.fd);
-    fs.renameSync(this.tmp, this.file);
-    try {
-      const dfd = fs.openSync(path.dirname(path.resolve(this.file)), 'r');
-      fs.fsyncSync(dfd);
-      fs.closeSync(dfd);
-    } catch {
-      /* directory fsync is best effort */
-    }
+    this.out.write(lines.join('\n') + '\n');
+    this.out.commit();
     return { entries: this.entries, expectations: exps.length };
   }
 
   abort(): void {
-    try {
-      fs.closeSync(this.fd);
-    } catch {
-      /* closed */
-    }
-    try {
-      fs.unlinkSync(this.tmp);
-    } catch {
-      /* gone */
-    }
+    this.out.abort();
   }
 }
 
 /** Restores one expectation under its master (looked up by the master's ORIG tuple); false when it cannot. */
 export function importExpectation(ct: Conntrack, d: ExpectationData, leftMs: number, now: number): boolean {
-  const key = new Uint32Array(TUPLE_WORDS);
-  const t = new Uint32Array(TUPLE_WORDS);
-  const words = (a: unknown, out: Uint32Array): boolean => {
-    if (!Array.isArray(a) || a.length !== TUPLE_WORDS) return false;
-    for (let i = 0; i < TUPLE_WORDS; i++) {
-      const w = a[i];
-      if (typeof w !== 'number' || !Number.isInteger(w) || w < 0 || w > 0xffffffff) return false;
-      out[i] = w;
-    }
-    return true;
-  };
-  if (!d || typeof d !== 'object' || !words(d.master, key) || !words(d.tuple, t)) return false;
-  if (!(leftMs > 0)) return false;
+  if (!d || typeof d !== 'object') return false;
+  const key = checkTuple(d.master);
+  const t = checkTuple(d.tuple);
+  if (typeof key === 'string' || typeof t === 'string') return false;
+  const u8 = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= 0xff;
+  if (!u8(d.mask) || !u8(d.cls) || !u8(d.helper) || !u8(d.flags) || !(leftMs > 0)) return false;
   const node = ct.lookup(key, now);
   if (node < 0 || (node & 1) !== 0) return false;
   const master = node >> 1;
-  return ct.expectations.add(master, t, 0, d.mask & 0xff, d.cls & 0xff, d.helper & 0xff, d.flags & 0xff, 0, leftMs, ct.tun.nf_conntrack_expect_max, now) === 0;
+  // only a master's helper creates expectations, and for no longer than its policy says
+  const limitSec = ct.helper(ct.table.helper[master])?.expectTimeout(ct.tun) ?? -1;
+  if (limitSec < 0) return false;
+  const left = Math.min(leftMs, limitSec * 1000);
+  return ct.expectations.add(master, t, 0, d.mask, d.cls, d.helper, d.flags, 0, left, ct.tun.nf_conntrack_expect_max, now) === 0;
 }
 
 export interface RestoreResult {
@@ -223,6 +199,8 @@ export interface RestoreResult {
   expectations: number;
   /** why the file was ignored (then nothing was restored) */
   ignored?: string;
+  /** why the first refused entry was refused (line number and reason) */
+  firstRefusal?: string;
 }
 
 /**
@@ -231,73 +209,98 @@ export interface RestoreResult {
  */
 export function restoreState(ct: Conntrack, file: string, opts: { now: number; wallNow?: number }): RestoreResult {
   const res: RestoreResult = { restored: 0, expired: 0, refused: 0, expectations: 0 };
-  let text: string;
+  let fd: number | string;
   try {
-    text = fs.readFileSync(file, 'utf8');
+    fd = openStateFile(file);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return res;
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return res;
+    res.ignored = code === 'ELOOP' ? `not trusted: ${file} is a symbolic link` : `cannot read: ${code ?? (err as Error).message}`;
+    return res;
+  }
+  if (typeof fd === 'string') {
+    res.ignored = `not trusted: ${fd}`;
+    return res;
+  }
+  try {
+    const check = checkWhole(fd);
+    if (typeof check === 'string') res.ignored = check;
+    else restoreRecords(ct, fd, check, opts, res);
+  } catch (err) {
     res.ignored = `cannot read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`;
-    return res;
+  } finally {
+    fs.closeSync(fd);
   }
-  const lines = text.split('\n');
-  if (lines.length > 0 && lines[lines.length - 1] === '') lines.pop();
-  const parsed: unknown[] = [];
-  for (let i = 0; i < lines.length; i++) {
+  return res;
+}
+
+/** The first pass: every line JSON, the header ours, the end line matching the count; the header, or why not. */
+function checkWhole(fd: number): Header | string {
+  let header: Header | undefined;
+  let last: unknown;
+  let lines = 0;
+  let bad: string | undefined;
+  const stopped = forEachLine(fd, MAX_LINE, (line, n) => {
+    lines = n;
     try {
-      parsed.push(JSON.parse(lines[i]));
+      last = JSON.parse(line);
     } catch {
-      res.ignored = `line ${i + 1} is not valid JSON (corrupt or truncated file)`;
-      return res;
+      bad = `line ${n} is not valid JSON (corrupt or truncated file)`;
+      return false;
     }
-  }
-  const h = parsed[0] as Header | undefined;
-  if (!h || typeof h !== 'object' || h.format !== STATE_FORMAT) {
-    res.ignored = 'not an nfqwall state file';
-    return res;
-  }
-  if (typeof h.version !== 'number' || h.version > STATE_VERSION || h.version < 1) {
-    res.ignored = `unsupported state file version ${String(h.version)} (this nfqwall reads version ${STATE_VERSION})`;
-    return res;
-  }
-  const end = parsed[parsed.length - 1] as { end?: boolean; entries?: number; expectations?: number } | undefined;
-  if (parsed.length < 2 || !end || end.end !== true || typeof end.entries !== 'number' || typeof end.expectations !== 'number') {
-    res.ignored = 'truncated (no end line)';
-    return res;
-  }
-  if (parsed.length !== 2 + end.entries + end.expectations) {
-    res.ignored = `truncated or corrupt (${parsed.length - 2} records, the end line says ${end.entries + end.expectations})`;
-    return res;
-  }
-  if (typeof h.savedAt !== 'number' || !Number.isFinite(h.savedAt)) {
-    res.ignored = 'bad header (savedAt)';
-    return res;
-  }
-  const wallNow = opts.wallNow ?? Date.now();
-  const elapsed = Math.max(0, wallNow - h.savedAt);
+    if (n === 1) {
+      const h = last as Header | null;
+      if (!h || typeof h !== 'object' || h.format !== STATE_FORMAT) bad = 'not an nfqwall state file';
+      else if (typeof h.version !== 'number' || h.version > STATE_VERSION || h.version < 1)
+        bad = `unsupported state file version ${String(h.version)} (this nfqwall reads version ${STATE_VERSION})`;
+      else if (typeof h.savedAt !== 'number' || !Number.isFinite(h.savedAt)) bad = 'bad header (savedAt)';
+      else header = h;
+      return bad === undefined;
+    }
+    return true;
+  });
+  if (stopped) return `${stopped} (corrupt file)`;
+  if (bad) return bad;
+  if (!header) return 'not an nfqwall state file';
+  const end = last as { end?: boolean; entries?: number; expectations?: number } | null;
+  if (lines < 2 || !end || typeof end !== 'object' || end.end !== true || !Number.isInteger(end.entries) || !Number.isInteger(end.expectations))
+    return 'truncated (no end line)';
+  if (lines !== 2 + end.entries! + end.expectations!)
+    return `truncated or corrupt (${lines - 2} records, the end line says ${end.entries! + end.expectations!})`;
+  return { ...header, entries: end.entries!, expectations: end.expectations! };
+}
+
+/** The second pass: entries then expectations into ct. */
+function restoreRecords(ct: Conntrack, fd: number, h: Header, opts: { now: number; wallNow?: number }, res: RestoreResult): void {
+  const elapsed = Math.max(0, (opts.wallNow ?? Date.now()) - h.savedAt);
   const now = opts.now;
-  for (let i = 1; i <= end.entries; i++) {
-    const d = parsed[i] as ConntrackEntryData;
-    if (!d || typeof d !== 'object' || typeof d.timeoutMs !== 'number') {
-      res.refused++;
-      continue;
+  forEachLine(fd, MAX_LINE, (line, n) => {
+    if (n === 1 || n > 1 + h.entries + h.expectations) return true;
+    const d: unknown = JSON.parse(line);
+    if (n > 1 + h.entries) {
+      const x = d as ExpectationData;
+      if (x && typeof x === 'object' && importExpectation(ct, x, Number(x.timeoutMs) - elapsed, now)) res.expectations++;
+      return true;
     }
-    const left = d.timeoutMs - elapsed;
-    if (!(left > 0)) {
+    const e = checkRestoredEntry(ct, d, elapsed);
+    if (typeof e === 'string') {
+      res.refused++;
+      res.firstRefusal ??= `line ${n}: ${e}`;
+      return true;
+    }
+    if (!(e.timeoutMs > 0)) {
       res.expired++;
-      continue;
+      return true;
     }
     // TCP: the connection has moved on since the save; no windows from the file, liberal
     // window checks (as the kernel's mid-stream pickup and conntrackd's injected entries)
-    const tcp = Array.isArray(d.tuple) && (Number(d.tuple[0]) & 0xff) === 6 && Array.isArray(d.proto);
-    const e = ct.importEntry({ ...d, proto: tcp ? forgetTcpWindows(d.proto) : d.proto, timeoutMs: left, ageMs: (Number(d.ageMs) || 0) + elapsed }, now);
-    if (e < 0) res.refused++;
-    else res.restored++;
-  }
-  for (let i = 1 + end.entries; i < parsed.length - 1; i++) {
-    const d = parsed[i] as ExpectationData;
-    if (d && typeof d === 'object' && importExpectation(ct, d, Number(d.timeoutMs) - elapsed, now)) res.expectations++;
-  }
-  return res;
+    if ((e.tuple[0] & 0xff) === 6) e.proto = forgetTcpWindows(e.proto);
+    if (ct.importEntry(e, now) < 0) {
+      res.refused++;
+      res.firstRefusal ??= `line ${n}: a duplicate or the table is full`;
+    } else res.restored++;
+    return true;
+  });
 }
 
 /** Periodic saves while the daemon runs, and the final save on exit. */
@@ -315,7 +318,11 @@ export class StateKeeper {
   restore(): RestoreResult {
     const r = restoreState(this.ct, this.file, { now: performance.now() });
     if (r.ignored) this.log.warn({ file: this.file, reason: r.ignored }, `state file ignored: ${r.ignored}; starting with an empty table`);
-    else this.log.info({ file: this.file, restored: r.restored, expired: r.expired, refused: r.refused, expectations: r.expectations }, 'state restored');
+    else {
+      this.log.info({ file: this.file, restored: r.restored, expired: r.expired, refused: r.refused, expectations: r.expectations }, 'state restored');
+      if (r.firstRefusal)
+        this.log.warn({ file: this.file, refused: r.refused, first: r.firstRefusal }, `state file: ${r.refused} entries refused (first: ${r.firstRefusal})`);
+    }
     return r;
   }
 

@@ -19,6 +19,7 @@
 import type { PacketView } from '../../packet/view';
 import { IP_CT_ESTABLISHED, IP_CT_ESTABLISHED_REPLY, PKT_ACCEPT, PKT_DROP } from '../constants';
 import type { ConntrackHelper, HelperHost } from './helper';
+import type { TunableValues } from '../sysctl';
 
 /** include/linux/netfilter/nf_conntrack_ftp.h */
 export const NUM_SEQ_TO_REMEMBER = 2;
@@ -118,6 +119,10 @@ function xdigit2bin(c: number, delim: number): number {
 export class FtpHelper implements ConntrackHelper {
   readonly name = 'ftp';
   readonly protonum = 6;
+
+  expectTimeout(tun: TunableValues): number {
+    return tun.ftp_expect_timeout;
+  }
 
   /** seq_aft_nl[dir][k] of each entry at e * 4 + dir * 2 + k */
   private seqAftNl: Uint32Array = new Uint32Array(0);

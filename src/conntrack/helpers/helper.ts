@@ -58,4 +58,6 @@ export interface ConntrackHelper {
    * PKT_DROP (the packet is then dropped).
    */
   help(host: HelperHost, e: number, dir: number, ctinfo: number, pkt: PacketView, now: number): number;
+  /** The longest life (seconds) under tun of an expectation this helper creates; -1 if it creates none. */
+  expectTimeout(tun: TunableValues): number;
 }

@@ -8,6 +8,7 @@
 import { PKT_ACCEPT } from '../constants';
 import type { PacketView } from '../../packet/view';
 import { FtpHelper } from './ftp';
+import type { TunableValues } from '../sysctl';
 import type { ConntrackHelper, HelperHost } from './helper';
 
 export const HELPER_NONE = 0;
@@ -39,6 +40,9 @@ class NoHelper implements ConntrackHelper {
   init(_e: number): void {}
   help(_host: HelperHost, _e: number, _dir: number, _ctinfo: number, _pkt: PacketView, _now: number): number {
     return PKT_ACCEPT;
+  }
+  expectTimeout(_tun: TunableValues): number {
+    return -1;
   }
 }
 

@@ -5,7 +5,9 @@
  * are handled by the core before normal tracking (§7).
  */
 import type { PacketView } from '../../packet/view';
-import { PKT_ACCEPT, PKT_INVALID } from '../constants';
+import { IPS_ASSURED, PKT_ACCEPT, PKT_INVALID } from '../constants';
+import type { TunableValues } from '../sysctl';
+import { T_META, T_PORTS } from '../tuple';
 import { StatelessTracker, type TrackerHost } from './tracker';
 
 /** valid_new[]: types that may create an entry */
@@ -30,6 +32,12 @@ export class IcmpTracker extends StatelessTracker {
   override newConnection(_host: TrackerHost, _e: number, pkt: PacketView, _now: number): boolean {
     // "icmp: can't create new conn with type N" (pr_debug only, no log_invalid)
     return pkt.ipVersion === 4 && VALID_NEW[pkt.icmpType] === 1;
+  }
+
+  /** IPv4, created by a request type (the ORIG tuple's type), never ASSURED. */
+  protected statelessLimit(tun: TunableValues, tuple: Uint32Array, status: number): number {
+    const ok = tuple[T_META] >>> 8 === 4 && VALID_NEW[(tuple[T_PORTS] >>> 8) & 0xff] === 1 && !(status & IPS_ASSURED);
+    return ok ? tun.nf_conntrack_icmp_timeout : -1;
   }
 
   packet(host: TrackerHost, e: number, _dir: number, _ctinfo: number, pkt: PacketView, now: number): number {

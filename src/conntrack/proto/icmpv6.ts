@@ -4,7 +4,9 @@
  * by the core's error path together with the errors, types < 128).
  */
 import type { PacketView } from '../../packet/view';
-import { PKT_ACCEPT, PKT_INVALID } from '../constants';
+import { IPS_ASSURED, PKT_ACCEPT, PKT_INVALID } from '../constants';
+import type { TunableValues } from '../sysctl';
+import { T_META, T_PORTS } from '../tuple';
 import { StatelessTracker, type TrackerHost } from './tracker';
 
 /** noct_valid_new[]: MLD query/report/done, RS, RA, NS, NA, MLDv2 report → accepted untracked */
@@ -27,6 +29,13 @@ export class Icmpv6Tracker extends StatelessTracker {
       return false;
     }
     return true;
+  }
+
+  /** IPv6, created by an echo request or node information query, never ASSURED. */
+  protected statelessLimit(tun: TunableValues, tuple: Uint32Array, status: number): number {
+    const type = (tuple[T_PORTS] >>> 8) & 0xff;
+    const ok = tuple[T_META] >>> 8 === 6 && (type === 128 || type === 139) && !(status & IPS_ASSURED);
+    return ok ? tun.nf_conntrack_icmpv6_timeout : -1;
   }
 
   packet(host: TrackerHost, e: number, _dir: number, _ctinfo: number, pkt: PacketView, now: number): number {

@@ -192,6 +192,11 @@ function logEnabled(host: TrackerHost): boolean {
 
 /** Number of values save() returns. */
 export const TCP_SAVE_LEN = 22;
+const U8 = 0xff;
+const U32 = 0xffffffff;
+const SCALE = 14; // TCP_MAX_WSCALE
+/** the largest value of each field save() returns */
+const SAVE_MAX = [U8, 1, U8, TCP_NONE_SET, U32, U32, U32, 0xffff, SCALE, U8, U32, U32, U32, U32, SCALE, U8, U32, U32, U32, U32, SCALE, U8];
 
 /*
  * One record per entry in a single ArrayBuffer, read through three views of it (u32 / u16 / u8
@@ -750,6 +755,28 @@ export class TcpTracker implements ProtoTracker {
       out.push(u32[si + TD_END], u32[si + TD_MAXEND], u32[si + TD_MAXWIN], u32[si + TD_MAXACK], u8[sb + TD_SCALE8], u8[sb + TD_FLAGS8]);
     }
     return out;
+  }
+
+  /**
+   * save()'s fields within their widths, a state a confirmed entry can be in, and the timeout
+   * packet() would have set in it last (the state's, lowered as packet() lowers it).
+   */
+  restoreLimit(tun: TunableValues, _tuple: Uint32Array, status: number, d: readonly unknown[]): number {
+    if (d.length !== TCP_SAVE_LEN) return -1;
+    for (let i = 0; i < TCP_SAVE_LEN; i++) {
+      const v = d[i];
+      if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > SAVE_MAX[i]) return -1;
+    }
+    const n = d as readonly number[];
+    const state = n[0];
+    if (state === TCP_CONNTRACK_NONE || state >= TCP_CONNTRACK_MAX) return -1;
+    let t = tcpStateTimeout(tun, state);
+    const tRetrans = tun.nf_conntrack_tcp_timeout_max_retrans;
+    const tUnack = tun.nf_conntrack_tcp_timeout_unacknowledged;
+    if (n[2] >= tun.nf_conntrack_tcp_max_retrans || n[7] === 0) t = Math.min(t, tRetrans);
+    if ((n[15] | n[21]) & IP_CT_TCP_FLAG_DATA_UNACKNOWLEDGED) t = Math.min(t, tUnack);
+    if (!(status & IPS_SEEN_REPLY) && state === TCP_CONNTRACK_ESTABLISHED) t = Math.min(t, tUnack);
+    return t;
   }
 
   restore(e: number, d: readonly number[]): void {

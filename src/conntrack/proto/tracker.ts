@@ -63,6 +63,13 @@ export interface ProtoTracker {
   /** Per-entry protocol state as plain numbers (state file), and back. */
   save(e: number): number[];
   restore(e: number, data: readonly number[]): void;
+  /**
+   * For an entry read from a state file (not trusted further): the longest timeout in seconds
+   * an entry of this tracker can have under `tun` with ORIG tuple `tuple` (tuple.ts layout),
+   * status bits `status` and protocol state `data` (what save() returned), or -1 when no
+   * packet sequence leads this tracker there.
+   */
+  restoreLimit(tun: TunableValues, tuple: Uint32Array, status: number, data: readonly unknown[]): number;
 }
 
 /**
@@ -75,6 +82,12 @@ export abstract class StatelessTracker implements ProtoTracker {
   abstract readonly protonum: number;
   abstract readonly name: string;
   abstract packet(host: TrackerHost, e: number, dir: number, ctinfo: number, pkt: PacketView, now: number): number;
+  /** restoreLimit() for an entry whose protocol state is empty, as save() leaves it. */
+  protected abstract statelessLimit(tun: TunableValues, tuple: Uint32Array, status: number): number;
+
+  restoreLimit(tun: TunableValues, tuple: Uint32Array, status: number, data: readonly unknown[]): number {
+    return data.length === 0 ? this.statelessLimit(tun, tuple, status) : -1;
+  }
 
   validate(_host: TrackerHost, _pkt: PacketView): boolean {
     return true;

@@ -6,6 +6,7 @@
 import { IPPROTO_UDPLITE } from '../../packet/view';
 import type { PacketView } from '../../packet/view';
 import { IPS_ASSURED, IPS_SEEN_REPLY, PKT_ACCEPT } from '../constants';
+import type { TunableValues } from '../sysctl';
 import { StatelessTracker, type TrackerHost } from './tracker';
 
 /** The entry counts as a stream once a packet arrives this long after creation (stream_ts = creation + 2 s). */
@@ -41,6 +42,12 @@ export class UdpTracker extends StatelessTracker {
       return false;
     }
     return true;
+  }
+
+  /** Unreplied: udp_timeout; replied: either (stream or not yet); ASSURED only once replied. */
+  protected statelessLimit(tun: TunableValues, _tuple: Uint32Array, status: number): number {
+    if (!(status & IPS_SEEN_REPLY)) return status & IPS_ASSURED ? -1 : tun.nf_conntrack_udp_timeout;
+    return Math.max(tun.nf_conntrack_udp_timeout, tun.nf_conntrack_udp_timeout_stream);
   }
 
   packet(host: TrackerHost, e: number, _dir: number, _ctinfo: number, _pkt: PacketView, now: number): number {

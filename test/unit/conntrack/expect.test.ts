@@ -38,6 +38,9 @@ class ToyHelper implements ConntrackHelper {
     const ok = host.expect(e, 17, m[1] === 'ANY' ? null : src, -1, dst, Number(m[2]), this.policy, now);
     return ok ? PKT_ACCEPT : PKT_DROP;
   }
+  expectTimeout(): number {
+    return this.policy.timeoutSec;
+  }
 }
 
 function setup(over = {}) {

@@ -38,7 +38,8 @@ function table(): Conntrack {
 describe('state file', () => {
   test('round trip: timeouts less the wall-clock time passed; expired entries are not restored', async () => {
     const a = table();
-    a.importEntry({ tuple: tuple(1000), status: 0, timeoutMs: 100_000, ageMs: 5000, mark: 7, helper: '', proto: [] }, 50_000);
+    // replied and ASSURED: within nf_conntrack_udp_timeout_stream (120 s)
+    a.importEntry({ tuple: tuple(1000), status: 6, timeoutMs: 100_000, ageMs: 5000, mark: 7, helper: '', proto: [] }, 50_000);
     a.importEntry({ tuple: tuple(1001), status: 0, timeoutMs: 10_000, ageMs: 0, mark: 0, helper: '', proto: [] }, 50_000);
     const file = path.join(dir, 'a.state');
     const w = await saveState(a, file, { now: 50_000, wallNow: 1_700_000_000_000 });
@@ -57,7 +58,7 @@ describe('state file', () => {
     const lines: string[] = [];
     b.forEach((e) => lines.push(formatConntrack(b, e, 3000)));
     assert.deepEqual(lines, [
-      'udp      17 80 src=198.18.1.1 dst=198.19.2.1 sport=1000 dport=53 [UNREPLIED] src=198.19.2.1 dst=198.18.1.1 sport=53 dport=1000 mark=7 use=1',
+      'udp      17 80 src=198.18.1.1 dst=198.19.2.1 sport=1000 dport=53 src=198.19.2.1 dst=198.18.1.1 sport=53 dport=1000 [ASSURED] mark=7 use=1',
     ]);
   });
 
