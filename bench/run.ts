@@ -4,7 +4,8 @@
  * 1. In-process (pinned to the firewall CPU): the offline engine (bench/micro/engine.ts: parse →
  *    track → rules over a generated packet array, and `nfqwall replay` over a generated pcap),
  *    the connection table at 1k/100k/1M entries (bench/micro/conntrack.ts) beside the same
- *    table design written in C (bench/peers/ct_table.c), and rule chains (bench/micro/rules.ts).
+ *    table design written in C (bench/peers/ct_table.c), rule chains (bench/micro/rules.ts), and the
+ *    load time and memory of 1k/10k/100k/200k-rule blocklists (bench/micro/rule-load.ts).
  * 2. Through a namespace lab (cli → gw → srv, 198.18.0.0/15 only, names unique per run, deleted
  *    on exit or interrupt): modes forward, kernel-stateful, c-simple, c-batch (the baseline),
  *    npm-nfqueue, nfqwall-accept-all, nfqwall; workloads udp-pps, tcp-bulk (1 and 4 streams),
@@ -202,6 +203,12 @@ function micro(): Record<string, unknown> {
     }
     res.rules = rr.ok ? { rows, text: rr.out } : { error: rr.out.slice(-2000) };
   } else res.rules = { error: 'bench/micro/rules.ts not present' };
+  log('in-process: loading large rule sets (bench/micro/rule-load.ts)');
+  const rl = runMicro(
+    ['--expose-gc', 'dist/bench/micro/rule-load.js', '--json', ...(QUICK ? ['1000', '10000'] : ['1000', '10000', '100000', '200000'])],
+    600_000,
+  );
+  res.rule_load = rl.ok ? { rows: jsonLines<Record<string, number>>(rl.out) } : { error: rl.out.slice(-2000) };
   return res;
 }
 
@@ -262,6 +269,10 @@ function printMicro(m: Record<string, unknown>): void {
   const rl = m.rules as { rows?: Record<string, string | number>[]; error?: string };
   if (rl.rows) for (const r of rl.rows) console.log(`  rules ${String(r.rules).padStart(5)} (${r.case}): ${r.mpps} Mpps, ${r.ns_per_packet} ns/packet`);
   else console.log('  rules: ' + rl.error);
+  const ld = m.rule_load as { rows?: Record<string, number>[]; error?: string };
+  if (ld.rows)
+    for (const r of ld.rows) console.log(`  load ${String(r.rules).padStart(6)} blocklist rules: ${r.load_ms} ms, heap +${r.heap_mb} MB, RSS +${r.rss_mb} MB`);
+  else console.log('  rule load: ' + ld.error);
 }
 
 // ------------------------------------------------------------------ lab, modes, workloads

@@ -165,40 +165,98 @@ export function portConstraint(pr: ParsedRule): [number, number][] | null {
   return null;
 }
 
+/**
+ * The index of one candidate list over a key: cut points where the set of rules whose
+ * constraint covers the key changes, and for each segment the candidates that may match
+ * there (the unconstrained ones and those covering it, in rule order). Built by a sweep over
+ * the sorted range ends, so the cost is n log n plus the lists it emits, and the memory
+ * guard stops it as soon as the distinct lists grow too long (a blocklist of 200k addresses
+ * compiles in well under a second, where scanning every rule at every cut took minutes).
+ */
 function buildIndex(kind: number, keyMax: number, cand: Int32Array, cons: ([number, number][] | null)[]): PortIndex | null {
+  const always: number[] = [];
+  const evKey: number[] = [];
+  const evRule: number[] = [];
   let indexed = 0;
-  const cuts = new Set<number>([0]);
+  let maxRule = 0;
   for (const i of cand) {
     const c = cons[i];
-    if (!c) continue;
+    if (!c) {
+      always.push(i);
+      continue;
+    }
     indexed++;
+    if (i > maxRule) maxRule = i;
     for (const [lo, hi] of c) {
-      cuts.add(lo);
-      if (hi < keyMax) cuts.add(hi + 1);
+      evKey.push(lo);
+      evRule.push(i + 1); // +i+1: the range starts
+      if (hi < keyMax) {
+        evKey.push(hi + 1);
+        evRule.push(-(i + 1)); // -(i+1): it has ended
+      }
     }
   }
   if (indexed < PORT_INDEX_MIN_RULES) return null;
-  const sorted = [...cuts].sort((a, b) => a - b);
+  const order = Int32Array.from(evKey.keys()).sort((a, b) => evKey[a] - evKey[b]);
+  const cover = new Int32Array(maxRule + 1);
+  const active = new Set<number>();
+  const starts: number[] = [];
   const lists: Int32Array[] = [];
-  const seen = new Map<string, Int32Array>();
+  const seen = new Map<number, Int32Array[]>();
   let total = 0;
-  for (const p of sorted) {
-    const l: number[] = [];
-    for (const i of cand) {
-      const c = cons[i];
-      if (!c || c.some(([lo, hi]) => p >= lo && p <= hi)) l.push(i);
+  let e = 0;
+  for (let p = 0; ;) {
+    for (; e < order.length && evKey[order[e]] === p; e++) {
+      const r = evRule[order[e]];
+      const i = Math.abs(r) - 1;
+      const c = (cover[i] += r > 0 ? 1 : -1);
+      if (c === 1 && r > 0) active.add(i);
+      else if (c === 0) active.delete(i);
     }
-    const key = l.join(',');
-    let arr = seen.get(key);
+    const l = mergeSorted(
+      always,
+      [...active].sort((a, b) => a - b),
+    );
+    const h = hashList(l);
+    const same = seen.get(h);
+    let arr = same?.find((x) => sameList(x, l));
     if (!arr) {
-      arr = Int32Array.from(l);
-      seen.set(key, arr);
+      arr = l;
+      if (same) same.push(l);
+      else seen.set(h, [l]);
       total += arr.length;
       if (total > PORT_INDEX_MAX_ENTRIES) return null;
     }
+    starts.push((p ^ 0x80000000) | 0);
     lists.push(arr);
+    if (e >= order.length) break;
+    p = evKey[order[e]];
   }
-  return new PortIndex(kind, Int32Array.from(sorted.map((x) => (x ^ 0x80000000) | 0)), lists);
+  return new PortIndex(kind, Int32Array.from(starts), lists);
+}
+
+function hashList(l: Int32Array): number {
+  let h = 0x811c9dc5 ^ l.length;
+  for (let i = 0; i < l.length; i++) h = Math.imul(h ^ l[i], 0x01000193);
+  return h >>> 0;
+}
+
+function sameList(a: Int32Array, b: Int32Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** The union of two ascending lists of distinct rule numbers, ascending. */
+function mergeSorted(a: readonly number[], b: readonly number[]): Int32Array {
+  const out = new Int32Array(a.length + b.length);
+  let i = 0;
+  let j = 0;
+  let k = 0;
+  while (i < a.length && j < b.length) out[k++] = a[i] < b[j] ? a[i++] : b[j++];
+  while (i < a.length) out[k++] = a[i++];
+  while (j < b.length) out[k++] = b[j++];
+  return out;
 }
 
 export class CompiledChain {
@@ -345,6 +403,14 @@ export function compileRules(set: RuleSet, deps: CompileDeps): CompiledRuleSet {
   for (const cc of out.chains) {
     const cons = cc.rules.map((r) => portConstraint(r.parsed));
     const scons = cc.rules.map((r) => srcConstraint(r));
+    // protocol classes with the same candidates (rules without -p are in all) share one source index
+    const srcIndexes = new Map<string, PortIndex | null>();
+    const srcIndexOf = (cand: Int32Array): PortIndex | null => {
+      const key = cand.join(',');
+      let idx = srcIndexes.get(key);
+      if (idx === undefined) srcIndexes.set(key, (idx = buildIndex(KEY_SRC4, 0xffffffff, cand, scons)));
+      return idx;
+    };
     for (const fam of [4, 6] as const) {
       for (let pc = 0; pc < N_PCLASS; pc++) {
         const list: number[] = [];
@@ -355,7 +421,7 @@ export function compileRules(set: RuleSet, deps: CompileDeps): CompiledRuleSet {
         cc.cand[k] = Int32Array.from(list);
         // of the two possible indexes, the one whose longest list is shorter
         const byPort = pc === PC_TCP || pc === PC_UDP ? buildIndex(KEY_DPORT, 65535, cc.cand[k], cons) : null;
-        const bySrc = fam === 4 ? buildIndex(KEY_SRC4, 0xffffffff, cc.cand[k], scons) : null;
+        const bySrc = fam === 4 ? srcIndexOf(cc.cand[k]) : null;
         cc.portIdx[k] = byPort && (!bySrc || byPort.maxList() <= bySrc.maxList()) ? byPort : bySrc;
       }
     }

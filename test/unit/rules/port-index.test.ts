@@ -172,3 +172,55 @@ test('source index: a chain of -s prefixes (bogons) visits only the prefixes hol
   assert.equal(engine.counters.rulePkts[1], 1);
   assert.equal(engine.counters.rulePkts[9], 1);
 });
+
+test('index lists equal the brute-force candidate lists at every cut and beside it (random overlapping ranges, multiport, wildcards)', () => {
+  for (let seed = 1; seed <= 10; seed++) {
+    const r = rng(seed * 104729);
+    const port = () => 1 + Math.floor(r() * 2000);
+    const lines = ['*filter', ':FORWARD ACCEPT [0:0]'];
+    const want: ([number, number][] | null)[] = [];
+    for (let i = 0; i < 300; i++) {
+      const k = r();
+      if (k < 0.1) {
+        lines.push('-A FORWARD -p tcp -j ACCEPT');
+        want.push(null);
+      } else if (k < 0.5) {
+        const a = port();
+        const b = a + Math.floor(r() * 300);
+        lines.push(`-A FORWARD -p tcp -m tcp --dport ${a}:${b} -j DROP`);
+        want.push([[a, b]]);
+      } else {
+        const ps = Array.from({ length: 1 + Math.floor(r() * 4) }, () => port()).sort((x, y) => x - y);
+        lines.push(`-A FORWARD -p tcp -m multiport --dports ${[...new Set(ps)].join(',')} -j DROP`);
+        want.push([...new Set(ps)].map((p) => [p, p]));
+      }
+    }
+    lines.push('COMMIT', '');
+    const { engine } = engineFor(lines.join('\n'));
+    const pi = engine.compiled.chains[engine.compiled.filterForward].portIdx[0] as PortIndex; // IPv4 TCP
+    assert.equal(pi.kind, KEY_DPORT, `seed ${seed}`);
+    const probes = new Set<number>([0, 65535]);
+    for (const c of want) for (const [lo, hi] of c ?? []) for (const p of [lo - 1, lo, hi, hi + 1]) if (p >= 0 && p <= 65535) probes.add(p);
+    for (const p of probes) {
+      const brute = want.flatMap((c, i) => (!c || c.some(([lo, hi]) => p >= lo && p <= hi) ? [i] : []));
+      assert.deepEqual(Array.from(pi.lookup(p)), brute, `seed ${seed} port ${p}`);
+    }
+  }
+});
+
+test('source index of a 50k-address blocklist: each address finds its own rule and the wildcard rules only', () => {
+  const N = 50_000;
+  const addr = (i: number) => `198.${18 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}`;
+  const lines = ['*filter', ':FORWARD ACCEPT [0:0]', '-A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT'];
+  for (let i = 0; i < N; i++) lines.push(`-A FORWARD -s ${addr(i)}/32 -j DROP`);
+  lines.push('-A FORWARD -p udp -j ACCEPT', 'COMMIT', '');
+  const { engine } = engineFor(lines.join('\n'));
+  const pi = engine.compiled.chains[engine.compiled.filterForward].portIdx[1] as PortIndex; // IPv4 UDP
+  assert.equal(pi.kind, KEY_SRC4);
+  const word = (i: number) => ((198 << 24) | ((18 + (i >> 16)) << 16) | (i & 0xffff)) >>> 0;
+  for (let i = 0; i < N; i += 997) assert.deepEqual(Array.from(pi.lookup(word(i))), [0, 1 + i, N + 1], addr(i));
+  assert.deepEqual(Array.from(pi.lookup(word(N))), [0, N + 1], 'an address on no list');
+  assert.ok(pi.maxList() <= 3);
+  assert.equal(engine.evalFilter(ctxFor(ipv4({ src: addr(12345), dst: '198.19.2.1' }, udp({ sport: 1, dport: 2 }))), 0), 0);
+  assert.equal(engine.evalFilter(ctxFor(ipv4({ src: addr(N), dst: '198.19.2.1' }, udp({ sport: 1, dport: 2 }))), 0), 1);
+});
