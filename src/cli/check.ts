@@ -3,7 +3,7 @@
  * otherwise `FILE:LINE:COL: message` lines on stderr and exit 1.
  */
 import { readFileSync } from 'node:fs';
-import { formatError, loadRules } from '../rules/index';
+import { formatError, loadRules, type RuleError } from '../rules/index';
 
 /** The conntrack helper registry's name → id lookup when it is available, else the helpers SPEC requires. */
 function helperLookup(): (name: string) => number {
@@ -18,16 +18,47 @@ function helperLookup(): (name: string) => number {
   return (name) => known[name] ?? 0;
 }
 
+const USAGE = 'usage: nfqwall check [--max-errors N] FILE\n';
+
+export const DEFAULT_MAX_ERRORS = 100;
+
+/** The error lines `check` prints: the first `max` (0 = all), then one line saying how many more. */
+export function errorReport(errors: RuleError[], max: number): string[] {
+  const shown = max > 0 ? errors.slice(0, max) : errors;
+  const lines = shown.map(formatError);
+  if (shown.length < errors.length) {
+    const more = errors.length - shown.length;
+    lines.push(`${more} more error${more === 1 ? '' : 's'} not shown (${errors.length} in all; --max-errors 0 shows every one)`);
+  }
+  return lines;
+}
+
 export async function main(argv: string[]): Promise<number> {
   if (argv.includes('-h') || argv.includes('--help')) {
-    process.stdout.write('usage: nfqwall check FILE\n  validates a rule file (iptables-restore format); prints errors as FILE:LINE:COL: message\n');
+    process.stdout.write(
+      `${USAGE}  validates a rule file (iptables-restore format); prints errors as FILE:LINE:COL: message\n  --max-errors N   print at most N errors, then how many more (default ${DEFAULT_MAX_ERRORS}; 0 = all)\n`,
+    );
     return 0;
   }
-  if (argv.length !== 1) {
-    process.stderr.write('usage: nfqwall check FILE\n');
+  let max = DEFAULT_MAX_ERRORS;
+  const files: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const m = /^--max-errors(?:=(.*))?$/.exec(a);
+    if (m) {
+      const v = m[1] ?? argv[++i];
+      if (v === undefined || !/^[0-9]+$/.test(v)) {
+        process.stderr.write(`nfqwall check: --max-errors needs a number (0 = all)\n${USAGE}`);
+        return 2;
+      }
+      max = Number(v);
+    } else files.push(a);
+  }
+  if (files.length !== 1) {
+    process.stderr.write(USAGE);
     return 2;
   }
-  const file = argv[0];
+  const file = files[0];
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
@@ -37,6 +68,6 @@ export async function main(argv: string[]): Promise<number> {
   }
   const { errors } = loadRules(text, file, { helperId: helperLookup() });
   if (errors.length === 0) return 0;
-  process.stderr.write(errors.map(formatError).join('\n') + '\n');
+  process.stderr.write(errorReport(errors, max).join('\n') + '\n');
   return 1;
 }

@@ -3,6 +3,8 @@
  * (network order read big-endian, like PacketView), CIDR prefixes and masks,
  * and the iptables-save spelling back.
  */
+import { cNumber, xtablesStrtoui } from './number';
+import { networkByName } from './networks';
 import type { AddrSpec } from './types';
 import { addrToString, parseIpv4Text, parseIpv6Text } from '../packet/format';
 
@@ -44,42 +46,112 @@ export function maskPrefix(family: 4 | 6, mask: readonly number[]): number {
 }
 
 /**
- * Parses ADDR[/PREFIX|/MASK] as iptables -s/-d do. Returns the spec (address already
- * masked, as iptables stores it) or an error message.
+ * xtables_numeric_to_ipaddr / _ipmask (libxtables/xtables.c): up to four parts split at
+ * '.', each a number 0..255 as strtoul reads it in base 0; an address with fewer parts
+ * is a network and the missing bytes are zero ("172.16.0" = 172.16.0.0, "10" = 10.0.0.0),
+ * a mask needs all four. Only the first 19 characters are read. → u32, or -1.
  */
-export function parseAddrSpec(s: string): AddrSpec | string {
-  const slash = s.indexOf('/');
-  const a = slash >= 0 ? s.slice(0, slash) : s;
-  const m = slash >= 0 ? s.slice(slash + 1) : null;
-  let family: 4 | 6;
-  let addr: number[];
-  const v4 = parseIp4(a);
-  if (v4 >= 0) {
-    family = 4;
-    addr = [v4, 0, 0, 0];
-  } else {
-    const v6 = parseIp6(a);
-    if (!v6) {
-      if (a.includes(',')) return `multiple addresses in one rule are not supported ("${s}"): write one rule per address`;
-      if (/^[A-Za-z0-9.-]+$/.test(a) && /[A-Za-z]/.test(a) && !a.includes(':')) return `host names are not supported ("${a}"): use an address`;
-      return `bad address "${a}"`;
-    }
-    family = 6;
-    addr = v6;
+export function numericToIp4(text: string, isMask: boolean): number {
+  const parts = text.slice(0, 19).split('.');
+  if (parts.length > 4 || (isMask && parts.length < 4)) return -1;
+  let v = 0;
+  for (let i = 0; i < 4; i++) {
+    const b = i < parts.length ? xtablesStrtoui(parts[i], 0, 255) : 0;
+    if (b < 0) return -1;
+    v = v * 256 + b;
   }
-  let mask: number[];
-  if (m === null) mask = prefixMask(family, family === 4 ? 32 : 128);
-  else if (/^[0-9]{1,3}$/.test(m)) {
-    const p = Number(m);
-    if (p > (family === 4 ? 32 : 128)) return `bad prefix length "/${m}" (at most ${family === 4 ? 32 : 128})`;
-    mask = prefixMask(family, p);
-  } else if (family === 4 && parseIp4(m) >= 0) {
-    mask = [parseIp4(m), 0, 0, 0];
-  } else if (family === 6 && parseIp6(m)) {
-    mask = parseIp6(m)!;
-  } else return `bad netmask "/${m}"`;
-  for (let i = 0; i < 4; i++) addr[i] = (addr[i] & mask[i]) >>> 0;
-  return { family, addr, mask, prefix: maskPrefix(family, mask) };
+  return v >>> 0;
+}
+
+/**
+ * glibc's inet_aton (exact: nothing may follow), which getaddrinfo() applies to the
+ * names iptables could not read as numbers: "a", "a.b" (b 24 bits), "a.b.c" (c 16 bits)
+ * or "a.b.c.d", each part decimal, 0x… hex or 0… octal. → u32, or -1.
+ */
+export function inetAton(text: string): number {
+  const parts = text.split('.');
+  if (parts.length > 4) return -1;
+  const vals: number[] = [];
+  for (const p of parts) {
+    // glibc takes a bare "0x" as 0
+    const v = /^0[xX]$/.test(p) ? 0 : cNumber(p);
+    if (v < 0) return -1;
+    vals.push(v);
+  }
+  const last = vals.length - 1;
+  const lastBits = 32 - 8 * last;
+  if (vals[last] >= 2 ** lastBits) return -1;
+  let v = 0;
+  for (let i = 0; i < last; i++) {
+    if (vals[i] > 255) return -1;
+    v = v * 256 + vals[i];
+  }
+  return (v * 2 ** lastBits + vals[last]) >>> 0;
+}
+
+function hostnameError(name: string): string {
+  return `host names are not supported ("${name}"): use an address (iptables would resolve the name once, at load time, through DNS or /etc/hosts)`;
+}
+
+/** parse_ipmask / parse_ip6mask: a prefix length (base 0) or a mask in address form. → mask words, or an error. */
+function parseMask(family: 4 | 6, text: string): number[] | string {
+  if (family === 4) {
+    const m = numericToIp4(text, true);
+    if (m >= 0) return [m, 0, 0, 0];
+  } else {
+    const m = parseIp6(text);
+    if (m) return m;
+  }
+  const max = family === 4 ? 32 : 128;
+  const bits = xtablesStrtoui(text, 0, max);
+  if (bits < 0 && /^[0-9]+$/.test(text)) return `bad prefix length "/${text}" (at most ${max})`;
+  if (bits < 0) return `bad mask "/${text}" (a prefix length 0..${family === 4 ? 32 : 128} or a${family === 4 ? ' dotted' : 'n IPv6'} mask)`;
+  return prefixMask(family, bits);
+}
+
+/** The address part of one list element, IPv4 as iptables reads it or an IPv6 literal. */
+function parseHost(text: string, family: 4 | 6): number[] | null {
+  if (family === 4) {
+    let v = numericToIp4(text, false);
+    if (v < 0) v = networkByName(text);
+    if (v < 0) v = inetAton(text);
+    return v < 0 ? null : [v, 0, 0, 0];
+  }
+  return parseIp6(text);
+}
+
+/**
+ * -s/-d as xtables_ipparse_multiple / xtables_ip6parse_multiple read them: a comma list
+ * of ADDR[/MASK] (the address masked, as iptables stores it). "ANY/0" matches every
+ * address of either family: null. Returns one entry per element, or why not an address.
+ */
+export function parseAddrList(text: string): (AddrSpec | null)[] | string {
+  const out: (AddrSpec | null)[] = [];
+  for (const raw of text.split(',')) {
+    const item = raw.replace(/^[ \t\n\v\f\r]+/, '');
+    if (item.length > 255) return `address "${item.slice(0, 40)}…" is too long`;
+    const slash = item.lastIndexOf('/');
+    const host = slash >= 0 ? item.slice(0, slash) : item;
+    const maskText = slash >= 0 ? item.slice(slash + 1) : null;
+    // A zero prefix makes iptables ignore the address, in both families.
+    if (maskText !== null && xtablesStrtoui(maskText, 0, 0) === 0) {
+      out.push(null);
+      continue;
+    }
+    const family: 4 | 6 | 0 = parseHost(host, 4) ? 4 : parseHost(host, 6) ? 6 : 0;
+    if (family === 0) {
+      if (host === '') return `empty address in "${text}"`;
+      if (/^[0-9.]+$/.test(host) || /^0[xX]/.test(host)) return `bad address "${host}" (IPv4: up to four numbers 0..255 separated by dots)`;
+      if (host.includes(':')) return `bad address "${host}" (not an IPv6 address)`;
+      return hostnameError(host);
+    }
+    const addr = parseHost(host, family)!;
+    const mask = maskText === null ? prefixMask(family, family === 4 ? 32 : 128) : parseMask(family, maskText);
+    if (typeof mask === 'string') return mask;
+    for (let i = 0; i < 4; i++) addr[i] = (addr[i] & mask[i]) >>> 0;
+    out.push({ family, addr, mask, prefix: maskPrefix(family, mask) });
+  }
+  return out;
 }
 
 /** iptables-save spelling of an address spec: ADDR/PREFIX or ADDR/MASK. */

@@ -3,6 +3,7 @@
  * parsed rule set, and the interfaces every match module / target implements.
  */
 import type { PacketContext } from '../conntrack/context';
+import type { SupportedTable } from './tables';
 
 /** One word of a rule line after shell-like unquoting, with its 1-based position. */
 export interface Token {
@@ -66,6 +67,8 @@ export interface OptSpec {
 }
 
 export interface ParseEnv extends ErrorSink {
+  /** the rule's -p as far as read (iptables-save's name, e.g. "tcp"), for service names of ports */
+  protoName?: string;
   /** helper name → id, 0 if no such helper (for --helper validation); optional at parse time */
   helperId?(name: string): number;
 }
@@ -170,7 +173,7 @@ export interface ParsedChain {
 }
 
 export interface ParsedTable {
-  name: 'raw' | 'filter';
+  name: SupportedTable;
   line: number;
   /** chains in declaration order (built-ins first, as iptables-save writes them) */
   chains: ParsedChain[];
@@ -180,8 +183,3 @@ export interface RuleSet {
   file: string;
   tables: ParsedTable[];
 }
-
-export const BUILTIN_CHAINS: Record<string, readonly string[]> = {
-  raw: ['PREROUTING', 'OUTPUT'],
-  filter: ['INPUT', 'FORWARD', 'OUTPUT'],
-};

@@ -34,7 +34,7 @@ export const multiportMatch: MatchModule<MultiportState> = {
     if (!list) return;
     let count = 0;
     for (const p of list) {
-      const r = parsePortRange(args[0], p, env);
+      const r = parsePortRange(args[0], p, env, env.protoName ?? 'tcp');
       if (!r) return;
       count += r[0] === r[1] ? 1 : 2;
       s.ports.push(r);

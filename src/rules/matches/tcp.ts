@@ -69,7 +69,7 @@ export const tcpMatch: MatchModule<TcpState> = {
     optionInv: false,
   }),
   parse(s, opt, args, inv, optTok, env) {
-    if (parsePortOption(s, opt, args[0], inv, optTok, env)) return;
+    if (parsePortOption(s, opt, args[0], inv, optTok, env, 'tcp')) return;
     switch (opt) {
       case 'tcp-flags':
       case 'syn': {

@@ -11,7 +11,7 @@ export const udpMatch: MatchModule<UdpState> = {
   options: PORT_OPTIONS,
   create: createPorts,
   parse(s, opt, args, inv, optTok, env) {
-    parsePortOption(s, opt, args[0], inv, optTok, env);
+    parsePortOption(s, opt, args[0], inv, optTok, env, '');
   },
   finalize() {},
   familyOf: () => 0,

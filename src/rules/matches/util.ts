@@ -1,68 +1,47 @@
 /** Small parsing helpers shared by the match and target modules. */
 import type { OptSpec, ParseEnv, Token } from '../types';
 import { Malformed, type PacketView } from '../../packet/view';
+import { xtablesStrtoui } from '../number';
+import { serviceError, serviceToPort } from '../services';
 
-/** A few /etc/services names iptables users write; numbers always work. */
-const SERVICES: Record<string, number> = {
-  ftp: 21,
-  'ftp-data': 20,
-  ssh: 22,
-  telnet: 23,
-  smtp: 25,
-  domain: 53,
-  bootps: 67,
-  bootpc: 68,
-  tftp: 69,
-  http: 80,
-  www: 80,
-  pop3: 110,
-  ntp: 123,
-  imap: 143,
-  snmp: 161,
-  ldap: 389,
-  https: 443,
-  smtps: 465,
-  submission: 587,
-  ldaps: 636,
-  imaps: 993,
-  pop3s: 995,
-  openvpn: 1194,
-  mysql: 3306,
-  postgresql: 5432,
-};
-
-/** Parses one port (number 0..65535 or a service name). Returns -1 when invalid. */
-export function parsePort(s: string): number {
-  if (/^[0-9]+$/.test(s)) {
-    const n = Number(s);
-    return n <= 65535 ? n : -1;
+/**
+ * A port as libxtables reads it for PROTO: xtables_parse_port() (tcp, multiport): a number
+ * 0..65535 in base 0 (0x… hex, 0… octal) or a service name listed for PROTO;
+ * with PROTO '' the x6 parser's getaddrinfo(NULL, NAME) (udp): a decimal number or a
+ * service name of any protocol. Returns the port, or why not.
+ */
+export function parsePort(s: string, proto: string): number | string {
+  if (proto === '') {
+    if (/^[0-9]+$/.test(s)) return Number(s) <= 65535 ? Number(s) : 'out of range (0..65535)';
+  } else {
+    const n = xtablesStrtoui(s, 0, 65535);
+    if (n >= 0) return n;
+    if (/^[0-9]+$/.test(s)) return 'out of range (0..65535)';
   }
-  const v = SERVICES[s.toLowerCase()];
-  return v === undefined ? -1 : v;
+  const p = serviceToPort(s, proto);
+  return p >= 0 ? p : serviceError(s, proto);
 }
 
 /**
  * Parses PORT or FIRST:LAST (either side may be empty, like iptables) into [lo, hi].
  * Reports errors against tok and returns null.
  */
-export function parsePortRange(tok: Token, s: string, env: ParseEnv): [number, number] | null {
+export function parsePortRange(tok: Token, s: string, env: ParseEnv, proto = 'tcp'): [number, number] | null {
   const colon = s.indexOf(':');
-  if (colon < 0) {
-    const p = parsePort(s);
-    if (p < 0) {
-      env.error(tok, `bad port "${s}"`);
+  const a = colon < 0 ? s : s.slice(0, colon);
+  const b = colon < 0 ? s : s.slice(colon + 1);
+  const lo = a === '' ? 0 : parsePort(a, proto);
+  const hi = b === '' ? 65535 : parsePort(b, proto);
+  for (const [text, v] of [
+    [a, lo],
+    [b, hi],
+  ] as const) {
+    if (typeof v === 'string') {
+      env.error(tok, `bad port "${text}"${colon >= 0 ? ` in "${s}"` : ''}: ${v}`);
       return null;
     }
-    return [p, p];
   }
-  const a = s.slice(0, colon);
-  const b = s.slice(colon + 1);
-  const lo = a === '' ? 0 : parsePort(a);
-  const hi = b === '' ? 65535 : parsePort(b);
-  if (lo < 0 || hi < 0 || b.includes(':')) {
-    env.error(tok, `bad port range "${s}"`);
-    return null;
-  }
+  if (typeof lo !== 'number' || typeof hi !== 'number') return null;
   if (lo > hi) {
     env.error(tok, `port range "${s}" is out of order (${lo} > ${hi})`);
     return null;
@@ -122,11 +101,11 @@ export function createPorts(): PortsState {
 }
 
 /** Parses a port option into s; false when `opt` is not one. */
-export function parsePortOption(s: PortsState, opt: string, arg: Token, inv: boolean, optTok: Token, env: ParseEnv): boolean {
+export function parsePortOption(s: PortsState, opt: string, arg: Token, inv: boolean, optTok: Token, env: ParseEnv, proto: string): boolean {
   if (opt === 'sport' || opt === 'source-port') {
     if (s.sport) env.error(optTok, '--sport given twice');
     else {
-      s.sport = parsePortRange(arg, arg.text, env);
+      s.sport = parsePortRange(arg, arg.text, env, proto);
       s.sportInv = inv;
     }
     return true;
@@ -134,7 +113,7 @@ export function parsePortOption(s: PortsState, opt: string, arg: Token, inv: boo
   if (opt === 'dport' || opt === 'destination-port') {
     if (s.dport) env.error(optTok, '--dport given twice');
     else {
-      s.dport = parsePortRange(arg, arg.text, env);
+      s.dport = parsePortRange(arg, arg.text, env, proto);
       s.dportInv = inv;
     }
     return true;

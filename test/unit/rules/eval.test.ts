@@ -99,7 +99,7 @@ test('tcp: ports, ranges, flags, --syn, --tcp-option, negation, fragments, hotdr
   assert.equal(v('-p tcp -m tcp ! --dport 81', t4()), A);
   assert.equal(v('-p tcp -m tcp --sport 40000:40010', t4()), A);
   assert.equal(v('-p tcp -m tcp --sport 1:1023', t4()), D);
-  assert.equal(v('-p tcp -m tcp --sport ! 1:1023', t4()), A);
+  assert.equal(v('-p tcp -m tcp ! --sport 1:1023', t4()), A);
   assert.equal(v('-p tcp -m tcp --syn', t4({ flags: 'S' })), A);
   assert.equal(v('-p tcp -m tcp --syn', t4({ flags: 'SA' })), D);
   assert.equal(v('-p tcp -m tcp ! --syn', t4({ flags: 'A' })), A);

@@ -48,7 +48,7 @@ COMMIT
 :FORWARD ACCEPT [0:0]
 :OUTPUT ACCEPT [0:0]
 :x - [0:0]
--A INPUT -s 10.1.2.3/8 ! -d 2.2.2.2 -i eth+ -p tcp --sport ! 1:1023 --syn -j x
+-A INPUT -s 10.1.2.3/8 ! -d 2.2.2.2 -i eth+ -p tcp ! --sport 1:1023 --syn -j x
 -A INPUT -6 -s 2001:2:0:0:0:0:0:1/64 -p ipv6-icmp --icmpv6-type echo-request -j ACCEPT
 -A INPUT -p icmp --icmp-type port-unreachable -m comment --comment "a 'b'" -j ACCEPT
 -A INPUT -p icmp -m icmp --icmp-type any -m limit --limit 3/hour -j LOG --log-prefix "x: " --log-level 6 --log-tcp-options
@@ -113,8 +113,8 @@ COMMIT
   assert.deepEqual(again.tables[0].chains[1].counters, [1, u.length]);
 });
 
-function check(file: string): { status: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [join(ROOT, 'bin', 'nfqwall.js'), 'check', file], {
+function check(...args: string[]): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [join(ROOT, 'bin', 'nfqwall.js'), 'check', ...args], {
     cwd: ROOT,
     env: { ...process.env, NFQWALL_FROM_SOURCE: '1' },
     encoding: 'utf8',
@@ -138,13 +138,21 @@ test('nfqwall check: every file in rules/ is clean; a broken file prints FILE:LI
     assert.equal(
       r.stderr,
       [
-        `${bad}:1:1: missing COMMIT for table "filter"`,
-        `${bad}:3:25: bad port "99999"`,
+        `${bad}:3:25: bad port "99999": out of range (0..65535)`,
         `${bad}:4:13: unknown match "nosuch"`,
         `${bad}:5:13: unknown target "LOGDROP" (no target or chain of that name)`,
+        `${bad}:6:1: COMMIT expected: table "filter" (line 1) is not closed`,
         '',
       ].join('\n'),
     );
+    // --max-errors: the first N, then one line with how many more; 0 = all
+    const many = join(dir, 'many.rules');
+    writeFileSync(many, `*filter\n${'-A INPUT -j nowhere\n'.repeat(5)}COMMIT\n`);
+    const two = check('--max-errors', '2', many);
+    assert.equal(two.status, 1);
+    assert.deepEqual(two.stderr.trimEnd().split('\n').slice(2), ['3 more errors not shown (5 in all; --max-errors 0 shows every one)']);
+    assert.equal(check('--max-errors', '0', many).stderr.trimEnd().split('\n').length, 5);
+    assert.equal(check('--max-errors', 'x', many).status, 2);
     const missing = check(join(dir, 'none.rules'));
     assert.equal(missing.status, 1);
     assert.match(missing.stderr, /none\.rules: no such file/);

@@ -1,6 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseRules, tokenize } from '../../../src/rules/parse';
+import { parseRules } from '../../../src/rules/parse';
+import { splitArgs } from '../../../src/rules/argv';
+import { parseServices, setServiceTable } from '../../../src/rules/services';
 import { errorsOf, forward, helperId } from './util';
 
 /** Error of one FORWARD rule (line 5), expected at the column of `at` inside the rule. */
@@ -28,9 +30,8 @@ function rule(text: string) {
   return parseOk(forward(text)).tables[0].chains[1].rules[0];
 }
 
-test('tokenizer: quoting, escapes, columns', () => {
-  const errs: string[] = [];
-  const t = tokenize(`-A X --comment "a b" --log-prefix 'x: ' \\"q  "\\"in\\""`, 3, (c, m) => errs.push(`${c}:${m}`));
+test('words as iptables-restore splits them: only double quotes group, backslash escapes inside them, columns', () => {
+  const t = splitArgs(`-A X --comment "a b" --log-prefix 'x: ' \\"q  "\\"in\\""`, 3);
   assert.deepEqual(
     t.map((x) => [x.text, x.col, x.quoted]),
     [
@@ -39,15 +40,18 @@ test('tokenizer: quoting, escapes, columns', () => {
       ['--comment', 6, false],
       ['a b', 16, true],
       ['--log-prefix', 22, false],
-      ['x: ', 35, true],
-      ['"q', 41, true],
-      ['"in"', 46, true],
+      ["'x:", 35, false],
+      ["'", 39, false],
+      // outside quotes a backslash is an ordinary character; a closing quote ends the word
+      ['\\q  ', 41, true],
+      ['\\in"', 47, true],
     ],
   );
-  assert.deepEqual(errs, []);
-  const errs2: string[] = [];
-  tokenize('-A X --comment "open', 1, (c, m) => errs2.push(`${c}:${m}`));
-  assert.deepEqual(errs2, ['16:unterminated double quote']);
+  // an unterminated quote runs to the end of the line
+  assert.deepEqual(
+    splitArgs('-A X --comment "open', 1).map((x) => x.text),
+    ['-A', 'X', '--comment', 'open'],
+  );
 });
 
 test('basic options: -p names and numbers, addresses, CIDR, masks, interfaces, -4/-6', () => {
@@ -71,13 +75,11 @@ test('basic options: -p names and numbers, addresses, CIDR, masks, interfaces, -
   assert.equal(i.outInv, true);
   assert.equal(rule('-4 -j ACCEPT').family, 4);
   assert.equal(rule('-6 -j ACCEPT').familyFlag, 6);
-  // legacy negation after the option name
-  const legacy = rule('-s ! 10.0.0.1 -p ! tcp -j ACCEPT');
-  assert.equal(legacy.srcInv, true);
-  assert.equal(legacy.protoInv, true);
+  // iptables 1.8 no longer reads "-s ! ADDR" (it takes "!" as the address): refused with the fix
+  assert.deepEqual(errorsOf(forward('-s ! 10.0.0.1 -j ACCEPT')), ['e.rules:5:15: "!" after -s: iptables 1.8 reads it as the argument; write "! -s …"']);
 });
 
-test('every match parses its options (incl. negation, legacy negation, implicit protocol matches)', () => {
+test('every match parses its options (incl. negation, implicit protocol matches)', () => {
   const t = rule('-p tcp ! --sport 1024:65535 --dport 22 --tcp-flags SYN,ACK SYN --tcp-option 2 -j ACCEPT');
   assert.equal(t.matches[0].explicit, false);
   assert.deepEqual(t.matches[0].state, {
@@ -96,7 +98,7 @@ test('every match parses its options (incl. negation, legacy negation, implicit 
   assert.deepEqual(rule('-p tcp -m tcp --dport :1023 -j ACCEPT').matches[0].state.dport, [0, 1023]);
   assert.deepEqual(rule('-p tcp -m tcp --sport 1024: -j ACCEPT').matches[0].state.sport, [1024, 65535]);
   assert.deepEqual(rule('-p tcp --dport ssh -j ACCEPT').matches[0].state.dport, [22, 22]);
-  assert.deepEqual(rule('-p udp -m udp --dport ! 53 -j ACCEPT').matches[0].state, { sport: null, sportInv: false, dport: [53, 53], dportInv: true });
+  assert.deepEqual(rule('-p udp -m udp ! --dport 53 -j ACCEPT').matches[0].state, { sport: null, sportInv: false, dport: [53, 53], dportInv: true });
   assert.deepEqual(rule('-p tcp -m multiport ! --dports 80,443,8000:8080 -j ACCEPT').matches[0].state, {
     flags: 'dst',
     ports: [
@@ -201,14 +203,18 @@ test('errors: unknown match / option / missing argument / bad values, with the o
   expectRuleError('-p tcp -m tcp --bogus 1 -j ACCEPT', '--bogus', 'unknown option "--bogus" (matches loaded: tcp)');
   expectRuleError('-m conntrack --ctorigsrc 1.2.3.4 -j ACCEPT', '--ctorigsrc', 'option "--ctorigsrc" of match conntrack is not supported');
   expectRuleError('-p tcp --dport', '--dport', 'option "--dport" requires an argument');
-  expectRuleError('-p tcp --dport -j ACCEPT', '--dport', 'option "--dport" requires an argument');
-  expectRuleError('-s -j ACCEPT', '-s', 'option "-s" requires an argument');
-  expectRuleError('-s 10.0.0.300 -j ACCEPT', '10.0.0.300', 'bad address "10.0.0.300"');
+  // getopt takes the next word whatever it is: "-j" is the port, "ACCEPT" then a stray word
+  assert.deepEqual(errorsOf(forward('-p tcp --dport -j ACCEPT'))[0], 'e.rules:5:27: bad port "-j": not a number and not a service name in /etc/services');
+  expectRuleError('-s 10.0.0.300 -j ACCEPT', '10.0.0.300', 'bad address "10.0.0.300" (IPv4: up to four numbers 0..255 separated by dots)');
   expectRuleError('-s 10.0.0.0/33 -j ACCEPT', '10.0.0.0/33', 'bad prefix length "/33" (at most 32)');
   expectRuleError('-d 2001:2::/129 -j ACCEPT', '2001:2::/129', 'bad prefix length "/129" (at most 128)');
-  expectRuleError('-d 2001:::1 -j ACCEPT', '2001:::1', 'bad address "2001:::1"');
-  expectRuleError('-s gw.example.org -j ACCEPT', 'gw.example.org', 'host names are not supported ("gw.example.org"): use an address');
-  expectRuleError('-p tcp --dport 70000 -j ACCEPT', '70000', 'bad port "70000"');
+  expectRuleError('-d 2001:::1 -j ACCEPT', '2001:::1', 'bad address "2001:::1" (not an IPv6 address)');
+  expectRuleError(
+    '-s gw.example.org -j ACCEPT',
+    'gw.example.org',
+    'host names are not supported ("gw.example.org"): use an address (iptables would resolve the name once, at load time, through DNS or /etc/hosts)',
+  );
+  expectRuleError('-p tcp --dport 70000 -j ACCEPT', '70000', 'bad port "70000": out of range (0..65535)');
   expectRuleError('-p tcp --dport 90:80 -j ACCEPT', '90:80', 'port range "90:80" is out of order (90 > 80)');
   expectRuleError(
     '-p udp -m multiport --dports 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15:16 -j ACCEPT',
@@ -217,8 +223,8 @@ test('errors: unknown match / option / missing argument / bad values, with the o
   );
   assert.deepEqual(errorsOf(forward('-p udp -m multiport --dports 1,2,3,4,5,6,7,8,9,10,11,12,13,14:15 -j ACCEPT')), []);
   expectRuleError('-p tcp -m multiport --dports 5:1 -j ACCEPT', '5:1', 'port range "5:1" is out of order (5 > 1)');
-  expectRuleError('-p foo -j ACCEPT', 'foo', 'unknown protocol "foo"');
-  expectRuleError('-p 256 -j ACCEPT', '256', 'unknown protocol "256"');
+  expectRuleError('-p foo -j ACCEPT', 'foo', 'unknown protocol "foo" (a name like tcp, udp, icmp, ipv6-icmp, all, or a number 0..255)');
+  expectRuleError('-p 256 -j ACCEPT', '256', 'unknown protocol "256" (a name like tcp, udp, icmp, ipv6-icmp, all, or a number 0..255)');
   expectRuleError('-i averyveryverylongname -j ACCEPT', 'averyveryverylongname', 'interface name "averyveryverylongname" is longer than 15 characters');
   expectRuleError('-m conntrack --ctstate NEW,BOGUS -j ACCEPT', 'NEW,BOGUS', 'unknown state "BOGUS"');
   expectRuleError('-m state --state SNAT -j ACCEPT', 'SNAT', 'unknown state "SNAT"');
@@ -255,7 +261,7 @@ test('errors: family conflicts', () => {
 
 test('errors: targets (unknown, missing chain, table, tcp-reset, goto)', () => {
   expectRuleError('-j NOPE', 'NOPE', 'unknown target "NOPE" (no target or chain of that name)');
-  expectRuleError('-j nochain', 'nochain', 'jump to missing chain "nochain"');
+  expectRuleError('-j nochain', 'nochain', 'jump to missing chain "nochain" (a chain must be declared before the rules that jump to it)');
   expectRuleError('-j MASQUERADE', 'MASQUERADE', 'target "MASQUERADE" is not supported');
   expectRuleError('-j CT --notrack', 'CT', 'target CT is not allowed in table filter (only in raw)');
   expectRuleError('-j NOTRACK', 'NOTRACK', 'target NOTRACK is not allowed in table filter (only in raw)');
@@ -265,7 +271,7 @@ test('errors: targets (unknown, missing chain, table, tcp-reset, goto)', () => {
   expectRuleError('-j LOG --log-level 9', '9', 'bad --log-level "9" (0..7 or a syslog level name)');
   expectRuleError('-g ACCEPT', 'ACCEPT', '-g needs a user chain, not "ACCEPT"');
   expectRuleError('-j INPUT', 'INPUT', 'cannot jump to built-in chain INPUT');
-  expectRuleError('-j ACCEPT -j DROP', '-j', 'multiple -j/-g flags not allowed', 1);
+  expectRuleError('-j ACCEPT -j DROP', '-j', 'multiple -j flags not allowed', 1);
   const raw = '*raw\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -j REJECT\n-A PREROUTING -j CT --helper nope --zone 1\nCOMMIT\n';
   assert.deepEqual(errorsOf(raw), [
     'e.rules:3:18: target REJECT is not allowed in table raw (only in filter)',
@@ -275,42 +281,154 @@ test('errors: targets (unknown, missing chain, table, tcp-reset, goto)', () => {
   assert.deepEqual(errorsOf('*raw\n-A PREROUTING -j CT --notrack --helper ftp\nCOMMIT\n'), ['e.rules:2:18: CT --notrack cannot be combined with --helper']);
 });
 
-test('errors: table and section structure', () => {
-  assert.deepEqual(errorsOf('-A INPUT -j ACCEPT\n'), ['e.rules:1:1: rule outside a table (start a section with *filter or *raw)']);
-  assert.deepEqual(errorsOf('*filter\n-A INPUT -j ACCEPT\n'), ['e.rules:1:1: missing COMMIT for table "filter"']);
-  assert.deepEqual(errorsOf('*raw\n*filter\nCOMMIT\n'), ['e.rules:2:1: table "raw" (line 1) has no COMMIT before "*filter"']);
-  assert.deepEqual(errorsOf('*nat\nCOMMIT\n'), ['e.rules:1:1: unsupported table "nat" (nfqwall knows raw and filter)']);
-  assert.deepEqual(errorsOf('COMMIT\n'), ['e.rules:1:1: COMMIT outside a table']);
-  assert.deepEqual(errorsOf('*filter\nCOMMIT\n*filter\nCOMMIT\n'), ['e.rules:3:1: table "filter" appears twice']);
-  assert.deepEqual(errorsOf('*filter\n:PREROUTING ACCEPT [0:0]\nCOMMIT\n'), [
-    'e.rules:2:2: "PREROUTING" is a built-in chain of table raw, not of filter (built-in: INPUT, FORWARD, OUTPUT)',
+test('errors: table and section structure, as iptables-nft-restore reads them', () => {
+  assert.deepEqual(errorsOf('-A INPUT -j ACCEPT\n'), ['e.rules:1:1: "-A" outside a table (a section starts with *filter or *raw and ends with COMMIT)']);
+  // iptables-restore: "COMMIT expected at line 3", the line after the last
+  assert.deepEqual(errorsOf('*filter\n-A INPUT -j ACCEPT\n'), ['e.rules:3:1: COMMIT expected: table "filter" (line 1) is not closed']);
+  assert.deepEqual(errorsOf('*raw\n*filter\nCOMMIT\n'), ['e.rules:2:1: unexpected argument "*filter"']);
+  // one error for a table nfqwall does not implement; its lines are not read as another table's
+  assert.deepEqual(errorsOf('*nat\n-A POSTROUTING -o eth0 -j MASQUERADE\n-A PREROUTING -j NOPE\nCOMMIT\n*filter\n-A INPUT -j nowhere\nCOMMIT\n'), [
+    'e.rules:1:2: table "nat" is not supported (nfqwall implements raw and filter); its lines up to COMMIT are not read',
+    'e.rules:6:13: jump to missing chain "nowhere" (a chain must be declared before the rules that jump to it)',
   ]);
-  assert.deepEqual(errorsOf('*raw\n:INPUT ACCEPT [0:0]\nCOMMIT\n'), [
-    'e.rules:2:2: "INPUT" is a built-in chain of table filter, not of raw (built-in: PREROUTING, OUTPUT)',
-  ]);
-  assert.deepEqual(errorsOf('*filter\n:INPUT REJECT [0:0]\n:FOO ACCEPT [0:0]\n:BAR - [x]\nCOMMIT\n'), [
+  assert.deepEqual(errorsOf('*bogus\nCOMMIT\n'), ['e.rules:1:2: unknown table "bogus" (iptables has filter, nat, mangle, raw, security)']);
+  assert.deepEqual(errorsOf('COMMIT\n'), ['e.rules:1:1: "COMMIT" outside a table (a section starts with *filter or *raw and ends with COMMIT)']);
+  // a second section of a table replaces the first (iptables-restore flushes the table at *filter)
+  const twice = parseOk('*filter\n-A INPUT -j DROP\nCOMMIT\n*filter\n-A INPUT -j ACCEPT\nCOMMIT\n');
+  assert.deepEqual(
+    twice.tables.map((t) => t.chains[0].rules.map((r) => r.target.name)),
+    [['ACCEPT']],
+  );
+  // chain lines: user chains take any policy word and ignore what follows; a built-in chain of another table is a user chain here
+  const chains = parseOk(
+    '*filter\n:PREROUTING ACCEPT [0:0]\n:FOO ACCEPT [0:0]\n:BAR - [x]\n:BAZ - more words\n:FOO - [0:0]\n:INPUT DROP [0:0]\n:INPUT DROP [0:0]\nCOMMIT\n',
+  );
+  assert.deepEqual(
+    chains.tables[0].chains.map((c) => `${c.name}:${c.policy}`),
+    ['INPUT:DROP', 'FORWARD:ACCEPT', 'OUTPUT:ACCEPT', 'PREROUTING:null', 'FOO:null', 'BAR:null', 'BAZ:null'],
+  );
+  assert.deepEqual(errorsOf('*filter\n:INPUT REJECT [0:0]\n:\n:X\nCOMMIT\n'), [
     'e.rules:2:8: bad policy "REJECT" for built-in chain INPUT (ACCEPT or DROP)',
-    'e.rules:3:6: user chain "FOO" cannot have a policy (write "-")',
-    'e.rules:4:8: bad counters "[x]" (expected [PACKETS:BYTES])',
+    'e.rules:3:1: missing chain name after ":"',
+    'e.rules:4:3: chain "X" needs a policy word after its name (ACCEPT or DROP for a built-in chain, - for a user chain)',
   ]);
-  assert.deepEqual(errorsOf('*filter\n:FOO - [0:0]\n:FOO - [0:0]\n-N FOO\n:INPUT DROP [0:0]\n:INPUT DROP [0:0]\nCOMMIT\n'), [
-    'e.rules:3:2: chain "FOO" already exists (line 2)',
-    'e.rules:4:4: chain "FOO" already exists (line 2)',
-    'e.rules:6:2: chain "INPUT" already declared',
-  ]);
+  assert.deepEqual(errorsOf('*filter\n:FOO - [0:0]\n-N FOO\nCOMMIT\n'), ['e.rules:3:4: chain "FOO" already exists']);
   assert.deepEqual(errorsOf('*filter\n:ACCEPT - [0:0]\n-A NOPE -j ACCEPT\n-F INPUT\nfoo\nCOMMIT\n'), [
     'e.rules:2:2: chain name "ACCEPT" is a target name',
-    'e.rules:3:4: chain "NOPE" does not exist (declare it with ":NOPE - [0:0]")',
-    'e.rules:4:1: command -F is not supported in a rule file (write the table as iptables-save does)',
-    'e.rules:5:1: unexpected "foo" (expected -A, -I, -N, :CHAIN, COMMIT or *table)',
+    'e.rules:3:4: chain "NOPE" does not exist (declare it first with ":NOPE - [0:0]" or -N)',
+    'e.rules:4:1: command -F is not supported in a rule file (nfqwall reads -A, -I, -N, -P and :CHAIN lines)',
+    'e.rules:5:1: unexpected argument "foo"',
   ]);
-  assert.deepEqual(errorsOf('*filter\n-I INPUT 3 -j ACCEPT\nCOMMIT\n'), ['e.rules:2:10: insert position 3 is out of range (1..1)']);
+  assert.deepEqual(errorsOf('*filter\n-I INPUT 3 -j ACCEPT\nCOMMIT\n'), [
+    'e.rules:2:10: insert position 3 is beyond the end of chain INPUT (it has 0 rules here)',
+  ]);
+  // what iptables-restore reads literally: an indented comment, "COMMIT " with a space
+  assert.deepEqual(errorsOf('*filter\n  # note\nCOMMIT \nCOMMIT\n'), ['e.rules:2:3: unexpected argument "#"', 'e.rules:3:1: unexpected argument "COMMIT"']);
+});
+
+test('rule lines in any option order: the command, -4/-6, counters and -P anywhere', () => {
+  const set = parseOk(`*filter
+:INPUT ACCEPT [0:0]
+:sub - [0:0]
+-j ACCEPT -A INPUT -p tcp --dport 22
+-p udp --dport 53 -A INPUT -j DROP
+-4 -A INPUT -p icmp -j ACCEPT
+-A INPUT -p ipv6-icmp -j ACCEPT --ipv6
+--append=INPUT --proto tcp --dp 80 -j sub
+-I INPUT 2 -m conntrack --ctstate ESTABLISHED -j ACCEPT
+[3:300] -A sub -j ACCEPT
+-A sub -c 5 600 -j ACCEPT
+-A sub --set-counters 7,800 -j RETURN
+-P INPUT DROP
+--policy FORWARD DROP -c 1 2
+-A sub -s 198.18.0.1,198.18.0.2 -d 172.16.0/24 -j DROP
+COMMIT
+`);
+  const [input, forwardCh, , sub] = set.tables[0].chains;
+  assert.equal(input.policy, 'DROP');
+  assert.equal(forwardCh.policy, 'DROP');
+  assert.deepEqual(forwardCh.counters, [1, 2]);
+  assert.deepEqual(
+    input.rules.map((r) => `${r.proto}/${r.familyFlag}/${r.target.name}`),
+    ['6/0/ACCEPT', '0/0/ACCEPT', '17/0/DROP', '1/4/ACCEPT', '58/6/ACCEPT', '6/0/sub'],
+  );
+  assert.deepEqual(input.rules[0].matches[0].state.dport, [22, 22]);
+  assert.deepEqual(input.rules[5].matches[0].state.dport, [80, 80]);
+  assert.deepEqual(
+    sub.rules.map((r) => r.counters),
+    [[3, 300], [5, 600], [7, 800], null, null],
+  );
+  // one rule per address, as iptables adds them; 172.16.0/24 is 172.16.0.0/24
+  assert.deepEqual(
+    sub.rules.slice(3).map((r) => [r.src!.addr[0], r.dst!.addr[0], r.dst!.prefix]),
+    [
+      [0xc6120001, 0xac100000, 24],
+      [0xc6120002, 0xac100000, 24],
+    ],
+  );
+  assert.deepEqual(errorsOf(forward('-A FORWARD -j ACCEPT')), ['e.rules:5:12: one command per line: -A after -A']);
+  assert.deepEqual(errorsOf('*filter\n-p tcp -j ACCEPT\nCOMMIT\n'), ['e.rules:2:1: no command in this line (expected -A, -I, -N or -P with a chain)']);
+  assert.deepEqual(errorsOf('*filter\n-P INPUT REJECT\n-P sub DROP\n-N X -p tcp\nCOMMIT\n'), [
+    'e.rules:2:10: bad policy "REJECT" (ACCEPT or DROP)',
+    'e.rules:3:4: -P needs a built-in chain of table filter (INPUT, FORWARD, OUTPUT), not "sub"',
+    'e.rules:4:6: option -p is not allowed with -N',
+  ]);
+  // -p, -s, -d, -i, -o, -j are read from the whole word when attached, as iptables does: "-ptcp" is no protocol
+  assert.deepEqual(errorsOf(forward('-ptcp -j ACCEPT')), [
+    'e.rules:5:12: unknown protocol "-ptcp" (a name like tcp, udp, icmp, ipv6-icmp, all, or a number 0..255)',
+  ]);
+  assert.deepEqual(errorsOf(forward('-c x 1 -j ACCEPT')), ['e.rules:5:15: packet counter "x" is not a number']);
+  assert.deepEqual(errorsOf(forward('--d 1.2.3.4 -j ACCEPT')), ['e.rules:5:12: option "--d" is ambiguous (--delete, --delete-chain, --destination, --dst)']);
+});
+
+test('IPv4 addresses as iptables reads them, host names refused', () => {
+  const src = (a: string) => rule(`-s ${a} -j ACCEPT`).src!;
+  assert.deepEqual([src('172.16.0/24').addr[0], src('172.16.0/24').prefix], [0xac100000, 24]);
+  assert.equal(src('10').addr[0], 0x0a000000);
+  assert.equal(src('0x0a.1').addr[0], 0x0a010000);
+  assert.equal(src('010.0.0.1').addr[0], 0x08000001);
+  // not iptables' own number form: getaddrinfo's inet_aton reads it
+  assert.equal(src('167772161').addr[0], 0x0a000001);
+  assert.equal(src('198.18.0.1/0x18').prefix, 24);
+  assert.equal(src('loopback/8').addr[0], 0x7f000000);
+  assert.equal(rule('-s 198.18.0.1/0 -j ACCEPT').src, null);
+  assert.equal(rule('-s 198.18.0.1/0 -j ACCEPT').family, 0);
+  expectRuleError('-s 198.18.0.300 -j ACCEPT', '198.18.0.300', 'bad address "198.18.0.300" (IPv4: up to four numbers 0..255 separated by dots)');
+  expectRuleError('! -s 198.18.0.1,198.18.0.2 -j ACCEPT', '!', '"!" not allowed with several addresses ("198.18.0.1,198.18.0.2")');
+});
+
+test('port names from /etc/services, for the protocol iptables asks for', () => {
+  setServiceTable(parseServices('ssh 22/tcp\nsubmissions 465/tcp ssmtp smtps\ndomain 53/tcp\ndomain 53/udp\nsyslog 514/udp\n', '/etc/services'));
+  try {
+    assert.deepEqual(rule('-p tcp --dport ssmtp -j ACCEPT').matches[0].state.dport, [465, 465]);
+    assert.deepEqual(rule('-p tcp --dport 0x16 -j ACCEPT').matches[0].state.dport, [22, 22]);
+    // udp's x6 parser asks getaddrinfo for any protocol
+    assert.deepEqual(rule('-p udp --dport ssh -j ACCEPT').matches[0].state.dport, [22, 22]);
+    assert.deepEqual(rule('-p tcp -m multiport --dports domain,ssh -j ACCEPT').matches[0].state.ports, [
+      [53, 53],
+      [22, 22],
+    ]);
+    expectRuleError('-p tcp --dport syslog -j ACCEPT', 'syslog', 'bad port "syslog": not a number, and /etc/services lists "syslog" only for udp, not tcp');
+    expectRuleError('-p tcp --dport nosuch -j ACCEPT', 'nosuch', 'bad port "nosuch": not a number and not a service name in /etc/services');
+    expectRuleError('-p tcp --dport SSH -j ACCEPT', 'SSH', 'bad port "SSH": not a number and not a service name in /etc/services');
+    setServiceTable(null);
+    setServiceTable({ ...parseServices('', null) });
+    expectRuleError(
+      '-p tcp --dport nosuch -j ACCEPT',
+      'nosuch',
+      'bad port "nosuch": not a number and not a service name in the built-in list (/etc/services is missing)',
+    );
+  } finally {
+    setServiceTable(null);
+  }
 });
 
 test('errors: loops between chains and nesting beyond the kernel limit', () => {
   const loop = '*filter\n:A - [0:0]\n:B - [0:0]\n:C - [0:0]\n-A INPUT -j A\n-A A -j B\n-A B -j C\n-A C -g A\nCOMMIT\n';
   assert.deepEqual(errorsOf(loop), ['e.rules:8:9: jump to "A" creates a loop (A -> B -> C -> A)']);
-  assert.deepEqual(errorsOf('*filter\n:S - [0:0]\n-A S -j S\nCOMMIT\n'), ['e.rules:3:9: jump to "S" creates a loop (S -> S)']);
+  // a loop no built-in chain reaches is never walked: nf_tables (and so iptables-restore) accepts it
+  assert.deepEqual(errorsOf('*filter\n:S - [0:0]\n-A S -j S\nCOMMIT\n'), []);
+  assert.deepEqual(errorsOf('*filter\n:S - [0:0]\n-A INPUT -j S\n-A S -j S\nCOMMIT\n'), ['e.rules:4:9: jump to "S" creates a loop (S -> S)']);
   const chain = (n: number) => {
     const lines = ['*filter'];
     for (let i = 1; i <= n; i++) lines.push(`:c${i} - [0:0]`);
@@ -326,5 +444,9 @@ test('errors: loops between chains and nesting beyond the kernel limit', () => {
 
 test('several errors are collected in one run, sorted by position', () => {
   const text = forward('-m foo -j ACCEPT', '-p tcp --dport 99999 -j ACCEPT', '-j ACCEPT', '-j nowhere');
-  assert.deepEqual(errorsOf(text), ['e.rules:5:15: unknown match "foo"', 'e.rules:6:27: bad port "99999"', 'e.rules:8:15: jump to missing chain "nowhere"']);
+  assert.deepEqual(errorsOf(text), [
+    'e.rules:5:15: unknown match "foo"',
+    'e.rules:6:27: bad port "99999": out of range (0..65535)',
+    'e.rules:8:15: jump to missing chain "nowhere" (a chain must be declared before the rules that jump to it)',
+  ]);
 });
