@@ -29,7 +29,7 @@
 namespace {
 
 // Mirrors src/queue/layout.ts (checked from TypeScript at load time).
-constexpr uint32_t INDEX_STRIDE = 12;
+constexpr uint32_t INDEX_STRIDE = 16;
 enum : uint32_t {
   IX_ID = 0,
   IX_HOOK = 1,
@@ -42,12 +42,18 @@ enum : uint32_t {
   IX_ORIGLEN = 8,
   IX_FLAGS = 9,
   IX_QUEUE = 10,
-  IX_RESERVED = 11,
+  IX_UID = 11,
+  IX_GID = 12,
+  IX_HWADDR_HI = 13,
+  IX_HWADDR_LO = 14,
+  IX_RESERVED = 15,
 };
 constexpr uint32_t PKTF_CSUM_NOT_READY = 1u << 0;
 constexpr uint32_t PKTF_GSO = 1u << 1;
 constexpr uint32_t PKTF_TRUNCATED = 1u << 2;
 constexpr uint32_t PKTF_CSUM_VERIFIED = 1u << 3;
+constexpr uint32_t PKTF_UID_GID = 1u << 4;
+constexpr uint32_t PKTF_HWADDR = 1u << 5;
 constexpr uint32_t VERDICT_SET_MARK = 1u << 16;
 constexpr uint32_t VERDICT_MASK = 0xffff;
 
@@ -255,8 +261,9 @@ class NfqQueue : public Napi::ObjectWrap<NfqQueue> {
       params.copy_range = htonl(copyRange_);
       params.copy_mode = NFQNL_COPY_PACKET;
       mnl_attr_put(nlh, NFQA_CFG_PARAMS, sizeof params, &params);
-      uint32_t mask = NFQA_CFG_F_GSO | NFQA_CFG_F_FAIL_OPEN;
-      uint32_t flags = (gso_ ? NFQA_CFG_F_GSO : 0) | (failOpen_ ? NFQA_CFG_F_FAIL_OPEN : 0);
+      // UID_GID: the socket owner's fsuid/fsgid of locally generated packets (-m owner)
+      uint32_t mask = NFQA_CFG_F_GSO | NFQA_CFG_F_FAIL_OPEN | NFQA_CFG_F_UID_GID;
+      uint32_t flags = (gso_ ? NFQA_CFG_F_GSO : 0) | (failOpen_ ? NFQA_CFG_F_FAIL_OPEN : 0) | NFQA_CFG_F_UID_GID;
       mnl_attr_put_u32(nlh, NFQA_CFG_FLAGS, htonl(flags));
       mnl_attr_put_u32(nlh, NFQA_CFG_MASK, htonl(mask));
       mnl_attr_put_u32(nlh, NFQA_CFG_QUEUE_MAXLEN, htonl(maxLen_));
@@ -365,6 +372,7 @@ class NfqQueue : public Napi::ObjectWrap<NfqQueue> {
     const auto* nfg = reinterpret_cast<const struct nfgenmsg*>(reinterpret_cast<const char*>(h) + NLMSG_HDRLEN);
     bool haveId = false;
     uint32_t id = 0, hook = 0, indev = 0, outdev = 0, mark = 0, off = 0, caplen = 0, origlen = 0, flags = 0, skbInfo = 0;
+    uint32_t uid = 0, gid = 0, hwHi = 0, hwLo = 0;
     bool haveCapLen = false;
     const uint8_t* slab = slab_;
     ForEachAttr(h, [&](uint16_t t, const void* p, uint16_t plen) {
@@ -394,6 +402,28 @@ class NfqQueue : public Napi::ObjectWrap<NfqQueue> {
           if (plen >= 4) {
             origlen = ntohl(*static_cast<const uint32_t*>(p));
             haveCapLen = true;
+          }
+          break;
+        case NFQA_UID:
+          // nfqnl_put_sk_uidgid: only for a full socket with a file, UID and GID together
+          if (plen >= 4) {
+            uid = ntohl(*static_cast<const uint32_t*>(p));
+            flags |= PKTF_UID_GID;
+          }
+          break;
+        case NFQA_GID:
+          if (plen >= 4) gid = ntohl(*static_cast<const uint32_t*>(p));
+          break;
+        case NFQA_HWADDR:
+          // dev_parse_header() of the input device: the Ethernet source address (6 bytes)
+          if (plen >= sizeof(nfqnl_msg_packet_hw)) {
+            auto* hw = static_cast<const struct nfqnl_msg_packet_hw*>(p);
+            if (ntohs(hw->hw_addrlen) == 6) {
+              const uint8_t* a = hw->hw_addr;
+              hwHi = (uint32_t(a[0]) << 24) | (uint32_t(a[1]) << 16) | (uint32_t(a[2]) << 8) | a[3];
+              hwLo = (uint32_t(a[4]) << 8) | a[5];
+              flags |= PKTF_HWADDR;
+            }
           }
           break;
         case NFQA_SKB_INFO:
@@ -429,6 +459,10 @@ class NfqQueue : public Napi::ObjectWrap<NfqQueue> {
     row[IX_ORIGLEN] = origlen;
     row[IX_FLAGS] = flags;
     row[IX_QUEUE] = ntohs(nfg->res_id);
+    row[IX_UID] = uid;
+    row[IX_GID] = gid;
+    row[IX_HWADDR_HI] = hwHi;
+    row[IX_HWADDR_LO] = hwLo;
     row[IX_RESERVED] = 0;
     ids_[k] = id;
     return true;

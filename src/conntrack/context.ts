@@ -20,8 +20,14 @@ export class PacketContext {
   queue = 0;
   /** length of the packet on the wire (counters count this) */
   length = 0;
-  /** PKTF_* flags from the queue (checksum not ready, GSO, truncated) */
+  /** PKTF_* flags from the queue (checksum not ready, GSO, truncated, UID/GID and MAC present) */
   pktFlags = 0;
+  /** NFQA_UID / NFQA_GID of a local socket's packet; valid only with PKTF_UID_GID */
+  uid = 0;
+  gid = 0;
+  /** NFQA_HWADDR, the Ethernet source: bytes 0-3 and 4-5; valid only with PKTF_HWADDR */
+  hwaddrHi = 0;
+  hwaddrLo = 0;
 
   /** Set by the raw table: 1 = -j CT --notrack / -j NOTRACK. */
   notrack = 0;

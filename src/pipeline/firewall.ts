@@ -18,10 +18,14 @@ import {
   IX_FLAGS,
   IX_HOOK,
   IX_INDEV,
+  IX_GID,
+  IX_HWADDR_HI,
+  IX_HWADDR_LO,
   IX_MARK,
   IX_OFFSET,
   IX_ORIGLEN,
   IX_OUTDEV,
+  IX_UID,
   NF_ACCEPT,
   NF_DROP,
 } from '../queue/layout';
@@ -87,7 +91,13 @@ export class Firewall {
     const data = batch.data;
     const verdicts = batch.verdicts;
     if (batch.count > 1 && this.ct.wantsPrefetch()) this.prefetch(batch);
+    const ctx = this.ctx;
     for (let i = 0, row = 0; i < batch.count; i++, row += INDEX_STRIDE) {
+      // only meaningful with PKTF_UID_GID / PKTF_HWADDR in the flags decide() is given
+      ctx.uid = index[row + IX_UID];
+      ctx.gid = index[row + IX_GID];
+      ctx.hwaddrHi = index[row + IX_HWADDR_HI];
+      ctx.hwaddrLo = index[row + IX_HWADDR_LO];
       verdicts[i] = this.decide(
         data,
         index[row + IX_OFFSET],

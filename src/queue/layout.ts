@@ -6,7 +6,7 @@
  * writing one word per packet into `batch.verdicts` (and optionally a mark into
  * `batch.marks` with VERDICT_SET_MARK). Nothing here allocates per packet.
  */
-export const INDEX_STRIDE = 12;
+export const INDEX_STRIDE = 16;
 
 /** Word offsets inside a packet's index row. */
 export const IX_ID = 0; // NFQUEUE packet id
@@ -20,7 +20,11 @@ export const IX_CAPLEN = 7; // bytes copied into batch.data
 export const IX_ORIGLEN = 8; // length of the packet on the wire (>= caplen)
 export const IX_FLAGS = 9; // PKTF_* bits
 export const IX_QUEUE = 10; // queue number
-export const IX_RESERVED = 11;
+export const IX_UID = 11; // NFQA_UID: fsuid of the sending socket's file (PKTF_UID_GID)
+export const IX_GID = 12; // NFQA_GID: its fsgid
+export const IX_HWADDR_HI = 13; // NFQA_HWADDR: bytes 0-3 of the link-layer source address (PKTF_HWADDR)
+export const IX_HWADDR_LO = 14; // bytes 4-5 (low 16 bits)
+export const IX_RESERVED = 15;
 
 /** IX_FLAGS bits */
 export const PKTF_CSUM_NOT_READY = 1 << 0; // NFQA_SKB_CSUMNOTREADY: L4 checksum not computed yet (local/GSO)
@@ -32,6 +36,10 @@ export const PKTF_TRUNCATED = 1 << 2; // caplen < origlen
  * for packets that did not come from the queue (replay, tests): those are verified.
  */
 export const PKTF_CSUM_VERIFIED = 1 << 3;
+/** NFQA_UID/NFQA_GID present: a locally generated packet of a full socket with a file (nfqnl_put_sk_uidgid). */
+export const PKTF_UID_GID = 1 << 4;
+/** NFQA_HWADDR present with a 6-byte address: the Ethernet source of a received packet. */
+export const PKTF_HWADDR = 1 << 5;
 
 /** Netfilter hooks (include/uapi/linux/netfilter.h) */
 export const NF_INET_PRE_ROUTING = 0;

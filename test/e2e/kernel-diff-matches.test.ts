@@ -5,7 +5,8 @@
  * second lab's gateway. The same traffic goes through both; compared: each step's outcome at
  * the client, the per-rule packet counters of FORWARD (`iptables-save -c` vs `nfqwall rules -L
  * -v`), and the SSH list (`/proc/net/xt_recent/SSH` vs `nfqwall recent SSH`, without the time
- * stamps), also after removing the address from it at run time.
+ * stamps), also after removing the address from it at run time; -m mac and -m ttl in FORWARD,
+ * -m owner in OUTPUT for connections the gateway itself opens as different users and groups.
  * Needs root. Both labs are destroyed in after() even on failure.
  */
 import { after, before, describe, test } from 'node:test';
@@ -25,6 +26,8 @@ const T = { timeout: 180_000 };
 
 /** the client's second address, which the mangle table marks 0x12 */
 const MARKED_SRC = '198.18.1.77';
+/** the client's link address, the same in both labs (-m mac) */
+const CLI_MAC = '02:00:00:00:00:01';
 
 const RULES = `*filter
 :INPUT ACCEPT [0:0]
@@ -37,6 +40,14 @@ const RULES = `*filter
 -A FORWARD -p tcp -m tcp --dport 8080 -m mark --mark 0x10/0xf0 -j ACCEPT
 -A FORWARD -p tcp -m tcp --dport 8081 -m mark ! --mark 0x12 -j ACCEPT
 -A FORWARD -p tcp -m tcp --dport 9090 -m connmark ! --mark 0x1 -j ACCEPT
+-A FORWARD -p tcp -m tcp --dport 8082 -m mac --mac-source ${CLI_MAC} -j ACCEPT
+-A FORWARD -p tcp -m tcp --dport 8083 -m mac ! --mac-source ${CLI_MAC} -j ACCEPT
+-A FORWARD -p tcp -m tcp --dport 8084 -m ttl --ttl-eq 63 -j ACCEPT
+-A FORWARD -p tcp -m tcp --dport 8085 -m ttl --ttl-gt 63 -j ACCEPT
+-A OUTPUT -p tcp -m tcp --dport 8080 -m conntrack --ctstate NEW -m owner --uid-owner 1000 -j ACCEPT
+-A OUTPUT -p tcp -m tcp --dport 8080 -m conntrack --ctstate NEW -m owner --gid-owner 2000-2010 -j ACCEPT
+-A OUTPUT -p tcp -m tcp --dport 8080 -m conntrack --ctstate NEW -m owner ! --socket-exists -j ACCEPT
+-A OUTPUT -p tcp -m tcp --dport 8080 -m conntrack --ctstate NEW -j DROP
 COMMIT
 `;
 
@@ -48,14 +59,14 @@ p[TCP].chksum ^= 0x5555
 send(p, verbose=0)
 `;
 
-/** `[pkts:bytes] -A FORWARD …` counters in order. */
-function forwardCounters(save: string): number[] {
+/** `[pkts:bytes] -A CHAIN …` counters in order. */
+function chainCounters(save: string, chain: string): number[] {
   const out: number[] = [];
   let table = '';
   for (const line of save.split('\n')) {
     if (line.startsWith('*')) table = line.slice(1).trim();
-    const m = /^\[(\d+):(\d+)\]\s+-A\s+FORWARD\s/.exec(line.trim());
-    if (m && table === 'filter') out.push(Number(m[1]));
+    const m = /^\[(\d+):(\d+)\]\s+-A\s+(\S+)\s/.exec(line.trim());
+    if (m && table === 'filter' && m[3] === chain) out.push(Number(m[1]));
   }
   return out;
 }
@@ -72,7 +83,7 @@ function listShape(lines: string): string[] {
     .sort();
 }
 
-describe('matches differential: recent, mark, connmark in the kernel vs nfqwall run', { skip }, () => {
+describe('matches differential: recent, mark, connmark, mac, ttl, owner in the kernel vs nfqwall run', { skip }, () => {
   let kLab: Lab;
   let nLab: Lab;
   let nfq: ChildProcess | undefined;
@@ -87,8 +98,10 @@ describe('matches differential: recent, mark, connmark in the kernel vs nfqwall 
     [kLab, nLab] = await Promise.all([Lab.create({ prefix: 'mdk' }), Lab.create({ prefix: 'mdn' })]);
     for (const lab of [kLab, nLab]) {
       await lab.exec('cli', ['ip', 'addr', 'add', `${MARKED_SRC}/24`, 'dev', 'c0'], { check: true });
+      await lab.exec('cli', ['ip', 'link', 'set', 'c0', 'address', CLI_MAC], { check: true });
       await lab.exec('gw', ['iptables', '-w', '-t', 'mangle', '-A', 'PREROUTING', '-s', MARKED_SRC, '-j', 'MARK', '--set-mark', '0x12'], { check: true });
-      for (const port of [22, 8080, 8081, 9090]) lab.spawn('srv', ['socat', '-u', `TCP4-LISTEN:${port},fork,reuseaddr`, 'OPEN:/dev/null']);
+      for (const port of [22, 8080, 8081, 8082, 8083, 8084, 8085, 9090])
+        lab.spawn('srv', ['socat', '-u', `TCP4-LISTEN:${port},fork,reuseaddr`, 'OPEN:/dev/null']);
     }
     await kLab.exec('gw', ['iptables-restore', '-w'], { input: RULES, check: true });
     nfq = nLab.spawn('gw', ['node', NFQWALL, 'run', '--rules', rulesFile, '--queue', '5', '--iptables', 'auto', '--control', control], {
@@ -134,6 +147,19 @@ describe('matches differential: recent, mark, connmark in the kernel vs nfqwall 
     res['9090 connmark ! 0x1'] = await connect(lab, 9090);
     const bad = await lab.exec('cli', ['/usr/bin/python3', '-c', BAD_CSUM_SYN]);
     res['9090 bad checksum sent'] = bad.code === 0 ? 'ok' : `failed: ${bad.stderr}`;
+    res['8082 mac'] = await connect(lab, 8082);
+    res['8083 ! mac'] = await connect(lab, 8083);
+    res['8084 ttl 63'] = await connect(lab, 8084);
+    res['8085 ttl > 63'] = await connect(lab, 8085);
+    // the gateway's own connections through OUTPUT, by owner
+    const gw = async (who: string[]) => {
+      const r = await lab.exec('gw', [...who, 'sh', '-c', `echo x | socat -u - TCP4:${A.srv4}:8080,connect-timeout=0.5`], { timeoutMs: 30_000 });
+      return r.code === 0 ? 'ok' : 'failed';
+    };
+    res['OUTPUT uid 1000'] = await gw(['setpriv', '--reuid=1000', '--regid=3000', '--clear-groups']);
+    res['OUTPUT gid 2005'] = await gw(['setpriv', '--reuid=1001', '--regid=2005', '--clear-groups']);
+    res['OUTPUT uid 1002 gid 3000'] = await gw(['setpriv', '--reuid=1002', '--regid=3000', '--clear-groups']);
+    res['OUTPUT root'] = await gw([]);
     return res;
   }
 
@@ -157,6 +183,11 @@ describe('matches differential: recent, mark, connmark in the kernel vs nfqwall 
     t.diagnostic(`kernel list: ${kList.trim()} / nfqwall list: ${nList.trim()}`);
     assert.deepEqual(n, k, 'client-side outcomes differ (nfqwall vs kernel)');
     assert.deepEqual([k['ssh 3'], k['ssh 4'], k['ssh after -ADDR']], ['ok', 'failed', 'ok'], 'the kernel guard lets three through, then drops');
+    assert.deepEqual(
+      [k['OUTPUT uid 1000'], k['OUTPUT gid 2005'], k['OUTPUT uid 1002 gid 3000'], k['OUTPUT root']],
+      ['ok', 'ok', 'failed', 'failed'],
+      'the kernel owner rules',
+    );
     assert.deepEqual(listShape(nList), listShape(kList), 'the SSH list differs');
     assert.equal(listShape(kList).length, 1);
 
@@ -165,11 +196,12 @@ describe('matches differential: recent, mark, connmark in the kernel vs nfqwall 
     const ksave = (await kLab.exec('gw', ['iptables-save', '-c'], { check: true })).stdout;
     const nl = await nfqwall(['rules', '-L', '-v']);
     assert.equal(nl.code, 0, nl.stderr);
-    const kc = forwardCounters(ksave);
-    const nc = forwardCounters(nl.stdout);
+    const kc = chainCounters(ksave, 'FORWARD');
+    const nc = chainCounters(nl.stdout, 'FORWARD');
     assert.equal(nc.length, kc.length);
     // rule 0 (ESTABLISHED,RELATED) counts however many segments the stacks exchanged
     assert.ok(kc[0] > 0 && nc[0] > 0);
     assert.deepEqual(nc.slice(1), kc.slice(1), `per-rule counters differ\nkernel:\n${ksave}\nnfqwall:\n${nl.stdout}`);
+    assert.deepEqual(chainCounters(nl.stdout, 'OUTPUT'), chainCounters(ksave, 'OUTPUT'), 'OUTPUT counters differ');
   });
 });

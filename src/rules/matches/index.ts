@@ -4,15 +4,20 @@ import { commentMatch } from './comment';
 import { connmarkMatch } from './connmark';
 import { conntrackMatch } from './conntrack';
 import { helperMatch } from './helper';
+import { hlMatch } from './hl';
 import { icmpMatch } from './icmp';
 import { icmp6Match } from './icmp6';
 import { iprangeMatch } from './iprange';
+import { lengthMatch } from './length';
 import { limitMatch } from './limit';
+import { macMatch } from './mac';
 import { markMatch } from './mark';
 import { multiportMatch } from './multiport';
+import { ownerMatch } from './owner';
 import { recentMatch } from './recent';
 import { stateMatch } from './state';
 import { tcpMatch } from './tcp';
+import { ttlMatch } from './ttl';
 import { udpMatch } from './udp';
 
 export const MATCHES: Record<string, MatchModule> = {
@@ -30,6 +35,11 @@ export const MATCHES: Record<string, MatchModule> = {
   mark: markMatch,
   connmark: connmarkMatch,
   recent: recentMatch,
+  owner: ownerMatch,
+  mac: macMatch,
+  ttl: ttlMatch,
+  hl: hlMatch,
+  length: lengthMatch,
 };
 
 /** -m aliases iptables accepts. */
@@ -59,16 +69,12 @@ export const KNOWN_UNSUPPORTED_MATCHES = [
   'frag',
   'hashlimit',
   'hbh',
-  'hl',
   'ipcomp',
   'ipv6header',
   'ipvs',
-  'length',
-  'mac',
   'mh',
   'nfacct',
   'osf',
-  'owner',
   'physdev',
   'pkttype',
   'policy',
@@ -85,7 +91,6 @@ export const KNOWN_UNSUPPORTED_MATCHES = [
   'tcpmss',
   'time',
   'tos',
-  'ttl',
   'u32',
   'udplite',
 ];

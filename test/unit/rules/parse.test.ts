@@ -199,7 +199,7 @@ COMMIT
 
 test('errors: unknown match / option / missing argument / bad values, with the offending column', () => {
   expectRuleError('-m foo -j ACCEPT', 'foo', 'unknown match "foo"');
-  expectRuleError('-m owner --uid-owner 0 -j ACCEPT', 'owner', 'match "owner" is not supported');
+  expectRuleError('-m statistic --mode nth --every 2 -j ACCEPT', 'statistic', 'match "statistic" is not supported');
   expectRuleError('-p tcp -m tcp --bogus 1 -j ACCEPT', '--bogus', 'unknown option "--bogus" (matches loaded: tcp)');
   expectRuleError('-m conntrack --ctorigsrc 1.2.3.4 -j ACCEPT', '--ctorigsrc', 'option "--ctorigsrc" of match conntrack is not supported');
   expectRuleError('-p tcp --dport', '--dport', 'option "--dport" requires an argument');

@@ -78,13 +78,14 @@ export function errorsOf(text: string, file = 'e.rules'): string[] {
   return loadRules(text, file, { helperId }).errors.map(formatError);
 }
 
-/** The `-A FORWARD …` line iptables-save would print for one rule, after a parse → format → parse round trip. */
-export function savedRule(rule: string): string {
-  const first = loadRules(forward(rule), 's.rules', { helperId });
+/** The `-A CHAIN …` line iptables-save would print for one filter rule, after a parse → format → parse round trip. */
+export function savedRule(rule: string, chain = 'FORWARD'): string {
+  const text0 = ['*filter', ':INPUT ACCEPT [0:0]', ':FORWARD DROP [0:0]', ':OUTPUT ACCEPT [0:0]', `-A ${chain} ${rule}`, 'COMMIT', ''].join('\n');
+  const first = loadRules(text0, 's.rules', { helperId });
   if (first.errors.length) throw new Error(first.errors.map(formatError).join('\n'));
   const text = formatRuleSet(first.set, { comments: false });
   const again = loadRules(text, 's2.rules', { helperId });
   if (again.errors.length) throw new Error(again.errors.map(formatError).join('\n'));
   if (formatRuleSet(again.set, { comments: false }) !== text) throw new Error(`formatting is not stable:\n${text}`);
-  return text.split('\n').find((l) => l.startsWith('-A FORWARD'))!;
+  return text.split('\n').find((l) => l.startsWith(`-A ${chain}`))!;
 }
