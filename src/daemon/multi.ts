@@ -12,7 +12,8 @@ import { startedFields, type DaemonOptions } from './daemon';
 import type { Logger } from './log';
 import { createRegistry, MetricsServer } from './metrics';
 import { ParkedEntries } from './parked';
-import { RuleFileError, WorkerPool } from './pool';
+import { WorkerPool } from './pool';
+import { RuleLoadError } from '../pipeline/load-rules';
 import { StateKeeper } from './state';
 
 export interface MultiOptions extends DaemonOptions {
@@ -73,7 +74,7 @@ export async function runWorkers(opts: MultiOptions, tun: TunableValues, log: Lo
       },
     });
   } catch (err) {
-    if (err instanceof RuleFileError) {
+    if (err instanceof RuleLoadError) {
       for (const line of err.errors) process.stderr.write(line + '\n');
       log.error({ file: opts.rules, errors: err.errors }, 'invalid rule file');
     } else {

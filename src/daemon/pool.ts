@@ -8,7 +8,6 @@
  * `conntrack -S` one cpu= line per worker, `rules -L -v` counters summed, sysctl and reload
  * applied to every worker (reload: parsed here first; an invalid file changes nobody).
  */
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Worker } from 'node:worker_threads';
@@ -17,8 +16,9 @@ import { formatConntrack, formatProcConntrack, formatStats } from '../conntrack/
 import type { ConntrackStats } from '../conntrack/core';
 import { applySetting } from '../conntrack/settings';
 import { findSysctl, SYSCTLS, type TunableValues } from '../conntrack/sysctl';
-import { loadRuleText, type LoadedRules } from '../pipeline/load-rules';
+import { readRules, RuleLoadError, type LoadedRules } from '../pipeline/load-rules';
 import type { Counters } from '../rules';
+import { ruleDeps } from './service';
 import type { QueueStats } from '../queue/queue';
 import type { Collected, ServiceSnapshot } from './metrics';
 import type { ParkedEntries } from './parked';
@@ -122,32 +122,26 @@ function workerSource(): string {
   return `${ext === '.ts' ? "require('tsx/cjs');" : ''}require(${JSON.stringify(entry)}).workerMain();`;
 }
 
-export class RuleFileError extends Error {
-  constructor(readonly errors: string[]) {
-    super(errors.join('\n'));
-  }
-}
-
 export class WorkerPool implements ControlBackend {
   readonly workers: WorkerHandle[] = [];
   reloads = 0;
   reloadFailures = 0;
   /** the rules as last applied to every worker: text, and a parsed copy for `rules -L` */
-  private rules: { text: string; loaded: LoadedRules };
+  private rules: { text: string; rules: LoadedRules };
   /** reload and `rules -L -v` one at a time (counters of one rule generation) */
   private serial: Promise<unknown> = Promise.resolve();
   private stopping = false;
 
   private constructor(
     private readonly opts: PoolOptions,
-    rules: { text: string; loaded: LoadedRules },
+    rules: { text: string; rules: LoadedRules },
   ) {
     this.rules = rules;
   }
 
-  /** Reads and checks the rule file (throws RuleFileError), starts every worker and waits until each has bound its queue. */
+  /** Reads and checks the rule file (throws RuleLoadError), starts every worker and waits until each has bound its queue. */
   static async start(opts: PoolOptions): Promise<WorkerPool> {
-    const rules = readRules(opts.rulesFile, opts.log);
+    const rules = readRules(opts.rulesFile, ruleDeps(opts.log));
     const pool = new WorkerPool(opts, rules);
     const src = workerSource();
     const started: Promise<void>[] = [];
@@ -253,11 +247,11 @@ export class WorkerPool implements ControlBackend {
   reload(): Promise<{ ok: boolean; errors: string[] }> {
     return this.exclusive(async () => {
       const log = this.opts.log;
-      let next: { text: string; loaded: LoadedRules };
+      let next: { text: string; rules: LoadedRules };
       try {
-        next = readRules(this.opts.rulesFile, log);
+        next = readRules(this.opts.rulesFile, ruleDeps(log));
       } catch (err) {
-        const errors = err instanceof RuleFileError ? err.errors : [(err as Error).message];
+        const errors = err instanceof RuleLoadError ? err.errors : [(err as Error).message];
         this.reloadFailures++;
         log.error({ file: this.opts.rulesFile, errors }, 'reload refused: the rule file is invalid; the old rules stay in force');
         return { ok: false, errors };
@@ -273,28 +267,33 @@ export class WorkerPool implements ControlBackend {
       }
       this.rules = next;
       this.reloads++;
-      log.info({ file: this.opts.rulesFile, rules: next.loaded.ruleCount, workers: this.workers.length }, 'rules reloaded');
+      log.info({ file: this.opts.rulesFile, rules: next.rules.ruleCount, workers: this.workers.length }, 'rules reloaded');
       return { ok: true, errors: [] };
     });
   }
 
-  /** `rules -L -v`: every worker's counters summed (written into the main thread's idle copy of the rules, then formatted). */
+  /** `rules -L -v`: every worker's counters summed, formatted with the main thread's copy of the rules. */
   private rulesText(verbose: boolean): Promise<string> {
     return this.exclusive(async () => {
-      const loaded = this.rules.loaded;
+      const loaded = this.rules.rules;
       if (!verbose) return loaded.format(false);
       const res = await this.all({ op: 'rules.counters' });
-      const c = loaded.counters;
+      const own = loaded.counters;
+      const c: Counters = {
+        rulePkts: new Float64Array(own.rulePkts.length),
+        ruleBytes: new Float64Array(own.ruleBytes.length),
+        chainPkts: new Float64Array(own.chainPkts.length),
+        chainBytes: new Float64Array(own.chainBytes.length),
+      };
       for (const k of ['rulePkts', 'ruleBytes', 'chainPkts', 'chainBytes'] as (keyof Counters)[]) {
         const into = c[k];
-        into.fill(0);
         for (const r of res) {
           const from = r[k] as number[] | undefined;
           if (!from) throw new Error(String(r.error ?? 'a worker did not answer'));
           for (let i = 0; i < into.length && i < from.length; i++) into[i] += from[i];
         }
       }
-      return loaded.format(true);
+      return loaded.format(true, c);
     });
   }
 
@@ -438,7 +437,7 @@ export class WorkerPool implements ControlBackend {
       entries: this.globalCount(),
       tables,
       queues: tables.map((t) => t.queueStats).filter((q): q is QueueStats => q !== undefined),
-      ruleCount: this.rules.loaded.ruleCount,
+      ruleCount: this.rules.rules.ruleCount,
       reloads: this.reloads,
       reloadFailures: this.reloadFailures,
     };
@@ -466,18 +465,6 @@ export class WorkerPool implements ControlBackend {
       throw err;
     }
   }
-}
-
-function readRules(file: string, log: Logger): { text: string; loaded: LoadedRules } {
-  let text: string;
-  try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch (err) {
-    throw new RuleFileError([`${file}:0:0: cannot read the rule file: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`]);
-  }
-  const r = loadRuleText(text, file, { log: (line: string) => log.info({ kind: 'LOG' }, line) });
-  if (r.errors.length > 0 || !r.rules) throw new RuleFileError(r.errors);
-  return { text, loaded: r.rules };
 }
 
 function parkedLines(parked: ParkedEntries, filter: CtFilter | undefined, fmt: (e: number, now: number) => string): { lines: string[]; count: number } {

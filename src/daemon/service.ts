@@ -5,10 +5,9 @@
  */
 import { performance } from 'node:perf_hooks';
 import { Firewall } from '../pipeline/firewall';
-import { loadRuleFile, loadRuleText, type LoadedRules } from '../pipeline/load-rules';
+import { readRules, RuleLoadError, type LoadedRules, type RuleDeps } from '../pipeline/load-rules';
 import type { TunableValues } from '../conntrack/sysctl';
 import type { Batch } from '../queue/queue';
-import type { Counters } from '../rules';
 import type { Logger } from './log';
 
 export interface ServiceOptions {
@@ -22,11 +21,9 @@ export interface ServiceOptions {
   gcBucketsPerTick?: number;
 }
 
-export class RuleLoadError extends Error {
-  constructor(readonly errors: string[]) {
-    super(errors.join('\n'));
-    this.name = 'RuleLoadError';
-  }
+/** What the daemon's rules need: -j LOG lines go to the daemon's log. */
+export function ruleDeps(log: Logger): RuleDeps {
+  return { log: (line: string) => log.info({ kind: 'LOG' }, line) };
 }
 
 /** Upper bounds of the batch-size histogram buckets (packets per batch; batches hold at most 256). */
@@ -49,27 +46,20 @@ export class FirewallService {
   private readonly gcBuckets: number;
   private readonly gcIntervalMs: number;
 
-  /** Loads the rule file; throws RuleLoadError (FILE:LINE:COL lines) when it is invalid. */
+  /** Loads the rule file; throws RuleLoadError (src/pipeline/load-rules.ts) when it is invalid. */
   constructor(opts: ServiceOptions) {
     this.tun = opts.tun;
     this.log = opts.log;
     this.rulesFile = opts.rulesFile;
     this.gcBuckets = opts.gcBucketsPerTick ?? 8192;
     this.gcIntervalMs = opts.gcIntervalMs ?? 100;
-    const loaded = opts.rulesText !== undefined ? loadRuleText(opts.rulesText, this.rulesFile, this.ruleDeps()) : loadRuleFile(this.rulesFile, this.ruleDeps());
-    if (loaded.errors.length > 0 || !loaded.rules) throw new RuleLoadError(loaded.errors);
-    this.rules = loaded.rules;
+    this.rules = readRules(this.rulesFile, ruleDeps(this.log), opts.rulesText).rules;
     const log = opts.log;
     this.fw = new Firewall({
       tun: opts.tun,
-      rules: loaded.rules,
+      rules: this.rules,
       log: { warn: (m) => log.warn(m), info: (m) => log.info(m), debug: (m) => log.debug(m) },
     });
-  }
-
-  private ruleDeps() {
-    const log = this.log;
-    return { log: (line: string) => log.info({ kind: 'LOG' }, line) };
   }
 
   /** The batch handler for the queues. */
@@ -81,11 +71,6 @@ export class FirewallService {
     this.batchPackets += n;
     this.fw.processBatch(batch, performance.now());
   };
-
-  /** The rule engine's counters in canonical order (tables, chains, rules as in the file): what `rules -L -v` prints. */
-  ruleEngineCounters(): Counters {
-    return this.rules.counters;
-  }
 
   /** Starts the periodic expiry sweep. */
   start(): void {
@@ -105,16 +90,19 @@ export class FirewallService {
    * logged and returned.
    */
   reload(text?: string): { ok: boolean; errors: string[] } {
-    const loaded = text !== undefined ? loadRuleText(text, this.rulesFile, this.ruleDeps()) : loadRuleFile(this.rulesFile, this.ruleDeps());
-    if (loaded.errors.length > 0 || !loaded.rules) {
+    let loaded: LoadedRules;
+    try {
+      loaded = readRules(this.rulesFile, ruleDeps(this.log), text).rules;
+    } catch (err) {
+      const errors = err instanceof RuleLoadError ? err.errors : [(err as Error).message];
       this.reloadFailures++;
-      this.log.error({ file: this.rulesFile, errors: loaded.errors }, 'reload refused: the rule file is invalid; the old rules stay in force');
-      return { ok: false, errors: loaded.errors };
+      this.log.error({ file: this.rulesFile, errors }, 'reload refused: the rule file is invalid; the old rules stay in force');
+      return { ok: false, errors };
     }
-    this.rules = loaded.rules;
-    this.fw.setRules(loaded.rules);
+    this.rules = loaded;
+    this.fw.setRules(loaded);
     this.reloads++;
-    this.log.info({ file: this.rulesFile, rules: loaded.rules.ruleCount }, 'rules reloaded');
+    this.log.info({ file: this.rulesFile, rules: loaded.ruleCount }, 'rules reloaded');
     return { ok: true, errors: [] };
   }
 }

@@ -14,7 +14,8 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
 import { ControlAborted, TableControl, type ControlOutput } from './control';
 import { createLogger } from './log';
-import { FirewallService, RuleLoadError } from './service';
+import { FirewallService } from './service';
+import { RuleLoadError } from '../pipeline/load-rules';
 import { QueueRunner, type QueueRunnerOptions } from './queue-runner';
 import { RestoreStore, type RestoreStoreBuffers } from './restore-store';
 import { importExpectation, exportExpectations, type ExpectationData } from './state';
@@ -89,7 +90,7 @@ export function workerMain(): void {
   const handle = async (id: number, req: Record<string, unknown>): Promise<Record<string, unknown>> => {
     switch (req.op) {
       case 'rules.counters': {
-        const c = svc.ruleEngineCounters();
+        const c = svc.rules.counters;
         return {
           ok: true,
           rulePkts: Array.from(c.rulePkts),

@@ -18,8 +18,8 @@ export interface LoadedRules extends RuleEvaluator {
   readonly ruleCount: number;
   /** the live counters in canonical order (tables, chains, rules as in the file): what `rules -L -v` prints */
   readonly counters: Counters;
-  /** the rules in iptables-save format; with counters ([pkts:bytes]) when verbose */
-  format(verbose: boolean): string;
+  /** the rules in iptables-save format; with counters ([pkts:bytes]) when verbose: these rules' own, or `counters` (e.g. summed over worker threads) */
+  format(verbose: boolean, counters?: Counters): string;
   /**
    * Live per-rule and per-policy counters (metrics). Rule numbers count from 1 within their
    * chain, as `iptables -L --line-numbers` shows them.
@@ -70,14 +70,40 @@ export function rejectRateLimited(): { host: number; global: number } {
   return threadSender ? { host: threadSender.limiter.limitedHost, global: threadSender.limiter.limitedGlobal } : { host: 0, global: 0 };
 }
 
-export function loadRuleFile(file: string, deps: RuleDeps): { rules?: LoadedRules; errors: string[] } {
-  let text: string;
-  try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch (err) {
-    return { errors: [`${file}:0:0: cannot read the rule file: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`] };
+/** A rule file that cannot be used; `errors` are `FILE:LINE:COL: message` lines. */
+export class RuleLoadError extends Error {
+  constructor(readonly errors: string[]) {
+    super(errors.join('\n'));
+    this.name = 'RuleLoadError';
   }
-  return loadRuleText(text, file, deps);
+}
+
+function readRuleText(file: string): string {
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new RuleLoadError([`${file}:0:0: cannot read the rule file: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`]);
+  }
+}
+
+export function loadRuleFile(file: string, deps: RuleDeps): { rules?: LoadedRules; errors: string[] } {
+  try {
+    return { rules: readRules(file, deps).rules, errors: [] };
+  } catch (err) {
+    if (err instanceof RuleLoadError) return { errors: err.errors };
+    throw err;
+  }
+}
+
+/**
+ * Reads (unless `text` is given) and compiles a rule file; throws RuleLoadError. The text comes
+ * back too: the daemon's worker threads compile the very text the main thread checked.
+ */
+export function readRules(file: string, deps: RuleDeps, text?: string): { text: string; rules: LoadedRules } {
+  const src = text ?? readRuleText(file);
+  const r = loadRuleText(src, file, deps);
+  if (r.errors.length > 0 || !r.rules) throw new RuleLoadError(r.errors);
+  return { text: src, rules: r.rules };
 }
 
 export function loadRuleText(text: string, file: string, deps: RuleDeps): { rules?: LoadedRules; errors: string[] } {
@@ -104,7 +130,7 @@ export function loadRuleText(text: string, file: string, deps: RuleDeps): { rule
       evalFilter: (ctx, now) => engine.evalFilter(ctx, now),
       ruleCount: engine.compiled.ruleCount,
       counters,
-      format: (verbose) => formatRuleSet(set, verbose ? { counters } : {}),
+      format: (verbose, c = counters) => formatRuleSet(set, verbose ? { counters: c } : {}),
       ruleCounters: () => {
         const out: RuleCounters = { rules: [], policies: [] };
         for (const ch of engine.compiled.chains) {
