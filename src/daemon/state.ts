@@ -70,8 +70,8 @@ function openForSave(file: string): AtomicFile {
 }
 
 /**
- * Writes the table to file atomically. With `chunked`, yields to the event loop every CHUNK
- * entries (periodic saves while packets flow). Returns the number of entries written.
+ * Writes the table to file atomically (one StateFileWriter). With `chunked`, yields to the
+ * event loop every CHUNK entries (periodic saves while packets flow). Returns what was written.
  */
 export async function saveState(
   ct: Conntrack,
@@ -79,43 +79,43 @@ export async function saveState(
   opts: { now: number; wallNow?: number; chunked?: boolean },
 ): Promise<{ entries: number; expectations: number }> {
   const now = opts.now;
-  const savedAt = opts.wallNow ?? Date.now();
-  const ids: number[] = [];
-  ct.forEach((e) => ids.push(e));
   const exps = exportExpectations(ct, now);
-  const out = openForSave(file);
-  let written = 0;
+  const w = new StateFileWriter(file, opts.wallNow ?? Date.now(), ct.count, exps.length);
   try {
-    // the header's count is a promise the end line confirms; entries that vanish while a
-    // chunked save runs are skipped, so the header says how many ids were taken and the
-    // end line how many were written
-    const lines: string[] = [];
-    const flush = () => {
-      if (lines.length > 0) out.write(lines.join('\n') + '\n');
-      lines.length = 0;
-    };
-    const header: Header = { format: STATE_FORMAT, version: STATE_VERSION, savedAt, entries: ids.length, expectations: exps.length };
-    lines.push(JSON.stringify(header));
-    for (let i = 0; i < ids.length; i++) {
-      const e = ids[i];
-      if (ct.table.isAlloc(e) && ct.table.isHashed(e)) {
-        lines.push(JSON.stringify(ct.exportEntry(e, opts.chunked ? performance.now() : now)));
-        written++;
-      }
-      if (lines.length >= CHUNK) {
-        flush();
+    await exportEntries(
+      ct,
+      async (lines) => {
+        w.writeEntries(lines);
         if (opts.chunked) await yieldLoop();
-      }
-    }
-    for (const x of exps) lines.push(JSON.stringify(x));
-    lines.push(JSON.stringify({ end: true, entries: written, expectations: exps.length }));
-    flush();
-    out.commit();
+      },
+      opts.chunked ? () => performance.now() : () => now,
+    );
+    return w.finish(exps);
   } catch (err) {
-    out.abort();
+    w.abort();
     throw err;
   }
-  return { entries: written, expectations: exps.length };
+}
+
+/**
+ * The table's entries as state-file lines (JSON of ConntrackEntryData, timeoutMs left at
+ * now()), handed to `sink` CHUNK at a time; entries that vanish while the sink is awaited
+ * (packets flow meanwhile) are skipped. Returns how many were written.
+ */
+export async function exportEntries(ct: Conntrack, sink: (lines: string[]) => void | Promise<void>, now: () => number): Promise<number> {
+  const ids: number[] = [];
+  ct.forEach((e) => ids.push(e));
+  const lines: string[] = [];
+  let written = 0;
+  for (const e of ids) {
+    if (ct.table.isAlloc(e) && ct.table.isHashed(e)) {
+      lines.push(JSON.stringify(ct.exportEntry(e, now())));
+      written++;
+    }
+    if (lines.length >= CHUNK) await sink(lines.splice(0));
+  }
+  if (lines.length > 0) await sink(lines);
+  return written;
 }
 
 /** The live expectations of ct as plain data (timeoutMs = left at `now`); `master` filters by master entry. */
@@ -141,16 +141,17 @@ export function exportExpectations(ct: Conntrack, now: number, master?: number):
 }
 
 /**
- * A state file written from records gathered elsewhere (the worker threads' tables): header,
- * entry lines as they come, then the expectations and the end line; atomic like saveState.
+ * The one writer of state files: header, entry lines as they come (from this thread's table
+ * or the worker threads'), then the expectations and the end line, through an AtomicFile.
+ * The header's counts are what the writer expected; the end line says what was written.
  */
 export class StateFileWriter {
   private readonly out: AtomicFile;
   private entries = 0;
 
-  constructor(file: string, savedAt: number, expectedEntries: number) {
+  constructor(file: string, savedAt: number, expectedEntries: number, expectedExpectations = 0) {
     this.out = openForSave(file);
-    const header: Header = { format: STATE_FORMAT, version: STATE_VERSION, savedAt, entries: expectedEntries, expectations: 0 };
+    const header: Header = { format: STATE_FORMAT, version: STATE_VERSION, savedAt, entries: expectedEntries, expectations: expectedExpectations };
     this.out.write(JSON.stringify(header) + '\n');
   }
 

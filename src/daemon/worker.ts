@@ -18,7 +18,7 @@ import { FirewallService } from './service';
 import { RuleLoadError } from '../pipeline/load-rules';
 import { QueueRunner, type QueueRunnerOptions } from './queue-runner';
 import { RestoreStore, type RestoreStoreBuffers } from './restore-store';
-import { importExpectation, exportExpectations, type ExpectationData } from './state';
+import { exportEntries, importExpectation, exportExpectations, type ExpectationData } from './state';
 import { snapshotService } from './metrics';
 import type { TunableValues } from '../conntrack/sysctl';
 import type { ConntrackEntryData } from '../conntrack/core';
@@ -108,12 +108,11 @@ export function workerMain(): void {
       case 'state.export': {
         const now = performance.now();
         const out = output(id);
-        const lines: string[] = [];
-        for (const e of ct.entries(now)) {
-          lines.push(JSON.stringify(ct.exportEntry(e, now)));
-          if (lines.length >= 2048) await out.sendLines(lines.splice(0));
-        }
-        await out.sendLines(lines);
+        await exportEntries(
+          ct,
+          (lines) => out.sendLines(lines),
+          () => now,
+        );
         return { ok: true, expectations: exportExpectations(ct, performance.now()) };
       }
       case 'debug.crash':
