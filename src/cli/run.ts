@@ -9,37 +9,14 @@
  *   nfqwall run --accept-all …   data-path benchmark/diagnostic mode: no tracking, no rules,
  *                                every packet ACCEPT.
  *
- * The firewall itself plugs in at createHandler(): it returns the per-queue batch handler.
+ * This file parses the arguments; src/daemon/lifecycle.ts runs the daemon.
  */
 import { parseArgs } from 'node:util';
-import { NF_ACCEPT } from '../queue/layout';
-import { BatchHandler, DaemonOptions, parseQueueSpec, startDaemon } from '../daemon/daemon';
-import { createLogger, Logger } from '../daemon/log';
-import { FirewallService } from '../daemon/service';
-import { RuleLoadError } from '../pipeline/load-rules';
-import { defaultTunables, type TunableValues } from '../conntrack/sysctl';
-import { applySetting, parseSysctlText } from '../conntrack/settings';
-import * as fs from 'node:fs';
-import { ControlServer, defaultControlPath } from '../daemon/control';
-import { createRegistry, MetricsServer } from '../daemon/metrics';
-import type { Queue } from '../queue/queue';
-import { StateKeeper } from '../daemon/state';
-import { runWorkers } from '../daemon/multi';
+import { defaultControlPath } from '../daemon/control';
+import { runDaemon } from '../daemon/lifecycle';
+import { parseQueueSpec, type DaemonOptions } from '../daemon/options';
 
-export interface RunOptions extends DaemonOptions {
-  rules?: string;
-  acceptAll: boolean;
-  logLevel: string;
-  /** --set NAME=VALUE, in order (applied after --sysctl FILE) */
-  set: string[];
-  sysctlFile?: string;
-  control: string;
-  metrics?: string;
-  state?: string;
-  stateIntervalSec: number;
-  /** seconds a queue may hold packets for us while we receive none before it is reopened (0 = never) */
-  stallChecks: number;
-}
+export type RunOptions = DaemonOptions;
 
 const USAGE = `usage: nfqwall run --rules FILE [options]
        nfqwall run --accept-all [options]
@@ -146,23 +123,6 @@ export function parseRunArgs(argv: string[]): RunOptions {
 
 class HelpRequested extends Error {}
 
-/**
- * Returns, per queue, the handler that decides a batch (queues opened in the main thread: one
- * queue, or --accept-all).
- * --accept-all: every packet ACCEPT. --rules: the stateful firewall.
- */
-export function createHandler(opts: RunOptions, log: Logger, service?: FirewallService): (queue: number) => BatchHandler {
-  if (opts.acceptAll) {
-    if (opts.rules) log.warn({ rules: opts.rules }, '--accept-all: the rule file is ignored');
-    log.warn('accept-all mode: no connection tracking, no rules, every packet is accepted');
-    return () => (batch) => {
-      batch.verdicts.fill(NF_ACCEPT, 0, batch.count);
-    };
-  }
-  if (!service) throw new UsageError('--rules FILE is required (or --accept-all)');
-  return () => service.handleBatch;
-}
-
 export async function main(argv: string[]): Promise<number> {
   let opts: RunOptions;
   try {
@@ -179,133 +139,5 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`nfqwall run: --rules FILE is required (or --accept-all)\n${USAGE}`);
     return 2;
   }
-  const log = createLogger({ level: opts.logLevel });
-  const tun = defaultTunables();
-  const tunErrors = startTunables(tun, opts);
-  if (tunErrors.length > 0) {
-    for (const line of tunErrors) process.stderr.write(line + '\n');
-    log.error({ errors: tunErrors }, 'invalid tunables');
-    return 1;
-  }
-  if (!opts.acceptAll && opts.queues.last > opts.queues.first) {
-    // one worker thread per queue, each with its own table (src/daemon/multi.ts)
-    return runWorkers({ ...opts, rules: opts.rules! }, tun, log);
-  }
-  let service: FirewallService | undefined;
-  if (!opts.acceptAll) {
-    try {
-      service = new FirewallService({ rulesFile: opts.rules!, tun, log });
-    } catch (err) {
-      if (err instanceof RuleLoadError) {
-        for (const line of err.errors) process.stderr.write(line + '\n');
-        log.error({ file: opts.rules, errors: err.errors }, 'invalid rule file');
-      } else process.stderr.write(`nfqwall run: ${(err as Error).message}\n`);
-      return 1;
-    }
-  }
-  let handlerFor;
-  try {
-    handlerFor = createHandler(opts, log, service);
-  } catch (err) {
-    process.stderr.write(`nfqwall run: ${(err as Error).message}\n`);
-    return 1;
-  }
-  let state: StateKeeper | undefined;
-  if (service && opts.state !== undefined) {
-    // before the queues open: restored entries are in place for the first packet
-    state = new StateKeeper(service.fw.ct, opts.state, log);
-    state.restore();
-  }
-  let control: ControlServer | undefined;
-  if (service) {
-    control = new ControlServer({ path: opts.control, target: service, log });
-    try {
-      await control.listen();
-    } catch (err) {
-      log.fatal({ err, path: opts.control }, `control socket: ${(err as Error).message}`);
-      process.stderr.write(`nfqwall run: control socket: ${(err as Error).message}\n`);
-      return 1;
-    }
-  }
-  let metrics: MetricsServer | undefined;
-  let openQueues: readonly Queue[] = [];
-  if (opts.metrics !== undefined) {
-    if (!service) log.warn('--metrics needs --rules (there are no firewall counters in accept-all mode); not started');
-    else {
-      const c = control;
-      const reg = createRegistry({ service, queues: () => openQueues, control: c ? () => c.counters : undefined });
-      metrics = new MetricsServer(reg, log);
-      try {
-        await metrics.listen(opts.metrics);
-      } catch (err) {
-        await control?.close();
-        log.fatal({ err }, `metrics: ${(err as Error).message}`);
-        process.stderr.write(`nfqwall run: metrics: ${(err as Error).message}\n`);
-        return 1;
-      }
-    }
-  }
-  if (service) {
-    // before "nfqwall started", which callers wait for as the last line of the start-up
-    const t = service.tun;
-    log.info(
-      { buckets: t.nf_conntrack_buckets, max: t.nf_conntrack_max, expect_max: t.nf_conntrack_expect_max, rules: opts.rules },
-      `nf_conntrack (${t.nf_conntrack_buckets} buckets, ${t.nf_conntrack_max} max)`,
-    );
-  }
-  let daemon;
-  try {
-    daemon = await startDaemon(opts, handlerFor, log);
-  } catch (err) {
-    await metrics?.close();
-    await control?.close();
-    log.fatal({ err }, (err as Error).message);
-    process.stderr.write(`nfqwall run: ${(err as Error).message}\n`);
-    return 1;
-  }
-  openQueues = daemon.queues;
-  state?.start(opts.stateIntervalSec);
-  if (service) {
-    service.start();
-    const s = service;
-    const onHup = () => void s.reload();
-    process.on('SIGHUP', onHup);
-    void daemon.done.then(() => {
-      process.removeListener('SIGHUP', onHup);
-      s.stop();
-    });
-  }
-  const code = await daemon.done;
-  // the queues are closed: the table no longer changes; save it, then close the sockets
-  await state?.stop();
-  await control?.close();
-  await metrics?.close();
-  return code;
-}
-
-/**
- * Tunables at start: `--sysctl FILE` (sysctl.conf syntax) first, then every `--set`, applied to
- * tun before the table is created (so nf_conntrack_buckets / nf_conntrack_max take effect).
- * Returns error lines (`FILE:LINE: message`, `--set ARG: message`); empty when all applied.
- */
-export function startTunables(tun: TunableValues, opts: Pick<RunOptions, 'set' | 'sysctlFile'>): string[] {
-  const errors: string[] = [];
-  if (opts.sysctlFile !== undefined) {
-    let text: string | undefined;
-    try {
-      text = fs.readFileSync(opts.sysctlFile, 'utf8');
-    } catch (err) {
-      errors.push(`${opts.sysctlFile}: cannot read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-    }
-    if (text !== undefined) {
-      const r = parseSysctlText(text);
-      for (const e of r.errors) errors.push(`${opts.sysctlFile}:${e.line}: ${e.message}`);
-      if (r.errors.length === 0) for (const st of r.settings) tun[st.key] = st.value;
-    }
-  }
-  for (const a of opts.set) {
-    const err = applySetting(tun, a);
-    if (err) errors.push(`--set ${a}: ${err}`);
-  }
-  return errors;
+  return runDaemon(opts);
 }

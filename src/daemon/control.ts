@@ -15,56 +15,29 @@
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
-import type { Conntrack } from '../conntrack/core';
-import { formatConntrack, formatExpect, formatProcConntrack, formatStats } from '../conntrack/format';
-import { applySetting } from '../conntrack/settings';
-import { findSysctl, SYSCTLS, type TunableValues } from '../conntrack/sysctl';
-import { IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE } from '../packet/view';
-import { recentControl } from '../rules/recent-lists';
-import { parseAddr as parseAddrText } from '../packet/format';
-import { prefixMask } from '../rules/addr';
+import { DaemonControl, singleTableHost, type ControlBackend, type ControlTarget } from './control-ops';
+import { ControlAborted, type ControlOutput } from './table-ops';
 import type { Logger } from './log';
+
+export { compileFilter, parseAddr, type CtFilter } from './ct-filter';
+export { CHUNK_ENTRIES, ControlAborted, type ControlOutput } from './table-ops';
+export type { ControlBackend, ControlTarget } from './control-ops';
 
 export const MAX_REQUEST = 64 * 1024;
 /** Requests read ahead per connection; beyond, reading pauses until they are answered. */
 export const MAX_PENDING = 64;
-/** Entries formatted per chunk before yielding to the event loop. */
-export const CHUNK_ENTRIES = 2048;
-
 export const CONTROL_DIR = '/run/nfqwall';
 
 export function defaultControlPath(queue: number, dir = CONTROL_DIR): string {
   return `${dir}/queue-${queue}.sock`;
 }
 
-/** What the control socket needs from the daemon (FirewallService has all of it). */
-export interface ControlTarget {
-  readonly tun: TunableValues;
-  readonly fw: { readonly ct: Conntrack };
-  readonly rules: { format(verbose: boolean): string };
-  reload(): { ok: boolean; errors: string[] };
-  /** counted for metrics/logs when present */
-  readonly rulesFile?: string;
-}
-
-/** Where a request's streamed lines go (a client session, or a worker thread's port). */
-export interface ControlOutput {
-  readonly alive: boolean;
-  /** Sends lines; resolves when they may be followed by more; throws ControlAborted when the reader is gone. */
-  sendLines(lines: string[]): Promise<void>;
-}
-
-/** Answers the requests (everything but ping): TableControl for one table, the worker pool for several. */
-export interface ControlBackend {
-  handle(req: Record<string, unknown>, out: ControlOutput): Promise<Record<string, unknown>>;
-}
-
 export interface ControlOptions {
   path: string;
-  /** one table (TableControl over it) … */
-  target?: ControlTarget;
-  /** … or any backend (the worker threads of `run --queues A:B`) */
+  /** the daemon's control requests (src/daemon/control-ops.ts) … */
   backend?: ControlBackend;
+  /** … or those of one table and its rules */
+  target?: ControlTarget;
   log: Logger;
   /** monotonic clock in ms (default performance.now) */
   now?: () => number;
@@ -72,98 +45,6 @@ export interface ControlOptions {
   chunk?: number;
 }
 
-/** Filters of conntrack -L / -D, as conntrack-tools applies them (ORIG tuple unless reply*). */
-export interface CtFilter {
-  family?: number; // 4 | 6
-  proto?: number;
-  src?: string; // ORIG source, ADDR or ADDR/PREFIX
-  dst?: string; // ORIG destination
-  replySrc?: string;
-  replyDst?: string;
-  sport?: number; // ORIG source port
-  dport?: number; // ORIG destination port
-  mark?: number;
-}
-
-interface AddrMatch {
-  family: number;
-  words: Uint32Array;
-  mask: Uint32Array;
-}
-
-/** Parses ADDR or ADDR/PREFIX (addresses as inet_pton reads them) into words in network order and a mask. */
-export function parseAddr(text: string): AddrMatch {
-  const slash = text.indexOf('/');
-  const a = slash >= 0 ? text.slice(0, slash) : text;
-  const parsed = net.isIP(a) === 0 ? null : parseAddrText(a);
-  if (!parsed) throw new Error(`bad address '${text}'`);
-  const bits = parsed.family === 4 ? 32 : 128;
-  let prefix = bits;
-  if (slash >= 0) {
-    const p = text.slice(slash + 1);
-    if (!/^\d+$/.test(p) || Number(p) > bits) throw new Error(`bad prefix length in '${text}'`);
-    prefix = Number(p);
-  }
-  return { family: parsed.family, words: parsed.words, mask: Uint32Array.from(prefixMask(parsed.family, prefix)) };
-}
-
-const scratch = new Uint32Array(4);
-
-function addrMatches(ct: Conntrack, e: number, dir: number, which: number, m: AddrMatch): boolean {
-  if (ct.family(e) !== m.family) return false;
-  ct.tupleAddr(e, dir, which, scratch);
-  for (let i = 0; i < 4; i++) if (((scratch[i] ^ m.words[i]) & m.mask[i]) !== 0) return false;
-  return true;
-}
-
-function hasPorts(proto: number): boolean {
-  return proto === IPPROTO_TCP || proto === IPPROTO_UDP || proto === IPPROTO_UDPLITE || proto === 132 || proto === 33;
-}
-
-/** Compiles a CtFilter into a predicate over entry ids; throws on bad arguments. */
-export function compileFilter(ct: Conntrack, f: CtFilter = {}): (e: number) => boolean {
-  if (f === null || typeof f !== 'object') throw new Error('filter must be an object');
-  const num = (v: unknown, name: string, max: number): number | undefined => {
-    if (v === undefined || v === null) return undefined;
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > max) throw new Error(`bad ${name}: ${JSON.stringify(v)}`);
-    return v;
-  };
-  const addr = (v: unknown, name: string): AddrMatch | undefined => {
-    if (v === undefined || v === null) return undefined;
-    if (typeof v !== 'string') throw new Error(`bad ${name}: ${JSON.stringify(v)}`);
-    return parseAddr(v);
-  };
-  const family = num(f.family, 'family', 6);
-  if (family !== undefined && family !== 4 && family !== 6) throw new Error(`bad family: ${family}`);
-  const proto = num(f.proto, 'protocol', 255);
-  const sport = num(f.sport, 'source port', 65535);
-  const dport = num(f.dport, 'destination port', 65535);
-  const mark = num(f.mark, 'mark', 0xffffffff);
-  const src = addr(f.src, 'source address');
-  const dst = addr(f.dst, 'destination address');
-  const rsrc = addr(f.replySrc, 'reply source address');
-  const rdst = addr(f.replyDst, 'reply destination address');
-  return (e: number) => {
-    if (family !== undefined && ct.family(e) !== family) return false;
-    const p = ct.proto(e);
-    if (proto !== undefined && p !== proto) return false;
-    if (src && !addrMatches(ct, e, 0, 0, src)) return false;
-    if (dst && !addrMatches(ct, e, 0, 1, dst)) return false;
-    if (rsrc && !addrMatches(ct, e, 1, 0, rsrc)) return false;
-    if (rdst && !addrMatches(ct, e, 1, 1, rdst)) return false;
-    if (sport !== undefined || dport !== undefined) {
-      if (!hasPorts(p)) return false;
-      const w = ct.portsWord(e, 0);
-      if (sport !== undefined && w >>> 16 !== sport) return false;
-      if (dport !== undefined && (w & 0xffff) !== dport) return false;
-    }
-    if (mark !== undefined && ct.mark(e) >>> 0 !== mark) return false;
-    return true;
-  };
-}
-
-/** The reader of a streamed answer went away. */
-export class ControlAborted extends Error {}
 const Aborted = ControlAborted;
 
 /** One client connection: reads requests, answers them in order. */
@@ -288,8 +169,6 @@ class Session implements ControlOutput {
   }
 }
 
-const yieldLoop = () => new Promise<void>((r) => setImmediate(r));
-
 export class ControlServer {
   readonly path: string;
   readonly counters = { requests: 0, badRequests: 0, connections: 0 };
@@ -303,7 +182,7 @@ export class ControlServer {
     this.path = opts.path;
     this.log = opts.log;
     if (opts.backend) this.backend = opts.backend;
-    else if (opts.target) this.backend = new TableControl(opts.target, opts.log, opts.now, opts.chunk);
+    else if (opts.target) this.backend = new DaemonControl(singleTableHost(opts.target, opts.now, opts.chunk), opts.log);
     else throw new Error('ControlServer needs a target or a backend');
   }
 
@@ -364,156 +243,6 @@ export class ControlServer {
     if (r.op === '\0malformed') throw new Error('malformed request (not JSON)');
     if (r.op === 'ping') return { ok: true, pid: process.pid };
     return this.backend.handle(r, sess);
-  }
-}
-
-/** The requests answered from one connection table (a daemon with one queue, or one worker thread). */
-export class TableControl implements ControlBackend {
-  private readonly now: () => number;
-  private readonly chunk: number;
-
-  constructor(
-    private readonly target: ControlTarget,
-    private readonly log: Logger,
-    now?: () => number,
-    chunk?: number,
-  ) {
-    this.now = now ?? (() => performance.now());
-    this.chunk = chunk ?? CHUNK_ENTRIES;
-  }
-
-  async handle(r: Record<string, unknown>, sess: ControlOutput): Promise<Record<string, unknown>> {
-    const t = this.target;
-    const ct = t.fw.ct;
-    switch (r.op) {
-      case 'ct.list': {
-        const filter = compileFilter(ct, r.filter as CtFilter);
-        const extended = r.extended === true;
-        const proc = r.proc === true;
-        const n = await this.walk(sess, filter, (e, now) => (proc ? formatProcConntrack(ct, e, now) : formatConntrack(ct, e, now, extended)), false);
-        return { ok: true, count: n };
-      }
-      case 'ct.delete': {
-        const filter = compileFilter(ct, r.filter as CtFilter);
-        const n = await this.walk(sess, filter, (e, now) => formatConntrack(ct, e, now, false), true);
-        if (n > 0) this.log.info({ deleted: n, filter: r.filter }, 'conntrack entries deleted');
-        return { ok: true, count: n };
-      }
-      case 'ct.flush': {
-        const n = await this.walk(sess, () => true, null, true);
-        this.log.info({ deleted: n }, 'conntrack table flushed');
-        return { ok: true, count: n };
-      }
-      case 'ct.count':
-        return { ok: true, count: ct.count };
-      case 'ct.stats':
-        return { ok: true, line: formatStats(ct.stats), stats: { ...ct.stats }, count: ct.count };
-      case 'expect.list': {
-        const now = this.now();
-        const lines: string[] = [];
-        const X = ct.expectations;
-        const ids: number[] = [];
-        X.forEach((x) => ids.push(x));
-        let n = 0;
-        for (const x of ids) {
-          if (!X.isLive(x) || X.timeout[x] <= now) continue;
-          lines.push(formatExpect(ct, x, now));
-          n++;
-          if (lines.length >= this.chunk) {
-            await sess.sendLines(lines.splice(0));
-            await yieldLoop();
-          }
-        }
-        await sess.sendLines(lines);
-        return { ok: true, count: n };
-      }
-      case 'expect.flush': {
-        const n = ct.expectations.flush();
-        this.log.info({ deleted: n }, 'expectation table flushed');
-        return { ok: true, count: n };
-      }
-      case 'rules.list': {
-        const text = t.rules.format(r.verbose === true);
-        const lines = text.endsWith('\n') ? text.slice(0, -1).split('\n') : text.split('\n');
-        for (let i = 0; i < lines.length; i += this.chunk) await sess.sendLines(lines.slice(i, i + this.chunk));
-        return { ok: true };
-      }
-      case 'sysctl.get': {
-        if (r.name === undefined || r.name === null) {
-          return { ok: true, values: SYSCTLS.map((d) => [d.name, this.tunValue(d.key)]) };
-        }
-        if (typeof r.name !== 'string') throw new Error('name must be a string');
-        const d = findSysctl(r.name);
-        if (!d) throw new Error(`unknown tunable '${r.name}'`);
-        return { ok: true, values: [[d.name, this.tunValue(d.key)]] };
-      }
-      case 'sysctl.set': {
-        if (typeof r.name !== 'string' || (typeof r.value !== 'string' && typeof r.value !== 'number')) throw new Error('sysctl.set needs name and value');
-        const d = findSysctl(r.name);
-        const err = applySetting(t.tun, `${r.name}=${r.value}`, (key, value) => ct.setTunable(key, value));
-        if (err) throw new Error(err);
-        this.log.info({ name: d!.name, value: this.tunValue(d!.key) }, 'tunable set');
-        return { ok: true, values: [[d!.name, this.tunValue(d!.key)]] };
-      }
-      case 'recent': {
-        const res = recentControl(r.name, r.write, Math.floor(this.now()));
-        if (res.lines) for (let i = 0; i < res.lines.length; i += this.chunk) await sess.sendLines(res.lines.slice(i, i + this.chunk));
-        if (r.write !== undefined && r.write !== null) this.log.info({ list: r.name, write: r.write }, 'recent list changed');
-        return { ok: true, names: res.names, count: res.lines?.length };
-      }
-      case 'reload': {
-        const res = t.reload();
-        return res.ok ? { ok: true } : { ok: false, error: 'the rule file is invalid; the old rules stay in force', errors: res.errors };
-      }
-      default:
-        throw new Error(`unknown op ${JSON.stringify(r.op)}`);
-    }
-  }
-
-  private tunValue(key: keyof TunableValues): number {
-    if (key === 'nf_conntrack_count') return this.target.fw.ct.count;
-    return this.target.tun[key];
-  }
-
-  /**
-   * Walks the confirmed entries bucket by bucket in chunks, yielding to the event loop
-   * between chunks. format: the streamed line per selected entry (null: none); del: destroy
-   * each selected entry. Returns how many were selected. A rehash between chunks (sysctl
-   * nf_conntrack_buckets) restarts the bucket cursor on the new table; entries seen already
-   * may then be listed again, as a kernel dump interrupted by a resize may.
-   */
-  private async walk(sess: ControlOutput, filter: (e: number) => boolean, format: ((e: number, now: number) => string) | null, del: boolean): Promise<number> {
-    const ct = this.target.fw.ct;
-    const tb = ct.table;
-    let n = 0;
-    let b = 0;
-    let nb = tb.nbuckets;
-    const ids: number[] = [];
-    const lines: string[] = [];
-    while (b < tb.nbuckets) {
-      if (tb.nbuckets !== nb) {
-        nb = tb.nbuckets;
-        b = 0;
-      }
-      const now = this.now();
-      let work = 0;
-      for (; b < tb.nbuckets && work < this.chunk; b++) {
-        ids.length = 0;
-        for (let node = tb.head(b); node >= 0; node = tb.next(node)) if ((node & 1) === 0) ids.push(node >> 1);
-        work += 1 + ids.length;
-        for (const e of ids) {
-          if (!tb.isAlloc(e) || !tb.isHashed(e) || tb.timeout(e) <= now) continue;
-          if (!filter(e)) continue;
-          if (format) lines.push(format(e, now));
-          if (del) ct.destroy(e);
-          n++;
-        }
-      }
-      if (lines.length > 0) await sess.sendLines(lines.splice(0));
-      else if (!sess.alive) throw new Aborted();
-      await yieldLoop();
-    }
-    return n;
   }
 }
 

@@ -58,8 +58,6 @@ export interface ServiceSnapshot {
   batchPackets: number;
   rules: RuleCounters;
   ruleCount: number;
-  reloads: number;
-  reloadFailures: number;
   queueStats?: QueueStats;
   /** REJECT's ICMP errors held back by the rate limits (this thread's sender) */
   rejectLimited: { host: number; global: number };
@@ -80,8 +78,6 @@ export function snapshotService(svc: FirewallService, q?: Queue): ServiceSnapsho
     batchPackets: svc.batchPackets,
     rules: svc.rules.ruleCounters(),
     ruleCount: svc.rules.ruleCount,
-    reloads: svc.reloads,
-    reloadFailures: svc.reloadFailures,
     queueStats: q?.stats(),
     rejectLimited: rejectRateLimited(),
   };
@@ -100,33 +96,12 @@ export interface Collected {
 }
 
 export interface MetricsSources {
-  /** one table in this thread … */
-  service?: FirewallService;
-  /** … its open queues (empty before the daemon has started) */
-  queues?: () => readonly Queue[];
-  /** … or the worker pool's merged figures */
-  collect?: () => Promise<Collected>;
+  /** every table's figures, merged (src/daemon/backend.ts) */
+  collect: () => Promise<Collected>;
   /** /proc/net/netfilter/nfnetlink_queue (tests replace it) */
   kernelQueuesFile?: string;
   /** control socket counters, when there is one */
   control?: () => { requests: number; badRequests: number; connections: number };
-}
-
-function localCollector(svc: FirewallService, queues: () => readonly Queue[]): () => Promise<Collected> {
-  return async () => {
-    const qs = queues();
-    const snap = snapshotService(svc);
-    snap.queue = qs.length === 1 ? qs[0].queue : -1;
-    return {
-      tun: svc.tun,
-      entries: snap.count,
-      tables: [snap],
-      queues: qs.map((q) => q.stats()),
-      ruleCount: snap.ruleCount,
-      reloads: snap.reloads,
-      reloadFailures: snap.reloadFailures,
-    };
-  };
 }
 
 const sum = (c: Collected, f: (t: ServiceSnapshot) => number) => c.tables.reduce((a, t) => a + f(t), 0);
@@ -160,10 +135,7 @@ function sumRules(c: Collected): RuleCounters {
 /** Builds the registry with every nfqwall metric and the process/Node.js default metrics. */
 export function createRegistry(src: MetricsSources): Registry {
   const reg = new Registry();
-  let collect: () => Promise<Collected>;
-  if (src.collect) collect = src.collect;
-  else if (src.service) collect = localCollector(src.service, src.queues ?? (() => []));
-  else throw new Error('createRegistry needs a service or a collector');
+  const collect = src.collect;
   // one collection per scrape (prom-client asks each metric separately)
   let cache: { at: number; p: Promise<Collected> } | undefined;
   const current = (): Promise<Collected> => {

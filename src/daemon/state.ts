@@ -304,50 +304,13 @@ function restoreRecords(ct: Conntrack, fd: number, h: Header, opts: { now: numbe
   });
 }
 
-/** Periodic saves while the daemon runs, and the final save on exit. */
-export class StateKeeper {
-  private timer: NodeJS.Timeout | undefined;
-  private saving: Promise<unknown> | undefined;
-
-  constructor(
-    private readonly ct: Conntrack,
-    private readonly file: string,
-    private readonly log: Logger,
-  ) {}
-
-  /** Restores at start; logs what happened (an ignored file is a warning, never fatal). */
-  restore(): RestoreResult {
-    const r = restoreState(this.ct, this.file, { now: performance.now() });
-    if (r.ignored) this.log.warn({ file: this.file, reason: r.ignored }, `state file ignored: ${r.ignored}; starting with an empty table`);
-    else {
-      this.log.info({ file: this.file, restored: r.restored, expired: r.expired, refused: r.refused, expectations: r.expectations }, 'state restored');
-      if (r.firstRefusal)
-        this.log.warn({ file: this.file, refused: r.refused, first: r.firstRefusal }, `state file: ${r.refused} entries refused (first: ${r.firstRefusal})`);
-    }
-    return r;
+/** Restores file into ct at start and logs what happened (an ignored file is a warning, never fatal). */
+export function restoreStateFile(ct: Conntrack, file: string, log: Logger): RestoreResult {
+  const r = restoreState(ct, file, { now: performance.now() });
+  if (r.ignored) log.warn({ file, reason: r.ignored }, `state file ignored: ${r.ignored}; starting with an empty table`);
+  else {
+    log.info({ file, restored: r.restored, expired: r.expired, refused: r.refused, expectations: r.expectations }, 'state restored');
+    if (r.firstRefusal) log.warn({ file, refused: r.refused, first: r.firstRefusal }, `state file: ${r.refused} entries refused (first: ${r.firstRefusal})`);
   }
-
-  start(intervalSec: number): void {
-    if (intervalSec <= 0) return;
-    this.timer = setInterval(() => void this.save(true), intervalSec * 1000);
-    this.timer.unref();
-  }
-
-  async save(chunked: boolean): Promise<void> {
-    if (this.saving) await this.saving.catch(() => undefined);
-    const p = saveState(this.ct, this.file, { now: performance.now(), chunked }).then(
-      (r) => this.log.info({ file: this.file, ...r }, 'state saved'),
-      (err: Error) => this.log.error({ file: this.file, err }, `state save failed: ${err.message}`),
-    );
-    this.saving = p;
-    await p;
-    this.saving = undefined;
-  }
-
-  /** Stops the timer and writes the final state. */
-  async stop(): Promise<void> {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = undefined;
-    await this.save(false);
-  }
+  return r;
 }

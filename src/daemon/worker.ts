@@ -12,10 +12,10 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
-import { ControlAborted, TableControl, type ControlOutput } from './control';
+import { ControlAborted, TableOps, type ControlOutput } from './table-ops';
 import { createLogger } from './log';
-import { FirewallService } from './service';
-import { RuleLoadError } from '../pipeline/load-rules';
+import { FirewallService, ruleDeps } from './service';
+import { readRules, RuleLoadError } from '../pipeline/load-rules';
 import { QueueRunner, type QueueRunnerOptions } from './queue-runner';
 import { RestoreStore, type RestoreStoreBuffers } from './restore-store';
 import { exportEntries, importExpectation, exportExpectations, type ExpectationData } from './state';
@@ -53,7 +53,7 @@ export function workerMain(): void {
   const log = createLogger({ level: init.logLevel, pretty: init.logPretty }).child({ queue: init.queue.queue });
   let svc: FirewallService;
   try {
-    svc = new FirewallService({ rulesFile: init.rulesFile, rulesText: init.rulesText, tun: init.tun, log });
+    svc = new FirewallService({ rules: readRules(init.rulesFile, ruleDeps(log), init.rulesText).rules, tun: init.tun, log });
   } catch (err) {
     const msg = err instanceof RuleLoadError ? err.errors.join('\n') : (err as Error).message;
     port.postMessage({ t: 'fatal', message: msg });
@@ -74,7 +74,7 @@ export function workerMain(): void {
   runner.start();
   port.postMessage({ t: 'ready', portid: runner.portid });
 
-  const table = new TableControl(svc, log);
+  const table = new TableOps(svc);
   const acks = new Map<number, { resolve: () => void; reject: (e: Error) => void }>();
   const output = (id: number): ControlOutput => ({
     alive: true,
@@ -89,20 +89,13 @@ export function workerMain(): void {
 
   const handle = async (id: number, req: Record<string, unknown>): Promise<Record<string, unknown>> => {
     switch (req.op) {
-      case 'rules.counters': {
-        const c = svc.rules.counters;
-        return {
-          ok: true,
-          rulePkts: Array.from(c.rulePkts),
-          ruleBytes: Array.from(c.ruleBytes),
-          chainPkts: Array.from(c.chainPkts),
-          chainBytes: Array.from(c.chainBytes),
-        };
-      }
-      case 'rules.swap': {
-        const r = svc.reload(String(req.text));
-        return { ok: r.ok, errors: r.errors };
-      }
+      case 'rules.swap':
+        try {
+          svc.setRules(readRules(init.rulesFile, ruleDeps(log), String(req.text)).rules);
+          return { ok: true };
+        } catch (err) {
+          return { ok: false, errors: err instanceof RuleLoadError ? err.errors : [(err as Error).message] };
+        }
       case 'snapshot':
         return { ok: true, snap: snapshotService(svc, runner) };
       case 'state.export': {
@@ -113,8 +106,10 @@ export function workerMain(): void {
           (lines) => out.sendLines(lines),
           () => now,
         );
-        return { ok: true, expectations: exportExpectations(ct, performance.now()) };
+        return { ok: true };
       }
+      case 'state.expectations':
+        return { ok: true, expectations: exportExpectations(ct, performance.now()) };
       case 'debug.crash':
         if (!init.testHooks) throw new Error('test hooks are off (NFQWALL_TEST_HOOKS=1)');
         setImmediate(() => {
@@ -127,7 +122,7 @@ export function workerMain(): void {
         log.warn('test hook: the queue socket is no longer read');
         return { ok: true };
       default:
-        return table.handle(req, output(id));
+        return (await table.handle(req, output(id))) ?? { ok: false, error: `unknown op ${JSON.stringify(req.op)}` };
     }
   };
 

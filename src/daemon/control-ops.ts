@@ -1,0 +1,183 @@
+/**
+ * Every control request of the daemon, implemented once for one table in this thread and for
+ * one table per worker thread: table requests go to each table in turn (src/daemon/table-ops.ts;
+ * listings streamed one table after the other, counts summed, `conntrack -S` one cpu= line per
+ * table), and the daemon's own requests (sysctl, `rules -L`, reload) are answered here.
+ */
+import type { ConntrackStats } from '../conntrack/core';
+import { formatStats } from '../conntrack/format';
+import { applySetting } from '../conntrack/settings';
+import { findSysctl, SYSCTLS, type TunableValues } from '../conntrack/sysctl';
+import type { Logger } from './log';
+import { CHUNK_ENTRIES, ControlAborted, TableOps, type ControlOutput, type Res, type TableSource } from './table-ops';
+
+/** One connection table as the control requests reach it (in this thread, or a worker's). */
+export interface TableLink {
+  /** the queue it serves (-1: none) */
+  readonly queue: number;
+  /** A table request (TableOps); streamed lines go to out. */
+  request(req: Res, out: ControlOutput): Promise<Res>;
+}
+
+/** What the control requests read and change in the daemon. */
+export interface ControlHost {
+  /** the daemon's tunables (each table keeps its own copy in step) */
+  readonly tun: TunableValues;
+  readonly tables: readonly TableLink[];
+  /** restored entries no table has claimed yet: listed, counted and deleted after the tables */
+  readonly parked?: TableLink;
+  /** nf_conntrack_count: the entries of every table */
+  count(): number;
+  /** the rules in force in iptables-save format; with the counters of every table when verbose */
+  rulesText(verbose: boolean): string | Promise<string>;
+  reload(): { ok: boolean; errors: string[] } | Promise<{ ok: boolean; errors: string[] }>;
+  /** test hooks (NFQWALL_TEST_HOOKS=1), when the daemon has them */
+  debug?(req: Res): Promise<Res>;
+}
+
+/** Answers a control request (everything but ping); the control socket's side of the daemon. */
+export interface ControlBackend {
+  handle(req: Res, out: ControlOutput): Promise<Res>;
+}
+
+/** A table in this thread as a TableLink. */
+export function localTable(src: TableSource, queue: number, now?: () => number, chunk?: number): TableLink {
+  const ops = new TableOps(src, now, chunk);
+  return {
+    queue,
+    request: async (req, out) => (await ops.handle(req, out)) ?? { ok: false, error: `unknown op ${JSON.stringify(req.op)}` },
+  };
+}
+
+/** One table and its rules (a test's, or any single-table owner) as the whole daemon. */
+export interface ControlTarget {
+  readonly tun: TunableValues;
+  readonly fw: TableSource['fw'];
+  readonly rules: { format(verbose: boolean): string };
+  reload(): { ok: boolean; errors: string[] };
+}
+
+export function singleTableHost(t: ControlTarget, now?: () => number, chunk?: number): ControlHost {
+  return {
+    tun: t.tun,
+    tables: [localTable({ tun: t.tun, fw: t.fw }, -1, now, chunk)],
+    count: () => t.fw.ct.count,
+    rulesText: (verbose) => t.rules.format(verbose),
+    reload: () => t.reload(),
+  };
+}
+
+export class DaemonControl implements ControlBackend {
+  constructor(
+    private readonly host: ControlHost,
+    private readonly log: Logger,
+  ) {}
+
+  /** The same request to every table, one after the other; a failed answer fails the request. */
+  private async each(req: Res, out: ControlOutput, withParked: boolean): Promise<Res[]> {
+    const links = withParked && this.host.parked ? [...this.host.tables, this.host.parked] : this.host.tables;
+    const res: Res[] = [];
+    for (const t of links) {
+      const r = await t.request(req, out);
+      if (r.ok !== true) {
+        if (r.error === 'aborted') throw new ControlAborted();
+        throw new Error(String(r.error));
+      }
+      res.push(r);
+    }
+    return res;
+  }
+
+  private async summed(req: Res, out: ControlOutput, withParked: boolean): Promise<number> {
+    const res = await this.each(req, out, withParked);
+    return res.reduce((a, x) => a + (Number(x.count) || 0), 0);
+  }
+
+  async handle(r: Res, out: ControlOutput): Promise<Res> {
+    const log = this.log;
+    switch (r.op) {
+      case 'ct.list':
+      case 'expect.list':
+        return { ok: true, count: await this.summed(r, out, true) };
+      case 'ct.delete': {
+        const n = await this.summed(r, out, true);
+        if (n > 0) log.info({ deleted: n, filter: r.filter }, 'conntrack entries deleted');
+        return { ok: true, count: n };
+      }
+      case 'ct.flush': {
+        const n = await this.summed(r, out, true);
+        log.info({ deleted: n }, 'conntrack table flushed');
+        return { ok: true, count: n };
+      }
+      case 'ct.count':
+        return { ok: true, count: await this.summed(r, out, true) };
+      case 'expect.flush': {
+        const n = await this.summed(r, out, false);
+        log.info({ deleted: n }, 'expectation table flushed');
+        return { ok: true, count: n };
+      }
+      case 'ct.stats': {
+        const per = (await this.each(r, out, false)).map((x) => x.stats as ConntrackStats);
+        const total = { ...per[0] };
+        for (const s of per.slice(1)) for (const k of Object.keys(total) as (keyof ConntrackStats)[]) total[k] += s[k];
+        return {
+          ok: true,
+          line: per.map((s, i) => formatStats(s, i)).join('\n'),
+          stats: total,
+          perWorker: per.map((s, i) => ({ cpu: i, queue: this.host.tables[i].queue, ...s })),
+          count: this.host.count(),
+        };
+      }
+      case 'rules.list': {
+        const text = await this.host.rulesText(r.verbose === true);
+        const lines = text.endsWith('\n') ? text.slice(0, -1).split('\n') : text.split('\n');
+        for (let i = 0; i < lines.length; i += CHUNK_ENTRIES) await out.sendLines(lines.slice(i, i + CHUNK_ENTRIES));
+        return { ok: true };
+      }
+      case 'sysctl.get': {
+        if (r.name === undefined || r.name === null) return { ok: true, values: SYSCTLS.map((d) => [d.name, this.tunValue(d.key)]) };
+        if (typeof r.name !== 'string') throw new Error('name must be a string');
+        const d = findSysctl(r.name);
+        if (!d) throw new Error(`unknown tunable '${r.name}'`);
+        return { ok: true, values: [[d.name, this.tunValue(d.key)]] };
+      }
+      case 'sysctl.set': {
+        if (typeof r.name !== 'string' || (typeof r.value !== 'string' && typeof r.value !== 'number')) throw new Error('sysctl.set needs name and value');
+        // checked on a copy first: an invalid value changes no table
+        const assignment = `${r.name}=${r.value}`;
+        const err = applySetting({ ...this.host.tun }, assignment);
+        if (err) throw new Error(err);
+        await this.each({ op: 'sysctl.set', name: r.name, value: r.value }, out, false);
+        applySetting(this.host.tun, assignment);
+        const d = findSysctl(r.name)!;
+        log.info({ name: d.name, value: this.tunValue(d.key) }, 'tunable set');
+        return { ok: true, values: [[d.name, this.tunValue(d.key)]] };
+      }
+      case 'recent': {
+        // names are merged, lines listed table by table, a write goes to every table
+        if (r.name === undefined || r.name === null) {
+          const res = await this.each(r, out, false);
+          return { ok: true, names: [...new Set(res.flatMap((x) => (x.names as string[] | undefined) ?? []))] };
+        }
+        if (r.write === undefined || r.write === null) return { ok: true, count: await this.summed(r, out, false) };
+        await this.each(r, out, false);
+        log.info({ list: r.name, write: r.write }, 'recent list changed');
+        return { ok: true };
+      }
+      case 'reload': {
+        const res = await this.host.reload();
+        return res.ok ? { ok: true } : { ok: false, error: 'the rule file is invalid; the old rules stay in force', errors: res.errors };
+      }
+      case 'debug.crash':
+      case 'debug.stall':
+        if (this.host.debug) return this.host.debug(r);
+        throw new Error(`unknown op ${JSON.stringify(r.op)}`);
+      default:
+        throw new Error(`unknown op ${JSON.stringify(r.op)}`);
+    }
+  }
+
+  private tunValue(key: keyof TunableValues): number {
+    return key === 'nf_conntrack_count' ? this.host.count() : this.host.tun[key];
+  }
+}

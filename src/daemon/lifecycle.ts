@@ -1,0 +1,228 @@
+/**
+ * The daemon's one lifecycle, for every mode (src/daemon/backend.ts has what differs):
+ *
+ *   start   tunables → rule file checked → backend (restore --state) → queues bound (the
+ *           firewall decides from here) → control socket → metrics → iptables rules
+ *           → "nfqwall started" → state timer, signals
+ *   run     SIGHUP: reload; SIGTERM/SIGINT: stop; a lost worker thread: stop with exit code 1
+ *   stop    signals and timers off → queues closed (every packet held gets its verdict)
+ *           → iptables rules removed → "nfqwall stopped" → final state save → backend,
+ *           control socket and metrics closed
+ *
+ * A failure during start-up undoes what was done (in reverse) and returns 1.
+ */
+import { defaultTunables, type TunableValues } from '../conntrack/sysctl';
+import { RuleLoadError } from '../pipeline/load-rules';
+import type { Backend } from './backend';
+import { ControlServer } from './control';
+import { DaemonControl, type ControlHost } from './control-ops';
+import { IptablesRules } from './iptables';
+import { LocalBackend } from './local';
+import { createLogger, type Logger } from './log';
+import { createRegistry, MetricsServer } from './metrics';
+import { startedFields, startTunables, type DaemonOptions } from './options';
+import { WorkerPool } from './pool';
+import { DaemonRules } from './ruleset';
+import { StateFileWriter } from './state';
+
+function createBackend(opts: DaemonOptions, tun: TunableValues, log: Logger, rules: DaemonRules | undefined, onLost: (why: string) => void): Backend {
+  const queue = {
+    copyRange: opts.copyRange,
+    maxLen: opts.maxLen,
+    batchSize: opts.batchSize,
+    rcvbuf: opts.rcvbuf,
+    failOpen: opts.failOpen,
+    gso: opts.gso,
+    stallChecks: opts.stallChecks,
+  };
+  if (!rules || opts.queues.first === opts.queues.last) return new LocalBackend({ queues: opts.queues, queue, tun, log, rules: rules?.current.rules });
+  return new WorkerPool({
+    queues: opts.queues,
+    queue,
+    rulesFile: rules.file,
+    rules: rules.current,
+    tun,
+    logLevel: opts.logLevel,
+    logPretty: process.stderr.isTTY === true,
+    log,
+    testHooks: process.env.NFQWALL_TEST_HOOKS === '1',
+    onWorkerLost: (queue, why) => {
+      log.fatal({ queue, why }, `the worker thread of queue ${queue} is gone (${why}); stopping`);
+      onLost('worker lost');
+    },
+  });
+}
+
+/** One state file from every table, through the one writer. */
+async function saveState(backend: Backend, file: string, log: Logger): Promise<void> {
+  const savedAt = Date.now();
+  let w: StateFileWriter | undefined;
+  try {
+    const exps = await backend.stateExpectations(savedAt);
+    w = new StateFileWriter(file, savedAt, backend.count(), exps.length);
+    await backend.saveInto(w, savedAt);
+    const r = w.finish(exps);
+    log.info({ file, ...r }, 'state saved');
+  } catch (err) {
+    w?.abort();
+    log.error({ file, err }, `state save failed: ${(err as Error).message}`);
+  }
+}
+
+/** Runs the daemon until SIGTERM/SIGINT (or a lost worker); returns the exit code. */
+export async function runDaemon(opts: DaemonOptions): Promise<number> {
+  const log = createLogger({ level: opts.logLevel });
+  const tun = defaultTunables();
+  const tunErrors = startTunables(tun, opts);
+  if (tunErrors.length > 0) {
+    for (const line of tunErrors) process.stderr.write(line + '\n');
+    log.error({ errors: tunErrors }, 'invalid tunables');
+    return 1;
+  }
+  let rules: DaemonRules | undefined;
+  if (opts.acceptAll) {
+    if (opts.rules) log.warn({ rules: opts.rules }, '--accept-all: the rule file is ignored');
+    log.warn('accept-all mode: no connection tracking, no rules, every packet is accepted');
+  } else {
+    try {
+      rules = new DaemonRules(opts.rules!, log);
+    } catch (err) {
+      if (!(err instanceof RuleLoadError)) throw err;
+      for (const line of err.errors) process.stderr.write(line + '\n');
+      log.error({ file: opts.rules, errors: err.errors }, 'invalid rule file');
+      return 1;
+    }
+  }
+
+  let resolveDone!: (code: number) => void;
+  const done = new Promise<{ reason: string; code: number }>((r) => (resolveDone = (code) => r({ reason: stopReason, code })));
+  let stopReason = '';
+  let stopping = false;
+  const stop = (reason: string, code = 0) => {
+    if (stopping) return;
+    stopping = true;
+    stopReason = reason;
+    resolveDone(code);
+  };
+
+  const backend = createBackend(opts, tun, log, rules, (why) => stop(why, 1));
+  rules?.attach(backend);
+  const stateFile = rules ? opts.state : undefined;
+  // before the queues open: the restored entries are there for the first packet
+  if (stateFile !== undefined) backend.restore(stateFile);
+
+  const undo: Array<() => Promise<void>> = [];
+  const fail = async (what: string, err: unknown): Promise<number> => {
+    const msg = `${what}${(err as Error).message}`;
+    log.fatal({ err }, msg);
+    process.stderr.write(`nfqwall run: ${msg}\n`);
+    for (const u of undo.reverse()) await u();
+    return 1;
+  };
+  let started;
+  try {
+    started = await backend.start();
+  } catch (err) {
+    return fail('', err);
+  }
+  undo.push(async () => {
+    await backend.closeQueues();
+    await backend.close();
+  });
+
+  let control: ControlServer | undefined;
+  if (rules) {
+    const r = rules;
+    const host: ControlHost = {
+      tun,
+      tables: backend.tables,
+      parked: backend.parked,
+      count: () => backend.count(),
+      rulesText: (verbose) => r.text(verbose),
+      reload: () => r.reload(),
+      debug: backend.debug ? (req) => backend.debug!(req) : undefined,
+    };
+    const c = new ControlServer({ path: opts.control, backend: new DaemonControl(host, log), log });
+    control = c;
+    try {
+      await c.listen();
+    } catch (err) {
+      return fail('control socket: ', err);
+    }
+    undo.push(() => c.close());
+  }
+
+  let metrics: MetricsServer | undefined;
+  if (opts.metrics !== undefined) {
+    if (!rules) log.warn('--metrics needs --rules (there are no firewall counters in accept-all mode); not started');
+    else {
+      const r = rules;
+      const c = control;
+      const collect = async () => ({
+        ...(await backend.collect()),
+        ruleCount: r.current.rules.ruleCount,
+        reloads: r.reloads,
+        reloadFailures: r.reloadFailures,
+      });
+      const m = new MetricsServer(createRegistry({ collect, control: c ? () => c.counters : undefined }), log);
+      metrics = m;
+      try {
+        await m.listen(opts.metrics);
+      } catch (err) {
+        return fail('metrics: ', err);
+      }
+      undo.push(() => m.close());
+    }
+  }
+
+  let ipt: IptablesRules | undefined;
+  if (opts.iptables === 'auto') {
+    ipt = new IptablesRules({ queues: opts.queues, failOpen: opts.failOpen, kernelConntrack: opts.kernelConntrack, log });
+    try {
+      await ipt.install();
+    } catch (err) {
+      return fail('iptables: ', err);
+    }
+  }
+
+  if (rules) {
+    // before "nfqwall started", which callers wait for as the last line of the start-up
+    log.info(
+      { buckets: tun.nf_conntrack_buckets, max: tun.nf_conntrack_max, expect_max: tun.nf_conntrack_expect_max, rules: opts.rules, workers: started.workers },
+      `nf_conntrack (${tun.nf_conntrack_buckets} buckets, ${tun.nf_conntrack_max} max)`,
+    );
+  }
+  log.info(startedFields(opts, started.queues, started.portids, started.workers), 'nfqwall started');
+
+  let saving: Promise<void> | undefined;
+  const save = async () => {
+    if (stateFile === undefined) return;
+    while (saving) await saving;
+    saving = saveState(backend, stateFile, log);
+    await saving;
+    saving = undefined;
+  };
+  const timer = stateFile !== undefined && opts.stateIntervalSec > 0 ? setInterval(() => void save(), opts.stateIntervalSec * 1000) : undefined;
+  timer?.unref();
+
+  const onSignal = (sig: NodeJS.Signals) => stop(sig);
+  const onHup = () => void rules?.reload();
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  process.on('SIGHUP', onHup);
+
+  const { reason, code } = await done;
+  process.removeListener('SIGTERM', onSignal);
+  process.removeListener('SIGINT', onSignal);
+  process.removeListener('SIGHUP', onHup);
+  if (timer) clearInterval(timer);
+  // every packet gets its verdict; then the tables stop changing and are saved
+  const stats = await backend.closeQueues();
+  if (ipt) await ipt.remove();
+  log.info({ reason, stats }, 'nfqwall stopped');
+  await save();
+  await backend.close();
+  await control?.close();
+  await metrics?.close();
+  return code;
+}

@@ -1,0 +1,91 @@
+/**
+ * The daemon's rule file: loaded and checked once in the main thread (the one loader,
+ * src/pipeline/load-rules.ts), put in force in every table through the backend, reloaded on
+ * SIGHUP or `nfqwall reload`, and listed by `rules -L` (with every table's counters summed).
+ * A reload and a counter listing run one at a time, so a listing sees one rule generation.
+ */
+import { readRules, RuleLoadError, type LoadedRules } from '../pipeline/load-rules';
+import type { Counters } from '../rules';
+import type { Backend } from './backend';
+import type { Logger } from './log';
+import { ruleDeps } from './service';
+
+const COUNTERS = ['rulePkts', 'ruleBytes', 'chainPkts', 'chainBytes'] as const;
+
+export class DaemonRules {
+  reloads = 0;
+  reloadFailures = 0;
+  private serial: Promise<unknown> = Promise.resolve();
+  private backend: Backend | undefined;
+
+  /** Loads the file; throws RuleLoadError when it is invalid. */
+  constructor(
+    readonly file: string,
+    private readonly log: Logger,
+    public current: { text: string; rules: LoadedRules } = readRules(file, ruleDeps(log)),
+  ) {}
+
+  /** The backend whose tables the rules go to. */
+  attach(backend: Backend): void {
+    this.backend = backend;
+  }
+
+  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const p = this.serial.then(fn, fn);
+    this.serial = p.catch(() => undefined);
+    return p;
+  }
+
+  /** Valid file: the new rules take effect in every table; the connection tables are untouched. Invalid: the old rules stay. */
+  reload(): Promise<{ ok: boolean; errors: string[] }> {
+    return this.exclusive(async () => {
+      const log = this.log;
+      let next: { text: string; rules: LoadedRules };
+      try {
+        next = readRules(this.file, ruleDeps(log));
+      } catch (err) {
+        const errors = err instanceof RuleLoadError ? err.errors : [(err as Error).message];
+        this.reloadFailures++;
+        log.error({ file: this.file, errors }, 'reload refused: the rule file is invalid; the old rules stay in force');
+        return { ok: false, errors };
+      }
+      const errors = this.backend ? await this.backend.swapRules(next) : [];
+      if (errors.length > 0) {
+        // cannot happen with the same loader everywhere; say so loudly if it does
+        this.reloadFailures++;
+        log.error({ file: this.file, errors }, 'reload failed in a worker thread; the workers may now run different rules');
+        return { ok: false, errors };
+      }
+      this.current = next;
+      this.reloads++;
+      log.info({ file: this.file, rules: next.rules.ruleCount, workers: this.backend?.workers ?? 0 }, 'rules reloaded');
+      return { ok: true, errors: [] };
+    });
+  }
+
+  /** `rules -L [-v]`: with every table's counters summed. */
+  text(verbose: boolean): Promise<string> {
+    return this.exclusive(async () => {
+      const rules = this.current.rules;
+      if (!verbose) return rules.format(false);
+      const own = rules.counters;
+      const sum: Counters = {
+        rulePkts: new Float64Array(own.rulePkts.length),
+        ruleBytes: new Float64Array(own.ruleBytes.length),
+        chainPkts: new Float64Array(own.chainPkts.length),
+        chainBytes: new Float64Array(own.chainBytes.length),
+      };
+      const none = { alive: true, sendLines: async () => {} };
+      for (const t of this.backend?.tables ?? []) {
+        const r = await t.request({ op: 'rules.counters' }, none);
+        for (const k of COUNTERS) {
+          const from = r[k] as number[] | undefined;
+          if (!from) throw new Error(String(r.error ?? 'a worker did not answer'));
+          const into = sum[k];
+          for (let i = 0; i < into.length && i < from.length; i++) into[i] += from[i];
+        }
+      }
+      return rules.format(true, sum);
+    });
+  }
+}
