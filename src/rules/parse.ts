@@ -164,7 +164,7 @@ function addUserChain(ts: TableState, tok: Token): ParsedChain {
  * `:CHAIN POLICY [pkts:bytes]` as iptables-nft-restore reads it: the first word is the
  * chain, a second word must be there; for a built-in chain it is the policy (ACCEPT or
  * DROP), for a user chain it is not looked at ("-" by convention), nor is anything after it.
- * A user chain declared twice is the same chain.
+ * Declaring a user chain again empties it; a built-in chain keeps its rules.
  */
 function declareChain(ts: TableState, line: string, lineNo: number, sink: ParseEnv): void {
   const words: Token[] = [];
@@ -199,6 +199,11 @@ function declareChain(ts: TableState, line: string, lineNo: number, sink: ParseE
     return;
   }
   if (!existing) addUserChain(ts, nameTok);
+  else {
+    // iptables-nft flushes a user chain declared again (nft_cmd_chain_restore)
+    existing.rules = [];
+    ts.jumps = ts.jumps.filter((j) => j.from !== existing.name);
+  }
 }
 
 function applyCommand(ts: TableState, cmd: RuleCommand, sink: ParseEnv): void {

@@ -313,6 +313,12 @@ test('errors: table and section structure, as iptables-nft-restore reads them', 
     'e.rules:4:3: chain "X" needs a policy word after its name (ACCEPT or DROP for a built-in chain, - for a user chain)',
   ]);
   assert.deepEqual(errorsOf('*filter\n:FOO - [0:0]\n-N FOO\nCOMMIT\n'), ['e.rules:3:4: chain "FOO" already exists']);
+  // a user chain declared again is emptied (iptables-nft flushes it); a built-in chain keeps its rules
+  const again = parseOk('*filter\n:X - [0:0]\n-A INPUT -j ACCEPT\n-A X -j ACCEPT\n-A INPUT -j X\n:INPUT DROP [0:0]\n:X - [0:0]\n-A X -j DROP\nCOMMIT\n');
+  assert.deepEqual(
+    again.tables[0].chains.map((c) => `${c.name}:${c.policy}:${c.rules.map((r) => r.target.name).join(',')}`),
+    ['INPUT:DROP:ACCEPT,X', 'FORWARD:ACCEPT:', 'OUTPUT:ACCEPT:', 'X:null:DROP'],
+  );
   assert.deepEqual(errorsOf('*filter\n:ACCEPT - [0:0]\n-A NOPE -j ACCEPT\n-F INPUT\nfoo\nCOMMIT\n'), [
     'e.rules:2:2: chain name "ACCEPT" is a target name',
     'e.rules:3:4: chain "NOPE" does not exist (declare it first with ":NOPE - [0:0]" or -N)',
