@@ -3,7 +3,7 @@
  * (name or alias, case-insensitive as nss_files compares them; the number as
  * inet_network reads it). IPv6 has no network names (network_to_ip6addr is empty).
  */
-import { readFileSync } from 'node:fs';
+import { etcLines, readEtcFile } from './etc-files';
 import { cNumber } from './number';
 
 export const NETWORKS_FILE = '/etc/networks';
@@ -25,12 +25,7 @@ function inetNetwork(text: string): number {
 
 export function parseNetworks(text: string): Map<string, number> {
   const m = new Map<string, number>();
-  for (const raw of text.split('\n')) {
-    const words = raw
-      .replace(/#.*/, '')
-      .split(/[ \t]+/)
-      .filter((w) => w !== '');
-    if (words.length < 2) continue;
+  for (const words of etcLines(text)) {
     const v = inetNetwork(words[1]);
     if (v < 0) continue;
     for (const name of [words[0], ...words.slice(2)]) if (!m.has(name.toLowerCase())) m.set(name.toLowerCase(), v);
@@ -45,14 +40,6 @@ export function setNetworks(m: Map<string, number> | null): void {
 
 /** The IPv4 network of that name, or -1. */
 export function networkByName(name: string): number {
-  if (!cached) {
-    let text = '';
-    try {
-      text = readFileSync(NETWORKS_FILE, 'utf8');
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-    }
-    cached = parseNetworks(text);
-  }
+  cached ??= parseNetworks(readEtcFile(NETWORKS_FILE) ?? '');
   return cached.get(name.toLowerCase()) ?? -1;
 }

@@ -3,7 +3,7 @@
  * (first entry whose name or alias is NAME, case-sensitive, for that protocol). Only
  * where the file is missing does a short built-in list stand in.
  */
-import { readFileSync } from 'node:fs';
+import { etcLines, readEtcFile } from './etc-files';
 
 export const SERVICES_FILE = '/etc/services';
 
@@ -48,14 +48,10 @@ export interface ServiceTable {
 export function parseServices(text: string, file: string | null): ServiceTable {
   const byName = new Map<string, number>();
   const protos = new Map<string, string[]>();
-  for (const raw of text.split('\n')) {
-    const line = raw.replace(/#.*/, '');
-    const words = line.split(/[ \t]+/).filter((w) => w !== '');
-    if (words.length < 2) continue;
+  for (const words of etcLines(text)) {
     const m = /^([0-9]+)\/(\S+)$/.exec(words[1]);
-    if (!m) continue;
+    if (!m || Number(m[1]) > 65535) continue;
     const port = Number(m[1]);
-    if (port > 65535) continue;
     for (const name of [words[0], ...words.slice(2)]) {
       const key = `${name}/${m[2]}`;
       if (!byName.has(key)) byName.set(key, port);
@@ -71,20 +67,15 @@ let cached: ServiceTable | null = null;
 
 export function serviceTable(): ServiceTable {
   if (cached) return cached;
-  let text: string | null = null;
-  try {
-    text = readFileSync(SERVICES_FILE, 'utf8');
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-  }
+  const text = readEtcFile(SERVICES_FILE);
   if (text !== null) cached = parseServices(text, SERVICES_FILE);
   else {
+    const all = ['tcp', 'udp', 'sctp', 'dccp', 'udplite'];
     const t: ServiceTable = { file: null, byName: new Map(), protos: new Map() };
-    for (const [name, port] of Object.entries(FALLBACK))
-      for (const p of ['tcp', 'udp', 'sctp', 'dccp', 'udplite']) {
-        t.byName.set(`${name}/${p}`, port);
-        t.protos.set(name, ['tcp', 'udp', 'sctp', 'dccp', 'udplite']);
-      }
+    for (const [name, port] of Object.entries(FALLBACK)) {
+      for (const p of all) t.byName.set(`${name}/${p}`, port);
+      t.protos.set(name, all);
+    }
     cached = t;
   }
   return cached;

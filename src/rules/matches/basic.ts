@@ -2,26 +2,7 @@
  * The built-in part of every rule (struct ipt_ip / ip6t_ip6): -p, -s/-d, -i/-o.
  * Parsing helpers here; the per-packet checks are inlined in eval.ts.
  */
-
-/** Protocol names iptables knows without /etc/protocols, plus the common ones from it. */
-export const PROTO_NAMES: Record<string, number> = {
-  all: 0,
-  icmp: 1,
-  igmp: 2,
-  tcp: 6,
-  udp: 17,
-  ipv6: 41,
-  gre: 47,
-  esp: 50,
-  ah: 51,
-  icmpv6: 58,
-  'ipv6-icmp': 58,
-  ospf: 89,
-  sctp: 132,
-  udplite: 136,
-  dccp: 33,
-  mh: 135,
-};
+import { protocolNumber } from '../protocols';
 
 /** Name iptables-save prints for a protocol number. */
 const PROTO_SAVE: Record<number, string> = {
@@ -38,15 +19,9 @@ const PROTO_SAVE: Record<number, string> = {
   136: 'udplite',
 };
 
-/** Parses a -p argument: name or number 0..255. Returns -1 when unknown. */
+/** Parses a -p argument (src/rules/protocols.ts): name or number 0..255. Returns -1 when unknown. */
 export function parseProto(s: string): number {
-  const lower = s.toLowerCase();
-  if (lower in PROTO_NAMES) return PROTO_NAMES[lower];
-  if (/^[0-9]+$/.test(s)) {
-    const n = Number(s);
-    return n <= 255 ? n : -1;
-  }
-  return -1;
+  return protocolNumber(s.toLowerCase());
 }
 
 export function protoName(p: number): string {
@@ -62,11 +37,14 @@ export function protoFamily(p: number): 0 | 4 | 6 {
 
 export const IFNAMSIZ = 16;
 
-/** Validates an interface pattern (-i/-o): at most 15 characters, `+` only as the last one. */
+/**
+ * Validates an interface pattern (-i/-o) as xtables_parse_interface does: not empty, at most
+ * 15 bytes; a trailing `+` makes it a prefix. Characters no device name has ('/', ' ', ':')
+ * are allowed, as in iptables (which only warns): such a rule never matches.
+ */
 export function checkIface(s: string): string | null {
   if (s.length === 0) return 'empty interface name';
-  if (s.length >= IFNAMSIZ) return `interface name "${s}" is longer than ${IFNAMSIZ - 1} characters`;
-  if (/[\s/:]/.test(s)) return `bad interface name "${s}"`;
+  if (Buffer.byteLength(s) >= IFNAMSIZ) return `interface name "${s}" is longer than ${IFNAMSIZ - 1} characters`;
   return null;
 }
 

@@ -28,13 +28,15 @@ export const multiportMatch: MatchModule<MultiportState> = {
   create: () => ({ flags: null, ports: [], inv: false }),
   parse(s, opt, args, inv, optTok, env) {
     if (s.flags) return env.error(optTok, 'multiport can only have one of --sports, --dports or --ports');
+    // libxt_multiport resolves the ports for the rule's -p when it reads the option: -p must come first
+    if (env.protoName === '') return env.error(optTok, `${optTok.text} needs "-p tcp", "-p udp", "-p udplite", "-p sctp" or "-p dccp" before it`);
     s.flags = opt === 'source-ports' || opt === 'sports' ? 'src' : opt === 'ports' ? 'any' : 'dst';
     s.inv = inv;
     const list = splitList(args[0], args[0].text, env, 'port');
     if (!list) return;
     let count = 0;
     for (const p of list) {
-      const r = parsePortRange(args[0], p, env, env.protoName ?? 'tcp');
+      const r = parsePortRange(args[0], p, env, env.protoName || 'tcp');
       if (!r) return;
       count += r[0] === r[1] ? 1 : 2;
       s.ports.push(r);

@@ -241,7 +241,16 @@ test('errors: unknown match / option / missing argument / bad values, with the o
   expectRuleError('-m limit ! --limit 1/s -j ACCEPT', '!', 'option "--limit" cannot be inverted');
   expectRuleError('-p tcp -m tcp --tcp-flags SYN,BOGUS SYN -j ACCEPT', 'SYN,BOGUS', 'unknown TCP flag "BOGUS"');
   expectRuleError('-p udp -m tcp --dport 1 -j ACCEPT', 'tcp', 'match "tcp" needs "-p tcp"');
-  expectRuleError('-m multiport --dports 1 -j ACCEPT', 'multiport', /multiport needs "-p tcp"/);
+  // libxt_multiport needs -p when it reads --dports: before it
+  expectRuleError('-m multiport --dports 1 -j ACCEPT', '--dports', /^--dports needs "-p tcp"/);
+  expectRuleError('-m multiport --dports 1 -p tcp -j ACCEPT', '--dports', /^--dports needs "-p tcp".* before it$/);
+  // -p names: iptables' own, /etc/protocols, numbers in base 0, upper case
+  assert.deepEqual(
+    ['-p vrrp', '-p TCP', '-p 0x11', '-p mh'].map((p) => rule(`${p} -j ACCEPT`).proto),
+    [112, 6, 17, 135],
+  );
+  // interface names no device has are accepted as iptables does (it only warns): they never match
+  assert.equal(rule('-i eth0:1 -j ACCEPT').inIface, 'eth0:1');
   expectRuleError('-m icmp --icmp-type 8 -j ACCEPT', 'icmp', 'match "icmp" needs "-p icmp"');
   expectRuleError('! ! -s 1.2.3.4 -j ACCEPT', '!', 'multiple "!" flags not allowed', 1);
   expectRuleError('-s 1.2.3.4 -s 1.2.3.5 -j ACCEPT', '-s', 'multiple -s flags not allowed', 1);
