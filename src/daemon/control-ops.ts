@@ -153,6 +153,13 @@ export class DaemonControl implements ControlBackend {
         log.info({ name: d.name, value: this.tunValue(d.key) }, 'tunable set');
         return { ok: true, values: [[d.name, this.tunValue(d.key)]] };
       }
+      case 'routes.local': {
+        // every table's thread follows the local routes itself: the first one's view
+        const first = this.host.tables[0];
+        const res = await first.request(r, out);
+        if (res.ok !== true) throw new Error(String(res.error));
+        return { ok: true, count: res.count };
+      }
       case 'recent': {
         // names are merged, lines listed table by table, a write goes to every table
         if (r.name === undefined || r.name === null) {

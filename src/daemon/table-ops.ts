@@ -10,6 +10,7 @@ import { formatConntrack, formatExpect, formatProcConntrack } from '../conntrack
 import { applySetting } from '../conntrack/settings';
 import type { TunableValues } from '../conntrack/sysctl';
 import type { Counters } from '../rules';
+import { localRoutes } from '../rules/local-routes';
 import { recentControl } from '../rules/recent-lists';
 import { compileFilter, type CtFilter } from './ct-filter';
 
@@ -79,6 +80,12 @@ export class TableOps {
       case 'sysctl.set': {
         const err = applySetting(this.src.tun, `${String(r.name)}=${String(r.value)}`, (key, value) => ct.setTunable(key, value));
         return err ? { ok: false, error: err } : { ok: true };
+      }
+      case 'routes.local': {
+        // the local routing table -m addrtype reads in this thread
+        const lines = localRoutes().lines();
+        for (let i = 0; i < lines.length; i += this.chunk) await out.sendLines(lines.slice(i, i + this.chunk));
+        return { ok: true, count: lines.length };
       }
       case 'recent': {
         // this thread's xt_recent lists (each worker thread has its own)

@@ -8,8 +8,8 @@ import { compileRules, type CompiledRuleSet } from './compile';
 import { RuleEngine, type Counters, type EngineDeps } from './eval';
 import { formatRuleSet } from './format';
 import { parseRules } from './parse';
-import { commitRecentLists } from './recent-lists';
-import type { RuleError, RuleSet } from './types';
+import { MATCHES } from './matches/index';
+import type { ParsedMatch, RuleError, RuleSet } from './types';
 
 export { RuleEngine, compileRules, formatRuleSet, parseRules };
 export type { CompiledRuleSet, Counters, EngineDeps, RuleError, RuleSet };
@@ -37,8 +37,20 @@ export function loadRules(text: string, fileName: string, env: LoadEnv): LoadRes
   if (errors.length) return { set, compiled: null, engine: null, errors };
   const compiled = compileRules(set, { helperId: env.helperId });
   const engine = env.deps ? new RuleEngine(compiled, env.deps) : null;
-  // an engine goes into service: -m recent lists its rules no longer name are freed
-  if (engine) commitRecentLists();
+  if (engine) {
+    const uses = new Map<string, ParsedMatch[]>();
+    for (const t of set.tables)
+      for (const c of t.chains)
+        for (const r of c.rules)
+          for (const m of r.matches) {
+            const list = uses.get(m.name);
+            if (list) list.push(m);
+            else uses.set(m.name, [m]);
+          }
+    const sink = { error: (at: { line: number; col: number }, message: string) => errors.push({ file: fileName, line: at.line, col: at.col, message }) };
+    for (const [name, mod] of Object.entries(MATCHES)) mod.inService?.(uses.get(name) ?? [], sink);
+    if (errors.length) return { set, compiled: null, engine: null, errors };
+  }
   return { set, compiled, engine, errors };
 }
 

@@ -96,6 +96,12 @@ export interface MatchModule<S = any> {
   /** iptables-save words after `-m NAME`. */
   save(s: S, family: Family): string[];
   compile(s: S, env: CompileEnv): CompiledMatch;
+  /**
+   * A compiled rule set goes into service (an engine, not `nfqwall check`), with every use of
+   * this match in it (possibly none): state kept beside the rules (recent lists, the local
+   * routes of addrtype) is set up or freed here. Errors go to env against a use's `at`.
+   */
+  inService?(uses: readonly ParsedMatch[], env: ErrorSink): void;
 }
 
 export interface TargetModule<S = any> {

@@ -6,7 +6,8 @@
  * the client, the per-rule packet counters of FORWARD (`iptables-save -c` vs `nfqwall rules -L
  * -v`), and the SSH list (`/proc/net/xt_recent/SSH` vs `nfqwall recent SSH`, without the time
  * stamps), also after removing the address from it at run time; -m mac and -m ttl in FORWARD,
- * -m owner in OUTPUT for connections the gateway itself opens as different users and groups.
+ * -m owner in OUTPUT for connections the gateway itself opens as different users and groups,
+ * -m addrtype in OUTPUT before, while and after the gateway holds an extra address.
  * Needs root. Both labs are destroyed in after() even on failure.
  */
 import { after, before, describe, test } from 'node:test';
@@ -28,6 +29,8 @@ const T = { timeout: 180_000 };
 const MARKED_SRC = '198.18.1.77';
 /** the client's link address, the same in both labs (-m mac) */
 const CLI_MAC = '02:00:00:00:00:01';
+/** an address the gateway takes for a moment (-m addrtype LOCAL) */
+const EXTRA_ADDR = '198.19.2.50';
 
 const RULES = `*filter
 :INPUT ACCEPT [0:0]
@@ -48,6 +51,10 @@ const RULES = `*filter
 -A OUTPUT -p tcp -m tcp --dport 8080 -m conntrack --ctstate NEW -m owner --gid-owner 2000-2010 -j ACCEPT
 -A OUTPUT -p tcp -m tcp --dport 8080 -m conntrack --ctstate NEW -m owner ! --socket-exists -j ACCEPT
 -A OUTPUT -p tcp -m tcp --dport 8080 -m conntrack --ctstate NEW -j DROP
+-A OUTPUT -p udp -m udp --dport 7000 -m addrtype --dst-type LOCAL
+-A OUTPUT -p udp -m udp --dport 7000 -m addrtype --dst-type UNICAST
+-A OUTPUT -p udp -m udp --dport 7000 -m addrtype --dst-type BROADCAST
+-A OUTPUT -p udp -m udp --dport 7000 -m addrtype --src-type LOCAL --limit-iface-out
 COMMIT
 `;
 
@@ -83,7 +90,7 @@ function listShape(lines: string): string[] {
     .sort();
 }
 
-describe('matches differential: recent, mark, connmark, mac, ttl, owner in the kernel vs nfqwall run', { skip }, () => {
+describe('matches differential: recent, mark, connmark, mac, ttl, owner, addrtype in the kernel vs nfqwall run', { skip }, () => {
   let kLab: Lab;
   let nLab: Lab;
   let nfq: ChildProcess | undefined;
@@ -135,6 +142,20 @@ describe('matches differential: recent, mark, connmark, mac, ttl, owner in the k
     return r.code === 0 ? 'ok' : /refused/i.test(r.stderr) ? 'refused' : 'failed';
   }
 
+  /**
+   * nfqwall follows the local table asynchronously (rtnetlink → the daemon's event loop): in its
+   * lab, wait until it shows the address change before the next datagram. The kernel is synchronous.
+   */
+  async function settled(lab: Lab, present: boolean): Promise<void> {
+    if (lab !== nLab) return;
+    for (;;) {
+      const r = await nfqwall(['rules', '--local-routes']);
+      assert.equal(r.code, 0, r.stderr);
+      if (r.stdout.includes(`local ${EXTRA_ADDR}/32`) === present) return;
+      await sleep(20);
+    }
+  }
+
   async function traffic(lab: Lab, removeFromList: () => Promise<void>): Promise<Record<string, string>> {
     const res: Record<string, string> = {};
     for (let i = 1; i <= 5; i++) res[`ssh ${i}`] = await connect(lab, 22);
@@ -160,6 +181,25 @@ describe('matches differential: recent, mark, connmark, mac, ttl, owner in the k
     res['OUTPUT gid 2005'] = await gw(['setpriv', '--reuid=1001', '--regid=2005', '--clear-groups']);
     res['OUTPUT uid 1002 gid 3000'] = await gw(['setpriv', '--reuid=1002', '--regid=3000', '--clear-groups']);
     res['OUTPUT root'] = await gw([]);
+    // -m addrtype as the gateway's addresses change: one datagram to ADDR:7000 before, while and after ADDR is its own
+    const udp = (dst: string) =>
+      lab.exec(
+        'gw',
+        [
+          '/usr/bin/python3',
+          '-c',
+          `import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.setsockopt(socket.SOL_SOCKET,socket.SO_BROADCAST,1)\ns.sendto(b'x',('${dst}',7000))`,
+        ],
+        { check: true },
+      );
+    await udp(EXTRA_ADDR);
+    await lab.exec('gw', ['ip', 'addr', 'add', `${EXTRA_ADDR}/24`, 'dev', 'g1'], { check: true });
+    await settled(lab, true);
+    await udp(EXTRA_ADDR);
+    await lab.exec('gw', ['ip', 'addr', 'del', `${EXTRA_ADDR}/24`, 'dev', 'g1'], { check: true });
+    await settled(lab, false);
+    await udp(EXTRA_ADDR);
+    await udp('198.19.2.255');
     return res;
   }
 
@@ -203,5 +243,10 @@ describe('matches differential: recent, mark, connmark, mac, ttl, owner in the k
     assert.ok(kc[0] > 0 && nc[0] > 0);
     assert.deepEqual(nc.slice(1), kc.slice(1), `per-rule counters differ\nkernel:\n${ksave}\nnfqwall:\n${nl.stdout}`);
     assert.deepEqual(chainCounters(nl.stdout, 'OUTPUT'), chainCounters(ksave, 'OUTPUT'), 'OUTPUT counters differ');
+    assert.deepEqual(
+      chainCounters(ksave, 'OUTPUT').slice(-4),
+      [1, 2, 1, 3],
+      'the kernel: LOCAL once (while held), UNICAST twice, BROADCAST once, source LOCAL on g1 thrice',
+    );
   });
 });

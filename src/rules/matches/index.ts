@@ -1,5 +1,6 @@
 /** The match modules by name (-m NAME). */
 import type { MatchModule } from '../types';
+import { addrtypeMatch } from './addrtype';
 import { commentMatch } from './comment';
 import { connmarkMatch } from './connmark';
 import { conntrackMatch } from './conntrack';
@@ -40,6 +41,7 @@ export const MATCHES: Record<string, MatchModule> = {
   ttl: ttlMatch,
   hl: hlMatch,
   length: lengthMatch,
+  addrtype: addrtypeMatch,
 };
 
 /** -m aliases iptables accepts. */
@@ -50,7 +52,6 @@ export const PROTO_MATCH: Record<number, string> = { 6: 'tcp', 17: 'udp', 1: 'ic
 
 /** Match extensions iptables has that nfqwall does not implement (a clearer error than "unknown"). */
 export const KNOWN_UNSUPPORTED_MATCHES = [
-  'addrtype',
   'ah',
   'bpf',
   'cgroup',

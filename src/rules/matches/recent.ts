@@ -8,7 +8,7 @@ import type { CompiledMatch, Family, MatchModule } from '../types';
 import type { PacketContext } from '../../conntrack/context';
 import { NF_INET_FORWARD } from '../../queue/layout';
 import { formatAddr, parseIp4, parseIp6 } from '../addr';
-import { acquireRecentList, nstampMaskFor, XT_RECENT_MAX_NSTAMPS, type RecentList } from '../recent-lists';
+import { acquireRecentList, commitRecentLists, nstampMaskFor, XT_RECENT_MAX_NSTAMPS, type RecentList } from '../recent-lists';
 import { HZ } from './limit';
 
 const XT_RECENT_NAME_LEN = 200;
@@ -133,6 +133,8 @@ export const recentMatch: MatchModule<RecentState> = {
   compile(s) {
     return new RecentMatch(s, acquireRecentList(s.name, nstampMaskFor(s.hitCount), s.mask));
   },
+  // the lists this rule set no longer names are freed
+  inService: () => commitRecentLists(),
 };
 
 /** indices into CMDS (--rcheck is 1) */

@@ -61,7 +61,13 @@ test('-m recent: --rttl compares the TTL as it was before forwarding; --reap dro
   const fwd = engineFor(forward('-m recent --rcheck --rttl --name T -j ACCEPT'));
   assert.equal(fwd.engine.evalFilter(ctxFor(syn('198.18.1.1', 63)), 0), A, 'same TTL before forwarding');
   assert.equal(fwd.engine.evalFilter(ctxFor(syn('198.18.1.1', 60)), 0), D, 'other TTL');
-  assert.equal(fwd.engine.evalFilter(ctxFor(syn('198.18.1.1', 64), { hook: NF_INET_LOCAL_IN }), 0), A, 'INPUT: the TTL as received');
+  const input = engineFor(
+    ['*filter', ':INPUT DROP [0:0]', ':FORWARD DROP [0:0]', ':OUTPUT ACCEPT [0:0]', '-A INPUT -m recent --rcheck --rttl --name T -j ACCEPT', 'COMMIT', ''].join(
+      '\n',
+    ),
+  );
+  assert.equal(input.engine.evalFilter(ctxFor(syn('198.18.1.1', 64), { hook: NF_INET_LOCAL_IN }), 0), A, 'INPUT: the TTL as received');
+  assert.equal(input.engine.evalFilter(ctxFor(syn('198.18.1.1', 63), { hook: NF_INET_LOCAL_IN }), 0), D, 'INPUT: not incremented');
 
   const r = engineFor(forward('-m recent --set --name R', '-m recent --rcheck --seconds 10 --reap --name R -j ACCEPT'));
   r.engine.evalFilter(ctxFor(syn('198.18.1.1')), 0);
