@@ -61,7 +61,7 @@ function batchOf(pkts: Uint8Array[]): Batch {
 }
 
 async function main(): Promise<void> {
-  const loaded = loadRuleFile(path.join(__dirname, '..', '..', '..', 'rules', 'bench.rules'), { log: () => {} });
+  const loaded = loadRuleFile(process.argv[3] ?? path.join(__dirname, '..', '..', '..', 'rules', 'bench.rules'), { log: () => {} });
   assert.ok(loaded.rules, loaded.errors.join('\n'));
   const tun = defaultTunables();
   tun.nf_conntrack_max = 8192;

@@ -12,13 +12,21 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 
-test('the per-packet path allocates nothing (1 M packets, 1 MB new space: at most 10 scavenges)', () => {
-  const r = spawnSync(process.execPath, ['--max-semi-space-size=1', '--import', 'tsx', path.join(__dirname, 'no-alloc-run.ts'), '1000000'], {
-    encoding: 'utf8',
-    timeout: 300_000,
-  });
+function scavenges(rules?: string): { minor: number; major: number; packets: number } {
+  const args = ['--max-semi-space-size=1', '--import', 'tsx', path.join(__dirname, 'no-alloc-run.ts'), '1000000', ...(rules ? [rules] : [])];
+  const r = spawnSync(process.execPath, args, { encoding: 'utf8', timeout: 300_000 });
   assert.equal(r.status, 0, r.stderr);
   const res = JSON.parse(r.stdout.trim().split('\n').pop()!) as { minor: number; major: number; packets: number };
   assert.ok(res.packets >= 1_000_000);
+  return res;
+}
+
+test('the per-packet path allocates nothing (1 M packets, 1 MB new space: at most 10 scavenges)', () => {
+  const res = scavenges();
   assert.ok(res.minor <= 10, `${res.minor} scavenges (and ${res.major} other collections) during ${res.packets} packets: the per-packet path allocates`);
+});
+
+test('nor do the matches of issue 17 (mark, connmark, recent, mac, ttl, length, addrtype: test/unit/pipeline/matches.rules)', () => {
+  const res = scavenges(path.join(__dirname, 'matches.rules'));
+  assert.ok(res.minor <= 10, `${res.minor} scavenges (and ${res.major} other collections) during ${res.packets} packets: a match allocates`);
 });
