@@ -17,7 +17,13 @@ export type RuleCommand =
   | { kind: 'append'; chain: Token; rules: ParsedRule[] }
   | { kind: 'insert'; chain: Token; pos: Token | null; num: number; rules: ParsedRule[] }
   | { kind: 'new'; chain: Token }
-  | { kind: 'policy'; chain: Token; policy: Token; counters: [number, number] | null };
+  | { kind: 'policy'; chain: Token; policy: Token; counters: [number, number] | null }
+  /** -F [CHAIN], -X [CHAIN], -Z [CHAIN [N]] (null = every chain of the table) */
+  | { kind: 'flush' | 'delete-chain' | 'zero'; tok: Token; chain: Token | null }
+  /** -D CHAIN N */
+  | { kind: 'delete-num'; chain: Token; pos: Token; num: number }
+  /** -D CHAIN RULE, -C CHAIN RULE */
+  | { kind: 'delete' | 'check'; chain: Token; rules: ParsedRule[] };
 
 const COMMAND_NAMES: Record<string, string> = {
   A: '-A',
@@ -35,7 +41,15 @@ const COMMAND_NAMES: Record<string, string> = {
   S: '-S',
 };
 
-/** Options that are illegal with -N and -P (generic_opt_check; -P takes -c). */
+/** Commands iptables-nft-restore 1.8.9 has that nfqwall refuses, and why. */
+const UNSUPPORTED_COMMANDS: Record<string, string> = {
+  E: '-E (rename a chain) is not supported: iptables-nft-restore 1.8.9 itself fails on it (CHAIN_RENAME: No such file or directory)',
+  R: '-R (replace a rule) is not supported: iptables-nft-restore 1.8.9 crashes on it; delete and insert instead',
+  L: '-L lists rules; it has no place in a rule file',
+  S: '-S lists rules; it has no place in a rule file',
+};
+
+/** Options that are illegal with -N, -P, -F, -X, -Z and -D NUM (generic_opt_check; -P takes -c). */
 const RULE_OPTIONS = ['-s', '-d', '-p', '-j', '-i', '-o', '-f', '-c'];
 
 function familyName(f: Family): string {
@@ -99,7 +113,8 @@ export function parseRuleLine(words: Token[], ts: TableState, counters: [number,
     } else if (r.family !== f) sink.error(tok, `${why} is ${familyName(f)}, but the rule is ${familyName(r.family)} (${familyWhy})`);
   };
 
-  let command: { val: string; tok: Token; chain: Token } | null = null;
+  let command: { val: string; tok: Token; chain: Token; optional?: boolean } | null = null;
+  let deletePos: Token | null = null;
   let insertPos: Token | null = null;
   let insertNum = 1;
   let policy: Token | null = null;
@@ -230,14 +245,22 @@ export function parseRuleLine(words: Token[], ts: TableState, counters: [number,
           sink.error(tok, `one command per line: ${COMMAND_NAMES[val]} after ${COMMAND_NAMES[command.val]}`);
           continue;
         }
-        if (!'AINP'.includes(val)) {
-          sink.error(tok, `command ${COMMAND_NAMES[val]} is not supported in a rule file (nfqwall reads -A, -I, -N, -P and :CHAIN lines)`);
+        if (val === 'E' || val === 'R' || val === 'L' || val === 'S') {
+          sink.error(tok, UNSUPPORTED_COMMANDS[val]);
           skipping = true;
           command = { val, tok, chain: tok };
           continue;
         }
-        const chain = arg!;
-        command = { val, tok, chain };
+        // -F, -X and -Z take their chain attached or as the next word that is no option
+        const chain = arg ?? ('FXZ'.includes(val) ? g.takeExtraArg() : null);
+        command = { val, tok, chain: chain ?? tok, optional: chain === null };
+        const zeroNum = val === 'Z' && chain ? g.takeExtraArg() : null;
+        if (zeroNum) sink.error(zeroNum, '-Z CHAIN NUM is not supported: iptables-nft-restore 1.8.9 crashes on it; -Z CHAIN zeroes the whole chain');
+        if (val === 'D') {
+          deletePos = g.takeExtraArg();
+          if (deletePos && !/^[0-9]+$/.test(deletePos.text)) sink.error(deletePos, `bad rule number "${deletePos.text}" for -D (1 or more)`);
+        }
+        if (!chain) continue;
         if (val === 'N' && !checkChainName(chain, sink)) continue;
         if (val === 'I') {
           const pos = g.takeExtraArg();
@@ -452,18 +475,24 @@ export function parseRuleLine(words: Token[], ts: TableState, counters: [number,
   if (bad) return null;
 
   const cmdName = COMMAND_NAMES[command.val];
-  if (command.val === 'N' || command.val === 'P') {
-    for (const o of RULE_OPTIONS) {
+  const chainOnly = 'NPFXZ'.includes(command.val) || (command.val === 'D' && deletePos !== null);
+  if (chainOnly || command.val === 'C' || command.val === 'D') {
+    for (const o of chainOnly ? RULE_OPTIONS : ['-c']) {
       const t = optionsSet.get(o);
       if (t && !(o === '-c' && command.val === 'P')) {
         sink.error(t, `option ${o} is not allowed with ${cmdName}`);
         return null;
       }
     }
+  }
+  if (chainOnly) {
     if (r.matches.length > 0) {
       sink.error(r.matches[0].at, `-m is not allowed with ${cmdName}`);
       return null;
     }
+    const kinds = { F: 'flush', X: 'delete-chain', Z: 'zero' } as const;
+    if (command.val in kinds) return { kind: kinds[command.val as keyof typeof kinds], tok: command.tok, chain: command.optional ? null : command.chain };
+    if (command.val === 'D') return { kind: 'delete-num', chain: command.chain, pos: deletePos!, num: Number(deletePos!.text) };
     if (command.val === 'N') return { kind: 'new', chain: command.chain };
     return { kind: 'policy', chain: command.chain, policy: policy!, counters: optionsSet.has('-c') ? r.counters : null };
   }
@@ -513,5 +542,6 @@ export function parseRuleLine(words: Token[], ts: TableState, counters: [number,
     }
   }
   if (command.val === 'I') return { kind: 'insert', chain, pos: insertPos, num: insertNum, rules };
+  if (command.val === 'D' || command.val === 'C') return { kind: command.val === 'D' ? 'delete' : 'check', chain, rules };
   return { kind: 'append', chain, rules };
 }

@@ -5,6 +5,7 @@
  * collected (several per run) as FILE:LINE:COL: message with COL at the offending token.
  */
 import { splitArgs } from './argv';
+import { ruleWords } from './format';
 import { parseRuleLine, type RuleCommand } from './parse-rule';
 import { checkChainName, MAX_CHAIN_DEPTH } from './chains';
 import { BUILTIN_CHAINS, IPTABLES_TABLES, isSupportedTable, SUPPORTED_TABLES, type SupportedTable } from './tables';
@@ -199,11 +200,8 @@ function declareChain(ts: TableState, line: string, lineNo: number, sink: ParseE
     return;
   }
   if (!existing) addUserChain(ts, nameTok);
-  else {
-    // iptables-nft flushes a user chain declared again (nft_cmd_chain_restore)
-    existing.rules = [];
-    ts.jumps = ts.jumps.filter((j) => j.from !== existing.name);
-  }
+  // iptables-nft flushes a user chain declared again (nft_cmd_chain_restore)
+  else flushChain(ts, existing);
 }
 
 function applyCommand(ts: TableState, cmd: RuleCommand, sink: ParseEnv): void {
@@ -238,6 +236,59 @@ function applyCommand(ts: TableState, cmd: RuleCommand, sink: ParseEnv): void {
       addUserChain(ts, cmd.chain);
       return;
     }
+    case 'flush': {
+      // iptables-nft-restore 1.8.9 leaves the rules in place for a bare -F (its cache is empty then)
+      if (!cmd.chain) return;
+      const chain = existingChain(ts, cmd.chain, sink);
+      if (chain) flushChain(ts, chain);
+      return;
+    }
+    case 'zero': {
+      const chains = cmd.chain ? [existingChain(ts, cmd.chain, sink)] : ts.t.chains;
+      for (const c of chains) {
+        if (!c) return;
+        c.counters = [0, 0];
+        for (const r of c.rules) if (r.counters) r.counters = [0, 0];
+      }
+      return;
+    }
+    case 'delete-chain': {
+      const chains = cmd.chain ? [existingChain(ts, cmd.chain, sink)] : ts.t.chains.filter((c) => !c.builtin);
+      for (const c of chains) {
+        if (!c) return;
+        const at = cmd.chain ?? cmd.tok;
+        if (c.builtin) return sink.error(at, `-X needs a user chain; ${c.name} is built in`);
+        if (c.rules.length > 0)
+          return sink.error(at, `chain ${c.name} still has rules (the kernel refuses to delete it: Device or resource busy); flush it first with -F ${c.name}`);
+        const ref = ts.jumps.find((j) => j.rule.target.name === c.name);
+        if (ref) return sink.error(at, `chain ${c.name} is still jumped to from ${ref.from} (line ${ref.tok.line}); the kernel refuses to delete it`);
+      }
+      for (const c of chains) {
+        ts.t.chains.splice(ts.t.chains.indexOf(c!), 1);
+        ts.byName.delete(c!.name);
+      }
+      return;
+    }
+    case 'delete-num': {
+      const chain = existingChain(ts, cmd.chain, sink);
+      if (!chain) return;
+      if (cmd.num < 1 || cmd.num > chain.rules.length)
+        return sink.error(cmd.pos, `no rule ${cmd.pos.text} to delete in chain ${chain.name} (it has ${chain.rules.length} here)`);
+      removeRule(ts, chain, cmd.num - 1);
+      return;
+    }
+    case 'delete':
+    case 'check': {
+      const chain = existingChain(ts, cmd.chain, sink);
+      if (!chain) return;
+      for (const r of cmd.rules) {
+        const want = ruleWords(r).join(' ');
+        const i = chain.rules.findIndex((x) => ruleWords(x).join(' ') === want);
+        if (i < 0) return sink.error(cmd.chain, `no rule "${want}" in chain ${chain.name} to ${cmd.kind === 'delete' ? 'delete' : 'check'}`);
+        if (cmd.kind === 'delete') removeRule(ts, chain, i);
+      }
+      return;
+    }
     case 'policy': {
       const chain = ts.byName.get(cmd.chain.text);
       if (!chain?.builtin) {
@@ -253,6 +304,22 @@ function applyCommand(ts: TableState, cmd: RuleCommand, sink: ParseEnv): void {
       return;
     }
   }
+}
+
+function existingChain(ts: TableState, tok: Token, sink: ParseEnv): ParsedChain | null {
+  const c = ts.byName.get(tok.text);
+  if (!c) sink.error(tok, `chain "${tok.text}" does not exist`);
+  return c ?? null;
+}
+
+function flushChain(ts: TableState, chain: ParsedChain): void {
+  chain.rules = [];
+  ts.jumps = ts.jumps.filter((j) => j.from !== chain.name);
+}
+
+function removeRule(ts: TableState, chain: ParsedChain, i: number): void {
+  const [r] = chain.rules.splice(i, 1);
+  ts.jumps = ts.jumps.filter((j) => j.rule !== r);
 }
 
 /**

@@ -328,10 +328,10 @@ test('errors: table and section structure, as iptables-nft-restore reads them', 
     again.tables[0].chains.map((c) => `${c.name}:${c.policy}:${c.rules.map((r) => r.target.name).join(',')}`),
     ['INPUT:DROP:ACCEPT,X', 'FORWARD:ACCEPT:', 'OUTPUT:ACCEPT:', 'X:null:DROP'],
   );
-  assert.deepEqual(errorsOf('*filter\n:ACCEPT - [0:0]\n-A NOPE -j ACCEPT\n-F INPUT\nfoo\nCOMMIT\n'), [
+  assert.deepEqual(errorsOf('*filter\n:ACCEPT - [0:0]\n-A NOPE -j ACCEPT\n-E INPUT X\nfoo\nCOMMIT\n'), [
     'e.rules:2:2: chain name "ACCEPT" is a target name',
     'e.rules:3:4: chain "NOPE" does not exist (declare it first with ":NOPE - [0:0]" or -N)',
-    'e.rules:4:1: command -F is not supported in a rule file (nfqwall reads -A, -I, -N, -P and :CHAIN lines)',
+    'e.rules:4:1: -E (rename a chain) is not supported: iptables-nft-restore 1.8.9 itself fails on it (CHAIN_RENAME: No such file or directory)',
     'e.rules:5:1: unexpected argument "foo"',
   ]);
   assert.deepEqual(errorsOf('*filter\n-I INPUT 3 -j ACCEPT\nCOMMIT\n'), [
@@ -394,6 +394,38 @@ COMMIT
   ]);
   assert.deepEqual(errorsOf(forward('-c x 1 -j ACCEPT')), ['e.rules:5:15: packet counter "x" is not a number']);
   assert.deepEqual(errorsOf(forward('--d 1.2.3.4 -j ACCEPT')), ['e.rules:5:12: option "--d" is ambiguous (--delete, --delete-chain, --destination, --dst)']);
+});
+
+test('-F, -X, -Z, -D and -C in a rule file, as iptables-nft-restore runs them', () => {
+  const head = '*filter\n:INPUT ACCEPT [0:0]\n:X - [0:0]\n:Y - [0:0]\n-A Y -j RETURN\n-A INPUT -j ACCEPT\n-A INPUT -p tcp -j DROP\n-A INPUT -j Y\n';
+  const set = parseOk(
+    head +
+      '-F Y\n-A Y -j DROP\n-F\n-Z\n-A INPUT -s 198.18.0.1,198.18.0.2 -j DROP\n-D INPUT -s 198.18.0.1,198.18.0.2 -j DROP\n-D INPUT 2\n' +
+      '-A INPUT -p tcp --dport 22 -j ACCEPT\n-D INPUT -p tcp -m tcp --dport 22 -j ACCEPT\n-C INPUT -j ACCEPT\n-X X\nCOMMIT\n',
+  );
+  const chains = set.tables[0].chains;
+  // a bare -F leaves the rules in place in iptables-nft-restore 1.8.9; -X X removed the empty chain
+  assert.deepEqual(
+    chains.map((c) => `${c.name}:${c.rules.map((r) => r.target.name).join(',')}`),
+    ['INPUT:ACCEPT,Y', 'FORWARD:', 'OUTPUT:', 'Y:DROP'],
+  );
+  assert.deepEqual(errorsOf(head + '-X Y\n-F Y\n-X Y\n-X\nCOMMIT\n'), [
+    'e.rules:9:4: chain Y still has rules (the kernel refuses to delete it: Device or resource busy); flush it first with -F Y',
+    'e.rules:11:4: chain Y is still jumped to from INPUT (line 8); the kernel refuses to delete it',
+    'e.rules:12:1: chain Y is still jumped to from INPUT (line 8); the kernel refuses to delete it',
+  ]);
+  assert.deepEqual(
+    errorsOf(head + '-D INPUT -p udp -j DROP\n-D INPUT 9\n-D INPUT 1 -p tcp\n-C INPUT -j DROP\n-F NOPE\n-R INPUT 1 -j DROP\n-Z INPUT 1\nCOMMIT\n'),
+    [
+      'e.rules:9:4: no rule "-p udp -j DROP" in chain INPUT to delete',
+      'e.rules:10:10: no rule 9 to delete in chain INPUT (it has 3 here)',
+      'e.rules:11:12: option -p is not allowed with -D',
+      'e.rules:12:4: no rule "-j DROP" in chain INPUT to check',
+      'e.rules:13:4: chain "NOPE" does not exist',
+      'e.rules:14:1: -R (replace a rule) is not supported: iptables-nft-restore 1.8.9 crashes on it; delete and insert instead',
+      'e.rules:15:10: -Z CHAIN NUM is not supported: iptables-nft-restore 1.8.9 crashes on it; -Z CHAIN zeroes the whole chain',
+    ],
+  );
 });
 
 test('IPv4 addresses as iptables reads them, host names refused', () => {
