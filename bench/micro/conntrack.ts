@@ -16,7 +16,7 @@
 import { PerformanceObserver } from 'node:perf_hooks';
 import { Conntrack } from '../../src/conntrack/core';
 import { defaultTunables } from '../../src/conntrack/sysctl';
-import { TUPLE_WORDS, T_DST, T_META, T_PORTS, T_SRC } from '../../src/conntrack/tuple';
+import { TUPLE_WORDS, T_DST, T_META, T_PORTS, T_SRC } from '../../src/conntrack/layout';
 import { parsePacket } from '../../src/packet/parse';
 import { PacketContext } from '../../src/conntrack/context';
 

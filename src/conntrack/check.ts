@@ -24,10 +24,10 @@
  */
 import type { Conntrack } from './core';
 import type { ConnTable } from './table';
-import { F_ALLOC, F_HASHED, REC_SHIFT, R_NEXT } from './table';
+import { F_ALLOC, F_HASHED } from './table';
 import type { ExpectTable } from './expect';
 import { IPS_CONFIRMED } from './constants';
-import { T_META, T_SRC, TUPLE_WORDS } from './tuple';
+import { R_NEXT, T_SRC, TUPLE_WORDS, nodeTuple, recBase, recFamily } from './layout';
 
 export interface CheckOptions {
   /** between packets: no unconfirmed entries may exist (default true) */
@@ -95,7 +95,7 @@ export function checkConntrack(ct: Conntrack, opts: CheckOptions = {}): string[]
       nodesInHash++;
       if ((tb.flags[e] & F_ALLOC) === 0 && bad(`bucket ${b}: node ${n} of a free row ${e}`)) break chains;
       if ((tb.flags[e] & F_HASHED) === 0 && bad(`bucket ${b}: node ${n} of unhashed entry ${e}`)) break chains;
-      tb.nodeTuple(n, scratch, 0);
+      nodeTuple(tb.rec, n, scratch, 0);
       const hb = tb.bucketOf(tp.hkey.hashTuple(scratch, 0));
       if (hb !== b && bad(`node ${n} in bucket ${b}, its tuple hashes to bucket ${hb}`)) break chains;
     }
@@ -115,7 +115,7 @@ export function checkConntrack(ct: Conntrack, opts: CheckOptions = {}): string[]
     alloc++;
     const st = tb.status(e);
     if (!Number.isFinite(tb.timeout(e))) bad(`entry ${e}: timeout ${tb.timeout(e)}`);
-    const fam = tb.rec[(e << REC_SHIFT) + T_META] >>> 8;
+    const fam = recFamily(tb.rec, e);
     if (fam !== 4 && fam !== 6) bad(`entry ${e}: family ${fam}`);
     if (f & F_HASHED) {
       hashed++;
@@ -136,7 +136,7 @@ export function checkConntrack(ct: Conntrack, opts: CheckOptions = {}): string[]
   // ---- free list
   const onFree = new Uint8Array(hw);
   let free = 0;
-  for (let e = tp.freeHead, steps = 0; e >= 0; e = tb.rec[(e << REC_SHIFT) + R_NEXT] - 1) {
+  for (let e = tp.freeHead, steps = 0; e >= 0; e = tb.rec[recBase(e) + R_NEXT] - 1) {
     if (++steps > hw + 1) {
       bad('free list cycles');
       break;
@@ -175,8 +175,8 @@ export function checkConntrack(ct: Conntrack, opts: CheckOptions = {}): string[]
   const recount = new Map<string, { fam: number; off: number; n: number }>();
   for (let e = 0; e < hw; e++) {
     if ((tb.flags[e] & F_ALLOC) === 0) continue;
-    const b = e << REC_SHIFT;
-    const fam = tb.rec[b + T_META] >>> 8;
+    const b = recBase(e);
+    const fam = recFamily(tb.rec, e);
     const k = `${fam}/${tb.rec[b + T_SRC]}/${fam === 6 ? tb.rec[b + T_SRC + 1] : 0}`;
     const r = recount.get(k);
     if (r) r.n++;

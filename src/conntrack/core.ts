@@ -10,7 +10,6 @@
 import { IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_NONE, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE } from '../packet/view';
 import { randomFillSync } from 'node:crypto';
 import type { PacketView } from '../packet/view';
-import { Malformed } from '../packet/view';
 import { verifyL4Checksum } from '../packet/checksum';
 import { addrToString } from '../packet/format';
 import type { PacketContext } from './context';
@@ -37,18 +36,38 @@ import {
   ctstateBit,
 } from './constants';
 import type { TunableValues } from './sysctl';
-import type { ProtoTracker, TrackerHost } from './proto/tracker';
+import { logsInvalid, type ProtoTracker, type TrackerHost } from './proto/tracker';
 import type { ConntrackHelper, HelperHost } from './helpers/helper';
 import { GenericTracker } from './proto/generic';
-import { NR_ICMP_TYPES, icmpIsError } from './proto/icmp';
-import { icmpv6Untracked } from './proto/icmpv6';
+import { ICMP_NOT_ERROR, ICMP_UNTRACKED, icmpv4Error, type IcmpErrorHost } from './proto/icmp';
+import { icmpv6Error } from './proto/icmpv6';
 import { createDefaultTrackers } from './trackers';
-import { ConnTable, REC_SHIFT, R_NEXT, R_RPORTS, R_STATUS } from './table';
+import { newStats, type ConntrackStats } from './stats';
+import { ConnTable } from './table';
 import { HashKey } from './hash';
 import { RateLimiter } from './ratelimit';
 import { SourceCounter } from './persource';
 import { EXP_MASK_SRC_ADDR, EXP_MASK_SRC_PORT, EXP_OK, EXP_TABLE_FULL, ExpectTable, NF_CT_EXPECT_PERMANENT } from './expect';
-import { T_DST, T_META, T_PORTS, T_SRC, TUPLE_WORDS, innerTupleFromView, invertPorts, invertTuple, tupleFromView } from './tuple';
+import { invertPorts, tupleFromView } from './tuple';
+import {
+  R_STATUS,
+  TUPLE_WORDS,
+  T_DST,
+  T_META,
+  T_PORTS,
+  T_SRC,
+  addrWord,
+  nodeEquals,
+  nodeLink,
+  nodeTuple,
+  origTuple,
+  portsIndex,
+  recBase,
+  recFamily,
+  recProto,
+  storeTuple,
+  timeoutIndex,
+} from './layout';
 
 /** pino-like logger */
 export interface ConntrackLog {
@@ -67,29 +86,9 @@ export interface ConntrackOptions {
   random?: (buf: Uint8Array) => void;
 }
 
-/** `conntrack -S` counters (struct ip_conntrack_stat) plus nfqwall's own. */
-export interface ConntrackStats {
-  found: number;
-  invalid: number;
-  ignore: number;
-  insert: number;
-  insert_failed: number;
-  drop: number;
-  early_drop: number;
-  error: number;
-  search_restart: number;
-  clash_resolve: number;
-  chaintoolong: number;
-  expect_new: number;
-  expect_create: number;
-  expect_delete: number;
-  /** nfqwall: NEW packets dropped because their source address reached nfqwall.per_source_max */
-  per_source_drop: number;
-}
-
 /** One entry as plain JSON-able data (state file). */
 export interface ConntrackEntryData {
-  /** the ORIG tuple, TUPLE_WORDS numbers (tuple.ts layout) */
+  /** the ORIG tuple, TUPLE_WORDS numbers (layout.ts) */
   tuple: number[];
   status: number;
   /** remaining lifetime in ms */
@@ -113,32 +112,12 @@ const EVICTION_RANGE = 8;
 const MIN_CHAINLEN = 50;
 const MAX_CHAINLEN = 30;
 
-function newStats(): ConntrackStats {
-  return {
-    found: 0,
-    invalid: 0,
-    ignore: 0,
-    insert: 0,
-    insert_failed: 0,
-    drop: 0,
-    early_drop: 0,
-    error: 0,
-    search_restart: 0,
-    clash_resolve: 0,
-    chaintoolong: 0,
-    expect_new: 0,
-    expect_create: 0,
-    expect_delete: 0,
-    per_source_drop: 0,
-  };
-}
-
 /** Protocols with allow_clash (UDP, UDP-Lite, ICMP, ICMPv6). */
 function allowClash(proto: number): boolean {
   return proto === IPPROTO_UDP || proto === IPPROTO_UDPLITE || proto === IPPROTO_ICMP || proto === IPPROTO_ICMPV6;
 }
 
-export class Conntrack implements TrackerHost, HelperHost {
+export class Conntrack implements TrackerHost, HelperHost, IcmpErrorHost {
   readonly tun: TunableValues;
   readonly stats: ConntrackStats = newStats();
   readonly table: ConnTable;
@@ -272,40 +251,28 @@ export class Conntrack implements TrackerHost, HelperHost {
     }
     const v = ctx.view;
     const proto = v.proto;
-    const icmpErrPath = (proto === IPPROTO_ICMP && v.ipVersion === 4) || (proto === IPPROTO_ICMPV6 && v.ipVersion === 6);
-
-    if (v.malformed !== 0) {
-      if (icmpErrPath && (v.malformed === Malformed.TRUNCATED_L4 || v.malformed === Malformed.BAD_INNER)) {
-        // the ICMP error handler runs before the tuple is built: "short packet" / inner tuple unreadable
-        this.logInvalid(v, v.malformed === Malformed.TRUNCATED_L4 ? 'short packet' : 'failed to get tuple');
-        this.stats.error++;
-      } else {
-        this.stats.invalid++;
-      }
-      return NF_ACCEPT;
-    }
     if (v.fragOffset !== 0 || (proto === IPPROTO_NONE && v.ipVersion === 6)) {
       // not the first fragment, or IPv6 "no next header" (ipv6_skip_exthdr fails on 59):
       // get_l4proto finds no layer-4 header, so the packet is not tracked
       this.stats.invalid++;
       return NF_ACCEPT;
     }
-    if (
-      this.tun.nf_conntrack_checksum !== 0 &&
-      ctx.hook !== NF_INET_LOCAL_OUT &&
-      (ctx.pktFlags & (PKTF_CSUM_NOT_READY | PKTF_CSUM_VERIFIED)) === 0 &&
-      !verifyL4Checksum(v)
-    ) {
-      if (icmpErrPath) {
-        this.logInvalid(v, proto === IPPROTO_ICMP ? 'bad hw icmp checksum' : 'ICMPv6 checksum failed');
-        this.stats.error++;
-      } else {
-        this.logInvalid(v, 'bad checksum');
-        this.stats.invalid++;
+    if (proto === IPPROTO_ICMP ? v.ipVersion === 4 : proto === IPPROTO_ICMPV6 && v.ipVersion === 6) {
+      // nf_conntrack_handle_icmp: errors are RELATED to the entry of the packet they quote
+      const csumOk = this.checksumOk(ctx, v);
+      const r = proto === IPPROTO_ICMP ? icmpv4Error(this, v, csumOk, now) : icmpv6Error(this, v, csumOk, now);
+      if (r !== ICMP_NOT_ERROR) {
+        this.icmpVerdict(ctx, r);
+        return NF_ACCEPT;
       }
+    } else if (v.malformed !== 0) {
+      this.stats.invalid++;
+      return NF_ACCEPT;
+    } else if (!this.checksumOk(ctx, v)) {
+      this.logInvalid(v, 'bad checksum');
+      this.stats.invalid++;
       return NF_ACCEPT;
     }
-    if (icmpErrPath && this.icmpError(ctx, v, now)) return NF_ACCEPT;
 
     const tr = this.byProto[proto];
     if (!tr.validate(this, v)) {
@@ -321,8 +288,7 @@ export class Conntrack implements TrackerHost, HelperHost {
     const tb = this.table;
 
     for (let attempt = 0; ; attempt++) {
-      let node = this.find(key, h, now);
-      if (node < 0 && this.claimer !== undefined && this.claimer(key, now)) node = this.find(key, h, now);
+      const node = this.findOrClaim(key, h, now);
       let e: number;
       let dir: number;
       let isNew = false;
@@ -426,90 +392,33 @@ export class Conntrack implements TrackerHost, HelperHost {
     ctx.unconfirmed = 0;
   }
 
-  // ---------------------------------------------------------------- ICMP errors
+  /** Checksums are verified (nf_conntrack_checksum) unless locally generated or already verified / not ready (offload). */
+  private checksumOk(ctx: PacketContext, v: PacketView): boolean {
+    return (
+      this.tun.nf_conntrack_checksum === 0 ||
+      ctx.hook === NF_INET_LOCAL_OUT ||
+      (ctx.pktFlags & (PKTF_CSUM_NOT_READY | PKTF_CSUM_VERIFIED)) !== 0 ||
+      verifyL4Checksum(v)
+    );
+  }
 
-  /**
-   * ICMP/ICMPv6 before normal tracking (nf_conntrack_icmpv4_error /
-   * nf_conntrack_icmpv6_error / nf_conntrack_inet_error). Returns true when the
-   * packet has been dealt with (RELATED, UNTRACKED or rejected), false for a
-   * non-error type that continues with normal tracking.
-   */
-  private icmpError(ctx: PacketContext, v: PacketView, now: number): boolean {
-    const type = v.icmpType;
-    if (v.proto === IPPROTO_ICMP) {
-      if (type > NR_ICMP_TYPES) {
-        this.logInvalid(v, 'invalid icmp type');
-        this.stats.error++;
-        return true;
-      }
-      if (!icmpIsError(type)) return false;
-    } else {
-      if (icmpv6Untracked(type)) {
-        ctx.ctinfo = IP_CT_UNTRACKED;
-        ctx.ctstate = CTSTATE_UNTRACKED;
-        return true;
-      }
-      if (type >= 128) return false;
+  /** The outcome of icmpv4Error / icmpv6Error other than ICMP_NOT_ERROR into ctx. */
+  private icmpVerdict(ctx: PacketContext, r: number): void {
+    if (r === ICMP_UNTRACKED) {
+      ctx.ctinfo = IP_CT_UNTRACKED;
+      ctx.ctstate = CTSTATE_UNTRACKED;
+    } else if (r >= 0) {
+      const e = r >> 1;
+      const ctinfo = (r & 1) === 0 ? IP_CT_RELATED : IP_CT_RELATED_REPLY;
+      ctx.entry = e;
+      ctx.ctinfo = ctinfo;
+      ctx.ctstate = ctstateBit(ctinfo);
+      ctx.ctstatus = this.table.status(e);
+      ctx.masterHelper = this.table.masterHelper[e];
     }
-    const inner = this.key2;
-    const key = this.key;
-    if (!innerTupleFromView(v, inner, 0) || v.innerVersion !== v.ipVersion) {
-      this.logInvalid(v, 'failed to get tuple');
-      this.stats.error++;
-      return true;
-    }
-    // the embedded packet travelled towards the error's sender: look up its answer
-    if (!invertTuple(inner, 0, key, 0)) {
-      this.stats.error++;
-      return true;
-    }
-    const kh = this.hkey.hashTuple(key, 0);
-    let node = this.find(key, kh, now);
-    if (node < 0 && this.claimer !== undefined && this.claimer(key, now)) node = this.find(key, kh, now);
-    if (node < 0) {
-      this.stats.error++;
-      return true;
-    }
-    const e = node >> 1;
-    const dir = node & 1;
-    // outer destination must be the destination of the matched tuple direction
-    const t = this.table.rec;
-    const base = (e << REC_SHIFT) + (dir === 0 ? T_DST : T_SRC);
-    for (let i = 0; i < 4; i++) {
-      if (t[base + i] !== v.dst[i]) {
-        if (this.logEnabled(v.proto)) {
-          const words = t.subarray(base, base + 4);
-          this.logInvalid(v, `outer daddr ${addrToString(v.ipVersion, v.dst)} != inner ${addrToString(v.ipVersion, words)}`);
-        }
-        this.stats.error++;
-        return true;
-      }
-    }
-    const ctinfo = dir === 0 ? IP_CT_RELATED : IP_CT_RELATED_REPLY;
-    ctx.entry = e;
-    ctx.ctinfo = ctinfo;
-    ctx.ctstate = ctstateBit(ctinfo);
-    ctx.ctstatus = this.table.status(e);
-    ctx.masterHelper = this.table.masterHelper[e];
-    return true;
   }
 
   // ---------------------------------------------------------------- table ops
-
-  /** Does node n's tuple equal tuple k? The words that differ most between flows first. */
-  private nodeEquals(n: number, k: Uint32Array): boolean {
-    const t = this.table.rec;
-    const r = (n >> 1) << REC_SHIFT;
-    if (t[r + T_META] !== k[T_META]) return false;
-    if ((n & 1) === 0) {
-      if (t[r + T_PORTS] !== k[T_PORTS] || t[r + T_SRC] !== k[T_SRC] || t[r + T_DST] !== k[T_DST]) return false;
-      for (let i = 1; i < 4; i++) if (t[r + T_SRC + i] !== k[T_SRC + i] || t[r + T_DST + i] !== k[T_DST + i]) return false;
-      return true;
-    }
-    if (t[r + R_RPORTS] !== k[T_PORTS] || t[r + T_DST] !== k[T_SRC] || t[r + T_SRC] !== k[T_DST]) return false;
-    for (let i = 1; i < 4; i++) if (t[r + T_DST + i] !== k[T_SRC + i] || t[r + T_SRC + i] !== k[T_DST + i]) return false;
-    return true;
-  }
 
   /**
    * Look up a tuple (hash h) among confirmed entries: the node (2e + dir) or -1.
@@ -525,13 +434,13 @@ export class Conntrack implements TrackerHost, HelperHost {
       let reaped = false;
       while (n >= 0) {
         const e = n >> 1;
-        if (recf[(e << 3) + 7] <= now) {
+        if (recf[timeoutIndex(e)] <= now) {
           this.destroy(e);
           reaped = true;
           break;
         }
-        if (this.nodeEquals(n, k)) return n;
-        n = rec[(e << REC_SHIFT) + R_NEXT + (n & 1)] - 1;
+        if (nodeEquals(rec, n, k)) return n;
+        n = rec[nodeLink(n)] - 1;
       }
       if (!reaped) return -1;
     }
@@ -572,14 +481,25 @@ export class Conntrack implements TrackerHost, HelperHost {
     let acc = 0;
     for (let i = 0; i < n; i++) {
       const x = nodes[i];
-      if (x !== 0) acc ^= rec[((x - 1) >> 1) << REC_SHIFT];
+      if (x !== 0) acc ^= rec[recBase((x - 1) >> 1)];
     }
     return acc;
   }
 
-  /** Public lookup of a tuple (tuple.ts layout): node 2e + dir, or -1. */
+  /** Public lookup of a tuple (layout.ts): node 2e + dir, or -1. */
   lookup(tuple: Uint32Array, now: number): number {
     return this.find(tuple, this.hkey.hashTuple(tuple, 0), now);
+  }
+
+  /** Lookup of a packet's tuple (hash h): node 2e + dir, or -1; a miss may claim a restored entry (claimer). */
+  private findOrClaim(k: Uint32Array, h: number, now: number): number {
+    const node = this.find(k, h, now);
+    return node < 0 && this.claimer !== undefined && this.claimer(k, now) ? this.find(k, h, now) : node;
+  }
+
+  /** IcmpErrorHost: the entry an ICMP error quotes. */
+  findNode(key: Uint32Array, now: number): number {
+    return this.findOrClaim(key, this.hkey.hashTuple(key, 0), now);
   }
 
   /**
@@ -623,10 +543,8 @@ export class Conntrack implements TrackerHost, HelperHost {
       return -2;
     }
     const rec = tb.rec;
-    const r = e << REC_SHIFT;
-    for (let i = 0; i < TUPLE_WORDS; i++) rec[r + i] = key[i];
-    rec[r + R_RPORTS] = rports;
-    rec[r + R_STATUS] = 0;
+    storeTuple(rec, e, key, rports);
+    rec[recBase(e) + R_STATUS] = 0;
     tb.setTimeout(e, 0);
     tb.setCreated(e, now);
     tb.mark[e] = 0;
@@ -691,14 +609,14 @@ export class Conntrack implements TrackerHost, HelperHost {
     let h0 = 0;
     let h1 = 0;
     for (let d = 0; d < 2; d++) {
-      tb.nodeTuple(2 * e + d, k, 0);
+      nodeTuple(tb.rec, 2 * e + d, k, 0);
       // the ORIG hash was computed for the lookup that created e (unless another entry came since)
       const h = d === 0 && e === this.newRow ? this.newHash : this.hkey.hashTuple(k, 0);
       if (d === 0) h0 = h;
       else h1 = h;
       let chainlen = 0;
       for (let n = tb.head(tb.bucketOf(h)); n >= 0; n = tb.next(n)) {
-        if (this.nodeEquals(n, k)) {
+        if (nodeEquals(tb.rec, n, k)) {
           return this.resolveClash(e, n, d);
         }
         if (chainlen++ > maxChain) {
@@ -718,7 +636,7 @@ export class Conntrack implements TrackerHost, HelperHost {
   /** nf_ct_resolve_clash: our tuple of direction d equals node n of an existing entry. */
   private resolveClash(e: number, n: number, d: number): number {
     const tb = this.table;
-    const proto = tb.rec[(e << REC_SHIFT) + T_META] & 0xff;
+    const proto = recProto(tb.rec, e);
     const existing = n >> 1;
     // without NAT the entries can be merged when the existing ORIG tuple is our ORIG tuple
     if (allowClash(proto) && d === 0 && (n & 1) === 0) {
@@ -769,8 +687,7 @@ export class Conntrack implements TrackerHost, HelperHost {
     const tb = this.table;
     if (tb.isHashed(e)) tb.unlink(e);
     if (this.expectations.hasExpectations(e)) this.expectations.removeForMaster(e);
-    const r = e << REC_SHIFT;
-    if (this.countingSources) this.perSource.dec(tb.rec[r + T_META] >>> 8, tb.rec, r + T_SRC);
+    if (this.countingSources) this.perSource.dec(recFamily(tb.rec, e), tb.rec, recBase(e) + T_SRC);
     if (e === this.newRow) this.newRow = -1;
     tb.free(e);
     if (this.shared !== undefined) Atomics.sub(this.shared, 0, 1);
@@ -805,7 +722,7 @@ export class Conntrack implements TrackerHost, HelperHost {
         let kill = tb.timeout(e) <= now;
         if (!kill && early && max95 > 0 && this.globalCount() >= max95) {
           const st = tb.status(e);
-          kill = (st & IPS_ASSURED) === 0 || this.byProto[tb.rec[e << REC_SHIFT] & 0xff].canEarlyDrop(e);
+          kill = (st & IPS_ASSURED) === 0 || this.byProto[recProto(tb.rec, e)].canEarlyDrop(e);
         }
         if (kill) {
           this.destroy(e);
@@ -852,13 +769,8 @@ export class Conntrack implements TrackerHost, HelperHost {
     if (this.table.isAlloc(e)) this.destroy(e);
   }
 
-  private logEnabled(proto: number): boolean {
-    const li = this.tun.nf_conntrack_log_invalid;
-    return this.logger !== undefined && li !== 0 && (li === 255 || li === proto);
-  }
-
   logInvalid(pkt: PacketView, reason: string): void {
-    if (!this.logEnabled(pkt.proto)) return;
+    if (this.logger === undefined || !logsInvalid(this.tun, pkt.proto)) return;
     let msg = `nf_ct_proto_${pkt.proto}: ${reason} SRC=${addrToString(pkt.ipVersion, pkt.src)} DST=${addrToString(pkt.ipVersion, pkt.dst)}`;
     if (pkt.proto === IPPROTO_TCP || pkt.proto === IPPROTO_UDP || pkt.proto === IPPROTO_UDPLITE) msg += ` SPT=${pkt.sport} DPT=${pkt.dport}`;
     else if (pkt.proto === IPPROTO_ICMP || pkt.proto === IPPROTO_ICMPV6) msg += ` TYPE=${pkt.icmpType} CODE=${pkt.icmpCode}`;
@@ -869,15 +781,15 @@ export class Conntrack implements TrackerHost, HelperHost {
   // ---------------------------------------------------------------- HelperHost
 
   family(e: number): number {
-    return this.table.rec[(e << REC_SHIFT) + T_META] >>> 8;
+    return recFamily(this.table.rec, e);
   }
 
   proto(e: number): number {
-    return this.table.rec[(e << REC_SHIFT) + T_META] & 0xff;
+    return recProto(this.table.rec, e);
   }
 
   tupleAddr(e: number, dir: number, which: number, out: Uint32Array): void {
-    const off = (e << REC_SHIFT) + ((dir === 0) === (which === 0) ? T_SRC : T_DST);
+    const off = addrWord(e, dir, which);
     const t = this.table.rec;
     out[0] = t[off];
     out[1] = t[off + 1];
@@ -887,7 +799,7 @@ export class Conntrack implements TrackerHost, HelperHost {
 
   /** The ports word (src.u << 16 | dst.u) of the tuple of direction dir. */
   portsWord(e: number, dir: number): number {
-    return this.table.rec[(e << REC_SHIFT) + (dir === 0 ? T_PORTS : R_RPORTS)];
+    return this.table.rec[portsIndex(e, dir)];
   }
 
   tuplePort(e: number, dir: number, which: number): number {
@@ -1015,15 +927,14 @@ export class Conntrack implements TrackerHost, HelperHost {
   /** One entry as plain data (state file). */
   exportEntry(e: number, now: number): ConntrackEntryData {
     const tb = this.table;
-    const r = e << REC_SHIFT;
     return {
-      tuple: Array.from(tb.rec.subarray(r, r + TUPLE_WORDS)),
+      tuple: Array.from(origTuple(tb.rec, e)),
       status: tb.status(e),
       timeoutMs: Math.max(0, tb.timeout(e) - now),
       ageMs: tb.createdAge(e, now),
       mark: tb.mark[e],
       helper: this.helperName(e),
-      proto: this.byProto[tb.rec[r] & 0xff].save(e),
+      proto: this.byProto[recProto(tb.rec, e)].save(e),
     };
   }
 
@@ -1062,12 +973,10 @@ export class Conntrack implements TrackerHost, HelperHost {
       if (sh !== undefined) Atomics.sub(sh, 0, 1);
       return -1;
     }
-    const r = e << REC_SHIFT;
-    for (let i = 0; i < TUPLE_WORDS; i++) tb.rec[r + i] = key[i];
-    tb.rec[r + R_RPORTS] = rports;
+    storeTuple(tb.rec, e, key, rports);
     // the reply tuple must not clash either
     const rk = this.key2;
-    tb.nodeTuple(2 * e + 1, rk, 0);
+    nodeTuple(tb.rec, 2 * e + 1, rk, 0);
     const hr = this.hkey.hashTuple(rk, 0);
     if (this.find(rk, hr, now) >= 0) {
       tb.free(e);
@@ -1112,8 +1021,7 @@ export class Conntrack implements TrackerHost, HelperHost {
     this.perSource.clear();
     for (let e = 0; e < tb.highWater; e++) {
       if (!tb.isAlloc(e)) continue;
-      const r = e << REC_SHIFT;
-      this.perSource.inc(tb.rec[r + T_META] >>> 8, tb.rec, r + T_SRC);
+      this.perSource.inc(recFamily(tb.rec, e), tb.rec, recBase(e) + T_SRC);
     }
     this.countingSources = true;
   }

@@ -9,7 +9,7 @@
  * destination, family and protocol always exact.
  */
 import { HashKey } from './hash';
-import { T_DST, T_META, T_PORTS, T_SRC, TUPLE_WORDS } from './tuple';
+import { T_DST, T_META, T_PORTS, T_SRC, TUPLE_WORDS } from './layout';
 
 export const NF_CT_EXPECT_PERMANENT = 1;
 export const NF_CT_EXPECT_INACTIVE = 2;

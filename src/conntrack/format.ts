@@ -7,9 +7,10 @@
 import { addrToString } from '../packet/format';
 import { IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE } from '../packet/view';
 import { IPS_ASSURED, IPS_SEEN_REPLY } from './constants';
-import type { Conntrack, ConntrackStats } from './core';
+import type { Conntrack } from './core';
+import { CPU_LINE_STATS, type ConntrackStats } from './stats';
 import { EXP_MASK_SRC_ADDR, EXP_MASK_SRC_PORT, NF_CT_EXPECT_INACTIVE, NF_CT_EXPECT_PERMANENT, NF_CT_EXPECT_USERSPACE } from './expect';
-import { T_DST, T_META, T_PORTS, T_SRC, TUPLE_WORDS } from './tuple';
+import { T_DST, T_META, T_PORTS, T_SRC, TUPLE_WORDS } from './layout';
 
 export const CONNTRACK_VERSION = 'conntrack v1.4.8 (conntrack-tools)';
 
@@ -175,24 +176,10 @@ export function formatProcExpect(ct: Conntrack, x: number, now: number): string 
   return s;
 }
 
-/** The counters `conntrack -S` prints, in the kernel's order (ctnetlink_cpu_stat_fill_info). */
-const STAT_FIELDS: readonly (keyof ConntrackStats)[] = [
-  'found',
-  'invalid',
-  'insert',
-  'insert_failed',
-  'drop',
-  'early_drop',
-  'error',
-  'search_restart',
-  'clash_resolve',
-  'chaintoolong',
-];
-
 /** One `conntrack -S` line (`cpu=N` as conntrack-tools prints each per-cpu line; ends with a space, no newline). */
 export function formatStats(stats: ConntrackStats, cpu = 0): string {
   let s = `cpu=${String(cpu).padEnd(4)}\t`;
-  for (const f of STAT_FIELDS) s += `${f}=${stats[f]} `;
+  for (const f of CPU_LINE_STATS) s += `${f}=${stats[f]} `;
   return s;
 }
 

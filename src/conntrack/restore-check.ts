@@ -8,7 +8,7 @@
  */
 import type { Conntrack, ConntrackEntryData } from './core';
 import { IPS_ASSURED, IPS_CONFIRMED, IPS_EXPECTED, IPS_HELPER, IPS_SEEN_REPLY } from './constants';
-import { T_DST, T_META, T_SRC, TUPLE_WORDS } from './tuple';
+import { T_DST, T_META, T_SRC, TUPLE_WORDS } from './layout';
 
 /** the status bits an entry of this implementation can carry when it is saved */
 const SAVED_STATUS = IPS_EXPECTED | IPS_SEEN_REPLY | IPS_ASSURED | IPS_CONFIRMED | IPS_HELPER;

@@ -4,17 +4,9 @@
  *
  * Entry e (a row id) holds the ORIG tuple; the REPLY tuple is derived (no NAT):
  * addresses swapped, ports word R_RPORTS. Both tuples are linked into the hash:
- * node 2e is the ORIG tuple, node 2e+1 the REPLY tuple. Record of e, u32 words at
- * e * REC_WORDS (`rec`; the timeout through the float64 view `recf`):
+ * node 2e is the ORIG tuple, node 2e+1 the REPLY tuple. The record's words are described
+ * in layout.ts.
  *
- *   0..9   ORIG tuple (tuple.ts layout)
- *   10     reply ports word
- *   11     next link of node 2e   (node + 1; 0 = end of chain)
- *   12     next link of node 2e+1 (node + 1; 0 = end of chain)
- *   13     status (IPS_*)
- *   14..15 timeout, float64: absolute expiry in ms when confirmed, relative ms while unconfirmed
- *
- * A chain walk, the expiry check and the tuple compare touch one cache line per node.
  * No hash is stored: chains compare tuples, and unlink / rehash (rare) recompute the
  * keyed hash from the tuple. `heads[bucket]` is the chain's first node + 1 (0 = empty).
  * "None" is 0 everywhere, so that the arrays need no fill: with nf_conntrack_max > 0
@@ -26,23 +18,13 @@
  * expectation) also have a master in a side map.
  */
 import * as os from 'node:os';
-import { TUPLE_WORDS, T_DST, T_META, T_PORTS, T_SRC } from './tuple';
 import { HashKey, scaleHash } from './hash';
+import { REC_WORDS, R_NEXT, R_RPORTS, R_STATUS, TUPLE_WORDS, nodeLink, nodeTuple, recBase, timeoutIndex } from './layout';
 
 /** flags[] bits */
 export const F_ALLOC = 1;
 export const F_HASHED = 2;
 
-/** u32 words per record (e << REC_SHIFT is the record's first word) */
-export const REC_WORDS = 16;
-export const REC_SHIFT = 4;
-/** word offsets in a record */
-export const R_RPORTS = 10;
-/** next link of the ORIG node; the REPLY node's is R_NEXT + 1 */
-export const R_NEXT = 11;
-export const R_STATUS = 13;
-/** float64 index of the timeout in a record (words 14-15) */
-const R_TIMEOUT_F64 = 7;
 /**
  * Records start this many bytes into their ArrayBuffer. A large buffer comes from mmap
  * through calloc, whose 16-byte chunk header puts the data at page + 16: with 48 more
@@ -129,23 +111,23 @@ export class ConnTable {
   }
 
   status(e: number): number {
-    return this.rec[(e << REC_SHIFT) + R_STATUS];
+    return this.rec[recBase(e) + R_STATUS];
   }
 
   setStatus(e: number, st: number): void {
-    this.rec[(e << REC_SHIFT) + R_STATUS] = st;
+    this.rec[recBase(e) + R_STATUS] = st;
   }
 
   timeout(e: number): number {
-    return this.recf[(e << 3) + R_TIMEOUT_F64];
+    return this.recf[timeoutIndex(e)];
   }
 
   setTimeout(e: number, t: number): void {
-    this.recf[(e << 3) + R_TIMEOUT_F64] = t;
+    this.recf[timeoutIndex(e)] = t;
   }
 
   rports(e: number): number {
-    return this.rec[(e << REC_SHIFT) + R_RPORTS];
+    return this.rec[recBase(e) + R_RPORTS];
   }
 
   /** First node of bucket b, -1 if empty. */
@@ -155,7 +137,7 @@ export class ConnTable {
 
   /** Node after node n in its chain, -1 at the end. */
   next(n: number): number {
-    return this.rec[((n >> 1) << REC_SHIFT) + R_NEXT + (n & 1)] - 1;
+    return this.rec[nodeLink(n)] - 1;
   }
 
   /** Creation time in ms (the low 32 bits kept; exact while the entry is younger than 2^32 ms). */
@@ -191,7 +173,7 @@ export class ConnTable {
   alloc(): number {
     let e = this.freeHead;
     if (e >= 0) {
-      this.freeHead = this.rec[(e << REC_SHIFT) + R_NEXT] - 1;
+      this.freeHead = this.rec[recBase(e) + R_NEXT] - 1;
     } else {
       if (this.hiwater === this.capacity) {
         let cap = this.capacity * 2;
@@ -201,7 +183,7 @@ export class ConnTable {
       e = this.hiwater++;
     }
     this.flags[e] = F_ALLOC;
-    const r = e << REC_SHIFT;
+    const r = recBase(e);
     this.rec[r + R_NEXT] = 0;
     this.rec[r + R_NEXT + 1] = 0;
     this.count++;
@@ -212,7 +194,7 @@ export class ConnTable {
   free(e: number): void {
     this.flags[e] = 0;
     this.gen[e] = (this.gen[e] + 1) >>> 0;
-    const r = e << REC_SHIFT;
+    const r = recBase(e);
     this.rec[r + R_STATUS] = 0;
     this.rec[r + R_NEXT] = this.freeHead + 1;
     if (this.masters.size !== 0) this.masters.delete(e);
@@ -233,7 +215,7 @@ export class ConnTable {
   /** Link both nodes of e; h0, h1 are the keyed hashes of its ORIG and REPLY tuples. */
   insert(e: number, h0: number, h1: number): void {
     const rec = this.rec;
-    const r = e << REC_SHIFT;
+    const r = recBase(e);
     let b = scaleHash(h0, this.nbuckets);
     rec[r + R_NEXT] = this.heads[b];
     this.heads[b] = 2 * e + 1;
@@ -247,24 +229,8 @@ export class ConnTable {
   /** The keyed hash of node n's tuple (ORIG for even n, REPLY for odd). */
   nodeHash(n: number): number {
     const k = this.scratch;
-    this.nodeTuple(n, k, 0);
+    nodeTuple(this.rec, n, k, 0);
     return this.hkey.hashTuple(k, 0);
-  }
-
-  /** The tuple of node n into out@o. */
-  nodeTuple(n: number, out: Uint32Array, o: number): void {
-    const rec = this.rec;
-    const r = (n >> 1) << REC_SHIFT;
-    out[o + T_META] = rec[r + T_META];
-    if ((n & 1) === 0) {
-      for (let i = 1; i < TUPLE_WORDS; i++) out[o + i] = rec[r + i];
-    } else {
-      for (let i = 0; i < 4; i++) {
-        out[o + T_SRC + i] = rec[r + T_DST + i];
-        out[o + T_DST + i] = rec[r + T_SRC + i];
-      }
-      out[o + T_PORTS] = rec[r + R_RPORTS];
-    }
   }
 
   /** Unlink both nodes of e from their chains (their buckets from the tuples' hashes). */
@@ -272,14 +238,14 @@ export class ConnTable {
     const rec = this.rec;
     for (let d = 0; d < 2; d++) {
       const n = 2 * e + d;
-      const link = (e << REC_SHIFT) + R_NEXT + d;
+      const link = nodeLink(n);
       const b = scaleHash(this.nodeHash(n), this.nbuckets);
       let p = this.heads[b] - 1;
       if (p === n) {
         this.heads[b] = rec[link];
       } else {
         while (p >= 0) {
-          const pl = ((p >> 1) << REC_SHIFT) + R_NEXT + (p & 1);
+          const pl = nodeLink(p);
           const q = rec[pl] - 1;
           if (q === n) {
             rec[pl] = rec[link];
@@ -303,7 +269,7 @@ export class ConnTable {
     for (let b = 0; b < old.length; b++) {
       let n = old[b] - 1;
       while (n >= 0) {
-        const link = ((n >> 1) << REC_SHIFT) + R_NEXT + (n & 1);
+        const link = nodeLink(n);
         const nx = rec[link] - 1;
         const nb = scaleHash(this.nodeHash(n), nbuckets);
         rec[link] = heads[nb];

@@ -1,25 +1,13 @@
 /**
- * Connection tuples as integers (struct nf_conntrack_tuple without the
- * direction): TUPLE_WORDS u32 words at some offset of a Uint32Array.
- *
- *   [T_META]      family << 8 | protonum      (family 4 or 6)
- *   [T_SRC..+3]   source address words (IPv4: word 0, rest 0)
- *   [T_DST..+3]   destination address words
- *   [T_PORTS]     src.u << 16 | dst.u          (TCP/UDP/UDP-Lite: sport, dport;
- *                                               ICMP/ICMPv6: id, type << 8 | code;
- *                                               generic: 0)
+ * Connection tuples (struct nf_conntrack_tuple without the direction, word layout in
+ * layout.ts): built from a parsed packet, inverted, compared.
  *
  * Sources: nf_conntrack_core.c nf_ct_get_tuple() / nf_ct_invert_tuple(),
  * nf_conntrack_proto_icmp.c / nf_conntrack_proto_icmpv6.c (invmap).
  */
 import { IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE } from '../packet/view';
 import type { PacketView } from '../packet/view';
-
-export const TUPLE_WORDS = 10;
-export const T_META = 0;
-export const T_SRC = 1;
-export const T_DST = 5;
-export const T_PORTS = 9;
+import { TUPLE_WORDS, T_DST, T_META, T_PORTS, T_SRC } from './layout';
 
 /** ICMP (IPv4) inverse types: invmap[] of nf_conntrack_proto_icmp.c; -1 = no inverse. */
 const ICMP_INV = new Int16Array(256).fill(-1);

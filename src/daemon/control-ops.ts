@@ -4,7 +4,7 @@
  * listings streamed one table after the other, counts summed, `conntrack -S` one cpu= line per
  * table), and the daemon's own requests (sysctl, `rules -L`, reload) are answered here.
  */
-import type { ConntrackStats } from '../conntrack/core';
+import type { ConntrackStats } from '../conntrack/stats';
 import { formatStats } from '../conntrack/format';
 import { applySetting } from '../conntrack/settings';
 import { findSysctl, SYSCTLS, type TunableValues } from '../conntrack/sysctl';

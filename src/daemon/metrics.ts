@@ -8,7 +8,7 @@
  */
 import * as http from 'node:http';
 import { collectDefaultMetrics, Registry } from 'prom-client';
-import type { ConntrackStats } from '../conntrack/core';
+import { STAT_NAMES, type ConntrackStats } from '../conntrack/stats';
 import { MALFORMED_NAMES } from '../packet/view';
 import { HOOK_NAMES } from '../pipeline/firewall';
 import { readKernelQueues, type Queue, type QueueStats } from '../queue/queue';
@@ -17,25 +17,6 @@ import type { RuleCounters } from '../pipeline/load-rules';
 import type { Logger } from './log';
 import { BATCH_BUCKETS, type FirewallService } from './service';
 import { rejectRateLimited } from '../pipeline/load-rules';
-
-/** The `conntrack -S` counters exported as nfqwall_nf_conntrack_stat_<name>. */
-export const STAT_NAMES: readonly (keyof ConntrackStats)[] = [
-  'found',
-  'invalid',
-  'ignore',
-  'insert',
-  'insert_failed',
-  'drop',
-  'early_drop',
-  'error',
-  'search_restart',
-  'clash_resolve',
-  'chaintoolong',
-  'expect_new',
-  'expect_create',
-  'expect_delete',
-  'per_source_drop',
-];
 
 type Labels = Record<string, string | number>;
 interface Value {

@@ -11,7 +11,7 @@
  * claims run out at their timeout; the main thread lists, counts, deletes and saves them
  * meanwhile, so `conntrack -L` and the state file still show them.
  */
-import { TUPLE_WORDS, T_DST, T_META, T_PORTS, T_SRC } from '../conntrack/tuple';
+import { TUPLE_WORDS, T_DST, T_META, T_PORTS, T_SRC } from '../conntrack/layout';
 
 const H_UNCLAIMED = 0;
 const H_COUNT = 1;

@@ -26,8 +26,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Conntrack } from '../conntrack/core';
 import { checkRestoredEntry, checkTuple } from '../conntrack/restore-check';
-import { TUPLE_WORDS } from '../conntrack/tuple';
-import { REC_SHIFT } from '../conntrack/table';
+import { TUPLE_WORDS, origTuple } from '../conntrack/layout';
 import { forgetTcpWindows } from '../conntrack/proto/tcp';
 import { AtomicFile } from './atomic-file';
 import { forEachLine } from './line-reader';
@@ -128,7 +127,7 @@ export function exportExpectations(ct: Conntrack, now: number, master?: number):
     if (master !== undefined && m !== master) return;
     const b = x * TUPLE_WORDS;
     exps.push({
-      master: Array.from(ct.table.rec.subarray(m << REC_SHIFT, (m << REC_SHIFT) + TUPLE_WORDS)),
+      master: Array.from(origTuple(ct.table.rec, m)),
       tuple: Array.from(X.tuples.subarray(b, b + TUPLE_WORDS)),
       mask: X.mask[x],
       cls: X.cls[x],

@@ -22,7 +22,7 @@ import { exportEntries, importExpectation, exportExpectations, type ExpectationD
 import { snapshotService } from './metrics';
 import type { TunableValues } from '../conntrack/sysctl';
 import type { ConntrackEntryData } from '../conntrack/core';
-import { TUPLE_WORDS } from '../conntrack/tuple';
+import { TUPLE_WORDS } from '../conntrack/layout';
 
 export interface WorkerInit {
   /** 0-based worker number (the `cpu=` of conntrack -S) */

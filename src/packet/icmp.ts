@@ -6,7 +6,10 @@
 import { extWalk, walkExtHeaders } from './ip6';
 import { IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE, Malformed, type PacketView } from './view';
 
-/** ICMPv4 error types: destination unreachable, source quench, redirect, time exceeded, parameter problem. */
+/** NR_ICMP_TYPES (include/uapi/linux/icmp.h): the highest ICMPv4 type the kernel knows. */
+export const NR_ICMP_TYPES = 18;
+
+/** ICMPv4 error types (icmp_is_err): destination unreachable, source quench, redirect, time exceeded, parameter problem. */
 export function isIcmpError(type: number): boolean {
   return type === 3 || type === 4 || type === 5 || type === 11 || type === 12;
 }

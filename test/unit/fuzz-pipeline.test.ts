@@ -14,8 +14,7 @@ import * as path from 'node:path';
 import { FuzzFailure, Rng, fuzz, makeFirewall, newBatch, replayFixture, runBatch, saveFixture, type Fixture, type FuzzConfig } from '../stress/fuzz-gen';
 import { checkConntrack } from '../../src/conntrack/check';
 import { Conntrack } from '../../src/conntrack/core';
-import { REC_SHIFT, R_NEXT } from '../../src/conntrack/table';
-import { T_PORTS } from '../../src/conntrack/tuple';
+import { T_PORTS, nodeLink, recBase } from '../../src/conntrack/layout';
 import { defaultTunables } from '../../src/conntrack/sysctl';
 import { makeCt, pass } from './conntrack/util';
 import { ipv4, tcp, udp } from '../helpers/packets';
@@ -132,9 +131,8 @@ test('checker: a consistent table passes; each kind of corruption is reported', 
     const e = 3;
     const n = 2 * e + 1;
     const b = tb.bucketOf(tb.nodeHash(n));
-    const link = (p: number) => ((p >> 1) << REC_SHIFT) + R_NEXT + (p & 1);
-    if (tb.head(b) === n) tb.heads[b] = tb.rec[link(n)];
-    else for (let p = tb.head(b); p >= 0; p = tb.next(p)) if (tb.next(p) === n) tb.rec[link(p)] = tb.rec[link(n)];
+    if (tb.head(b) === n) tb.heads[b] = tb.rec[nodeLink(n)];
+    else for (let p = tb.head(b); p >= 0; p = tb.next(p)) if (tb.next(p) === n) tb.rec[nodeLink(p)] = tb.rec[nodeLink(n)];
     hits(ct, /entry 3 direction 1 reached 0 times/);
   }
   // a cycle
@@ -145,7 +143,7 @@ test('checker: a consistent table passes; each kind of corruption is reported', 
     while (tb.head(b) < 0) b++;
     let n = tb.head(b);
     while (tb.next(n) >= 0) n = tb.next(n);
-    tb.rec[((n >> 1) << REC_SHIFT) + R_NEXT + (n & 1)] = tb.heads[b];
+    tb.rec[nodeLink(n)] = tb.heads[b];
     hits(ct, /more than once|cycle/);
   }
   // a tuple changed in place: its node now sits in another tuple's bucket
@@ -153,14 +151,14 @@ test('checker: a consistent table passes; each kind of corruption is reported', 
   {
     const tb = ct.table;
     const b0 = tb.bucketOf(tb.nodeHash(2 * 5));
-    for (let bit = 0; bit < 32 && tb.bucketOf(tb.nodeHash(2 * 5)) === b0; bit++) tb.rec[(5 << REC_SHIFT) + T_PORTS] ^= 1 << bit;
+    for (let bit = 0; bit < 32 && tb.bucketOf(tb.nodeHash(2 * 5)) === b0; bit++) tb.rec[recBase(5) + T_PORTS] ^= 1 << bit;
     hits(ct, /hashes to bucket/);
   }
   // a row both free and used
   ct = filled();
   {
     const tb = ct.table as unknown as { freeHead: number; rec: Uint32Array };
-    tb.rec[(4 << REC_SHIFT) + R_NEXT] = tb.freeHead + 1;
+    tb.rec[nodeLink(2 * 4)] = tb.freeHead + 1;
     tb.freeHead = 4;
     hits(ct, /both free and in use/);
   }
@@ -179,7 +177,7 @@ test('checker: a consistent table passes; each kind of corruption is reported', 
   const e = ct.table.alloc();
   ct.tun.nf_conntrack_count = ct.table.count;
   const tb = ct.table;
-  tb.rec[e << REC_SHIFT] = (4 << 8) | 17;
+  tb.rec[recBase(e)] = (4 << 8) | 17;
   hits(ct, /unconfirmed entries left/);
   assert.deepEqual(checkConntrack(ct, { quiescent: false }), []);
   // sources are not counted while nfqwall.per_source_max has never been > 0: the counter stays empty

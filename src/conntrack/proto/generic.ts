@@ -5,7 +5,7 @@
 import type { PacketView } from '../../packet/view';
 import { IPS_ASSURED, PKT_ACCEPT } from '../constants';
 import type { TunableValues } from '../sysctl';
-import { T_PORTS } from '../tuple';
+import { T_PORTS } from '../layout';
 import { StatelessTracker, type TrackerHost } from './tracker';
 
 export class GenericTracker extends StatelessTracker {

@@ -1,21 +1,23 @@
 /**
- * ICMPv6 (nf_conntrack_proto_icmpv6.c): echo request (128) and node information
- * query (139) create entries; ND/MLD messages are not tracked (UNTRACKED, handled
- * by the core's error path together with the errors, types < 128).
+ * ICMPv6 (nf_conntrack_proto_icmpv6.c).
+ *
+ * Icmpv6Tracker: echo request (128) and node information query (139) create entries.
+ *
+ * nf_conntrack_icmpv6_error (icmpv6Error): before normal tracking, neighbour discovery and
+ * MLD messages are accepted untracked, errors (types < 128) are RELATED to the entry of the
+ * packet they quote or INVALID (inetError, icmp.ts), other types go on to normal tracking.
  */
+import { isIcmpv6Error } from '../../packet/icmp';
 import type { PacketView } from '../../packet/view';
 import { IPS_ASSURED, PKT_ACCEPT, PKT_INVALID } from '../constants';
+import { T_META, T_PORTS } from '../layout';
 import type { TunableValues } from '../sysctl';
-import { T_META, T_PORTS } from '../tuple';
+import { ICMP_INVALID, ICMP_NOT_ERROR, ICMP_UNTRACKED, headerOk, inetError, type IcmpErrorHost } from './icmp';
 import { StatelessTracker, type TrackerHost } from './tracker';
 
 /** noct_valid_new[]: MLD query/report/done, RS, RA, NS, NA, MLDv2 report → accepted untracked */
 const NOCT = new Uint8Array(256);
 for (const t of [130, 131, 132, 133, 134, 135, 136, 143]) NOCT[t] = 1;
-
-export function icmpv6Untracked(type: number): boolean {
-  return NOCT[type & 0xff] === 1;
-}
 
 export class Icmpv6Tracker extends StatelessTracker {
   readonly protonum = 58;
@@ -43,4 +45,13 @@ export class Icmpv6Tracker extends StatelessTracker {
     host.setTimeout(e, host.tun.nf_conntrack_icmpv6_timeout, now);
     return PKT_ACCEPT;
   }
+}
+
+/** nf_conntrack_icmpv6_error for ICMPv6 in IPv6; `csumOk` and the result as icmpv4Error's (icmp.ts). */
+export function icmpv6Error(host: IcmpErrorHost, v: PacketView, csumOk: boolean, now: number): number {
+  if (!headerOk(host, v, csumOk, 'ICMPv6 checksum failed')) return ICMP_INVALID;
+  const type = v.icmpType;
+  if (NOCT[type] === 1) return ICMP_UNTRACKED;
+  if (!isIcmpv6Error(type)) return ICMP_NOT_ERROR;
+  return inetError(host, v, now);
 }

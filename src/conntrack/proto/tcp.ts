@@ -12,16 +12,16 @@
  *   tcp_can_early_drop               → canEarlyDrop()
  *
  * Per-entry state (struct ip_ct_tcp, with seen[2]) is one 56-byte record per
- * entry id in a single buffer (layout at REC_WORDS). Nothing is allocated per
+ * entry id in a single buffer (layout at TCP_REC_WORDS). Nothing is allocated per
  * packet unless a log line is actually written (nf_conntrack_log_invalid = 6 or 255).
  *
  * Sequence arithmetic is modular 32-bit like the kernel's before()/after():
  * values are kept as unsigned numbers (`>>> 0`) and compared through `| 0`.
  */
-import type { PacketView } from '../../packet/view';
+import { IPPROTO_TCP, type PacketView } from '../../packet/view';
 import { DIR_ORIGINAL, DIR_REPLY, IPS_ASSURED, IPS_FIXED_TIMEOUT, IPS_SEEN_REPLY, PKT_ACCEPT, PKT_IGNORE, PKT_INVALID, PKT_REPEAT } from '../constants';
 import type { TunableValues } from '../sysctl';
-import type { ProtoTracker, TrackerHost } from './tracker';
+import { logsInvalid, type ProtoTracker, type TrackerHost } from './tracker';
 
 /* enum tcp_conntrack */
 export const TCP_CONNTRACK_NONE = 0;
@@ -186,8 +186,7 @@ export function tcpStateTimeout(tun: TunableValues, state: number): number {
 }
 
 function logEnabled(host: TrackerHost): boolean {
-  const v = host.tun.nf_conntrack_log_invalid;
-  return v === 6 || v === 255;
+  return logsInvalid(host.tun, IPPROTO_TCP);
 }
 
 /** Number of values save() returns. */
@@ -199,15 +198,16 @@ const SCALE = 14; // TCP_MAX_WSCALE
 const SAVE_MAX = [U8, 1, U8, TCP_NONE_SET, U32, U32, U32, 0xffff, SCALE, U8, U32, U32, U32, U32, SCALE, U8, U32, U32, U32, U32, SCALE, U8];
 
 /*
- * One record per entry in a single ArrayBuffer, read through three views of it (u32 / u16 / u8
+ * The tracker's own record per entry (not the table's record of layout.ts), in a single
+ * ArrayBuffer, read through three views of it (u32 / u16 / u8
  * indices below are relative to the record's start), so a packet touches one or two cache lines
  * of tracker state instead of one per field. Same fields and widths as struct ip_ct_tcp, without
  * its padding; not padded to 64 bytes either: at 1M entries that measured no faster and costs
  * 8 bytes per entry.
  */
-const REC_WORDS = 14;
-const REC_HALVES = REC_WORDS * 2;
-const REC_BYTES = REC_WORDS * 4;
+const TCP_REC_WORDS = 14;
+const TCP_REC_HALVES = TCP_REC_WORDS * 2;
+const TCP_REC_BYTES = TCP_REC_WORDS * 4;
 /* seen[dir] (struct ip_ct_tcp_state): u32 words at 4 * dir + ... */
 const TD_END = 0;
 const TD_MAXEND = 1;
@@ -263,9 +263,9 @@ export class TcpTracker implements ProtoTracker {
    */
   resize(capacity: number): void {
     if (capacity <= this.cap) return;
-    const buf = new ArrayBuffer(capacity * REC_BYTES);
+    const buf = new ArrayBuffer(capacity * TCP_REC_BYTES);
     const u32 = new Uint32Array(buf);
-    if (this.used > 0) u32.set(this.u32.subarray(0, this.used * REC_WORDS));
+    if (this.used > 0) u32.set(this.u32.subarray(0, this.used * TCP_REC_WORDS));
     this.u32 = u32;
     this.u16 = new Uint16Array(buf);
     this.u8 = new Uint8Array(buf);
@@ -275,8 +275,8 @@ export class TcpTracker implements ProtoTracker {
   /** memset(&ct->proto.tcp, 0, ...) */
   private clear(e: number): void {
     const u32 = this.u32;
-    const w = e * REC_WORDS;
-    for (let i = w; i < w + REC_WORDS; i++) u32[i] = 0;
+    const w = e * TCP_REC_WORDS;
+    for (let i = w; i < w + TCP_REC_WORDS; i++) u32[i] = 0;
   }
 
   /**
@@ -324,8 +324,8 @@ export class TcpTracker implements ProtoTracker {
     }
     const u32 = this.u32;
     const u8 = this.u8;
-    const w = e * REC_WORDS;
-    const b = e * REC_BYTES;
+    const w = e * TCP_REC_WORDS;
+    const b = e * TCP_REC_BYTES;
     if (newState === TCP_CONNTRACK_SYN_SENT) {
       this.clear(e);
       const end = segEnd(pkt);
@@ -376,8 +376,8 @@ export class TcpTracker implements ProtoTracker {
   private inWindow(host: TrackerHost, e: number, dir: number, index: number, pkt: PacketView): number {
     const u32 = this.u32;
     const u8 = this.u8;
-    const w = e * REC_WORDS;
-    const b = e * REC_BYTES;
+    const w = e * TCP_REC_WORDS;
+    const b = e * TCP_REC_BYTES;
     // sender and receiver: seen[] word index, flags and scale byte index
     const si = w + 4 * dir;
     const ri = w + 4 * (dir ^ 1);
@@ -491,7 +491,7 @@ export class TcpTracker implements ProtoTracker {
 
     // Check retransmissions.
     if (index === TCP_ACK_SET) {
-      const lw = e * REC_HALVES + LAST_WIN16;
+      const lw = e * TCP_REC_HALVES + LAST_WIN16;
       if (u8[b + LAST_DIR8] === dir && u32[w + LAST_SEQ] === seq && u32[w + LAST_ACK] === ack && u32[w + LAST_END] === end && this.u16[lw] === winRaw) {
         u8[b + RETRANS8]++;
       } else {
@@ -512,7 +512,7 @@ export class TcpTracker implements ProtoTracker {
     if (!(st & IPS_ASSURED) || st & IPS_FIXED_TIMEOUT) return;
     if (index !== TCP_RST_SET && index !== TCP_FIN_SET) return;
     const u8 = this.u8;
-    const b = e * REC_BYTES;
+    const b = e * TCP_REC_BYTES;
     const lastIndex = u8[b + LAST_INDEX8];
     if (u8[b + LAST_DIR8] !== dir && (lastIndex === TCP_FIN_SET || lastIndex === TCP_RST_SET)) {
       const expires = host.timeoutLeft(e, now);
@@ -530,7 +530,7 @@ export class TcpTracker implements ProtoTracker {
 
   /** nf_conntrack_tcp_established */
   private established(host: TrackerHost, e: number): boolean {
-    return this.u8[e * REC_BYTES + STATE8] === TCP_CONNTRACK_ESTABLISHED && (host.status(e) & IPS_ASSURED) !== 0;
+    return this.u8[e * TCP_REC_BYTES + STATE8] === TCP_CONNTRACK_ESTABLISHED && (host.status(e) & IPS_ASSURED) !== 0;
   }
 
   /** nf_conntrack_tcp_packet (after tcp_error / tcp_new, which run in validate / newConnection). */
@@ -538,8 +538,8 @@ export class TcpTracker implements ProtoTracker {
     const tun = host.tun;
     const u32 = this.u32;
     const u8 = this.u8;
-    const w = e * REC_WORDS;
-    const b = e * REC_BYTES;
+    const w = e * TCP_REC_WORDS;
+    const b = e * TCP_REC_BYTES;
     const tflags = pkt.tcpFlags;
     const index = tcpIndex(tflags);
     let oldState = u8[b + STATE8];
@@ -558,7 +558,7 @@ export class TcpTracker implements ProtoTracker {
     }
 
     if (ignore) {
-      const lw = e * REC_HALVES + LAST_WIN16;
+      const lw = e * TCP_REC_HALVES + LAST_WIN16;
       if (index === TCP_SYNACK_SET && u8[b + LAST_INDEX8] === TCP_SYN_SET && u8[b + LAST_DIR8] !== dir && pkt.ack === u32[w + LAST_END]) {
         // b) This SYN/ACK acknowledges a SYN we ignored earlier: client and server
         // are in sync, we are not. Resync from the annotated values.
@@ -692,7 +692,7 @@ export class TcpTracker implements ProtoTracker {
     if (u8[b + RETRANS8] >= tun.nf_conntrack_tcp_max_retrans && tNew > tRetrans) timeout = tRetrans;
     else if (index === TCP_RST_SET) timeout = tun.nf_conntrack_tcp_timeout_close;
     else if ((u8[b + TD_FLAGS8] | u8[b + 2 + TD_FLAGS8]) & IP_CT_TCP_FLAG_DATA_UNACKNOWLEDGED && tNew > tUnack) timeout = tUnack;
-    else if (this.u16[e * REC_HALVES + LAST_WIN16] === 0 && tNew > tRetrans) timeout = tRetrans;
+    else if (this.u16[e * TCP_REC_HALVES + LAST_WIN16] === 0 && tNew > tRetrans) timeout = tRetrans;
     else timeout = tNew;
 
     const st = host.status(e);
@@ -719,12 +719,12 @@ export class TcpTracker implements ProtoTracker {
 
   /** tcp_can_early_drop */
   canEarlyDrop(e: number): boolean {
-    const s = this.u8[e * REC_BYTES + STATE8];
+    const s = this.u8[e * TCP_REC_BYTES + STATE8];
     return s >= TCP_CONNTRACK_FIN_WAIT && s <= TCP_CONNTRACK_CLOSE;
   }
 
   stateName(e: number): string {
-    return TCP_STATE_NAMES[this.u8[e * REC_BYTES + STATE8]] ?? 'NONE';
+    return TCP_STATE_NAMES[this.u8[e * TCP_REC_BYTES + STATE8]] ?? 'NONE';
   }
 
   /**
@@ -735,8 +735,8 @@ export class TcpTracker implements ProtoTracker {
   save(e: number): number[] {
     const u32 = this.u32;
     const u8 = this.u8;
-    const w = e * REC_WORDS;
-    const b = e * REC_BYTES;
+    const w = e * TCP_REC_WORDS;
+    const b = e * TCP_REC_BYTES;
     const out = [
       u8[b + STATE8],
       u8[b + LAST_DIR8],
@@ -745,7 +745,7 @@ export class TcpTracker implements ProtoTracker {
       u32[w + LAST_SEQ],
       u32[w + LAST_ACK],
       u32[w + LAST_END],
-      this.u16[e * REC_HALVES + LAST_WIN16],
+      this.u16[e * TCP_REC_HALVES + LAST_WIN16],
       u8[b + LAST_WSCALE8],
       u8[b + LAST_FLAGS8],
     ];
@@ -783,8 +783,8 @@ export class TcpTracker implements ProtoTracker {
     this.ensure(e);
     const u32 = this.u32;
     const u8 = this.u8;
-    const w = e * REC_WORDS;
-    const b = e * REC_BYTES;
+    const w = e * TCP_REC_WORDS;
+    const b = e * TCP_REC_BYTES;
     const v = (i: number): number => (i < d.length && Number.isFinite(d[i]) ? d[i] : 0);
     const st = v(0);
     u8[b + STATE8] = st >= 0 && st < TCP_CONNTRACK_MAX ? st : TCP_CONNTRACK_NONE;
@@ -794,7 +794,7 @@ export class TcpTracker implements ProtoTracker {
     u32[w + LAST_SEQ] = v(4);
     u32[w + LAST_ACK] = v(5);
     u32[w + LAST_END] = v(6);
-    this.u16[e * REC_HALVES + LAST_WIN16] = v(7);
+    this.u16[e * TCP_REC_HALVES + LAST_WIN16] = v(7);
     u8[b + LAST_WSCALE8] = v(8);
     u8[b + LAST_FLAGS8] = v(9);
     for (let dir = 0; dir < 2; dir++) {

@@ -25,6 +25,15 @@ export interface TrackerHost {
 }
 
 /**
+ * Whether nf_conntrack_log_invalid asks for the invalid packets of protocol `proto` to be
+ * logged (a tracker builds a costly message only then).
+ */
+export function logsInvalid(tun: TunableValues, proto: number): boolean {
+  const li = tun.nf_conntrack_log_invalid;
+  return li !== 0 && (li === 255 || li === proto);
+}
+
+/**
  * One protocol tracker, like the kernel's nf_conntrack_l4proto. Per-entry
  * protocol state lives in the tracker's own typed arrays, indexed by entry id
  * and grown through resize().

@@ -10,6 +10,7 @@ import { NF_INET_LOCAL_IN, NF_INET_LOCAL_OUT, PKTF_CSUM_NOT_READY, PKTF_CSUM_VER
 import { addrToString, formatIp4 } from '../../packet/format';
 import { get16, get32, put16, put32 } from '../../packet/bytes';
 import { foldSum, internetChecksum, l4Checksum, pseudoSum, sumBytes } from '../../packet/checksum';
+import { NR_ICMP_TYPES, isIcmpError } from '../../packet/icmp';
 import { IcmpRateLimiter, Ipv6RoutePrefix, readIcmpLimits } from './icmp-ratelimit';
 
 /** Reject kinds (numbers handed to the reject callback). */
@@ -229,11 +230,6 @@ export function buildTcpReset4(ctx: PacketContext): Uint8Array | null {
   return out;
 }
 
-/** ICMP types icmp_send treats as errors (never answered), plus anything above NR_ICMP_TYPES. */
-function icmpIsError(type: number): boolean {
-  return type > 18 || type === 3 || type === 4 || type === 5 || type === 11 || type === 12;
-}
-
 /** nf_send_unreach → icmp_send: the ICMP destination-unreachable (IPv4) or null. */
 export function buildIcmpUnreach4(ctx: PacketContext, code: number): Uint8Array | null {
   const v = ctx.view;
@@ -250,7 +246,9 @@ export function buildIcmpUnreach4(ctx: PacketContext, code: number): Uint8Array 
   if (saddr === 0 || isV4Broadcast(saddr) || isV4Multicast(saddr)) return null;
   if (proto === 1) {
     if (have < ihl + 1) return null;
-    if (icmpIsError(b[ip + ihl])) return null;
+    // icmp_send never answers an error, nor a type above NR_ICMP_TYPES
+    const type = b[ip + ihl];
+    if (type > NR_ICMP_TYPES || isIcmpError(type)) return null;
   }
   if (have >= ihl && !l4ChecksumOk(ctx, proto, ip + ihl, v.ipTotalLen - ihl)) return null;
   const quote = Math.min(have, ICMP_QUOTE_MAX);

@@ -9,7 +9,7 @@ import { test } from 'node:test';
 import { randomFillSync } from 'node:crypto';
 import { Conntrack } from '../../../src/conntrack/core';
 import { HashKey, scaleHash } from '../../../src/conntrack/hash';
-import { T_DST, T_META, T_PORTS, T_SRC, TUPLE_WORDS } from '../../../src/conntrack/tuple';
+import { T_DST, T_META, T_PORTS, T_SRC, TUPLE_WORDS } from '../../../src/conntrack/layout';
 import { checkConntrack } from '../../../src/conntrack/check';
 import { ipv4, udp } from '../../helpers/packets';
 import { fixedRandom, pass, tunables } from './util';

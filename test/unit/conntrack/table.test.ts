@@ -6,8 +6,8 @@ import { NF_DROP } from '../../../src/queue/layout';
 import { TABLE_FULL_MSG } from '../../../src/conntrack/core';
 import { ctxOf, makeCt, pass } from './util';
 import { checkConntrack } from '../../../src/conntrack/check';
-import { REC_WORDS } from '../../../src/conntrack/table';
-import { TUPLE_WORDS, tupleFromView } from '../../../src/conntrack/tuple';
+import { REC_WORDS, TUPLE_WORDS } from '../../../src/conntrack/layout';
+import { tupleFromView } from '../../../src/conntrack/tuple';
 
 const S = '198.19.0.2';
 const flow = (i: number, dir = 0) =>

@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { halfSipHash24, HashKey, scaleHash } from '../../../src/conntrack/hash';
-import { invertTuple, invertPorts, icmpInverseType, icmpv6InverseType, TUPLE_WORDS, T_META, T_SRC, T_DST, T_PORTS } from '../../../src/conntrack/tuple';
+import { invertTuple, invertPorts, icmpInverseType, icmpv6InverseType } from '../../../src/conntrack/tuple';
+import { TUPLE_WORDS, T_META, T_SRC, T_DST, T_PORTS } from '../../../src/conntrack/layout';
 import { Conntrack } from '../../../src/conntrack/core';
 import { fixedRandom, tunables } from './util';
 

@@ -13,7 +13,7 @@ import * as path from 'node:path';
 import pino from 'pino';
 import { Conntrack } from '../../../src/conntrack/core';
 import { defaultTunables } from '../../../src/conntrack/sysctl';
-import { TUPLE_WORDS } from '../../../src/conntrack/tuple';
+import { TUPLE_WORDS } from '../../../src/conntrack/layout';
 import { ControlServer, MAX_REQUEST, parseAddr, type ControlTarget } from '../../../src/daemon/control';
 import { request } from '../../../src/cli/client';
 

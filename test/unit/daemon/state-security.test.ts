@@ -11,7 +11,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { checkRestoredEntry } from '../../../src/conntrack/restore-check';
 import { defaultTunables } from '../../../src/conntrack/sysctl';
-import { TUPLE_WORDS } from '../../../src/conntrack/tuple';
+import { TUPLE_WORDS } from '../../../src/conntrack/layout';
 import { AtomicFile } from '../../../src/daemon/atomic-file';
 import { forEachLine } from '../../../src/daemon/line-reader';
 import { restoreState, saveState, STATE_FORMAT, STATE_VERSION } from '../../../src/daemon/state';

@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import { Conntrack } from '../../../src/conntrack/core';
 import { formatConntrack } from '../../../src/conntrack/format';
 import { defaultTunables } from '../../../src/conntrack/sysctl';
-import { TUPLE_WORDS } from '../../../src/conntrack/tuple';
+import { TUPLE_WORDS } from '../../../src/conntrack/layout';
 import { restoreState, saveState, STATE_VERSION } from '../../../src/daemon/state';
 import { Firewall } from '../../../src/pipeline/firewall';
 import { loadRuleText } from '../../../src/pipeline/load-rules';

@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { makeCt, pass } from '../conntrack/util';
 import { ipv4, udp } from '../../helpers/packets';
 import { Conntrack, TABLE_FULL_MSG } from '../../../src/conntrack/core';
+import { origTuple } from '../../../src/conntrack/layout';
 import { createHelpers } from '../../../src/conntrack/helpers/registry';
 import { ParkedEntries } from '../../../src/daemon/parked';
 import { RestoreStore } from '../../../src/daemon/restore-store';
@@ -86,7 +87,7 @@ describe('restored entries claimed by the table that sees their flow', () => {
     const key = new Uint32Array(10);
     const ct = new Conntrack(tunables());
     pass(ct, reply(2), 0); // an entry whose ORIG tuple is the reply direction of flow 2
-    key.set(ct.table.rec.subarray(0, 10));
+    key.set(origTuple(ct.table.rec, 0));
     const i = s1.find(key);
     assert.ok(i >= 0, 'found by its reply tuple');
     const payload = JSON.parse(s1.payload(i)) as RestorePayload;
