@@ -55,6 +55,8 @@ export class CompiledRule {
   inInv = false;
   outPat = -1;
   outInv = false;
+  /** -f 1, ! -f -1, none 0 */
+  fragment = 0;
   matches: CompiledMatch[] = [];
   target = T_NONE;
   /** chain index for T_JUMP / T_GOTO */
@@ -352,6 +354,7 @@ export function compileRules(set: RuleSet, deps: CompileDeps): CompiledRuleSet {
           r.outPat = patId(pr.outIface);
           r.outInv = pr.outInv;
         }
+        r.fragment = pr.fragment;
         r.matches = pr.matches.map((m) => MATCHES[m.name].compile(m.state, env));
         const tg = pr.target;
         switch (tg.kind) {

@@ -217,6 +217,7 @@ export class RuleEngine {
     if (r.dstWords !== 0 && inPrefix(v.dst, r.dst, r.dstMask, r.dstWords) === r.dstInv) return false;
     if (r.inPat >= 0 && this.ifMatch(r.inPat, ctx.indev) === r.inInv) return false;
     if (r.outPat >= 0 && this.ifMatch(r.outPat, ctx.outdev) === r.outInv) return false;
+    if (r.fragment !== 0 && (v.fragOffset !== 0) !== r.fragment > 0) return false;
     const ms = r.matches;
     for (let i = 0; i < ms.length; i++) if (!ms[i].match(ctx, now)) return false;
     return true;

@@ -22,6 +22,7 @@ export function ruleWords(r: ParsedRule): string[] {
   if (r.inIface !== null) w.push(...(r.inInv ? ['!'] : []), '-i', r.inIface);
   if (r.outIface !== null) w.push(...(r.outInv ? ['!'] : []), '-o', r.outIface);
   if (r.proto !== 0 || r.protoInv) w.push(...(r.protoInv ? ['!'] : []), '-p', protoName(r.proto));
+  if (r.fragment !== 0) w.push(...(r.fragment < 0 ? ['!'] : []), '-f');
   for (const m of r.matches) w.push('-m', m.name, ...MATCHES[m.name].save(m.state, r.family));
   const t = r.target;
   switch (t.kind) {

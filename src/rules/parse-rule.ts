@@ -100,6 +100,7 @@ export function parseRuleLine(words: Token[], ts: TableState, counters: [number,
     inInv: false,
     outIface: null,
     outInv: false,
+    fragment: 0,
     matches: [],
     target: { kind: 'none', name: '', at: null, state: null },
     counters,
@@ -354,8 +355,10 @@ export function parseRuleLine(words: Token[], ts: TableState, counters: [number,
         continue;
       }
       case 'f':
-        sink.error(tok, `${tok.text} (fragment matching) is not supported`);
-        skipping = true;
+        // ip_packet_match: IPT_F_FRAG tests the fragment offset; iptables has it for IPv4 only
+        if (!setOption('-f', tok, invTok, true)) continue;
+        r.fragment = invTok !== null ? -1 : 1;
+        setFamily(4, tok, '-f (fragment matching)');
         continue;
       case 'c': {
         if (!setOption('-c', tok, invTok, false)) continue;

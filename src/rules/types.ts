@@ -161,6 +161,8 @@ export interface ParsedRule {
   inInv: boolean;
   outIface: string | null;
   outInv: boolean;
+  /** -f: 1 (non-first fragments only), ! -f: -1 (never a non-first fragment), 0: no test. IPv4 only. */
+  fragment: 0 | 1 | -1;
   matches: ParsedMatch[];
   target: ParsedTarget;
   /** [pkts, bytes] from a `[p:b]` prefix (iptables-save -c), or null */

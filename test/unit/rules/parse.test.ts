@@ -257,7 +257,8 @@ test('errors: unknown match / option / missing argument / bad values, with the o
   expectRuleError('! -m comment --comment x -j ACCEPT', '!', '"!" not allowed before -m');
   expectRuleError('-j ACCEPT !', '!', '"!" must be followed by an option');
   expectRuleError('-j ACCEPT extra', 'extra', 'unexpected argument "extra"');
-  expectRuleError('-f -j ACCEPT', '-f', '-f (fragment matching) is not supported');
+  expectRuleError('-6 -f -j ACCEPT', '-f', '-f (fragment matching) is IPv4, but the rule is IPv6 (-6)');
+  expectRuleError('-f -f -j ACCEPT', '-f', 'multiple -f flags not allowed', 1);
 });
 
 test('errors: family conflicts', () => {
