@@ -7,7 +7,7 @@
 import { parseAddrList } from './addr';
 import { Getopt, type GetoptResult, type LongOption } from './argv';
 import { checkIface, parseProto, protoFamily, protoName } from './matches/basic';
-import { KNOWN_UNSUPPORTED_MATCHES, MATCHES, MATCH_ALIASES, PROTO_MATCH } from './matches/index';
+import { KNOWN_UNSUPPORTED_MATCHES, MATCHES, MATCH_ALIASES, PROTO_MATCH, unsupportedMatchError } from './matches/index';
 import { checkChainName, MAX_CHAIN_NAME } from './chains';
 import type { TableState } from './parse';
 import { KNOWN_UNSUPPORTED_TARGETS, STANDARD_VERDICTS, TARGETS } from './targets/index';
@@ -401,7 +401,7 @@ export function parseRuleLine(words: Token[], ts: TableState, counters: [number,
         if (invTok) sink.error(invTok, '"!" not allowed before -m');
         const name = MATCH_ALIASES[arg!.text] ?? arg!.text;
         if (!MATCHES[name]) {
-          sink.error(arg!, KNOWN_UNSUPPORTED_MATCHES.includes(name) ? `match "${name}" is not supported` : `unknown match "${arg!.text}"`);
+          sink.error(arg!, KNOWN_UNSUPPORTED_MATCHES.includes(name) ? unsupportedMatchError(name) : `unknown match "${arg!.text}"`);
           skipping = true;
           continue;
         }

@@ -50,6 +50,23 @@ export const MATCH_ALIASES: Record<string, string> = { icmpv6: 'icmp6', 'ipv6-ic
 /** The match a protocol loads implicitly when its options follow -p (iptables' "implicit match"). */
 export const PROTO_MATCH: Record<number, string> = { 6: 'tcp', 17: 'udp', 1: 'icmp', 58: 'icmp6' };
 
+/**
+ * Why nfqwall refuses a match it cannot evaluate exactly from what NFQUEUE delivers (added to
+ * the "not supported" error).
+ */
+const UNSUPPORTED_WHY: Record<string, string> = {
+  pkttype:
+    'the kernel tests skb->pkt_type, which eth_type_trans sets from the link-layer destination address; NFQUEUE delivers only the source address (NFQA_HWADDR), and a packet to a unicast IP address in a broadcast or multicast frame (or the reverse) cannot be told apart',
+  policy: "IPsec policy matching needs the packet's xfrm state (sec_path) and the policy database, which NFQUEUE does not deliver",
+  rpfilter: "it needs the kernel's route lookup from the packet's source and input interface (fib_lookup), which nfqwall does not mirror",
+};
+
+/** The error for -m NAME of a match iptables has and nfqwall refuses. */
+export function unsupportedMatchError(name: string): string {
+  const why = UNSUPPORTED_WHY[name];
+  return why ? `match "${name}" is not supported: ${why}` : `match "${name}" is not supported`;
+}
+
 /** Match extensions iptables has that nfqwall does not implement (a clearer error than "unknown"). */
 export const KNOWN_UNSUPPORTED_MATCHES = [
   'ah',

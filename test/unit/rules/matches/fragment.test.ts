@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ctxFor, engineFor, forward, savedRule } from '../util';
+import { ctxFor, engineFor, errorsOf, forward, savedRule } from '../util';
 import { ipv4, ipv6, udp } from '../../../helpers/packets';
 import { NF_ACCEPT as A, NF_DROP as D } from '../../../../src/queue/layout';
 
@@ -25,4 +25,12 @@ test('-f matches non-first fragments only, ! -f everything else; IPv4 only', () 
 test('-f / ! -f: iptables-save spelling (after -p)', () => {
   assert.equal(savedRule('-f -s 1.2.3.4 -p udp -i eth0 -j DROP'), '-A FORWARD -s 1.2.3.4/32 -i eth0 -p udp -f -j DROP');
   assert.equal(savedRule('! -f -m comment --comment x'), '-A FORWARD ! -f -m comment --comment x');
+});
+
+test('-m pkttype and -m policy are refused with the reason', () => {
+  assert.deepEqual(
+    errorsOf(forward('-m pkttype --pkt-type broadcast -j DROP')).map((e) => e.replace(/: the kernel tests skb->pkt_type.*/, ': …')),
+    ['e.rules:5:15: match "pkttype" is not supported: …'],
+  );
+  assert.match(errorsOf(forward('-m policy --dir in --pol ipsec -j ACCEPT'))[0], /not supported: IPsec policy matching needs the packet's xfrm state/);
 });
