@@ -1,7 +1,8 @@
 // nfqwall native data path: one NFQUEUE netlink socket per NfqQueue object.
 //
 // - libmnl for message building/parsing, recvmmsg(MSG_DONTWAIT) for batched receive,
-//   NFQNL_MSG_VERDICT_BATCH for runs of equal verdicts, one sendto per batch.
+//   NFQNL_MSG_VERDICT_BATCH for runs of equal verdicts, one sendmsg per batch (more only when
+//   rewritten payloads go back and would not fit the socket's send buffer).
 // - Event-loop integration: uv_poll on the netlink fd (level triggered, no spinning).
 // - Zero copy: batch.data is a Uint8Array over the receive slab; the index row of a
 //   packet points at its payload inside the slab (layout: src/queue/layout.ts).
@@ -55,12 +56,13 @@ constexpr uint32_t PKTF_CSUM_VERIFIED = 1u << 3;
 constexpr uint32_t PKTF_UID_GID = 1u << 4;
 constexpr uint32_t PKTF_HWADDR = 1u << 5;
 constexpr uint32_t VERDICT_SET_MARK = 1u << 16;
+constexpr uint32_t VERDICT_SET_PAYLOAD = 1u << 17;
 constexpr uint32_t VERDICT_MASK = 0xffff;
 
 constexpr int MAX_BATCH = 256;
 constexpr int MAX_ROUNDS = 16;         // recvmmsg batches per wake-up before yielding to the loop
 constexpr int DRAIN_ROUNDS = 64;       // bound on draining at close()
-constexpr size_t VERDICT_MSG_MAX = 64; // bytes of one verdict message incl. mark attr (aligned, generous)
+constexpr size_t VERDICT_MSG_MAX = 64; // bytes of one verdict message incl. mark attr and payload attr header (aligned, generous)
 
 std::string ErrnoName(int err) {
 #if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 32))
@@ -190,6 +192,7 @@ class NfqQueue : public Napi::ObjectWrap<NfqQueue> {
     vbuf_.assign(batch_ * VERDICT_MSG_MAX + 4096, 0);
     cbuf_.assign(8192, 0);
     msgs_.assign(MAX_BATCH, mmsghdr{});
+    outIov_.reserve(3 * static_cast<size_t>(batch_) + 1);
     iov_.assign(MAX_BATCH, iovec{});
     for (int i = 0; i < batch_; i++) {
       iov_[i].iov_base = slab_ + bufSize_ * i;
@@ -237,6 +240,17 @@ class NfqQueue : public Napi::ObjectWrap<NfqQueue> {
     if (mnl_socket_bind(nl_, 0, MNL_SOCKET_AUTOPID) < 0) return errno;
     fd_ = mnl_socket_get_fd(nl_);
     portid_ = mnl_socket_get_portid(nl_);
+    {
+      // netlink_sendmsg refuses a datagram longer than sk_sndbuf - 32 (EMSGSIZE): verdicts that
+      // carry a payload go out in datagrams below that; make room for at least a few whole packets.
+      int want = 1 << 20, have = 0;
+      socklen_t sl = sizeof have;
+      if (getsockopt(fd_, SOL_SOCKET, SO_SNDBUF, &have, &sl) == 0 && have < want &&
+          setsockopt(fd_, SOL_SOCKET, SO_SNDBUFFORCE, &want, sizeof want) < 0)
+        setsockopt(fd_, SOL_SOCKET, SO_SNDBUF, &want, sizeof want);
+      sl = sizeof have;
+      if (getsockopt(fd_, SOL_SOCKET, SO_SNDBUF, &have, &sl) == 0 && have > 64) sendLimit_ = static_cast<size_t>(have) - 64;
+    }
     if (rcvbuf_ > 0) {
       if (setsockopt(fd_, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf_, sizeof rcvbuf_) < 0)
         setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &rcvbuf_, sizeof rcvbuf_);
@@ -333,10 +347,17 @@ class NfqQueue : public Napi::ObjectWrap<NfqQueue> {
     SendAll(buf, nlh->nlmsg_len, 1);
   }
 
-  void SendAll(const char* buf, size_t len, uint64_t nmsgs) {
+  // One datagram from several pieces (verdict headers in vbuf_, payloads in the slab).
+  void SendIov(struct iovec* iov, size_t n, uint64_t nmsgs) {
+    struct sockaddr_nl snl = {};
+    snl.nl_family = AF_NETLINK;
+    struct msghdr mh = {};
+    mh.msg_name = &snl;
+    mh.msg_namelen = sizeof snl;
+    mh.msg_iov = iov;
+    mh.msg_iovlen = n;
     for (int tries = 0; tries < 8; tries++) {
-      ssize_t r = mnl_socket_sendto(nl_, buf, len);
-      if (r >= 0) {
+      if (sendmsg(fd_, &mh, 0) >= 0) {
         stats_.sendmsgCalls++;
         stats_.verdictMsgs += nmsgs;
         return;
@@ -345,6 +366,11 @@ class NfqQueue : public Napi::ObjectWrap<NfqQueue> {
     }
     stats_.errors++;
     stats_.sendErrors++;
+  }
+
+  void SendAll(const char* buf, size_t len, uint64_t nmsgs) {
+    struct iovec iov = {const_cast<char*>(buf), len};
+    SendIov(&iov, 1, nmsgs);
   }
 
   // ---------------------------------------------------------------- hot path
@@ -566,22 +592,81 @@ class NfqQueue : public Napi::ObjectWrap<NfqQueue> {
     return len + NLMSG_ALIGN(nlh->nlmsg_len);
   }
 
-  // Runs of equal verdicts (without SET_MARK) -> one VERDICT_BATCH (id = last of the run; every
-  // earlier id already has its verdict); SET_MARK -> one VERDICT with NFQA_MARK. One sendto.
+  // A VERDICT for packet k with NFQA_PAYLOAD: the rewritten bytes, same offset and length, straight
+  // from the slab (the header goes to vbuf_ at len, the payload and its padding into outIov_).
+  size_t PutPayloadVerdict(size_t len, size_t* seg, uint32_t k, uint32_t verdict, bool withMark, uint32_t mark) {
+    static const char zeros[NLA_ALIGNTO] = {};
+    const uint32_t* row = index_ + k * INDEX_STRIDE;
+    uint32_t plen = row[IX_CAPLEN];
+    struct nlmsghdr* nlh = NfqPut(vbuf_.data() + len, NFQNL_MSG_VERDICT, queue_, 0, 0);
+    struct nfqnl_msg_verdict_hdr vh = {htonl(verdict), htonl(ids_[k])};
+    mnl_attr_put(nlh, NFQA_VERDICT_HDR, sizeof vh, &vh);
+    if (withMark) mnl_attr_put_u32(nlh, NFQA_MARK, htonl(mark));
+    auto* a = static_cast<struct nlattr*>(mnl_nlmsg_get_payload_tail(nlh));
+    a->nla_type = NFQA_PAYLOAD;
+    a->nla_len = static_cast<uint16_t>(NLA_HDRLEN + plen);
+    size_t head = NLMSG_ALIGN(nlh->nlmsg_len) + NLA_HDRLEN;
+    nlh->nlmsg_len = static_cast<uint32_t>(head + NLA_ALIGN(plen));
+    len += head;
+    outIov_.push_back({vbuf_.data() + *seg, len - *seg});
+    outIov_.push_back({slab_ + row[IX_OFFSET], plen});
+    if (NLA_ALIGN(plen) != plen) outIov_.push_back({const_cast<char*>(zeros), NLA_ALIGN(plen) - plen});
+    *seg = len;
+    return len;
+  }
+
+  // Runs of equal verdicts (without SET_MARK / SET_PAYLOAD) -> one VERDICT_BATCH (id = last of the
+  // run; every earlier id already has its verdict); SET_MARK -> one VERDICT with NFQA_MARK;
+  // SET_PAYLOAD (ACCEPT only) -> one VERDICT with NFQA_PAYLOAD. One sendmsg, unless payloads make
+  // the datagram longer than the socket accepts.
   void SendVerdicts(uint32_t count) {
-    size_t len = 0;
+    size_t len = 0, seg = 0, payBytes = 0;  // vbuf_ bytes written, of them already in outIov_, payload bytes there
     uint64_t nmsgs = 0;
     bool inRun = false;
     uint32_t runV = 0, runId = 0;
+    outIov_.clear();
+    auto flush = [&]() {
+      if (outIov_.empty()) {
+        if (len) SendAll(vbuf_.data(), len, nmsgs);
+      } else {
+        if (len > seg) outIov_.push_back({vbuf_.data() + seg, len - seg});
+        SendIov(outIov_.data(), outIov_.size(), nmsgs);
+        outIov_.clear();
+      }
+      len = seg = payBytes = 0;
+      nmsgs = 0;
+    };
     for (uint32_t i = 0; i < count; i++) {
       uint32_t v = verdicts_[i];
       uint32_t base = v & VERDICT_MASK;
-      if ((base != NF_ACCEPT && base != NF_DROP) || (v & ~(VERDICT_MASK | VERDICT_SET_MARK))) {
+      if ((base != NF_ACCEPT && base != NF_DROP) || (v & ~(VERDICT_MASK | VERDICT_SET_MARK | VERDICT_SET_PAYLOAD))) {
         stats_.badVerdicts++;
         v = errVerdict_;
         base = errVerdict_;
       }
-      if (v & VERDICT_SET_MARK) {
+      if (v & VERDICT_SET_PAYLOAD) {
+        if (base != NF_ACCEPT) {
+          v &= ~VERDICT_SET_PAYLOAD;  // dropped anyway
+        } else if ((index_[i * INDEX_STRIDE + IX_FLAGS] & PKTF_TRUNCATED) ||
+                   VERDICT_MSG_MAX + NLA_ALIGN(index_[i * INDEX_STRIDE + IX_CAPLEN]) > sendLimit_) {
+          // We hold only part of the packet: the kernel would cut it to what we send.
+          stats_.badVerdicts++;
+          v = errVerdict_;
+          base = errVerdict_;
+        }
+      }
+      if (v & VERDICT_SET_PAYLOAD) {
+        if (inRun) {
+          len = PutVerdict(len, NFQNL_MSG_VERDICT_BATCH, runId, runV, false, 0);
+          nmsgs++;
+          inRun = false;
+        }
+        size_t need = VERDICT_MSG_MAX + NLA_ALIGN(index_[i * INDEX_STRIDE + IX_CAPLEN]);
+        if (len + payBytes + need > sendLimit_) flush();
+        len = PutPayloadVerdict(len, &seg, i, base, (v & VERDICT_SET_MARK) != 0, marks_[i]);
+        payBytes += NLA_ALIGN(index_[i * INDEX_STRIDE + IX_CAPLEN]);
+        nmsgs++;
+      } else if (v & VERDICT_SET_MARK) {
         if (inRun) {
           len = PutVerdict(len, NFQNL_MSG_VERDICT_BATCH, runId, runV, false, 0);
           nmsgs++;
@@ -605,7 +690,7 @@ class NfqQueue : public Napi::ObjectWrap<NfqQueue> {
       len = PutVerdict(len, NFQNL_MSG_VERDICT_BATCH, runId, runV, false, 0);
       nmsgs++;
     }
-    if (len) SendAll(vbuf_.data(), len, nmsgs);
+    flush();
   }
 
   // ---------------------------------------------------------------- shutdown
@@ -765,7 +850,8 @@ class NfqQueue : public Napi::ObjectWrap<NfqQueue> {
   std::vector<uint32_t> ids_;
   std::vector<char> vbuf_, cbuf_;
   std::vector<mmsghdr> msgs_;
-  std::vector<iovec> iov_;
+  std::vector<iovec> iov_, outIov_;
+  size_t sendLimit_ = 200 * 1024;
   Napi::Reference<Napi::Uint8Array> data_;
   Napi::Reference<Napi::Uint32Array> indexArr_, verdictsArr_, marksArr_;
   Napi::FunctionReference onBatch_, onError_;

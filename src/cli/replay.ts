@@ -11,7 +11,7 @@ import { applySetting } from '../conntrack/settings';
 import { addrToString } from '../packet/format';
 import { formatConntrack, formatExpect, summary } from '../conntrack/format';
 import { CTSTATE_ESTABLISHED, CTSTATE_INVALID, CTSTATE_NEW, CTSTATE_RELATED, CTSTATE_UNTRACKED } from '../conntrack/constants';
-import { NF_ACCEPT } from '../queue/layout';
+import { NF_ACCEPT, VERDICT_MASK } from '../queue/layout';
 import { IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, MALFORMED_NAMES, type PacketView } from '../packet/view';
 import { acceptAll, loadRuleFile } from '../pipeline/load-rules';
 import { parseArgs } from 'node:util';
@@ -161,7 +161,7 @@ export async function main(argv: string[]): Promise<number> {
     const state = ctstateName(ctx.ctstate);
     const e = ctx.entry;
     const protoState = e >= 0 && v.proto === IPPROTO_TCP ? fw.ct.tracker(IPPROTO_TCP).stateName(e) : '';
-    const verdictName = verdict === NF_ACCEPT ? 'ACCEPT' : 'DROP';
+    const verdictName = (verdict & VERDICT_MASK) === NF_ACCEPT ? 'ACCEPT' : 'DROP';
     if (json) {
       const isIcmp = v.proto === IPPROTO_ICMP || v.proto === IPPROTO_ICMPV6;
       out.push(

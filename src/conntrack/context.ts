@@ -1,6 +1,11 @@
 import { PacketView } from '../packet/view';
 import { CTSTATE_INVALID, IP_CT_NONE } from './constants';
 
+/** What a target may change on the packet's connection (the Conntrack of the packet's table). */
+export interface ConnectionWriter {
+  setMark(entry: number, mark: number): void;
+}
+
 /**
  * Everything known about the packet being decided (the kernel's sk_buff + nf_hook_state +
  * its conntrack pointer): the pipeline fills the queue's metadata, the raw table sets
@@ -46,7 +51,16 @@ export class PacketContext {
   /** 1 when the entry was created by this packet and is not yet confirmed. */
   unconfirmed = 0;
 
+  /**
+   * Set by targets: VERDICT_SET_MARK (ctx.mark changed), VERDICT_SET_PAYLOAD (the bytes were
+   * rewritten in place); the pipeline ORs them into an ACCEPT verdict (src/queue/layout.ts).
+   */
+  verdictFlags = 0;
+  /** The connection table the packet is tracked in (set once by the pipeline), for targets that change the entry. */
+  conn: ConnectionWriter | null = null;
+
   reset(): void {
+    this.verdictFlags = 0;
     this.notrack = 0;
     this.helper = 0;
     this.entry = -1;

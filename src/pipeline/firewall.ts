@@ -28,6 +28,7 @@ import {
   IX_UID,
   NF_ACCEPT,
   NF_DROP,
+  VERDICT_SET_MARK,
 } from '../queue/layout';
 import type { Batch } from '../queue/queue';
 import { PacketContext } from '../conntrack/context';
@@ -78,6 +79,7 @@ export class Firewall {
     this.tun = opts.tun;
     this.rules = opts.rules;
     this.ct = new Conntrack(opts.tun, { helpers: createHelpers(), log: opts.log, random: opts.random });
+    this.ctx.conn = this.ct;
   }
 
   /** Swap the rule set (reload). Takes effect with the next packet; the table is untouched. */
@@ -85,7 +87,7 @@ export class Firewall {
     this.rules = rules;
   }
 
-  /** Decide every packet of a queue batch; writes batch.verdicts. */
+  /** Decide every packet of a queue batch; writes batch.verdicts (and batch.marks for a verdict with VERDICT_SET_MARK). */
   processBatch(batch: Batch, now: number): void {
     const index = batch.index;
     const data = batch.data;
@@ -98,7 +100,7 @@ export class Firewall {
       ctx.gid = index[row + IX_GID];
       ctx.hwaddrHi = index[row + IX_HWADDR_HI];
       ctx.hwaddrLo = index[row + IX_HWADDR_LO];
-      verdicts[i] = this.decide(
+      const verdict = this.decide(
         data,
         index[row + IX_OFFSET],
         index[row + IX_CAPLEN],
@@ -111,6 +113,8 @@ export class Firewall {
         index[row + IX_FLAGS],
         now,
       );
+      verdicts[i] = verdict;
+      if ((verdict & VERDICT_SET_MARK) !== 0) batch.marks[i] = ctx.mark;
     }
   }
 
@@ -133,8 +137,9 @@ export class Firewall {
   }
 
   /**
-   * One packet. Returns NF_ACCEPT or NF_DROP; afterwards `ctx` describes the
-   * packet (ctstate, entry, …) and `decidedBy` says which stage decided.
+   * One packet. Returns NF_DROP, or NF_ACCEPT with the VERDICT_* flags the targets set
+   * (ctx.verdictFlags: a new mark in ctx.mark, a payload rewritten in place); afterwards
+   * `ctx` describes the packet (ctstate, entry, …) and `decidedBy` says which stage decided.
    */
   decide(
     buf: Uint8Array,
@@ -178,8 +183,12 @@ export class Firewall {
       return this.count(hook, NF_DROP, origlen);
     }
     verdict = this.ct.confirm(ctx, now);
-    this.decidedBy = verdict === NF_ACCEPT ? DECIDED_BY_FILTER : DECIDED_BY_HELPER;
-    return this.count(hook, verdict, origlen);
+    if (verdict !== NF_ACCEPT) {
+      this.decidedBy = DECIDED_BY_HELPER;
+      return this.count(hook, verdict, origlen);
+    }
+    this.decidedBy = DECIDED_BY_FILTER;
+    return this.count(hook, NF_ACCEPT, origlen) | ctx.verdictFlags;
   }
 
   private count(hook: number, verdict: number, len: number): number {

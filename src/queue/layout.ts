@@ -4,7 +4,8 @@
  * Packet bytes live in one shared Uint8Array (`batch.data`); per packet there is
  * one row of INDEX_STRIDE Uint32 words in `batch.index`. JavaScript answers by
  * writing one word per packet into `batch.verdicts` (and optionally a mark into
- * `batch.marks` with VERDICT_SET_MARK). Nothing here allocates per packet.
+ * `batch.marks` with VERDICT_SET_MARK, or new packet bytes in place with
+ * VERDICT_SET_PAYLOAD). Nothing here allocates per packet.
  */
 export const INDEX_STRIDE = 16;
 
@@ -53,6 +54,13 @@ export const NF_DROP = 0;
 export const NF_ACCEPT = 1;
 /** OR-ed into a verdict word: also set the packet mark from batch.marks[i]. */
 export const VERDICT_SET_MARK = 1 << 16;
+/**
+ * OR-ed into an ACCEPT: the packet's bytes in batch.data (IX_OFFSET, IX_CAPLEN: same place,
+ * same length) were rewritten; the addon sends them back (NFQA_PAYLOAD) and the kernel
+ * replaces the packet with them. Refused (badVerdicts, the error verdict) for a PKTF_TRUNCATED
+ * packet, which the kernel would cut to what we hold; ignored with DROP.
+ */
+export const VERDICT_SET_PAYLOAD = 1 << 17;
 export const VERDICT_MASK = 0xffff;
 
 export const AF_INET = 2;

@@ -50,7 +50,7 @@ export interface Batch {
   readonly data: Uint8Array;
   /** INDEX_STRIDE words per packet, see layout.ts (IX_*). */
   readonly index: Uint32Array;
-  /** One verdict word per packet: NF_ACCEPT / NF_DROP, optionally | VERDICT_SET_MARK. */
+  /** One verdict word per packet: NF_ACCEPT / NF_DROP, optionally | VERDICT_SET_MARK / VERDICT_SET_PAYLOAD (src/queue/layout.ts). */
   readonly verdicts: Uint32Array;
   /** Mark per packet, applied when its verdict has VERDICT_SET_MARK. */
   readonly marks: Uint32Array;

@@ -5,23 +5,20 @@
  * (family × protocol class) so a packet only visits rules that can match its family
  * and protocol.
  */
-import type { CompiledMatch, MatchRuntime, ParsedRule, RuleSet } from './types';
+import type { CompiledMatch, CompiledTarget, MatchRuntime, ParsedRule, RuleSet, TargetServices } from './types';
 import { MATCHES } from './matches/index';
 import { TARGETS } from './targets/index';
-import type { CtState } from './targets/CT';
-import type { LogState } from './targets/LOG';
-import type { RejectState } from './targets/REJECT';
 import { NF_ACCEPT, NF_DROP } from '../queue/layout';
 
+/** What the walk does with a matching rule: the standard target (kernel: verdict < 0, or a jump) or an extension target's action. */
 export const T_NONE = 0;
 export const T_ACCEPT = 1;
 export const T_DROP = 2;
 export const T_RETURN = 3;
 export const T_JUMP = 4;
 export const T_GOTO = 5;
-export const T_LOG = 6;
-export const T_REJECT = 7;
-export const T_CT = 8;
+/** an extension target (targets/<NAME>.ts): CompiledRule.action runs */
+export const T_ACTION = 6;
 
 /** Protocol classes for the candidate lists: tcp, udp, icmp, icmpv6, anything else. */
 export const PC_TCP = 0;
@@ -61,13 +58,8 @@ export class CompiledRule {
   target = T_NONE;
   /** chain index for T_JUMP / T_GOTO */
   jump = -1;
-  logPrefix = '';
-  logLevel = 4;
-  logFlags = 0;
-  rejectV4 = -1;
-  rejectV6 = -1;
-  ctNotrack = 0;
-  ctHelper = 0;
+  /** for T_ACTION: the compiled extension target */
+  action: CompiledTarget | null = null;
   constructor(readonly parsed: ParsedRule) {}
 }
 
@@ -281,7 +273,14 @@ export class CompiledChain {
 export interface CompileDeps {
   /** helper name → id (0 = unknown), from the conntrack helper registry */
   helperId(name: string): number;
+  /** what the targets call (LOG, REJECT); without it the rules can be checked and listed, not run */
+  services?: TargetServices;
 }
+
+function cannotRun(): never {
+  throw new Error('these rules were compiled without target services: they can be checked, not run');
+}
+const CHECK_ONLY: TargetServices = { ifname: cannotRun, log: cannotRun, reject: cannotRun };
 
 export class CompiledRuleSet {
   chains: CompiledChain[] = [];
@@ -318,7 +317,7 @@ export function compileRules(set: RuleSet, deps: CompileDeps): CompiledRuleSet {
     }
     return id;
   };
-  const env = { helperId: deps.helperId, runtime: out.runtime };
+  const env = { helperId: deps.helperId, runtime: out.runtime, services: deps.services ?? CHECK_ONLY };
   let ruleNo = 0;
   let chainNo = 0;
   const pending: [CompiledRule, string, string][] = [];
@@ -369,29 +368,13 @@ export function compileRules(set: RuleSet, deps: CompileDeps): CompiledRuleSet {
             r.target = tg.kind === 'jump' ? T_JUMP : T_GOTO;
             pending.push([r, t.name, tg.name]);
             break;
-          case 'ext':
-            if (!TARGETS[tg.name]) throw new Error(`unknown target ${tg.name}`);
-            if (tg.name === 'LOG') {
-              const s = tg.state as LogState;
-              r.target = T_LOG;
-              r.logPrefix = s.prefix;
-              r.logLevel = s.level;
-              r.logFlags = s.flags;
-            } else if (tg.name === 'REJECT') {
-              const s = tg.state as RejectState;
-              r.target = T_REJECT;
-              r.rejectV4 = s.v4;
-              r.rejectV6 = s.v6;
-            } else if (tg.name === 'CT') {
-              const s = tg.state as CtState;
-              r.target = T_CT;
-              r.ctNotrack = s.notrack ? 1 : 0;
-              r.ctHelper = s.helper ? deps.helperId(s.helper) : 0;
-            } else if (tg.name === 'NOTRACK') {
-              r.target = T_CT;
-              r.ctNotrack = 1;
-            }
+          case 'ext': {
+            const mod = TARGETS[tg.name];
+            if (!mod) throw new Error(`unknown target ${tg.name}`);
+            r.target = T_ACTION;
+            r.action = mod.compile(tg.state, env);
             break;
+          }
         }
         cc.rules.push(r);
       }

@@ -14,29 +14,22 @@ import {
   PC_UDP,
   protoClass,
   T_ACCEPT,
-  T_CT,
+  T_ACTION,
   T_DROP,
   T_GOTO,
   T_JUMP,
-  T_LOG,
   T_NONE,
-  T_REJECT,
   T_RETURN,
   type CompiledRule,
 } from './compile';
 import { MAX_CHAIN_DEPTH } from './parse';
 import { ifaceMatches } from './matches/basic';
-import { formatLogLine } from './targets/LOG';
 import { l4HeaderReadable } from './matches/util';
+import { XT_CONTINUE, type TargetServices } from './types';
 import type { CompiledChain } from './compile';
 
-export interface EngineDeps {
-  /** ifindex → interface name (undefined when unknown) */
-  ifname(ifindex: number): string | undefined;
-  /** a LOG line (kernel nf_log format) and its syslog level 0..7 */
-  log(line: string, level: number): void;
-  /** send the reply for reject kind RJ_* (see targets/REJECT.ts; createRejectSender builds one) */
-  reject(kind: number, ctx: PacketContext): void;
+/** The engine's own use of ifname (-i/-o) plus what the targets call. */
+export interface EngineDeps extends TargetServices {
   /** optional: a counter that changes when links change; cached -i/-o results are then recomputed */
   linkGeneration?(): number;
 }
@@ -186,19 +179,11 @@ export class RuleEngine {
           cand = candidates(chains[chain], cls, dport, src4);
           rules = chains[chain].rules;
           continue;
-        case T_LOG:
-          this.deps.log(formatLogLine(ctx, r.logPrefix, r.logFlags, this.deps.ifname), r.logLevel);
-          continue;
-        case T_REJECT:
-          this.deps.reject(ctx.family === 6 ? r.rejectV6 : r.rejectV4, ctx);
-          return NF_DROP;
-        case T_CT:
-          // xt_CT / NOTRACK: a packet that already has a conntrack (template) is left alone.
-          if (ctx.notrack === 0 && ctx.helper === 0) {
-            if (r.ctNotrack !== 0) ctx.notrack = 1;
-            else if (r.ctHelper !== 0) ctx.helper = r.ctHelper;
-          }
-          continue;
+        case T_ACTION: {
+          const verdict = r.action!.run(ctx, now);
+          if (verdict === XT_CONTINUE) continue;
+          return verdict;
+        }
       }
     }
   }

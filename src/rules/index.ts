@@ -35,7 +35,7 @@ export interface LoadResult {
 export function loadRules(text: string, fileName: string, env: LoadEnv): LoadResult {
   const { set, errors } = parseRules(text, fileName, { helperId: env.helperId });
   if (errors.length) return { set, compiled: null, engine: null, errors };
-  const compiled = compileRules(set, { helperId: env.helperId });
+  const compiled = compileRules(set, { helperId: env.helperId, services: env.deps });
   const engine = env.deps ? new RuleEngine(compiled, env.deps) : null;
   if (engine) {
     const uses = new Map<string, ParsedMatch[]>();

@@ -51,10 +51,26 @@ export interface MatchRuntime {
   hotdrop: number;
 }
 
+/**
+ * What compiled targets call outside the rule engine, passed in by whoever loads the rules
+ * (src/pipeline/load-rules.ts gives the daemon's: /sys/class/net names, the log, this
+ * thread's REJECT sender). Called on the per-packet path only by rules whose target runs.
+ */
+export interface TargetServices {
+  /** ifindex → interface name (undefined when unknown) */
+  ifname(ifindex: number): string | undefined;
+  /** a LOG line (kernel nf_log format) and its syslog level 0..7 */
+  log(line: string, level: number): void;
+  /** send the reply for reject kind RJ_* (see targets/REJECT.ts; createRejectSender builds one) */
+  reject(kind: number, ctx: PacketContext): void;
+}
+
 export interface CompileEnv {
   /** helper name → id (0 if unknown); from src/conntrack/helpers/registry.ts, passed in. */
   helperId(name: string): number;
   runtime: MatchRuntime;
+  /** for targets; a rule set compiled only to be checked gets services that refuse to run */
+  services: TargetServices;
 }
 
 export interface OptSpec {
@@ -104,6 +120,31 @@ export interface MatchModule<S = any> {
   inService?(uses: readonly ParsedMatch[], env: ErrorSink): void;
 }
 
+/** CompiledTarget.run's answer for a non-terminal target: go on with the next rule (the kernel's XT_CONTINUE). */
+export const XT_CONTINUE = -1;
+
+/**
+ * One target instance of one rule, compiled (the kernel's xt_target.target()). The engine
+ * calls run() when the rule matches, after counting it; it returns XT_CONTINUE (LOG, CT,
+ * and the mark-setting targets) or the verdict that ends the walk, NF_ACCEPT or NF_DROP.
+ * What a target changes about the packet it writes into ctx, where the pipeline picks it
+ * up once the packet is accepted (docs/ARCHITECTURE.md, "Targets"):
+ *  - the packet mark: ctx.mark = m and ctx.verdictFlags |= VERDICT_SET_MARK;
+ *  - the packet bytes: rewritten in place in ctx.view.buf (same length, checksums made
+ *    valid, ctx.view parsed again so that later rules see the new packet), then
+ *    ctx.verdictFlags |= VERDICT_SET_PAYLOAD; never for a PKTF_TRUNCATED packet;
+ *  - the connection mark: ctx.conn.setMark(ctx.entry, m) and ctx.ctmark = m, when
+ *    ctx.entry >= 0 and ctx.conn is set (the raw table runs before conntrack: no entry).
+ * Must not allocate on the common path.
+ */
+export interface CompiledTarget {
+  run(ctx: PacketContext, now: number): number;
+}
+
+/**
+ * One target extension (libxt_NAME.c + xt_NAME.c): options, parse, save and the compiled
+ * action, in one file under targets/, registered in targets/index.ts.
+ */
 export interface TargetModule<S = any> {
   readonly name: string;
   readonly options: readonly OptSpec[];
@@ -115,6 +156,7 @@ export interface TargetModule<S = any> {
   finalize(s: S, rule: RuleInfo, at: Token, env: ParseEnv): void;
   familyOf(s: S): Family;
   save(s: S, family: Family): string[];
+  compile(s: S, env: CompileEnv): CompiledTarget;
 }
 
 export interface ParsedMatch {

@@ -233,6 +233,37 @@ describe('data path through a lab gateway', { skip }, () => {
     await lab.exec('gw', ['iptables', '-w', '-t', 'mangle', '-D', 'POSTROUTING', '-m', 'mark', '--mark', '0x42'], { check: true });
   });
 
+  test('a payload rewritten in place (VERDICT_SET_PAYLOAD) is what leaves the gateway, IPv4 and IPv6; not for a truncated copy', T, async () => {
+    const text = 'nfqwall rewrote this datagram 0123';
+    const echo = async (dst: string) => {
+      const r = await lab.exec('cli', ['node', 'test/helpers/udp.js', 'text', dst, '5300', text], { ...inRoot, check: true });
+      return (JSON.parse(r.stdout) as { echo: string | null }).echo;
+    };
+    await queueTo(11);
+    let c = await startConsumer(['--queue', '11', '--mode', 'accept', '--rewrite-udp-port', '5300']);
+    let s: ConsumerStats;
+    try {
+      // the request is rewritten on its way to the server; the echo back (from port 5300) is not
+      assert.equal(await echo(A.srv4), text.toUpperCase());
+      assert.equal(await echo(A.srv6), text.toUpperCase());
+    } finally {
+      s = await c.stop();
+    }
+    assert.equal(s.badVerdicts, 0);
+    assert.equal(s.seen.udp, 4);
+    // 40 bytes of each packet copied: the addon refuses to send them back as the packet (the
+    // kernel would cut it to 40 bytes) and gives the error verdict, DROP
+    c = await startConsumer(['--queue', '11', '--mode', 'accept', '--rewrite-udp-port', '5300', '--copy-range', '40']);
+    try {
+      assert.equal(await echo(A.srv4), null);
+    } finally {
+      await unqueue(11);
+      s = await c.stop();
+    }
+    assert.equal(s.seen.udp, 1);
+    assert.equal(s.badVerdicts, 1);
+  });
+
   async function fragRun(q: number, raw: string[][]): Promise<ConsumerStats> {
     await queueTo(q, raw);
     const c = await startConsumer(['--queue', String(q), '--mode', 'accept']);

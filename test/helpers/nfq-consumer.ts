@@ -9,10 +9,14 @@
  * ACCEPT everything else. Prints `READY {json}` once bound, and on SIGTERM/SIGINT closes the queue
  * and prints `STATS {json}` (queue counters + packets seen per class) and exits 0.
  * `--mark-icmp M` answers accepted ICMP/ICMPv6 with VERDICT_SET_MARK and mark M.
+ * `--rewrite-udp-port P` upper-cases the ASCII letters of UDP payloads to port P in place, fixes the
+ * UDP checksum and answers NF_ACCEPT | VERDICT_SET_PAYLOAD; `--copy-range N` copies only N bytes.
  * `--throw` makes onBatch throw before deciding anything (the error verdict applies).
  * `--slow-ms N` burns N ms of CPU per batch (to overload a tiny queue on purpose).
  */
-import { openQueue, INDEX_STRIDE, IX_OFFSET, IX_CAPLEN, NF_ACCEPT, NF_DROP, VERDICT_SET_MARK } from '../../src/index';
+import { openQueue, INDEX_STRIDE, IX_OFFSET, IX_CAPLEN, NF_ACCEPT, NF_DROP, VERDICT_SET_MARK, VERDICT_SET_PAYLOAD } from '../../src/index';
+import { get16, get32, put16 } from '../../src/packet/bytes';
+import { l4Checksum } from '../../src/packet/checksum';
 
 function arg(name: string, def?: string): string | undefined {
   const i = process.argv.indexOf(name);
@@ -23,6 +27,18 @@ const dropPort = Number(arg('--drop-udp-port', '0'));
 const slowMs = Number(arg('--slow-ms', '0'));
 const markIcmp = Number(arg('--mark-icmp', '0'));
 const throwMode = process.argv.includes('--throw');
+const rewritePort = Number(arg('--rewrite-udp-port', '0'));
+
+/** Upper-cases the UDP payload of the packet at data[off..off+len) in place and fixes its checksum. */
+function rewriteUdp(data: Uint8Array, off: number, len: number, l4: number, ver: number): void {
+  for (let p = l4 + 8; p < off + len; p++) if (data[p] >= 0x61 && data[p] <= 0x7a) data[p] -= 0x20;
+  const words = (o: number, n: number) => Array.from({ length: n }, (_, k) => get32(data, o + 4 * k));
+  const src = ver === 4 ? words(off + 12, 1) : words(off + 8, 4);
+  const dst = ver === 4 ? words(off + 16, 1) : words(off + 24, 4);
+  const ulen = get16(data, l4 + 4);
+  put16(data, l4 + 6, 0);
+  put16(data, l4 + 6, l4Checksum(ver, src, dst, 17, data, l4, ulen) || 0xffff);
+}
 let reported = 0;
 
 const seen = { total: 0, v4: 0, v6: 0, tcp: 0, udp: 0, udpDropped: 0, icmp: 0, icmp6: 0, other: 0, accepted: 0, dropped: 0, fragments: 0, maxLen: 0 };
@@ -33,6 +49,7 @@ const q = openQueue({
   rcvbuf: arg('--rcvbuf') ? Number(arg('--rcvbuf')) : undefined,
   batchSize: arg('--batch') ? Number(arg('--batch')) : undefined,
   failOpen: process.argv.includes('--fail-open'),
+  copyRange: arg('--copy-range') ? Number(arg('--copy-range')) : undefined,
   onBatch(b) {
     if (throwMode) throw new Error('handler failure (test)');
     const { data, index, verdicts, count } = b;
@@ -70,6 +87,10 @@ const q = openQueue({
       }
       if ((v & 0xffff) === NF_ACCEPT) seen.accepted++;
       else seen.dropped++;
+      if (rewritePort && v === NF_ACCEPT && proto === 17 && dport === rewritePort) {
+        rewriteUdp(data, off, len, l4, ver);
+        v |= VERDICT_SET_PAYLOAD;
+      }
       if (markIcmp && v === NF_ACCEPT && (proto === 1 || proto === 58)) {
         v |= VERDICT_SET_MARK;
         b.marks[i] = markIcmp;

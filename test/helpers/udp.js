@@ -5,6 +5,7 @@
 //        sends COUNT datagrams one by one, waits up to 1 s for each echo; prints {"sent","received"}
 //   node udp.js flood ADDR PORT COUNT SIZE   sends COUNT datagrams as fast as possible; prints {"sent"}
 //   node udp.js frag ADDR PORT SIZE          one datagram of SIZE bytes (fragmented over a 1500 MTU), waits for the echo
+//   node udp.js text ADDR PORT TEXT          one datagram holding TEXT; prints {"echo": the echoed text, or null after 2 s}
 'use strict';
 const dgram = require('node:dgram');
 const net = require('node:net');
@@ -51,6 +52,18 @@ if (mode === 'server') {
     process.stdout.write(JSON.stringify({ sent, received }) + '\n');
     s.close();
   })();
+} else if (mode === 'text') {
+  const s = dgram.createSocket(type);
+  const t = setTimeout(() => {
+    process.stdout.write(JSON.stringify({ echo: null }) + '\n');
+    s.close();
+  }, 2000);
+  s.on('message', (m) => {
+    clearTimeout(t);
+    process.stdout.write(JSON.stringify({ echo: m.toString('latin1') }) + '\n');
+    s.close();
+  });
+  s.send(Buffer.from(countS, 'latin1'), port, addr);
 } else if (mode === 'flood') {
   const count = Number(countS);
   const size = Number(sizeS || 64);

@@ -3,7 +3,8 @@
  * kernel's CT target (XT_CONTINUE): --notrack marks the packet untracked, --helper NAME
  * attaches a helper template to the connection conntrack will create.
  */
-import type { TargetModule } from '../types';
+import { XT_CONTINUE, type CompiledTarget, type TargetModule } from '../types';
+import type { PacketContext } from '../../conntrack/context';
 import { quoteArg } from '../matches/util';
 
 export interface CtState {
@@ -42,7 +43,26 @@ export const ctTarget: TargetModule<CtState> = {
     if (s.helper !== null) out.push('--helper', quoteArg(s.helper));
     return out;
   },
+  compile: (s, env) => new CtAction(s.notrack, s.helper !== null ? env.helperId(s.helper) : 0),
 };
+
+/**
+ * xt_CT / NOTRACK: marks the packet untracked, or attaches the helper (id 0: no such helper,
+ * or a plain -j CT: nothing); a packet that already has a conntrack (template) is left alone.
+ */
+class CtAction implements CompiledTarget {
+  constructor(
+    private readonly notrack: boolean,
+    private readonly helper: number,
+  ) {}
+  run(ctx: PacketContext): number {
+    if (ctx.notrack === 0 && ctx.helper === 0) {
+      if (this.notrack) ctx.notrack = 1;
+      else if (this.helper !== 0) ctx.helper = this.helper;
+    }
+    return XT_CONTINUE;
+  }
+}
 
 export const notrackTarget: TargetModule<Record<string, never>> = {
   name: 'NOTRACK',
@@ -53,4 +73,5 @@ export const notrackTarget: TargetModule<Record<string, never>> = {
   finalize() {},
   familyOf: () => 0,
   save: () => [],
+  compile: () => new CtAction(true, 0),
 };

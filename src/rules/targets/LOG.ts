@@ -6,7 +6,7 @@
  * Not reproduced: MAC= (NFQUEUE does not hand us the link-layer header), UID=/GID=
  * (no socket for queued packets; the kernel prints nothing for forwarded ones either).
  */
-import type { TargetModule } from '../types';
+import { XT_CONTINUE, type CompiledTarget, type TargetModule, type TargetServices } from '../types';
 import type { PacketContext } from '../../conntrack/context';
 import { quoteArg } from '../matches/util';
 import { formatIp4, formatIp6Full } from '../../packet/format';
@@ -91,7 +91,21 @@ export const logTarget: TargetModule<LogState> = {
     for (const [name, bit] of Object.entries(FLAG_OPTS)) if (s.flags & bit) out.push('--' + name);
     return out;
   },
+  compile: (s, env) => new LogAction(s.prefix, s.level, s.flags, env.services),
 };
+
+class LogAction implements CompiledTarget {
+  constructor(
+    private readonly prefix: string,
+    private readonly level: number,
+    private readonly flags: number,
+    private readonly services: TargetServices,
+  ) {}
+  run(ctx: PacketContext): number {
+    this.services.log(formatLogLine(ctx, this.prefix, this.flags, this.services.ifname), this.level);
+    return XT_CONTINUE;
+  }
+}
 
 const hex2 = (n: number) => n.toString(16).toUpperCase().padStart(2, '0');
 

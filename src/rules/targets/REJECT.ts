@@ -4,9 +4,9 @@
  * nf_reject_ipv6.c (nf_send_reset6, nf_send_unreach6 → icmpv6_send), then the packet
  * is dropped. Building (pure, unit-testable) and sending (raw sockets) are separate.
  */
-import type { Family, TargetModule } from '../types';
+import type { CompiledTarget, Family, TargetModule, TargetServices } from '../types';
 import type { PacketContext } from '../../conntrack/context';
-import { NF_INET_LOCAL_IN, NF_INET_LOCAL_OUT, PKTF_CSUM_NOT_READY, PKTF_CSUM_VERIFIED, PKTF_TRUNCATED } from '../../queue/layout';
+import { NF_DROP, NF_INET_LOCAL_IN, NF_INET_LOCAL_OUT, PKTF_CSUM_NOT_READY, PKTF_CSUM_VERIFIED, PKTF_TRUNCATED } from '../../queue/layout';
 import { addrToString, formatIp4 } from '../../packet/format';
 import { get16, get32, put16, put32 } from '../../packet/bytes';
 import { foldSum, internetChecksum, l4Checksum, pseudoSum, sumBytes } from '../../packet/checksum';
@@ -125,7 +125,21 @@ export const rejectTarget: TargetModule<RejectState> = {
     }
     return ['--reject-with', REJECT_NAMES[s.v4 >= 0 ? s.v4 : s.v6]];
   },
+  compile: (s, env) => new RejectAction(s.v4, s.v6, env.services),
 };
+
+/** Sends the reply (through the services' sender, which may decide to send nothing), then drops. */
+class RejectAction implements CompiledTarget {
+  constructor(
+    private readonly v4: number,
+    private readonly v6: number,
+    private readonly services: TargetServices,
+  ) {}
+  run(ctx: PacketContext): number {
+    this.services.reject(ctx.family === 6 ? this.v6 : this.v4, ctx);
+    return NF_DROP;
+  }
+}
 
 // ---------------------------------------------------------------------------
 // Building

@@ -10,8 +10,8 @@ import { PerformanceObserver, constants as perfConstants } from 'node:perf_hooks
 import { Firewall } from '../../../src/pipeline/firewall';
 import { loadRuleFile } from '../../../src/pipeline/load-rules';
 import { defaultTunables } from '../../../src/conntrack/sysctl';
-import { INDEX_STRIDE, IX_CAPLEN, IX_FAMILY, IX_HOOK, IX_OFFSET, IX_ORIGLEN, NF_ACCEPT } from '../../../src/queue/layout';
-import type { Batch } from '../../../src/queue/queue';
+import { NF_ACCEPT } from '../../../src/queue/layout';
+import { batchOf } from '../../helpers/batch';
 import { ipv4, tcp, udp } from '../../helpers/packets';
 
 const FLOWS = 512;
@@ -42,22 +42,6 @@ function packets(): { setup: Uint8Array[]; steady: Uint8Array[] } {
   // new flows: UDP from other sources, each a NEW entry the first time it is seen after a sweep
   for (let k = 0; k < FLOWS; k++) steady.push(ipv4({ src: `198.18.100.${k & 255}`, dst: '198.19.2.1' }, udp({ sport: 30000 + k, dport: 5211, payload: pay })));
   return { setup, steady };
-}
-
-function batchOf(pkts: Uint8Array[]): Batch {
-  const data = new Uint8Array(pkts.reduce((n, p) => n + p.length, 0));
-  const index = new Uint32Array(pkts.length * INDEX_STRIDE);
-  let off = 0;
-  pkts.forEach((p, i) => {
-    data.set(p, off);
-    index[i * INDEX_STRIDE + IX_OFFSET] = off;
-    index[i * INDEX_STRIDE + IX_CAPLEN] = p.length;
-    index[i * INDEX_STRIDE + IX_ORIGLEN] = p.length;
-    index[i * INDEX_STRIDE + IX_HOOK] = 2; // FORWARD
-    index[i * INDEX_STRIDE + IX_FAMILY] = 2; // AF_INET
-    off += p.length;
-  });
-  return { queue: 0, count: pkts.length, data, index, verdicts: new Uint32Array(pkts.length), marks: new Uint32Array(pkts.length) } as unknown as Batch;
 }
 
 async function main(): Promise<void> {
