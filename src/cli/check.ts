@@ -3,20 +3,8 @@
  * otherwise `FILE:LINE:COL: message` lines on stderr and exit 1.
  */
 import { readFileSync } from 'node:fs';
+import { helperId } from '../conntrack/helpers/registry';
 import { formatError, loadRules, type RuleError } from '../rules/index';
-
-/** The conntrack helper registry's name → id lookup when it is available, else the helpers SPEC requires. */
-function helperLookup(): (name: string) => number {
-  try {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const reg = require('../conntrack/helpers/registry');
-    for (const key of ['helperId', 'helperIdByName', 'lookupHelperId']) if (typeof reg[key] === 'function') return reg[key];
-  } catch {
-    // registry not present: fall back below
-  }
-  const known: Record<string, number> = { ftp: 1 };
-  return (name) => known[name] ?? 0;
-}
 
 const USAGE = 'usage: nfqwall check [--max-errors N] FILE\n';
 
@@ -66,7 +54,7 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}\n`);
     return 1;
   }
-  const { errors } = loadRules(text, file, { helperId: helperLookup() });
+  const { errors } = loadRules(text, file, { helperId });
   if (errors.length === 0) return 0;
   process.stderr.write(errorReport(errors, max).join('\n') + '\n');
   return 1;
