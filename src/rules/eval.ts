@@ -136,7 +136,7 @@ export class RuleEngine {
     let sp = 0;
     for (;;) {
       if (pos >= cand.length) {
-        // End of chain: return to the caller, or the built-in chain's policy.
+        // End of chain (or RETURN): back to the caller, or the built-in chain's policy.
         if (sp === 0) return this.policy(base, ctx);
         sp--;
         chain = this.chainStack[sp];
@@ -160,12 +160,7 @@ export class RuleEngine {
         case T_DROP:
           return NF_DROP;
         case T_RETURN:
-          if (sp === 0) return this.policy(base, ctx);
-          sp--;
-          chain = this.chainStack[sp];
-          pos = this.posStack[sp];
-          cand = candidates(chains[chain], cls, dport, src4);
-          rules = chains[chain].rules;
+          pos = cand.length; // as the end of the chain
           continue;
         case T_JUMP:
         case T_GOTO:
