@@ -56,6 +56,14 @@ function familyName(f: Family): string {
   return f === 4 ? 'IPv4' : 'IPv6';
 }
 
+/** Why a word that is neither an option nor an option's argument is there, as far as can be told. */
+function strayWord(tok: Token, first: boolean, ts: TableState): string {
+  if (first && tok.text === 'COMMIT') return '"COMMIT" must be alone on its line (iptables-restore reads this line as a rule)';
+  if (first && tok.text.startsWith('#')) return '"#" starts a comment only in column 1 (iptables-restore reads this line as a rule)';
+  if (first && tok.text.startsWith('*')) return `"${tok.text}" inside table ${ts.t.name} (line ${ts.at.line}): close that table with COMMIT first`;
+  return `unexpected word "${tok.text}" (neither an option nor an option's argument)`;
+}
+
 /** sscanf("%llu"): leading digits after optional white space and sign. */
 function scanCounter(s: string): number {
   const m = /^[ \t]*\+?([0-9]+)/.exec(s);
@@ -177,7 +185,7 @@ export function parseRuleLine(words: Token[], ts: TableState, counters: [number,
         inv = res.tok;
         continue;
       }
-      if (!skipping) sink.error(res.tok, `unexpected argument "${res.tok.text}"`);
+      if (!skipping) sink.error(res.tok, strayWord(res.tok, res.tok === words[0], ts));
       skipping = true;
       continue;
     }
@@ -401,7 +409,10 @@ export function parseRuleLine(words: Token[], ts: TableState, counters: [number,
         if (invTok) sink.error(invTok, '"!" not allowed before -m');
         const name = MATCH_ALIASES[arg!.text] ?? arg!.text;
         if (!MATCHES[name]) {
-          sink.error(arg!, KNOWN_UNSUPPORTED_MATCHES.includes(name) ? unsupportedMatchError(name) : `unknown match "${arg!.text}"`);
+          sink.error(
+            arg!,
+            KNOWN_UNSUPPORTED_MATCHES.includes(name) ? unsupportedMatchError(name) : `unknown match "${arg!.text}" (iptables has no match of that name)`,
+          );
           skipping = true;
           continue;
         }

@@ -40,6 +40,13 @@ export interface JumpRef {
 
 const COUNTERS_RE = /^\[([0-9]+):([0-9]+)\]$/;
 
+/** xtables_restore_parse reads lines with fgets into 10240 bytes: a longer line is read in pieces. */
+export const MAX_LINE_BYTES = 10239;
+/** add_param_to_argv's word buffer (1024 bytes) */
+export const MAX_WORD_BYTES = 1023;
+/** MAX_ARGC (255) less iptables-restore's own "PROG -t TABLE" and the last NULL */
+export const MAX_WORDS = 251;
+
 export function parseRules(text: string, file: string, opts: ParseOptions = {}): ParseResult {
   const errors: RuleError[] = [];
   const seen = new Set<string>();
@@ -69,8 +76,12 @@ export function parseRules(text: string, file: string, opts: ParseOptions = {}):
     const lineNo = li + 1;
     const line = lines[li];
     const inTable = cur !== null || skip !== null;
-    if (line === '' || line[0] === '#') continue;
     const at1: Token = { text: line, line: lineNo, col: 1, quoted: false };
+    if (Buffer.byteLength(line) >= MAX_LINE_BYTES) {
+      sink.error(at1, `line longer than ${MAX_LINE_BYTES - 1} bytes: iptables-restore reads it in pieces, as several lines`);
+      continue;
+    }
+    if (line === '' || line[0] === '#') continue;
     if (inTable && line === 'COMMIT') {
       if (cur) commitTable(cur, set, sink);
       cur = null;
@@ -127,6 +138,15 @@ export function parseRules(text: string, file: string, opts: ParseOptions = {}):
       rest = line.slice(offset);
     }
     const words = splitArgs(rest, lineNo).map((w) => ({ ...w, col: w.col + offset }));
+    const long = words.find((w) => Buffer.byteLength(w.text) > MAX_WORD_BYTES);
+    if (long) {
+      sink.error(long, `word longer than ${MAX_WORD_BYTES} bytes (iptables-restore: "Parameter too long!")`);
+      continue;
+    }
+    if (words.length > MAX_WORDS) {
+      sink.error(words[MAX_WORDS], `more than ${MAX_WORDS} words in one rule (iptables-restore: "Parser cannot handle more arguments")`);
+      continue;
+    }
     if (words.length === 0) {
       sink.error({ line: lineNo, col: 1 }, 'a line without a command (expected -A, -I, -N or -P)');
       continue;

@@ -17,8 +17,9 @@ export const commentMatch: MatchModule<CommentState> = {
   parse(s, _opt, args, _inv, optTok, env) {
     if (s.text !== null) return env.error(optTok, '--comment given twice');
     const t = args[0].text;
-    if (Buffer.byteLength(t) > MAX_COMMENT_LEN) return env.error(args[0], `comment is longer than ${MAX_COMMENT_LEN} bytes`);
-    s.text = t;
+    // xtopt_parse_string cuts a longer comment to the field's 255 bytes without a word
+    const b = Buffer.from(t);
+    s.text = b.length > MAX_COMMENT_LEN ? b.subarray(0, MAX_COMMENT_LEN).toString() : t;
   },
   finalize(s, _rule, at, env) {
     if (s.text === null) env.error(at, 'comment match needs --comment');

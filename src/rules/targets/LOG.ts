@@ -74,9 +74,10 @@ export const logTarget: TargetModule<LogState> = {
     } else if (opt === 'log-prefix') {
       if (s.prefixSet) return env.error(optTok, '--log-prefix given twice');
       const p = args[0].text;
-      if (p.length > LOG_PREFIX_MAX) return env.error(args[0], `--log-prefix is longer than ${LOG_PREFIX_MAX} characters`);
       if (p.includes('\n')) return env.error(args[0], 'newlines are not allowed in --log-prefix');
-      s.prefix = p;
+      // xtopt_parse_string cuts a longer prefix to the field's 29 bytes without a word (iptables-save shows the cut one)
+      const b = Buffer.from(p);
+      s.prefix = b.length > LOG_PREFIX_MAX ? b.subarray(0, LOG_PREFIX_MAX).toString() : p;
       s.prefixSet = true;
     } else {
       s.flags |= FLAG_OPTS[opt];

@@ -139,7 +139,7 @@ test('nfqwall check: every file in rules/ is clean; a broken file prints FILE:LI
       r.stderr,
       [
         `${bad}:3:25: bad port "99999": out of range (0..65535)`,
-        `${bad}:4:13: unknown match "nosuch"`,
+        `${bad}:4:13: unknown match "nosuch" (iptables has no match of that name)`,
         `${bad}:5:13: unknown target "LOGDROP" (no target or chain of that name)`,
         `${bad}:6:1: COMMIT expected: table "filter" (line 1) is not closed`,
         '',

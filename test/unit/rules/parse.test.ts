@@ -198,7 +198,7 @@ COMMIT
 });
 
 test('errors: unknown match / option / missing argument / bad values, with the offending column', () => {
-  expectRuleError('-m foo -j ACCEPT', 'foo', 'unknown match "foo"');
+  expectRuleError('-m foo -j ACCEPT', 'foo', 'unknown match "foo" (iptables has no match of that name)');
   expectRuleError('-m statistic --mode nth --every 2 -j ACCEPT', 'statistic', 'match "statistic" is not supported');
   expectRuleError('-p tcp -m tcp --bogus 1 -j ACCEPT', '--bogus', 'unknown option "--bogus" (matches loaded: tcp)');
   expectRuleError('-m conntrack --ctorigsrc 1.2.3.4 -j ACCEPT', '--ctorigsrc', 'option "--ctorigsrc" of match conntrack is not supported');
@@ -256,7 +256,7 @@ test('errors: unknown match / option / missing argument / bad values, with the o
   expectRuleError('-s 1.2.3.4 -s 1.2.3.5 -j ACCEPT', '-s', 'multiple -s flags not allowed', 1);
   expectRuleError('! -m comment --comment x -j ACCEPT', '!', '"!" not allowed before -m');
   expectRuleError('-j ACCEPT !', '!', '"!" must be followed by an option');
-  expectRuleError('-j ACCEPT extra', 'extra', 'unexpected argument "extra"');
+  expectRuleError('-j ACCEPT extra', 'extra', 'unexpected word "extra" (neither an option nor an option\'s argument)');
   expectRuleError('-6 -f -j ACCEPT', '-f', '-f (fragment matching) is IPv4, but the rule is IPv6 (-6)');
   expectRuleError('-f -f -j ACCEPT', '-f', 'multiple -f flags not allowed', 1);
 });
@@ -277,7 +277,9 @@ test('errors: targets (unknown, missing chain, table, tcp-reset, goto)', () => {
   expectRuleError('-j NOTRACK', 'NOTRACK', 'target NOTRACK is not allowed in table filter (only in raw)');
   expectRuleError('-j REJECT --reject-with tcp-reset', 'REJECT', 'REJECT --reject-with tcp-reset needs "-p tcp"');
   expectRuleError('-j REJECT --reject-with icmp-bogus', 'icmp-bogus', 'unknown --reject-with type "icmp-bogus"');
-  expectRuleError('-j LOG --log-prefix "0123456789012345678901234567890"', '"0123', '--log-prefix is longer than 29 characters');
+  // iptables cuts a longer --log-prefix (and --comment) to its field without an error
+  assert.equal(rule('-j LOG --log-prefix "0123456789012345678901234567890"').target.state.prefix, '01234567890123456789012345678');
+  assert.equal(rule(`-m comment --comment ${'c'.repeat(300)} -j ACCEPT`).matches[0].state.text, 'c'.repeat(255));
   expectRuleError('-j LOG --log-level 9', '9', 'bad --log-level "9" (0..7 or a syslog level name)');
   expectRuleError('-g ACCEPT', 'ACCEPT', '-g needs a user chain, not "ACCEPT"');
   expectRuleError('-j INPUT', 'INPUT', 'cannot jump to built-in chain INPUT');
@@ -295,7 +297,7 @@ test('errors: table and section structure, as iptables-nft-restore reads them', 
   assert.deepEqual(errorsOf('-A INPUT -j ACCEPT\n'), ['e.rules:1:1: "-A" outside a table (a section starts with *filter or *raw and ends with COMMIT)']);
   // iptables-restore: "COMMIT expected at line 3", the line after the last
   assert.deepEqual(errorsOf('*filter\n-A INPUT -j ACCEPT\n'), ['e.rules:3:1: COMMIT expected: table "filter" (line 1) is not closed']);
-  assert.deepEqual(errorsOf('*raw\n*filter\nCOMMIT\n'), ['e.rules:2:1: unexpected argument "*filter"']);
+  assert.deepEqual(errorsOf('*raw\n*filter\nCOMMIT\n'), ['e.rules:2:1: "*filter" inside table raw (line 1): close that table with COMMIT first']);
   // one error for a table nfqwall does not implement; its lines are not read as another table's
   assert.deepEqual(errorsOf('*nat\n-A POSTROUTING -o eth0 -j MASQUERADE\n-A PREROUTING -j NOPE\nCOMMIT\n*filter\n-A INPUT -j nowhere\nCOMMIT\n'), [
     'e.rules:1:2: table "nat" is not supported (nfqwall implements raw and filter); its lines up to COMMIT are not read',
@@ -333,13 +335,16 @@ test('errors: table and section structure, as iptables-nft-restore reads them', 
     'e.rules:2:2: chain name "ACCEPT" is a target name',
     'e.rules:3:4: chain "NOPE" does not exist (declare it first with ":NOPE - [0:0]" or -N)',
     'e.rules:4:1: -E (rename a chain) is not supported: iptables-nft-restore 1.8.9 itself fails on it (CHAIN_RENAME: No such file or directory)',
-    'e.rules:5:1: unexpected argument "foo"',
+    'e.rules:5:1: unexpected word "foo" (neither an option nor an option\'s argument)',
   ]);
   assert.deepEqual(errorsOf('*filter\n-I INPUT 3 -j ACCEPT\nCOMMIT\n'), [
     'e.rules:2:10: insert position 3 is beyond the end of chain INPUT (it has 0 rules here)',
   ]);
   // what iptables-restore reads literally: an indented comment, "COMMIT " with a space
-  assert.deepEqual(errorsOf('*filter\n  # note\nCOMMIT \nCOMMIT\n'), ['e.rules:2:3: unexpected argument "#"', 'e.rules:3:1: unexpected argument "COMMIT"']);
+  assert.deepEqual(errorsOf('*filter\n  # note\nCOMMIT \nCOMMIT\n'), [
+    'e.rules:2:3: "#" starts a comment only in column 1 (iptables-restore reads this line as a rule)',
+    'e.rules:3:1: "COMMIT" must be alone on its line (iptables-restore reads this line as a rule)',
+  ]);
 });
 
 test('rule lines in any option order: the command, -4/-6, counters and -P anywhere', () => {
@@ -493,7 +498,7 @@ test('errors: loops between chains and nesting beyond the kernel limit', () => {
 test('several errors are collected in one run, sorted by position', () => {
   const text = forward('-m foo -j ACCEPT', '-p tcp --dport 99999 -j ACCEPT', '-j ACCEPT', '-j nowhere');
   assert.deepEqual(errorsOf(text), [
-    'e.rules:5:15: unknown match "foo"',
+    'e.rules:5:15: unknown match "foo" (iptables has no match of that name)',
     'e.rules:6:27: bad port "99999": out of range (0..65535)',
     'e.rules:8:15: jump to missing chain "nowhere" (a chain must be declared before the rules that jump to it)',
   ]);
