@@ -12,7 +12,7 @@
  * This file parses the arguments; src/daemon/lifecycle.ts runs the daemon.
  */
 import { parseArgs } from 'node:util';
-import { defaultControlPath } from '../daemon/control';
+import { DEFAULT_MAX_SESSIONS, defaultControlPath } from '../daemon/control';
 import { runDaemon } from '../daemon/lifecycle';
 import { parseQueueSpec, type DaemonOptions } from '../daemon/options';
 
@@ -38,6 +38,7 @@ const USAGE = `usage: nfqwall run --rules FILE [options]
   --sysctl FILE                tunables in sysctl.conf syntax (applied before --set)
   --control PATH               control socket for the client commands (default /run/nfqwall/queue-N.sock;
                                the client commands find a sole daemon without it)
+  --control-max-clients N      control connections served at once, more are refused (default ${DEFAULT_MAX_SESSIONS})
   --metrics HOST:PORT          Prometheus metrics at http://HOST:PORT/metrics
   --state FILE                 save the connection table on exit (and every --state-interval s), restore it at start
   --state-interval SEC         seconds between periodic state saves (default 60, 0 = only on exit)
@@ -78,6 +79,7 @@ export function parseRunArgs(argv: string[]): RunOptions {
       set: { type: 'string', multiple: true },
       sysctl: { type: 'string' },
       control: { type: 'string' },
+      'control-max-clients': { type: 'string' },
       metrics: { type: 'string' },
       state: { type: 'string' },
       'state-interval': { type: 'string' },
@@ -114,6 +116,7 @@ export function parseRunArgs(argv: string[]): RunOptions {
     set: values.set ?? [],
     sysctlFile: values.sysctl,
     control: values.control ?? defaultControlPath(queues.first),
+    controlMaxClients: int('--control-max-clients', values['control-max-clients'], DEFAULT_MAX_SESSIONS, 1, 1 << 20),
     metrics: values.metrics,
     state: values.state,
     stateIntervalSec: int('--state-interval', values['state-interval'], 60, 0, 86400 * 365),

@@ -32,6 +32,31 @@ export function defaultControlPath(queue: number, dir = CONTROL_DIR): string {
   return `${dir}/queue-${queue}.sock`;
 }
 
+/** Control connections served at once by default (`run --control-max-clients`). */
+export const DEFAULT_MAX_SESSIONS = 128;
+
+/**
+ * The default socket directory (/run/nfqwall) is the daemon's own: created 0700, and if it
+ * exists, a directory (not a link) owned by root (the daemon's user) whose mode is set back to
+ * 0700 if it was anything else; owned by someone else, it is refused (that user could replace
+ * the socket with one of their own and read what the client commands send).
+ */
+export function ensurePrivateDir(dir: string, log: Logger): void {
+  try {
+    fs.mkdirSync(dir, { mode: 0o700 });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  }
+  const st = fs.lstatSync(dir);
+  if (!st.isDirectory()) throw new Error(`${dir} is not a directory (a link or file is there): remove it`);
+  const me = process.geteuid?.() ?? 0;
+  if (st.uid !== me) throw new Error(`${dir} is owned by uid ${st.uid}, not by uid ${me} that runs nfqwall: remove it`);
+  if ((st.mode & 0o7777) !== 0o700) {
+    fs.chmodSync(dir, 0o700);
+    log.warn({ dir, was: (st.mode & 0o7777).toString(8) }, `${dir} had mode ${(st.mode & 0o7777).toString(8)}: set to 700`);
+  }
+}
+
 export interface ControlOptions {
   path: string;
   /** the daemon's control requests (src/daemon/control-ops.ts) … */
@@ -43,6 +68,8 @@ export interface ControlOptions {
   now?: () => number;
   /** entries per chunk (tests) */
   chunk?: number;
+  /** connections served at once (default DEFAULT_MAX_SESSIONS); more are answered with an error and closed */
+  maxSessions?: number;
 }
 
 const Aborted = ControlAborted;
@@ -171,7 +198,8 @@ class Session implements ControlOutput {
 
 export class ControlServer {
   readonly path: string;
-  readonly counters = { requests: 0, badRequests: 0, connections: 0 };
+  readonly counters = { requests: 0, badRequests: 0, connections: 0, refusedConnections: 0 };
+  readonly maxSessions: number;
   private server: net.Server | undefined;
   private readonly sessions = new Set<Session>();
   private readonly backend: ControlBackend;
@@ -181,6 +209,7 @@ export class ControlServer {
   constructor(opts: ControlOptions) {
     this.path = opts.path;
     this.log = opts.log;
+    this.maxSessions = opts.maxSessions ?? DEFAULT_MAX_SESSIONS;
     if (opts.backend) this.backend = opts.backend;
     else if (opts.target) this.backend = new DaemonControl(singleTableHost(opts.target, opts.now, opts.chunk), opts.log);
     else throw new Error('ControlServer needs a target or a backend');
@@ -189,7 +218,8 @@ export class ControlServer {
   /** Creates the socket (directory 0700, socket 0600). Refuses when a live daemon listens there. */
   async listen(): Promise<void> {
     const dir = path.dirname(this.path);
-    if (!fs.existsSync(dir)) fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    if (dir === CONTROL_DIR) ensurePrivateDir(dir, this.log);
+    else if (!fs.existsSync(dir)) fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
     await removeStale(this.path);
     const server = net.createServer((sock) => this.accept(sock));
     const oldMask = process.umask(0o177);
@@ -230,6 +260,19 @@ export class ControlServer {
 
   private accept(sock: net.Socket): void {
     this.counters.connections++;
+    if (this.sessions.size >= this.maxSessions) {
+      this.counters.refusedConnections++;
+      if (this.counters.refusedConnections === 1 || this.counters.refusedConnections % 1000 === 0)
+        this.log.warn({ limit: this.maxSessions, refused: this.counters.refusedConnections }, 'control socket: too many connections, refusing');
+      // what it sends is read and dropped (closing on unread data would reset the connection
+      // before the client reads why); closed once the answer is out
+      sock.on('error', () => sock.destroy());
+      sock.resume();
+      sock.end(JSON.stringify({ ok: false, error: `too many control connections (limit ${this.maxSessions}, --control-max-clients)` }) + '\n', () =>
+        sock.destroy(),
+      );
+      return;
+    }
     const sess = new Session(this, sock);
     this.sessions.add(sess);
     sock.on('close', () => this.sessions.delete(sess));

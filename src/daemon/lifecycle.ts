@@ -142,7 +142,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
       reload: () => r.reload(),
       debug: backend.debug ? (req) => backend.debug!(req) : undefined,
     };
-    const c = new ControlServer({ path: opts.control, backend: new DaemonControl(host, log), log });
+    const c = new ControlServer({ path: opts.control, backend: new DaemonControl(host, log), log, maxSessions: opts.controlMaxClients });
     control = c;
     try {
       await c.listen();

@@ -82,7 +82,7 @@ export interface MetricsSources {
   /** /proc/net/netfilter/nfnetlink_queue (tests replace it) */
   kernelQueuesFile?: string;
   /** control socket counters, when there is one */
-  control?: () => { requests: number; badRequests: number; connections: number };
+  control?: () => { requests: number; badRequests: number; connections: number; refusedConnections: number };
 }
 
 const sum = (c: Collected, f: (t: ServiceSnapshot) => number) => c.tables.reduce((a, t) => a + f(t), 0);
@@ -255,6 +255,9 @@ export function createRegistry(src: MetricsSources): Registry {
       'counter',
       () => [{ value: ctl().badRequests }],
     );
+    add('nfqwall_control_refused_connections_total', 'Control socket connections refused because --control-max-clients were already served.', 'counter', () => [
+      { value: ctl().refusedConnections },
+    ]);
   }
   collectDefaultMetrics({ register: reg, prefix: 'nfqwall_' });
   return reg;

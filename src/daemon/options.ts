@@ -27,6 +27,8 @@ export interface DaemonOptions {
   set: string[];
   sysctlFile?: string;
   control: string;
+  /** control-socket connections served at once; more are refused with an error */
+  controlMaxClients: number;
   metrics?: string;
   state?: string;
   stateIntervalSec: number;
