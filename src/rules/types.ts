@@ -10,7 +10,7 @@ export interface Token {
   text: string;
   line: number;
   col: number;
-  /** true when the word was (partly) quoted: a quoted "!" is not a negation. */
+  /** true when the word was (partly) in double quotes (iptables reads a quoted "!" as a negation all the same) */
   quoted: boolean;
 }
 

@@ -1,7 +1,7 @@
 /** -m iprange: libxt_iprange.c (--src-range / --dst-range FROM[-TO]), xt_iprange.c revision 1. */
 import type { CompiledMatch, Family, MatchModule, ParseEnv, Token } from '../types';
 import type { PacketContext } from '../../conntrack/context';
-import { cmpAddr, parseIp4, parseIp6 } from '../addr';
+import { cmpAddr, numericToIp4, parseIp6 } from '../addr';
 import { addrToString } from '../../packet/format';
 
 export interface Range {
@@ -17,8 +17,9 @@ export interface IprangeState {
   dstInv: boolean;
 }
 
+/** xtables_numeric_to_ipaddr / _ip6addr: "198.18.0" is 198.18.0.0, parts in base 0. */
 function parseOne(s: string): { family: 4 | 6; w: number[] } | null {
-  const v4 = parseIp4(s);
+  const v4 = numericToIp4(s, false);
   if (v4 >= 0) return { family: 4, w: [v4, 0, 0, 0] };
   const v6 = parseIp6(s);
   return v6 ? { family: 6, w: v6 } : null;
@@ -37,10 +38,7 @@ function parseRange(tok: Token, env: ParseEnv): Range | null {
     env.error(tok, `address range "${t}" mixes IPv4 and IPv6`);
     return null;
   }
-  if (cmpAddr(a.w, b.w) > 0) {
-    env.error(tok, `address range "${t}" is out of order (start after end)`);
-    return null;
-  }
+  // a reversed range is accepted (the kernel only warns that it never matches), as in iptables
   return { family: a.family, min: a.w, max: b.w };
 }
 

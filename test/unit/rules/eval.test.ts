@@ -221,6 +221,9 @@ test('iprange (IPv4 and IPv6, negation), helper, comment', () => {
   assert.equal(v('-m iprange --dst-range 2001:2:0:2::-2001:2:0:2::ffff', t6()), A);
   assert.equal(v('-m iprange --dst-range 2001:2:0:2::2-2001:2:0:2::ffff', t6()), D);
   assert.equal(v('-m iprange --dst-range 198.19.0.0-198.19.255.255', t6()), D, 'IPv4 range rule is IPv4 only');
+  // a reversed range never matches (xt_iprange compares min <= addr <= max)
+  assert.equal(v('-m iprange --src-range 198.18.1.5-198.18.1.0', t4()), D);
+  assert.equal(v('-m iprange ! --src-range 198.18.1.5-198.18.1.0', t4()), A);
   assert.equal(v('-m helper --helper ftp', t4(), { masterHelper: 1 }), A);
   assert.equal(v('-m helper --helper ftp', t4(), { masterHelper: 2 }), D);
   assert.equal(v('-m helper --helper ftp', t4()), D);
