@@ -33,6 +33,10 @@ const COMMANDS: Record<string, { load: () => Promise<CommandModule>; summary: st
     summary: 'offline: runs a capture through the tracker and the rules, prints state and verdict per packet',
   },
   run: { load: async () => require('./run') as CommandModule, summary: 'the daemon: opens the queue(s), installs iptables rules, filters until SIGTERM' },
+  uninstall: {
+    load: async () => require('./uninstall') as CommandModule,
+    summary: "removes nfqwall's iptables rules of a queue, which a fail-closed daemon leaves in place when it stops",
+  },
 };
 
 function usage(): string {

@@ -25,7 +25,9 @@ const USAGE = `usage: nfqwall run --rules FILE [options]
   --accept-all                 data-path benchmark/diagnostic mode: no tracking, no rules, every packet ACCEPT
   --queue N | --queues A:B     NFQUEUE number(s) (default 0); A:B opens every queue A..B and uses --queue-balance
   --fail-open                  kernel accepts packets when nfqwall is gone or the queue is full (default fail-closed)
-  --iptables auto|off          install (and on exit remove) nfqwall's own iptables jump rules (default auto)
+  --iptables auto|off          install nfqwall's own iptables jump rules (default auto), replacing an earlier
+                               run's in one commit; at exit fail-closed keeps them (the kernel drops while
+                               nfqwall is gone; nfqwall uninstall removes them), --fail-open removes them
   --kernel-conntrack keep|notrack
                                notrack (default): raw-table CT --notrack for the queued traffic; keep: leave kernel tracking on
   --copy-range N               bytes of each packet copied to nfqwall (default 65535)

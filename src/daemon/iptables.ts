@@ -16,8 +16,12 @@
  * sees whole datagrams and forwarding re-fragments them on the way out. Tested in
  * test/e2e/datapath.test.ts ("fragmented UDP … reassembled").
  *
- * At install, stale chains of the same name from a crashed run (and every jump to them from the
- * built-in chains) are removed first. remove() deletes exactly what install() added.
+ * Fail-closed across restarts: install() writes the chains and jumps of one family in one
+ * `iptables-restore --noflush` input, each table one commit (raw, then filter): a crashed or
+ * stopped run's chain of the same name is flushed and refilled and its jumps are replaced
+ * inside that commit, so the queue rule is never absent — there is no moment in which the
+ * namespace's own policy decides what nfqwall should. remove() (`nfqwall uninstall`, or a
+ * stop under --fail-open) takes the jumps and chains away the same way.
  */
 import { execFile } from 'node:child_process';
 
@@ -32,33 +36,25 @@ export interface IptablesOptions {
   log?: { info(o: object, msg?: string): void; warn(o: object, msg?: string): void };
 }
 
-interface Rule {
-  bin: 'iptables' | 'ip6tables';
-  table: 'filter' | 'raw';
-  chain: string;
-  spec: string[];
-}
+type Bin = 'iptables' | 'ip6tables';
+type Table = 'filter' | 'raw';
 
 export function chainName(q: QueueSpec): string {
   if (q.first === 0 && q.last === 0) return 'NFQWALL';
   return q.first === q.last ? `NFQWALL-q${q.first}` : `NFQWALL-q${q.first}-${q.last}`;
 }
 
-function run(bin: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+function run(bin: string, args: string[], input?: string): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(bin, args, { maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
+    const child = execFile(bin, args, { maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
       const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1) : 0;
       resolve({ code, stdout: String(stdout), stderr: String(stderr) });
     });
+    if (input !== undefined) child.stdin!.end(input);
   });
 }
 
-async function must(bin: string, args: string[]): Promise<void> {
-  const r = await run(bin, ['-w', ...args]);
-  if (r.code !== 0) throw new Error(`${bin} ${args.join(' ')}: ${r.stderr.trim() || `exit ${r.code}`}`);
-}
-
-const BUILTIN: Record<'filter' | 'raw', string[]> = { filter: ['INPUT', 'FORWARD', 'OUTPUT'], raw: ['PREROUTING', 'OUTPUT'] };
+const BUILTIN: Record<Table, string[]> = { filter: ['INPUT', 'FORWARD', 'OUTPUT'], raw: ['PREROUTING', 'OUTPUT'] };
 
 /** Splits one `iptables -S` line into argv (handles double quotes). */
 function splitRule(line: string): string[] {
@@ -69,97 +65,121 @@ function splitRule(line: string): string[] {
   return out;
 }
 
+/** One argv as an iptables-restore line (quoted where it has spaces or quotes). */
+function restoreLine(args: string[]): string {
+  return args.map((a) => (/^[^\s"']+$/.test(a) ? a : `"${a.replace(/(["\\])/g, '\\$1')}"`)).join(' ');
+}
+
 export class IptablesRules {
   readonly chain: string;
-  private installed: Rule[] = [];
-  private chains: Array<{ bin: Rule['bin']; table: Rule['table'] }> = [];
   constructor(private readonly opts: IptablesOptions) {
     this.chain = chainName(opts.queues);
   }
 
-  private bins(): Array<Rule['bin']> {
+  private bins(): Bin[] {
     const fams = this.opts.families ?? [4, 6];
     return fams.map((f) => (f === 4 ? 'iptables' : 'ip6tables'));
   }
 
-  /** Removes a chain of our name in bin/table and every jump to it (stale state from a crashed run). */
-  private async purge(bin: Rule['bin'], table: Rule['table']): Promise<number> {
+  /** What is there now: does our chain exist in bin/table, and every rule elsewhere that jumps to it (as `-S` prints it). */
+  private async current(bin: Bin, table: Table): Promise<{ exists: boolean; jumps: string[][] }> {
     const r = await run(bin, ['-w', '-t', table, '-S']);
-    if (r.code !== 0) return 0;
-    let removed = 0;
+    if (r.code !== 0) throw new Error(`${bin} -t ${table} -S: ${r.stderr.trim() || `exit ${r.code}`}`);
     let exists = false;
+    const jumps: string[][] = [];
     for (const line of r.stdout.split('\n')) {
       const a = splitRule(line.trim());
       if (a[0] === '-N' && a[1] === this.chain) exists = true;
       if (a[0] === '-A' && a[1] !== this.chain) {
         const j = a.indexOf('-j');
-        if (j >= 0 && a[j + 1] === this.chain) {
-          await must(bin, ['-t', table, '-D', ...a.slice(1)]);
-          removed++;
-        }
+        if (j >= 0 && a[j + 1] === this.chain) jumps.push(a.slice(1));
       }
     }
-    if (exists) {
-      await must(bin, ['-t', table, '-F', this.chain]);
-      await must(bin, ['-t', table, '-X', this.chain]);
-      removed++;
-    }
-    return removed;
+    return { exists, jumps };
   }
 
-  async install(): Promise<void> {
+  /** Runs one iptables-restore --noflush input (each table one commit). */
+  private async restore(bin: Bin, input: string): Promise<void> {
+    const r = await run(`${bin}-restore`, ['-w', '--noflush'], input);
+    if (r.code !== 0) throw new Error(`${bin}-restore --noflush: ${r.stderr.trim() || `exit ${r.code}`}\n${input}`);
+  }
+
+  /** The chain's rules in `table`. */
+  private body(table: Table): string[][] {
     const { queues, failOpen, kernelConntrack } = this.opts;
-    const target =
-      queues.first === queues.last
-        ? ['-j', 'NFQUEUE', '--queue-num', String(queues.first)]
-        : ['-j', 'NFQUEUE', '--queue-balance', `${queues.first}:${queues.last}`];
-    if (failOpen) target.push('--queue-bypass');
+    if (table === 'filter') {
+      const target =
+        queues.first === queues.last
+          ? ['-j', 'NFQUEUE', '--queue-num', String(queues.first)]
+          : ['-j', 'NFQUEUE', '--queue-balance', `${queues.first}:${queues.last}`];
+      if (failOpen) target.push('--queue-bypass');
+      return [target];
+    }
     // The conntrack match registers the conntrack + defrag hooks in this namespace (CT --notrack
     // alone does not: xt_CT skips nf_ct_netns_get for notrack), so the queue sees whole datagrams.
     const anchor = ['-m', 'conntrack', '--ctstate', 'UNTRACKED', '-m', 'comment', '--comment', 'nfqwall: keeps kernel defragmentation on'];
-    const raw: string[][] = kernelConntrack === 'notrack' ? [['-j', 'CT', '--notrack'], anchor] : [anchor];
-    try {
-      for (const bin of this.bins()) {
-        for (const table of ['raw', 'filter'] as const) {
-          const stale = await this.purge(bin, table);
-          if (stale) this.opts.log?.warn({ bin, table, chain: this.chain, rules: stale }, 'removed stale nfqwall rules from an earlier run');
-          await must(bin, ['-t', table, '-N', this.chain]);
-          this.chains.push({ bin, table });
-          for (const spec of table === 'raw' ? raw : [target]) await must(bin, ['-t', table, '-A', this.chain, ...spec]);
-        }
-        // Jumps last, raw before filter: nothing is queued before the chains are complete.
-        for (const table of ['raw', 'filter'] as const) {
-          for (const builtin of BUILTIN[table]) {
-            const jump: Rule = { bin, table, chain: builtin, spec: ['-j', this.chain] };
-            await must(bin, ['-t', table, '-I', builtin, '1', ...jump.spec]);
-            this.installed.push(jump);
-          }
-        }
+    return kernelConntrack === 'notrack' ? [['-j', 'CT', '--notrack'], anchor] : [anchor];
+  }
+
+  /**
+   * Installs the chains and jumps, replacing those of an earlier run of the same queues in
+   * the same commit (see the file comment). Throws when a family's input is refused; that
+   * family is then as it was.
+   */
+  async install(): Promise<void> {
+    const { failOpen, kernelConntrack } = this.opts;
+    for (const bin of this.bins()) {
+      const lines: string[] = [];
+      let stale = 0;
+      // raw first: nothing is queued before the raw chain is in place
+      for (const table of ['raw', 'filter'] as const) {
+        const now = await this.current(bin, table);
+        if (now.exists) stale += 1 + now.jumps.length;
+        lines.push(`*${table}`, `:${this.chain} - [0:0]`);
+        for (const j of now.jumps) lines.push(restoreLine(['-D', ...j]));
+        for (const spec of this.body(table)) lines.push(restoreLine(['-A', this.chain, ...spec]));
+        for (const builtin of BUILTIN[table]) lines.push(restoreLine(['-I', builtin, '1', '-j', this.chain]));
+        lines.push('COMMIT');
       }
-    } catch (err) {
-      await this.remove();
-      throw err;
+      await this.restore(bin, lines.join('\n') + '\n');
+      if (stale)
+        this.opts.log?.warn(
+          { bin, chain: this.chain, rules: stale },
+          'removed stale nfqwall rules from an earlier run (replaced in one iptables-restore commit per table)',
+        );
     }
     this.opts.log?.info({ chain: this.chain, families: this.bins(), kernelConntrack, queueBypass: failOpen }, 'iptables rules installed');
   }
 
-  /** Deletes exactly the jumps and chains install() added. Safe to call twice. */
-  async remove(): Promise<void> {
+  /** Removes the chains and every jump to them (filter first: queueing stops before raw goes). Returns how many families had them. */
+  async remove(): Promise<number> {
     const errors: string[] = [];
-    // Filter jumps first (stop queueing), then raw.
-    const jumps = this.installed.slice().sort((a, b) => (a.table === b.table ? 0 : a.table === 'filter' ? -1 : 1));
-    for (const j of jumps) {
-      const r = await run(j.bin, ['-w', '-t', j.table, '-D', j.chain, ...j.spec]);
-      if (r.code !== 0) errors.push(`${j.bin} -t ${j.table} -D ${j.chain} ${j.spec.join(' ')}: ${r.stderr.trim()}`);
-    }
-    this.installed = [];
-    for (const c of this.chains.reverse()) {
-      for (const op of ['-F', '-X']) {
-        const r = await run(c.bin, ['-w', '-t', c.table, op, this.chain]);
-        if (r.code !== 0) errors.push(`${c.bin} -t ${c.table} ${op} ${this.chain}: ${r.stderr.trim()}`);
+    let removed = 0;
+    for (const bin of this.bins()) {
+      const lines: string[] = [];
+      for (const table of ['filter', 'raw'] as const) {
+        let now;
+        try {
+          now = await this.current(bin, table);
+        } catch (err) {
+          errors.push((err as Error).message);
+          continue;
+        }
+        if (!now.exists && now.jumps.length === 0) continue;
+        lines.push(`*${table}`);
+        for (const j of now.jumps) lines.push(restoreLine(['-D', ...j]));
+        if (now.exists) lines.push(restoreLine(['-F', this.chain]), restoreLine(['-X', this.chain]));
+        lines.push('COMMIT');
+      }
+      if (lines.length === 0) continue;
+      try {
+        await this.restore(bin, lines.join('\n') + '\n');
+        removed++;
+      } catch (err) {
+        errors.push((err as Error).message);
       }
     }
-    this.chains = [];
     if (errors.length) this.opts.log?.warn({ errors }, 'some iptables rules could not be removed');
+    return removed;
   }
 }

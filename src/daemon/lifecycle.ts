@@ -2,12 +2,15 @@
  * The daemon's one lifecycle, for every mode (src/daemon/backend.ts has what differs):
  *
  *   start   tunables → rule file checked → backend (restore --state) → queues bound (the
- *           firewall decides from here) → control socket → metrics → iptables rules
+ *           firewall decides from here) → control socket → metrics → iptables rules (one
+ *           iptables-restore commit per table replaces an earlier run's: never a gap)
  *           → "nfqwall started" → state timer, signals
  *   run     SIGHUP: reload; SIGTERM/SIGINT: stop; a lost worker thread: stop with exit code 1
  *   stop    signals and timers off → queues closed (every packet held gets its verdict)
- *           → iptables rules removed → "nfqwall stopped" → final state save → backend,
- *           control socket and metrics closed
+ *           → iptables rules: kept under fail-closed (the kernel drops what nobody reads,
+ *           until the next start replaces them or `nfqwall uninstall`), removed under
+ *           --fail-open → "nfqwall stopped" → final state save → backend, control socket and
+ *           metrics closed
  *
  * A failure during start-up undoes what was done (in reverse) and returns 1.
  */
@@ -178,9 +181,12 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
   let ipt: IptablesRules | undefined;
   if (opts.iptables === 'auto') {
     ipt = new IptablesRules({ queues: opts.queues, failOpen: opts.failOpen, kernelConntrack: opts.kernelConntrack, log });
+    const ours = ipt;
     try {
       await ipt.install();
     } catch (err) {
+      // a family refused stays as it was; under fail-open what the others got goes again
+      if (opts.failOpen) undo.push(async () => void (await ours.remove()));
       return fail('iptables: ', err);
     }
   }
@@ -218,7 +224,12 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
   if (timer) clearInterval(timer);
   // every packet gets its verdict; then the tables stop changing and are saved
   const stats = await backend.closeQueues();
-  if (ipt) await ipt.remove();
+  if (ipt && opts.failOpen) await ipt.remove();
+  else if (ipt)
+    log.info(
+      { chain: ipt.chain },
+      'iptables rules kept (fail-closed): the kernel drops the queued traffic until nfqwall runs again; `nfqwall uninstall` removes them',
+    );
   log.info({ reason, stats }, 'nfqwall stopped');
   await save();
   await backend.close();

@@ -346,31 +346,45 @@ describe('data path through a lab gateway', { skip }, () => {
     return { child, w };
   }
 
-  test('nfqwall run --accept-all --iptables auto passes traffic, installs its rules and removes exactly them', T, async () => {
-    const before = await iptablesSave();
-    const d = await startDaemon(['--queue', '7']);
-    try {
-      const during = await iptablesSave();
-      assert.match(during, /-A FORWARD -j NFQWALL-q7/);
-      assert.match(during, /-A NFQWALL-q7 -j NFQUEUE --queue-num 7/);
-      assert.match(during, /-A NFQWALL-q7 -j CT --notrack/);
-      assert.match(during, /-A NFQWALL-q7 -m conntrack --ctstate UNTRACKED/);
-      assert.equal(await ping(A.srv4), 0);
-      assert.equal(await ping(A.srv6), 0);
-      assert.deepEqual(await udp(A.srv4, 5300, 5), { sent: 5, received: 5 });
-      const file = path.join(tmp, 'small.bin');
-      const payload = randomBytes(1 << 20);
-      fs.writeFileSync(file, payload);
-      assert.equal(await tcpTransfer(file, false, 5203), createHash('sha256').update(payload).digest('hex'));
-    } finally {
-      await lab.kill(d.child, 'SIGTERM');
-    }
-    assert.equal(await d.w.exited, 0, d.w.err);
-    assert.match(d.w.err, /"msg":"nfqwall stopped"/);
-    assert.equal(await iptablesSave(), before);
-    assert.equal((await lab.exec('gw', ['iptables', '-S'])).stdout, baseline4);
-    assert.equal((await lab.exec('gw', ['ip6tables', '-S'])).stdout, baseline6);
-  });
+  /** `nfqwall uninstall ARGS` in the gateway. */
+  async function uninstall(args: string[]) {
+    const r = await lab.exec('gw', ['node', 'bin/nfqwall.js', 'uninstall', ...args], { ...inRoot, env: daemonEnv });
+    assert.equal(r.code, 0, r.stderr);
+  }
+
+  test(
+    'nfqwall run --accept-all --iptables auto passes traffic, installs its rules; SIGTERM keeps them (fail-closed), uninstall removes exactly them',
+    T,
+    async () => {
+      const before = await iptablesSave();
+      const d = await startDaemon(['--queue', '7']);
+      try {
+        const during = await iptablesSave();
+        assert.match(during, /-A FORWARD -j NFQWALL-q7/);
+        assert.match(during, /-A NFQWALL-q7 -j NFQUEUE --queue-num 7/);
+        assert.match(during, /-A NFQWALL-q7 -j CT --notrack/);
+        assert.match(during, /-A NFQWALL-q7 -m conntrack --ctstate UNTRACKED/);
+        assert.equal(await ping(A.srv4), 0);
+        assert.equal(await ping(A.srv6), 0);
+        assert.deepEqual(await udp(A.srv4, 5300, 5), { sent: 5, received: 5 });
+        const file = path.join(tmp, 'small.bin');
+        const payload = randomBytes(1 << 20);
+        fs.writeFileSync(file, payload);
+        assert.equal(await tcpTransfer(file, false, 5203), createHash('sha256').update(payload).digest('hex'));
+      } finally {
+        await lab.kill(d.child, 'SIGTERM');
+      }
+      assert.equal(await d.w.exited, 0, d.w.err);
+      assert.match(d.w.err, /"msg":"nfqwall stopped"/);
+      assert.match(d.w.err, /iptables rules kept \(fail-closed\)/);
+      assert.match(await iptablesSave(), /-A FORWARD -j NFQWALL-q7/);
+      assert.notEqual(await ping(A.srv4, 1), 0, 'stopped, fail-closed: the kernel drops what nobody reads');
+      await uninstall(['--queue', '7']);
+      assert.equal(await iptablesSave(), before);
+      assert.equal((await lab.exec('gw', ['iptables', '-S'])).stdout, baseline4);
+      assert.equal((await lab.exec('gw', ['ip6tables', '-S'])).stdout, baseline6);
+    },
+  );
 
   for (const failOpen of [false, true]) {
     test(
@@ -394,7 +408,8 @@ describe('data path through a lab gateway', { skip }, () => {
           assert.notEqual(await ping(A.srv4, 2), 0, 'fail-closed: traffic stops without a listener');
           assert.deepEqual(await udp(A.srv4, 5300, 2), { sent: 2, received: 0 });
         }
-        // A new run finds the stale chains, replaces them, and removes them on SIGTERM.
+        // A new run finds the stale chains and replaces them; on SIGTERM fail-open removes its
+        // rules, fail-closed keeps them until `nfqwall uninstall`.
         const d2 = await startDaemon(args);
         try {
           assert.match(d2.w.err, /removed stale nfqwall rules/);
@@ -405,6 +420,10 @@ describe('data path through a lab gateway', { skip }, () => {
           await lab.kill(d2.child, 'SIGTERM');
         }
         assert.equal(await d2.w.exited, 0);
+        if (!failOpen) {
+          assert.match(await iptablesSave(), /NFQWALL-q8/, 'fail-closed: the rules stay after SIGTERM');
+          await uninstall(['--queue', '8']);
+        }
         const after = await iptablesSave();
         assert.doesNotMatch(after, /NFQWALL/);
         // Equal to the state before the first daemon (the crash left nothing behind after the restart).

@@ -370,7 +370,7 @@ COMMIT
     await stopDaemon(d2);
   });
 
-  test('a worker thread that dies stops the daemon: exit 1, logged, its iptables rules removed', T, async () => {
+  test('a worker thread that dies stops the daemon: exit 1, logged, its iptables rules kept (fail-closed) until nfqwall uninstall', T, async () => {
     const d = await daemon([], { ...ENV, NFQWALL_TEST_HOOKS: '1' });
     const chains = async () => (await lab.exec('gw', ['iptables', '-S'], { check: true })).stdout;
     assert.match(await chains(), /-N NFQWALL-q0-1/);
@@ -379,6 +379,9 @@ COMMIT
     assert.equal(await d.exited, 1, d.err);
     assert.match(d.err, /"level":60,.*"queue":1,.*the worker thread of queue 1 is gone/);
     assert.match(d.err, /"msg":"nfqwall stopped"/);
+    assert.match(await chains(), /-A FORWARD -j NFQWALL-q0-1/);
+    const un = await nfq(lab, ['uninstall', '--queues', '0:1']);
+    assert.equal(un.code, 0, un.stderr);
     assert.doesNotMatch(await chains(), /NFQWALL/);
   });
 });
