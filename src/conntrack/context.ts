@@ -1,5 +1,6 @@
 import { PacketView } from '../packet/view';
 import { CTSTATE_INVALID, IP_CT_NONE } from './constants';
+import type { Conntrack } from './core';
 
 /** What a target may change on the packet's connection (the Conntrack of the packet's table). */
 export interface ConnectionWriter {
@@ -46,6 +47,8 @@ export class PacketContext {
   ctstatus = 0;
   /** Helper id of the entry's master (0 = no master or master without helper), for -m helper. */
   masterHelper = 0;
+  /** The connection table the entry ids refer to (set once by the pipeline; -m connlimit counts in it). */
+  conntrack: Conntrack | null = null;
   /** The entry's connection mark (`mark=` in `conntrack -L`), for -m connmark; 0 without an entry. */
   ctmark = 0;
   /** 1 when the entry was created by this packet and is not yet confirmed. */

@@ -80,6 +80,7 @@ export class Firewall {
     this.rules = opts.rules;
     this.ct = new Conntrack(opts.tun, { helpers: createHelpers(), log: opts.log, random: opts.random });
     this.ctx.conn = this.ct;
+    this.ctx.conntrack = this.ct;
   }
 
   /** Swap the rule set (reload). Takes effect with the next packet; the table is untouched. */

@@ -7,7 +7,8 @@
  * -v`), and the SSH list (`/proc/net/xt_recent/SSH` vs `nfqwall recent SSH`, without the time
  * stamps), also after removing the address from it at run time; -m mac and -m ttl in FORWARD,
  * -m owner in OUTPUT for connections the gateway itself opens as different users and groups,
- * -m addrtype in OUTPUT before, while and after the gateway holds an extra address.
+ * -m addrtype in OUTPUT before, while and after the gateway holds an extra address, -m connlimit
+ * with connections held open and closed.
  * Needs root. Both labs are destroyed in after() even on failure.
  */
 import { after, before, describe, test } from 'node:test';
@@ -47,6 +48,8 @@ const RULES = `*filter
 -A FORWARD -p tcp -m tcp --dport 8083 -m mac ! --mac-source ${CLI_MAC} -j ACCEPT
 -A FORWARD -p tcp -m tcp --dport 8084 -m ttl --ttl-eq 63 -j ACCEPT
 -A FORWARD -p tcp -m tcp --dport 8085 -m ttl --ttl-gt 63 -j ACCEPT
+-A FORWARD -p tcp -m tcp --dport 7001 --tcp-flags FIN,SYN,RST,ACK SYN -m connlimit --connlimit-above 2 --connlimit-mask 32 --connlimit-saddr -j DROP
+-A FORWARD -p tcp -m tcp --dport 7001 -j ACCEPT
 -A OUTPUT -p tcp -m tcp --dport 8080 -m conntrack --ctstate NEW -m owner --uid-owner 1000 -j ACCEPT
 -A OUTPUT -p tcp -m tcp --dport 8080 -m conntrack --ctstate NEW -m owner --gid-owner 2000-2010 -j ACCEPT
 -A OUTPUT -p tcp -m tcp --dport 8080 -m conntrack --ctstate NEW -m owner ! --socket-exists -j ACCEPT
@@ -90,7 +93,7 @@ function listShape(lines: string): string[] {
     .sort();
 }
 
-describe('matches differential: recent, mark, connmark, mac, ttl, owner, addrtype in the kernel vs nfqwall run', { skip }, () => {
+describe('matches differential: recent, mark, connmark, mac, ttl, owner, addrtype, connlimit in the kernel vs nfqwall run', { skip }, () => {
   let kLab: Lab;
   let nLab: Lab;
   let nfq: ChildProcess | undefined;
@@ -107,7 +110,7 @@ describe('matches differential: recent, mark, connmark, mac, ttl, owner, addrtyp
       await lab.exec('cli', ['ip', 'addr', 'add', `${MARKED_SRC}/24`, 'dev', 'c0'], { check: true });
       await lab.exec('cli', ['ip', 'link', 'set', 'c0', 'address', CLI_MAC], { check: true });
       await lab.exec('gw', ['iptables', '-w', '-t', 'mangle', '-A', 'PREROUTING', '-s', MARKED_SRC, '-j', 'MARK', '--set-mark', '0x12'], { check: true });
-      for (const port of [22, 8080, 8081, 8082, 8083, 8084, 8085, 9090])
+      for (const port of [22, 7001, 8080, 8081, 8082, 8083, 8084, 8085, 9090])
         lab.spawn('srv', ['socat', '-u', `TCP4-LISTEN:${port},fork,reuseaddr`, 'OPEN:/dev/null']);
     }
     await kLab.exec('gw', ['iptables-restore', '-w'], { input: RULES, check: true });
@@ -156,6 +159,18 @@ describe('matches differential: recent, mark, connmark, mac, ttl, owner, addrtyp
     }
   }
 
+  /** Waits until the gateway's table (the kernel's, or nfqwall's) has n ESTABLISHED connections to port 7001. */
+  async function established(lab: Lab, n: number): Promise<void> {
+    for (;;) {
+      const r =
+        lab === nLab
+          ? await nfqwall(['conntrack', '-L', '-p', 'tcp', '--dport', '7001'])
+          : await lab.exec('gw', ['conntrack', '-L', '-p', 'tcp', '--dport', '7001']);
+      if (r.stdout.split('\n').filter((l) => / ESTABLISHED /.test(l)).length === n) return;
+      await sleep(20);
+    }
+  }
+
   async function traffic(lab: Lab, removeFromList: () => Promise<void>): Promise<Record<string, string>> {
     const res: Record<string, string> = {};
     for (let i = 1; i <= 5; i++) res[`ssh ${i}`] = await connect(lab, 22);
@@ -200,6 +215,15 @@ describe('matches differential: recent, mark, connmark, mac, ttl, owner, addrtyp
     await settled(lab, false);
     await udp(EXTRA_ADDR);
     await udp('198.19.2.255');
+    // -m connlimit: two connections held open, a third refused; when one has closed, room again
+    const hold = () => lab.spawn('cli', ['sh', '-c', `sleep 120 | socat -u - TCP4:${A.srv4}:7001`]);
+    const held = [hold(), hold()];
+    await established(lab, 2);
+    res['7001 third while two are open'] = await connect(lab, 7001);
+    await lab.kill(held[0]);
+    await established(lab, 1);
+    res['7001 after one closed'] = await connect(lab, 7001);
+    await lab.kill(held[1]);
     return res;
   }
 
@@ -228,6 +252,7 @@ describe('matches differential: recent, mark, connmark, mac, ttl, owner, addrtyp
       ['ok', 'ok', 'failed', 'failed'],
       'the kernel owner rules',
     );
+    assert.deepEqual([k['7001 third while two are open'], k['7001 after one closed']], ['failed', 'ok'], 'the kernel connlimit');
     assert.deepEqual(listShape(nList), listShape(kList), 'the SSH list differs');
     assert.equal(listShape(kList).length, 1);
 

@@ -3,6 +3,7 @@ import type { MatchModule } from '../types';
 import { addrtypeMatch } from './addrtype';
 import { commentMatch } from './comment';
 import { connmarkMatch } from './connmark';
+import { connlimitMatch } from './connlimit';
 import { conntrackMatch } from './conntrack';
 import { helperMatch } from './helper';
 import { hlMatch } from './hl';
@@ -42,6 +43,7 @@ export const MATCHES: Record<string, MatchModule> = {
   hl: hlMatch,
   length: lengthMatch,
   addrtype: addrtypeMatch,
+  connlimit: connlimitMatch,
 };
 
 /** -m aliases iptables accepts. */
@@ -75,7 +77,6 @@ export const KNOWN_UNSUPPORTED_MATCHES = [
   'cluster',
   'connbytes',
   'connlabel',
-  'connlimit',
   'cpu',
   'dccp',
   'devgroup',
