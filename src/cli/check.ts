@@ -4,9 +4,9 @@
  */
 import { readFileSync } from 'node:fs';
 import { helperId } from '../conntrack/helpers/registry';
-import { formatError, loadRules, type RuleError } from '../rules/index';
+import { formatError, isNftJson, loadRules, type RuleError } from '../rules/index';
 
-const USAGE = 'usage: nfqwall check [--max-errors N] FILE\n';
+const USAGE = 'usage: nfqwall check [--max-errors N] [--nft] FILE\n';
 
 export const DEFAULT_MAX_ERRORS = 100;
 
@@ -24,14 +24,19 @@ export function errorReport(errors: RuleError[], max: number): string[] {
 export async function main(argv: string[]): Promise<number> {
   if (argv.includes('-h') || argv.includes('--help')) {
     process.stdout.write(
-      `${USAGE}  validates a rule file (iptables-restore format); prints errors as FILE:LINE:COL: message\n  --max-errors N   print at most N errors, then how many more (default ${DEFAULT_MAX_ERRORS}; 0 = all)\n`,
+      `${USAGE}  validates a rule file (iptables-restore format, or nft -j list ruleset JSON); prints errors as FILE:LINE:COL: message (FILE: JSON-PATH: message for nft)\n  --nft            the file must be nft -j JSON\n  --max-errors N   print at most N errors, then how many more (default ${DEFAULT_MAX_ERRORS}; 0 = all)\n`,
     );
     return 0;
   }
   let max = DEFAULT_MAX_ERRORS;
+  let nft = false;
   const files: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
+    if (a === '--nft') {
+      nft = true;
+      continue;
+    }
     const m = /^--max-errors(?:=(.*))?$/.exec(a);
     if (m) {
       const v = m[1] ?? argv[++i];
@@ -52,6 +57,10 @@ export async function main(argv: string[]): Promise<number> {
     text = readFileSync(file, 'utf8');
   } catch (e) {
     process.stderr.write(`${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}\n`);
+    return 1;
+  }
+  if (nft && !isNftJson(text)) {
+    process.stderr.write(`${file}: not the JSON of nft -j list ruleset\n`);
     return 1;
   }
   const { errors } = loadRules(text, file, { helperId });

@@ -1,7 +1,7 @@
 /**
  * `nfqwall run`: the daemon.
  *
- *   nfqwall run --rules FILE [--queue N | --queues A:B] [--fail-open] [--iptables auto|off]
+ *   nfqwall run --rules FILE | --nft FILE [--queue N | --queues A:B] [--fail-open] [--iptables auto|off]
  *               [--kernel-conntrack keep|notrack] [--copy-range N] [--queue-maxlen N]
  *               [--batch N] [--rcvbuf BYTES] [--no-gso] [--log-level LEVEL]
  *               [--set NAME=VALUE]... [--sysctl FILE] [--control PATH] [--metrics HOST:PORT]
@@ -11,7 +11,9 @@
  *
  * This file parses the arguments; src/daemon/lifecycle.ts runs the daemon.
  */
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { isNftJson } from '../rules/index';
 import { DEFAULT_MAX_SESSIONS, defaultControlPath } from '../daemon/control';
 import { runDaemon } from '../daemon/lifecycle';
 import { parseQueueSpec, type DaemonOptions } from '../daemon/options';
@@ -21,7 +23,8 @@ export type RunOptions = DaemonOptions;
 const USAGE = `usage: nfqwall run --rules FILE [options]
        nfqwall run --accept-all [options]
 
-  --rules FILE                 rule file (iptables-restore format)
+  --rules FILE                 rule file (iptables-restore format, or the JSON of nft -j list ruleset)
+  --nft FILE                   the same, and the file must be nft -j JSON
   --accept-all                 data-path benchmark/diagnostic mode: no tracking, no rules, every packet ACCEPT
   --queue N | --queues A:B     NFQUEUE number(s) (default 0); A:B opens every queue A..B and uses --queue-balance
   --fail-open                  kernel accepts packets when nfqwall is gone or the queue is full (default fail-closed)
@@ -60,12 +63,22 @@ function int(name: string, v: string | undefined, def: number, lo: number, hi: n
 
 class UsageError extends Error {}
 
+/** Whether FILE holds an nft -j rule set (unreadable: false, the loader then says why). */
+function isNftFile(file: string): boolean {
+  try {
+    return isNftJson(readFileSync(file, 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
 export function parseRunArgs(argv: string[]): RunOptions {
   const { values } = parseArgs({
     args: argv,
     allowPositionals: false,
     options: {
       rules: { type: 'string' },
+      nft: { type: 'string' },
       'accept-all': { type: 'boolean', default: false },
       queue: { type: 'string' },
       queues: { type: 'string' },
@@ -90,6 +103,10 @@ export function parseRunArgs(argv: string[]): RunOptions {
     },
   });
   if (values.help) throw new HelpRequested();
+  if (values.nft !== undefined) {
+    if (values.rules !== undefined) throw new UsageError('--rules and --nft are exclusive');
+    if (!isNftFile(values.nft)) throw new UsageError(`--nft ${values.nft}: not the JSON of nft -j list ruleset`);
+  }
   if (values.queue !== undefined && values.queues !== undefined) throw new UsageError('--queue and --queues are exclusive');
   let queues;
   try {
@@ -103,7 +120,7 @@ export function parseRunArgs(argv: string[]): RunOptions {
   const kc = values['kernel-conntrack']!;
   if (kc !== 'keep' && kc !== 'notrack') throw new UsageError(`--kernel-conntrack must be keep or notrack (got ${kc})`);
   return {
-    rules: values.rules,
+    rules: values.rules ?? values.nft,
     acceptAll: values['accept-all']!,
     queues,
     failOpen: values['fail-open']!,

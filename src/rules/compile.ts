@@ -5,8 +5,9 @@
  * (family × protocol class) so a packet only visits rules that can match its family
  * and protocol.
  */
-import type { CompiledMatch, CompiledTarget, MatchRuntime, ParsedRule, RuleSet, TargetServices } from './types';
+import type { CompiledMatch, CompiledTarget, HookSlot, MatchModule, MatchRuntime, ParsedRule, RuleSet, TargetServices } from './types';
 import { MATCHES } from './matches/index';
+import { NFT_MATCHES } from './nft/matches';
 import { TARGETS } from './targets/index';
 import { NF_ACCEPT, NF_DROP } from '../queue/layout';
 
@@ -255,6 +256,8 @@ function mergeSorted(a: readonly number[], b: readonly number[]): Int32Array {
 
 export class CompiledChain {
   rules: CompiledRule[] = [];
+  /** a base chain's family (0 = both): packets of the other family do not walk it */
+  family = 0;
   /** [family(0: v4, 1: v6) * N_PCLASS + protoClass] → indices into rules */
   cand: Int32Array[] = [];
   /** same indexing: the destination-port or IPv4-source index of cand[i], or null */
@@ -282,9 +285,24 @@ function cannotRun(): never {
 }
 const CHECK_ONLY: TargetServices = { ifname: cannotRun, log: cannotRun, reject: cannotRun };
 
+/** The slots, in the order of CompiledRuleSet.bases. */
+export const HOOK_SLOTS: readonly HookSlot[] = ['raw/PREROUTING', 'raw/OUTPUT', 'filter/INPUT', 'filter/FORWARD', 'filter/OUTPUT'];
+export const SLOT_RAW_PREROUTING = 0;
+export const SLOT_RAW_OUTPUT = 1;
+export const SLOT_FILTER_INPUT = 2;
+export const SLOT_FILTER_FORWARD = 3;
+export const SLOT_FILTER_OUTPUT = 4;
+
+/** A match module by name: the iptables extensions, then the nftables-only ones (never reachable with -m). */
+export function matchModule(name: string): MatchModule {
+  return MATCHES[name] ?? NFT_MATCHES[name];
+}
+
 export class CompiledRuleSet {
   chains: CompiledChain[] = [];
-  /** chain indices, -1 when absent */
+  /** per slot (HOOK_SLOTS order): the base chains walked, in order */
+  bases: Int32Array[] = [];
+  /** chain indices, -1 when absent (the first base chain of the slot) */
   rawPrerouting = -1;
   rawOutput = -1;
   filterInput = -1;
@@ -354,7 +372,7 @@ export function compileRules(set: RuleSet, deps: CompileDeps): CompiledRuleSet {
           r.outInv = pr.outInv;
         }
         r.fragment = pr.fragment;
-        r.matches = pr.matches.map((m) => MATCHES[m.name].compile(m.state, env));
+        r.matches = pr.matches.map((m) => matchModule(m.name).compile(m.state, env));
         const tg = pr.target;
         switch (tg.kind) {
           case 'none':
@@ -412,10 +430,24 @@ export function compileRules(set: RuleSet, deps: CompileDeps): CompiledRuleSet {
       }
     }
   }
-  out.rawPrerouting = index.get('raw/PREROUTING') ?? -1;
-  out.rawOutput = index.get('raw/OUTPUT') ?? -1;
-  out.filterInput = index.get('filter/INPUT') ?? -1;
-  out.filterForward = index.get('filter/FORWARD') ?? -1;
-  out.filterOutput = index.get('filter/OUTPUT') ?? -1;
+  out.bases = HOOK_SLOTS.map((slot) => {
+    if (!set.bases) return Int32Array.from(index.has(slot) ? [index.get(slot)!] : []);
+    return Int32Array.from(
+      set.bases
+        .filter((b) => b.slot === slot)
+        .map((b) => {
+          const ci = index.get(`${b.table}/${b.chain}`);
+          if (ci === undefined) throw new Error(`base chain ${b.chain} missing`);
+          out.chains[ci].family = b.family;
+          return ci;
+        }),
+    );
+  });
+  const first = (slot: number): number => (out.bases[slot].length > 0 ? out.bases[slot][0] : -1);
+  out.rawPrerouting = first(SLOT_RAW_PREROUTING);
+  out.rawOutput = first(SLOT_RAW_OUTPUT);
+  out.filterInput = first(SLOT_FILTER_INPUT);
+  out.filterForward = first(SLOT_FILTER_FORWARD);
+  out.filterOutput = first(SLOT_FILTER_OUTPUT);
   return out;
 }

@@ -13,6 +13,11 @@ import {
   PC_TCP,
   PC_UDP,
   protoClass,
+  SLOT_FILTER_FORWARD,
+  SLOT_FILTER_INPUT,
+  SLOT_FILTER_OUTPUT,
+  SLOT_RAW_OUTPUT,
+  SLOT_RAW_PREROUTING,
   T_ACCEPT,
   T_ACTION,
   T_DROP,
@@ -95,19 +100,34 @@ export class RuleEngine {
    */
   evalRaw(ctx: PacketContext, now: number): number {
     const h = ctx.hook;
-    const c = this.compiled;
-    const chain = h === NF_INET_LOCAL_OUT ? c.rawOutput : h === NF_INET_PRE_ROUTING || h === NF_INET_LOCAL_IN || h === NF_INET_FORWARD ? c.rawPrerouting : -1;
-    if (chain < 0) return NF_ACCEPT;
-    return this.walk(chain, ctx, now);
+    const b = this.compiled.bases;
+    if (h === NF_INET_LOCAL_OUT) return this.walkBases(b[SLOT_RAW_OUTPUT], ctx, now);
+    if (h === NF_INET_PRE_ROUTING || h === NF_INET_LOCAL_IN || h === NF_INET_FORWARD) return this.walkBases(b[SLOT_RAW_PREROUTING], ctx, now);
+    return NF_ACCEPT;
   }
 
   /** filter INPUT / FORWARD / OUTPUT by ctx.hook (no chain → ACCEPT). REJECT sends, then DROPs. */
   evalFilter(ctx: PacketContext, now: number): number {
     const h = ctx.hook;
-    const c = this.compiled;
-    const chain = h === NF_INET_LOCAL_IN ? c.filterInput : h === NF_INET_FORWARD ? c.filterForward : h === NF_INET_LOCAL_OUT ? c.filterOutput : -1;
-    if (chain < 0) return NF_ACCEPT;
-    return this.walk(chain, ctx, now);
+    const b = this.compiled.bases;
+    if (h === NF_INET_LOCAL_IN) return this.walkBases(b[SLOT_FILTER_INPUT], ctx, now);
+    if (h === NF_INET_FORWARD) return this.walkBases(b[SLOT_FILTER_FORWARD], ctx, now);
+    if (h === NF_INET_LOCAL_OUT) return this.walkBases(b[SLOT_FILTER_OUTPUT], ctx, now);
+    return NF_ACCEPT;
+  }
+
+  /**
+   * The base chains of one hook in order, as nf_hook_slow runs them: a drop ends the walk,
+   * an accept goes on to the next chain; a chain of the other family is skipped.
+   */
+  private walkBases(list: Int32Array, ctx: PacketContext, now: number): number {
+    const chains = this.compiled.chains;
+    for (let i = 0; i < list.length; i++) {
+      const fam = chains[list[i]].family;
+      if (fam !== 0 && fam !== ctx.family) continue;
+      if (this.walk(list[i], ctx, now) === NF_DROP) return NF_DROP;
+    }
+    return NF_ACCEPT;
   }
 
   private walk(base: number, ctx: PacketContext, now: number): number {

@@ -2,7 +2,7 @@
 import type { ParsedRule, RuleSet } from './types';
 import { formatAddrSpec } from './addr';
 import { protoName } from './matches/basic';
-import { MATCHES } from './matches/index';
+import { matchModule } from './compile';
 import { TARGETS } from './targets/index';
 import type { Counters } from './eval';
 
@@ -23,7 +23,7 @@ export function ruleWords(r: ParsedRule): string[] {
   if (r.outIface !== null) w.push(...(r.outInv ? ['!'] : []), '-o', r.outIface);
   if (r.proto !== 0 || r.protoInv) w.push(...(r.protoInv ? ['!'] : []), '-p', protoName(r.proto));
   if (r.fragment !== 0) w.push(...(r.fragment < 0 ? ['!'] : []), '-f');
-  for (const m of r.matches) w.push('-m', m.name, ...MATCHES[m.name].save(m.state, r.family));
+  for (const m of r.matches) w.push('-m', m.name, ...matchModule(m.name).save(m.state, r.family));
   const t = r.target;
   switch (t.kind) {
     case 'standard':

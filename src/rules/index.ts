@@ -8,10 +8,11 @@ import { compileRules, type CompiledRuleSet } from './compile';
 import { RuleEngine, type Counters, type EngineDeps } from './eval';
 import { formatRuleSet } from './format';
 import { parseRules } from './parse';
+import { isNftJson, parseNftRuleset } from './nft/ruleset';
 import { MATCHES } from './matches/index';
 import type { ParsedMatch, RuleError, RuleSet } from './types';
 
-export { RuleEngine, compileRules, formatRuleSet, parseRules };
+export { RuleEngine, compileRules, formatRuleSet, isNftJson, parseRules };
 export type { CompiledRuleSet, Counters, EngineDeps, RuleError, RuleSet };
 export { buildReject, createRejectSender } from './targets/REJECT';
 
@@ -32,8 +33,11 @@ export interface LoadResult {
   errors: RuleError[];
 }
 
+/** Reads an iptables-save file, or the JSON of `nft -j list ruleset` (told apart by content). */
 export function loadRules(text: string, fileName: string, env: LoadEnv): LoadResult {
-  const { set, errors } = parseRules(text, fileName, { helperId: env.helperId });
+  const { set, errors } = isNftJson(text)
+    ? parseNftRuleset(text, fileName, { helperId: env.helperId })
+    : parseRules(text, fileName, { helperId: env.helperId });
   if (errors.length) return { set, compiled: null, engine: null, errors };
   const compiled = compileRules(set, { helperId: env.helperId, services: env.deps });
   const engine = env.deps ? new RuleEngine(compiled, env.deps) : null;
@@ -54,7 +58,7 @@ export function loadRules(text: string, fileName: string, env: LoadEnv): LoadRes
   return { set, compiled, engine, errors };
 }
 
-/** `FILE:LINE:COL: message` */
+/** `FILE:LINE:COL: message`; `FILE: message` for what has no line (nft JSON: the message starts with the JSON path) */
 export function formatError(e: RuleError): string {
-  return `${e.file}:${e.line}:${e.col}: ${e.message}`;
+  return e.line === 0 ? `${e.file}: ${e.message}` : `${e.file}:${e.line}:${e.col}: ${e.message}`;
 }

@@ -4,6 +4,7 @@
  * before the option it negates, extension options once their match or target is
  * loaded (the protocol's match implicitly, on the first option only it knows).
  */
+import { emptyRule } from './parsed-rule';
 import { parseAddrList } from './addr';
 import { Getopt, type GetoptResult, type LongOption } from './argv';
 import { checkIface, parseProto, protoFamily, protoName } from './matches/basic';
@@ -92,27 +93,7 @@ export function parseRuleLine(words: Token[], ts: TableState, counters: [number,
     protoName: '',
   };
   const table = ts.t.name;
-  const r: ParsedRule = {
-    table,
-    chain: '',
-    line: words[0].line,
-    family: 0,
-    familyFlag: 0,
-    proto: 0,
-    protoInv: false,
-    src: null,
-    srcInv: false,
-    dst: null,
-    dstInv: false,
-    inIface: null,
-    inInv: false,
-    outIface: null,
-    outInv: false,
-    fragment: 0,
-    matches: [],
-    target: { kind: 'none', name: '', at: null, state: null },
-    counters,
-  };
+  const r: ParsedRule = emptyRule(table, '', words[0].line, counters);
   let familyWhy = '';
   const setFamily = (f: Family, tok: Token, why: string) => {
     if (f === 0) return;

@@ -370,7 +370,7 @@ type GraphProblem = { loop: string[] } | { depth: number } | null;
  * chains nested deeper than the jump stack allows. Chains no built-in chain reaches are
  * never walked, so loops among them are allowed.
  */
-function validateGraph(builtins: string[], edges: Map<string, JumpRef[]>): GraphProblem {
+export function validateGraph(builtins: string[], edges: Map<string, JumpRef[]>): GraphProblem {
   /** longest chain of user-chain jumps below each chain; undefined = not visited, -1 = on the stack */
   const below = new Map<string, number>();
   for (const root of builtins) {

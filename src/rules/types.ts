@@ -229,7 +229,24 @@ export interface ParsedTable {
   chains: ParsedChain[];
 }
 
+/** Where the engine walks a base chain: the raw slots come before conntrack, the filter slots after it. */
+export type HookSlot = 'raw/PREROUTING' | 'raw/OUTPUT' | 'filter/INPUT' | 'filter/FORWARD' | 'filter/OUTPUT';
+
+/** A base chain placed on a slot, for the packets of one family (0 = both). */
+export interface BaseChain {
+  slot: HookSlot;
+  table: string;
+  chain: string;
+  family: Family;
+}
+
 export interface RuleSet {
   file: string;
   tables: ParsedTable[];
+  /**
+   * The base chains of each slot in walk order (an nftables rule set: several per hook, by
+   * priority; a packet goes on to the next one unless dropped). Absent: the iptables tables'
+   * built-in chains, one per slot.
+   */
+  bases?: BaseChain[];
 }

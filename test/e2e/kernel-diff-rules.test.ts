@@ -15,7 +15,7 @@ import { ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Lab, LAB_ADDR as A } from '../../src/lab/netns';
-import { NFQWALL, ROOT, sleep, watch } from '../helpers/kernel';
+import { NFQWALL, ROOT, sleep, warmNeighbours, watch } from '../helpers/kernel';
 
 const isRoot = process.getuid?.() === 0;
 const ADDON = path.join(ROOT, 'build', 'Release', 'nfqwall.node');
@@ -199,18 +199,6 @@ describe('rules differential: rules/lab.rules in the kernel vs nfqwall run', { s
     await run('ping', ['ping', '-c', '2', '-i', '0.2', '-W', '2', A.srv4]);
     await run('ping6', ['ping', '-6', '-c', '2', '-i', '0.2', '-W', '2', A.srv6]);
     return res;
-  }
-
-  /**
-   * Neighbour caches filled on both links before the measured traffic (pings to the gateway's
-   * own addresses, which cross no FORWARD rule), so that no first packet waits for neighbour
-   * discovery long enough to be retransmitted in one lab and not in the other.
-   */
-  async function warmNeighbours(lab: Lab): Promise<void> {
-    await lab.exec('cli', ['ping', '-c', '1', '-W', '2', A.gwCli4]);
-    await lab.exec('cli', ['ping', '-6', '-c', '1', '-W', '2', A.gwCli6]);
-    await lab.exec('srv', ['ping', '-c', '1', '-W', '2', A.gwSrv4]);
-    await lab.exec('srv', ['ping', '-6', '-c', '1', '-W', '2', A.gwSrv6]);
   }
 
   test('same delivered / refused / dropped outcomes and the same per-rule counters', T, async (t) => {

@@ -7,7 +7,7 @@
  */
 import { ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
-import { Lab, Role } from '../../src/lab/netns';
+import { Lab, LAB_ADDR, Role } from '../../src/lab/netns';
 
 export const ROOT = path.resolve(__dirname, '..', '..');
 export const NFQWALL = path.join(ROOT, 'bin', 'nfqwall.js');
@@ -356,4 +356,17 @@ export function replayCtstateCounts(packets: ReplayPacket[]): CtStateCounts {
   const c = Object.fromEntries(CTSTATES.map((s) => [s, 0])) as CtStateCounts;
   for (const p of packets) if (isLabSource(p.src) && !isNeighbourDiscovery(p) && p.ctstate in c) c[p.ctstate as keyof CtStateCounts]++;
   return c;
+}
+
+/**
+ * Neighbour caches filled on both links before the measured traffic (pings to the gateway's
+ * own addresses, which cross no FORWARD rule), so that no first packet waits for neighbour
+ * discovery long enough to be retransmitted in one lab and not in the other.
+ */
+export async function warmNeighbours(lab: Lab): Promise<void> {
+  const A = LAB_ADDR;
+  await lab.exec('cli', ['ping', '-c', '1', '-W', '2', A.gwCli4]);
+  await lab.exec('cli', ['ping', '-6', '-c', '1', '-W', '2', A.gwCli6]);
+  await lab.exec('srv', ['ping', '-c', '1', '-W', '2', A.gwSrv4]);
+  await lab.exec('srv', ['ping', '-6', '-c', '1', '-W', '2', A.gwSrv6]);
 }

@@ -1,0 +1,212 @@
+/**
+ * An nftables comparison of one packet field against values, ranges or a set (nft_cmp,
+ * nft_range, nft_lookup, nft_bitwise before them), where no iptables match has the same
+ * semantics: the field is loaded as nft_payload / nft_meta / nft_ct load it, and when the
+ * load fails (no such header, a fragment, no conntrack) the rule does not match, whatever
+ * the operator (NFT_BREAK), without iptables' hotdrop.
+ */
+import type { PacketContext } from '../../conntrack/context';
+import type { CompiledMatch, MatchModule } from '../types';
+import { l4HeaderReadable } from '../matches/util';
+
+/** The fields a lookup loads, with the width of their value in 32-bit words. */
+export const LOOKUP_FIELDS = {
+  'ip saddr': 1,
+  'ip daddr': 1,
+  'ip6 saddr': 4,
+  'ip6 daddr': 4,
+  'ip protocol': 1,
+  'meta l4proto': 1,
+  'tcp sport': 1,
+  'tcp dport': 1,
+  'udp sport': 1,
+  'udp dport': 1,
+  'th sport': 1,
+  'th dport': 1,
+  'tcp flags': 1,
+  'icmp type': 1,
+  'icmpv6 type': 1,
+  'meta mark': 1,
+  'ct mark': 1,
+} as const;
+
+export type LookupField = keyof typeof LOOKUP_FIELDS;
+
+export interface LookupState {
+  field: LookupField;
+  /** nft_bitwise before the comparison (0xffffffff: none; one-word fields only) */
+  mask: number;
+  /**
+   * 'in': the value lies in one of the ranges (==, a set, a range, a prefix);
+   * 'bits': value & bits is not zero (the `in` operator of flag fields: tcp flags syn).
+   */
+  op: 'in' | 'bits';
+  /** [lo, hi] inclusive, each `words` 32-bit words (big-endian word order), sorted, disjoint */
+  ranges: [number[], number[]][];
+  bits: number;
+  inv: boolean;
+  /** the nft expression, for messages and `rules -L` */
+  text: string;
+}
+
+const F_SADDR4 = 1;
+const F_DADDR4 = 2;
+const F_SADDR6 = 3;
+const F_DADDR6 = 4;
+const F_IPPROTO = 5;
+const F_L4PROTO = 6;
+const F_TCP_SPORT = 7;
+const F_TCP_DPORT = 8;
+const F_UDP_SPORT = 9;
+const F_UDP_DPORT = 10;
+const F_TH_SPORT = 11;
+const F_TH_DPORT = 12;
+const F_TCP_FLAGS = 13;
+const F_ICMP_TYPE = 14;
+const F_ICMP6_TYPE = 15;
+const F_MARK = 16;
+const F_CTMARK = 17;
+
+const FIELD_IDS: Record<LookupField, number> = {
+  'ip saddr': F_SADDR4,
+  'ip daddr': F_DADDR4,
+  'ip6 saddr': F_SADDR6,
+  'ip6 daddr': F_DADDR6,
+  'ip protocol': F_IPPROTO,
+  'meta l4proto': F_L4PROTO,
+  'tcp sport': F_TCP_SPORT,
+  'tcp dport': F_TCP_DPORT,
+  'udp sport': F_UDP_SPORT,
+  'udp dport': F_UDP_DPORT,
+  'th sport': F_TH_SPORT,
+  'th dport': F_TH_DPORT,
+  'tcp flags': F_TCP_FLAGS,
+  'icmp type': F_ICMP_TYPE,
+  'icmpv6 type': F_ICMP6_TYPE,
+  'meta mark': F_MARK,
+  'ct mark': F_CTMARK,
+};
+
+/** Whether a transport header load at this offset and length succeeds (nft_payload: no fragment, header present). */
+function l4Loadable(ctx: PacketContext, bytes: number): boolean {
+  const v = ctx.view;
+  return v.fragOffset === 0 && v.l4len >= bytes && l4HeaderReadable(v);
+}
+
+/** The one-word value of a field, or -1 when the load fails. */
+function load1(f: number, ctx: PacketContext): number {
+  const v = ctx.view;
+  switch (f) {
+    case F_SADDR4:
+      return ctx.family === 4 ? v.src[0] >>> 0 : -1;
+    case F_DADDR4:
+      return ctx.family === 4 ? v.dst[0] >>> 0 : -1;
+    case F_IPPROTO:
+      return ctx.family === 4 ? v.proto : -1;
+    case F_L4PROTO:
+      return v.proto;
+    case F_TCP_SPORT:
+      return v.proto === 6 && l4Loadable(ctx, 2) ? v.sport : -1;
+    case F_TCP_DPORT:
+      return v.proto === 6 && l4Loadable(ctx, 4) ? v.dport : -1;
+    case F_UDP_SPORT:
+      return v.proto === 17 && l4Loadable(ctx, 2) ? v.sport : -1;
+    case F_UDP_DPORT:
+      return v.proto === 17 && l4Loadable(ctx, 4) ? v.dport : -1;
+    case F_TH_SPORT:
+      return l4Loadable(ctx, 2) ? (v.buf[v.l4off] << 8) | v.buf[v.l4off + 1] : -1;
+    case F_TH_DPORT:
+      return l4Loadable(ctx, 4) ? (v.buf[v.l4off + 2] << 8) | v.buf[v.l4off + 3] : -1;
+    case F_TCP_FLAGS:
+      return v.proto === 6 && l4Loadable(ctx, 14) ? v.tcpFlags : -1;
+    case F_ICMP_TYPE:
+      return ctx.family === 4 && v.proto === 1 && l4Loadable(ctx, 1) ? v.icmpType : -1;
+    case F_ICMP6_TYPE:
+      return ctx.family === 6 && v.proto === 58 && l4Loadable(ctx, 1) ? v.icmpType : -1;
+    case F_MARK:
+      return ctx.mark >>> 0;
+    case F_CTMARK:
+      return ctx.entry >= 0 ? ctx.ctmark >>> 0 : -1;
+  }
+  return -1;
+}
+
+class Lookup1 implements CompiledMatch {
+  private readonly lo: Float64Array;
+  private readonly hi: Float64Array;
+  constructor(
+    private readonly f: number,
+    private readonly mask: number,
+    private readonly bitTest: boolean,
+    private readonly bits: number,
+    private readonly inv: boolean,
+    ranges: [number[], number[]][],
+  ) {
+    this.lo = Float64Array.from(ranges.map((r) => r[0][0]));
+    this.hi = Float64Array.from(ranges.map((r) => r[1][0]));
+  }
+  match(ctx: PacketContext): boolean {
+    const raw = load1(this.f, ctx);
+    if (raw < 0) return false;
+    const x = (raw & this.mask) >>> 0;
+    if (this.bitTest) return ((x & this.bits) !== 0) !== this.inv;
+    // binary search: the last range starting at or below x
+    const lo = this.lo;
+    let a = 0;
+    let b = lo.length - 1;
+    while (a < b) {
+      const m = (a + b + 1) >> 1;
+      if (lo[m] <= x) a = m;
+      else b = m - 1;
+    }
+    const hit = lo.length > 0 && lo[a] <= x && x <= this.hi[a];
+    return hit !== this.inv;
+  }
+}
+
+/** Four-word (IPv6 address) fields: a linear walk over the ranges, word by word. */
+class Lookup4 implements CompiledMatch {
+  private readonly lo: Uint32Array;
+  private readonly hi: Uint32Array;
+  constructor(
+    private readonly src: boolean,
+    private readonly inv: boolean,
+    ranges: [number[], number[]][],
+  ) {
+    this.lo = Uint32Array.from(ranges.flatMap((r) => r[0]));
+    this.hi = Uint32Array.from(ranges.flatMap((r) => r[1]));
+  }
+  match(ctx: PacketContext): boolean {
+    if (ctx.family !== 6) return false;
+    const a = this.src ? ctx.view.src : ctx.view.dst;
+    const n = this.lo.length;
+    for (let i = 0; i < n; i += 4) {
+      if (cmp4(a, this.lo, i) >= 0 && cmp4(a, this.hi, i) <= 0) return !this.inv;
+    }
+    return this.inv;
+  }
+}
+
+function cmp4(a: Uint32Array, b: Uint32Array, at: number): number {
+  for (let w = 0; w < 4; w++) {
+    const x = a[w] >>> 0;
+    const y = b[at + w];
+    if (x !== y) return x < y ? -1 : 1;
+  }
+  return 0;
+}
+
+export const lookupMatch: MatchModule<LookupState> = {
+  name: 'nft-lookup',
+  options: [],
+  create: () => ({ field: 'meta mark', mask: 0xffffffff, op: 'in', ranges: [], bits: 0, inv: false, text: '' }),
+  parse() {},
+  finalize() {},
+  familyOf: (s) => (s.field.startsWith('ip6 ') || s.field === 'icmpv6 type' ? 6 : s.field.startsWith('ip ') || s.field === 'icmp type' ? 4 : 0),
+  save: (s) => ['--nft', JSON.stringify(s.text)],
+  compile(s) {
+    const f = FIELD_IDS[s.field];
+    if (LOOKUP_FIELDS[s.field] === 4) return new Lookup4(f === F_SADDR6, s.inv, s.ranges);
+    return new Lookup1(f, s.mask, s.op === 'bits', s.bits, s.inv, s.ranges);
+  },
+};

@@ -1,0 +1,7 @@
+/** The match modules only the nftables front end makes (not reachable with -m NAME). */
+import type { MatchModule } from '../types';
+import { lookupMatch } from './lookup';
+
+export const NFT_MATCHES: Record<string, MatchModule> = {
+  'nft-lookup': lookupMatch,
+};

@@ -1,0 +1,66 @@
+/** `match` on { meta: { key } }: interfaces, family, protocol, packet mark. */
+import { checkIface } from '../matches/basic';
+import { addIptablesMatch, addLookup, requireFamily, type RuleBuild } from './build';
+import { opRanges, type MatchOp } from './ops';
+import { NftError } from './path';
+import { isSingle } from './values';
+import { fieldMatch } from './payload';
+
+const WHY_NOT: Record<string, string> = {
+  pkttype: 'meta pkttype is not supported (nfqwall has no pkttype match)',
+  iif: 'meta iif (an interface index) is not supported: write iifname',
+  oif: 'meta oif (an interface index) is not supported: write oifname',
+};
+
+/** nft's "eth*" wildcard as the engine's interface pattern ("eth+"). */
+function ifacePattern(name: string, path: string): string {
+  const pat = name.endsWith('*') && !name.endsWith('\\*') ? name.slice(0, -1) + '+' : name.replace(/\\\*$/, '*');
+  const why = checkIface(pat);
+  if (why) throw new NftError(path, why);
+  return pat;
+}
+
+export function metaMatch(b: RuleBuild, op: MatchOp, key: string, mask: number | null, right: unknown, path: string): void {
+  const r = b.rule;
+  switch (key) {
+    case 'iifname':
+    case 'oifname': {
+      if (op !== '==' && op !== '!=') throw new NftError(`${path}.op`, `"${op}" on ${key} is not supported`);
+      if (typeof right !== 'string' || right.startsWith('@'))
+        throw new NftError(`${path}.right`, `${key} takes one name here (sets of names are not supported)`);
+      if (b.impure) throw new NftError(path, `${key} after a limit is not supported`);
+      const inv = op === '!=';
+      const pat = ifacePattern(right, `${path}.right`);
+      if (key === 'iifname') {
+        if (r.inIface !== null) throw new NftError(path, 'a second iifname test in one rule is not supported');
+        [r.inIface, r.inInv] = [pat, inv];
+      } else {
+        if (r.outIface !== null) throw new NftError(path, 'a second oifname test in one rule is not supported');
+        [r.outIface, r.outInv] = [pat, inv];
+      }
+      return;
+    }
+    case 'nfproto': {
+      if ((op !== '==' && op !== '!=') || (right !== 'ipv4' && right !== 'ipv6')) throw new NftError(path, 'meta nfproto is tested == or != ipv4 or ipv6');
+      if (b.impure) throw new NftError(path, 'meta nfproto after a limit is not supported');
+      const v4 = (right === 'ipv4') !== (op === '!=');
+      requireFamily(b, v4 ? 4 : 6, path);
+      return;
+    }
+    case 'l4proto':
+      // the same test as ip protocol without the family (the upper-layer protocol)
+      return fieldMatch(b, 'meta l4proto', op, null, right, path);
+    case 'mark': {
+      if (!b.impure && (op === '==' || op === '!=') && isSingle(right)) {
+        const { ranges } = opRanges('mark', '==', right, `${path}.right`, b.sets, 0xffffffff);
+        const m = mask ?? 0xffffffff;
+        addIptablesMatch(b, 'mark', [['mark', [`0x${ranges[0][0][0].toString(16)}/0x${m.toString(16)}`], op === '!=']], path);
+        return;
+      }
+      const { ranges, inv } = opRanges('mark', op, right, `${path}.right`, b.sets, 0xffffffff);
+      addLookup(b, { field: 'meta mark', ranges, inv, mask: mask ?? 0xffffffff, text: `meta mark ${op} ${JSON.stringify(right)}` });
+      return;
+    }
+  }
+  throw new NftError(`${path}.left`, WHY_NOT[key] ?? `unsupported meta key "${key}"`);
+}

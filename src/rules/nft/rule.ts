@@ -1,0 +1,114 @@
+/**
+ * One nft rule ({ rule: { expr: [...] } }) as engine rules. Matches and limit build the
+ * rule's conditions; then its statements run in order. One statement is the rule's target;
+ * several (log then drop, a verdict map) become one rule per statement with the same
+ * conditions when the conditions have no side effect, or else one rule jumping to a chain
+ * of its own that holds them (so a limit is taken once).
+ */
+import type { ParsedChain, ParsedRule, ParsedTarget } from '../types';
+import { newRule, type RuleBuild } from './build';
+import { logTarget } from './log';
+import { limitMatch } from './limit';
+import { matchExpr } from './match';
+import { notrackTarget } from './notrack';
+import { isObject, kindOf, NftError } from './path';
+import { rejectTarget } from './reject';
+import type { SetDirectory } from './values';
+import { VERDICTS, verdictTarget } from './verdict';
+
+export interface RuleScope {
+  /** the engine's table name and chain name of the rule's chain */
+  table: string;
+  chain: string;
+  family: 0 | 4 | 6;
+  sets: SetDirectory;
+  helperId(name: string): number;
+  /** an nft chain of this table by name → the engine's chain name */
+  chainName(name: string, path: string): string;
+  /** a new chain of the engine's own for this rule's statements */
+  newChain(): string;
+}
+
+export interface TranslatedRule {
+  rules: ParsedRule[];
+  /** chains made for the rule (see the file comment) */
+  chains: ParsedChain[];
+}
+
+const WHY_NOT: Record<string, string> = {
+  'ct helper': 'ct helper set is not supported (nftables assigns it to the new connection after conntrack; nfqwall assigns helpers before it)',
+  mangle: 'setting a mark (meta mark set, ct mark set) is not supported',
+  queue: 'queue is not supported (nfqwall is the queue reader)',
+};
+
+/** One statement that is a target: a verdict, log, reject, notrack. */
+function targetOf(b: RuleBuild, kind: string, value: unknown, path: string, scope: RuleScope): ParsedTarget | null {
+  if (VERDICTS.has(kind)) return verdictTarget(kind, value, path, scope.chainName);
+  if (kind === 'log') return logTarget(b, value, path);
+  if (kind === 'reject') return rejectTarget(b, value, path);
+  if (kind === 'notrack') return notrackTarget(b, path);
+  return null;
+}
+
+export function translateRule(expr: unknown, path: string, scope: RuleScope): TranslatedRule {
+  if (!Array.isArray(expr)) throw new NftError(`${path}.expr`, 'a rule has a list of expressions');
+  const b: RuleBuild = { rule: newRule(scope.table, scope.chain, scope.family), impure: false, sets: scope.sets, helperId: scope.helperId };
+  /** statements after the conditions: a target each, or the per-element rules of a verdict map */
+  const steps: { target: ParsedTarget; key?: [unknown, unknown, string] }[] = [];
+  expr.forEach((st, i) => {
+    const p = `${path}.expr[${i}]`;
+    const kind = kindOf(st);
+    const value = kind ? (st as Record<string, unknown>)[kind] : undefined;
+    if (kind === 'counter') {
+      if (typeof value === 'string') throw new NftError(p, 'named counters are not supported');
+      return; // every engine rule counts its packets
+    }
+    if (kind === 'match' || kind === 'limit') {
+      if (steps.length > 0) throw new NftError(p, `a ${kind} after a statement is not supported`);
+      if (kind === 'match') matchExpr(b, value, `${p}.match`);
+      else limitMatch(b, value, p);
+      return;
+    }
+    if (kind === 'vmap') {
+      if (i !== expr.length - 1) throw new NftError(p, 'statements after a verdict map are not supported');
+      if (!isObject(value) || !isObject(value.data) || !Array.isArray(value.data.set))
+        throw new NftError(`${p}.vmap.data`, 'only anonymous verdict maps ({ set: [[KEY, VERDICT], …] }) are supported');
+      value.data.set.forEach((el, k) => {
+        const ep = `${p}.vmap.data.set[${k}]`;
+        if (!Array.isArray(el) || el.length !== 2) throw new NftError(ep, 'a map element is [KEY, VERDICT]');
+        const vk = kindOf(el[1]);
+        if (!vk || !VERDICTS.has(vk)) throw new NftError(`${ep}[1]`, 'not a verdict');
+        const target = verdictTarget(vk, (el[1] as Record<string, unknown>)[vk], `${ep}[1]`, scope.chainName);
+        steps.push({ target, key: [value.key, el[0], `${ep}[0]`] });
+      });
+      return;
+    }
+    const t = kind ? targetOf(b, kind, value, p, scope) : null;
+    if (!t) throw new NftError(p, kind && WHY_NOT[kind] ? WHY_NOT[kind] : `unsupported expression "${kind ?? JSON.stringify(st)}"`);
+    steps.push({ target: t });
+  });
+  const base = b.rule;
+  base.familyFlag = base.family; // so that rules -L shows -4 / -6
+  if (steps.length === 0) return { rules: [base], chains: [] };
+  if (steps.length === 1 && !steps[0].key) {
+    base.target = steps[0].target;
+    return { rules: [base], chains: [] };
+  }
+  /** one rule per step over the conditions in `on` */
+  const expand = (on: ParsedRule, chain: string): ParsedRule[] =>
+    steps.map((s) => {
+      const sb: RuleBuild = { ...b, rule: structuredClone(on), impure: false };
+      sb.rule.chain = chain;
+      if (s.key) matchExpr(sb, { op: '==', left: s.key[0], right: s.key[1] }, s.key[2]);
+      sb.rule.target = s.target;
+      return sb.rule;
+    });
+  if (!b.impure) return { rules: expand(base, scope.chain), chains: [] };
+  const bad = steps.find((s) => s.target.kind === 'goto' || (s.target.kind === 'standard' && s.target.name === 'RETURN'));
+  if (bad) throw new NftError(path, `${bad.target.kind === 'goto' ? 'goto' : 'return'} after a limit together with other statements is not supported`);
+  const own = scope.newChain();
+  const inner = newRule(scope.table, own, scope.family);
+  inner.family = base.family;
+  base.target = { kind: 'jump', name: own, at: null, state: null };
+  return { rules: [base], chains: [{ name: own, builtin: false, policy: null, counters: [0, 0], line: 0, col: 0, rules: expand(inner, own) }] };
+}

@@ -1,0 +1,245 @@
+/**
+ * An nftables rule set as `nft -j list ruleset` writes it (libnftables-json(5), schema 1)
+ * → the RuleSet the iptables parser also produces: tables of family ip, ip6 and inet; each
+ * base chain placed on the engine's slot for its hook and priority (before conntrack:
+ * raw PREROUTING / OUTPUT; after it: filter INPUT / FORWARD / OUTPUT), several on one slot
+ * in priority order; regular chains; rules through rule.ts. What has no exact place is
+ * refused with its JSON path.
+ */
+import type { BaseChain, Family, HookSlot, ParsedChain, ParsedTable, RuleError, RuleSet } from '../types';
+import { validateGraph, type JumpRef } from '../parse';
+import { HOOK_SLOTS } from '../compile';
+import { nftToken } from './build';
+import { isObject, kindOf, NftError } from './path';
+import { translateRule } from './rule';
+import type { SetDirectory } from './values';
+
+export interface NftParseOptions {
+  helperId?(name: string): number;
+}
+
+/** What nft -j writes: an object whose "nftables" is a list (the first non-space character is "{"). */
+export function isNftJson(text: string): boolean {
+  if (!/^\s*\{/.test(text)) return false;
+  try {
+    const doc: unknown = JSON.parse(text);
+    return isObject(doc) && Array.isArray(doc.nftables);
+  } catch {
+    return false;
+  }
+}
+
+const FAMILIES: Record<string, Family> = { ip: 4, ip6: 6, inet: 0 };
+const PRIORITIES: Record<string, number> = { raw: -300, mangle: -150, dstnat: -100, filter: 0, security: 50, srcnat: 100 };
+/** NF_IP_PRI_CONNTRACK: where nf_conntrack_in runs at prerouting and output */
+const PRI_CONNTRACK = -200;
+
+/** The slot of a base chain, or why it has none. */
+function slotOf(hook: string, prio: number): HookSlot | string {
+  switch (hook) {
+    case 'prerouting':
+      if (prio < PRI_CONNTRACK) return 'raw/PREROUTING';
+      return 'a prerouting chain after conntrack (priority above -200) has no place in nfqwall (its raw slot is before conntrack, its filter slots at input/forward/output)';
+    case 'output':
+      if (prio < PRI_CONNTRACK) return 'raw/OUTPUT';
+      if (prio > PRI_CONNTRACK) return 'filter/OUTPUT';
+      return "priority -200 is conntrack's own: the order is not defined";
+    case 'input':
+      return 'filter/INPUT';
+    case 'forward':
+      return 'filter/FORWARD';
+    case 'postrouting':
+      return 'postrouting chains are not supported';
+  }
+  return `hook "${hook}" is not supported`;
+}
+
+interface TableInfo {
+  family: Family;
+  name: string;
+  key: string;
+  sets: Map<string, { elems: unknown[]; path: string; type: unknown }>;
+  table: ParsedTable;
+  chains: Map<string, { chain: ParsedChain; path: string; slot: HookSlot | null }>;
+}
+
+function str(o: Record<string, unknown>, k: string, path: string): string {
+  const v = o[k];
+  if (typeof v !== 'string') throw new NftError(`${path}.${k}`, `"${k}" must be a string`);
+  return v;
+}
+
+/** Objects that change nothing where no rule uses them. */
+const INERT = new Set(['metainfo', 'counter', 'quota', 'limit', 'ct helper', 'map']);
+
+export function parseNftRuleset(text: string, file: string, opts: NftParseOptions = {}): { set: RuleSet; errors: RuleError[] } {
+  const errors: RuleError[] = [];
+  const set: RuleSet = { file, tables: [], bases: [] };
+  const fail = (e: unknown): void => {
+    if (!(e instanceof NftError)) throw e;
+    errors.push({ file, line: 0, col: 0, message: e.message });
+  };
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch (e) {
+    errors.push({ file, line: 0, col: 0, message: `not JSON: ${(e as Error).message}` });
+    return { set, errors };
+  }
+  if (!isObject(doc) || !Array.isArray(doc.nftables)) {
+    errors.push({ file, line: 0, col: 0, message: 'not an nft -j rule set (no "nftables" list)' });
+    return { set, errors };
+  }
+  const items = doc.nftables as unknown[];
+  const tables = new Map<string, TableInfo>();
+  const tableOf = (o: Record<string, unknown>, path: string): TableInfo => {
+    const t = tables.get(`${str(o, 'family', path)} ${str(o, 'table', path)}`);
+    if (!t) throw new NftError(path, `no table ${String(o.family)} ${String(o.table)} before it`);
+    return t;
+  };
+  const bases: (BaseChain & { prio: number; order: number })[] = [];
+  const rules: [Record<string, unknown>, string][] = [];
+  // pass 1: tables, sets, chains (nft -j lists them before the rules, but a hand-written file need not)
+  items.forEach((item, i) => {
+    const path = `nftables[${i}]`;
+    try {
+      const kind = kindOf(item);
+      const o = kind ? (item as Record<string, unknown>)[kind] : null;
+      if (!kind || !isObject(o)) throw new NftError(path, 'an item is { KIND: { … } }');
+      const p = `${path}.${kind}`;
+      switch (kind) {
+        case 'metainfo':
+          if (o.json_schema_version !== undefined && o.json_schema_version !== 1)
+            throw new NftError(`${p}.json_schema_version`, `schema version ${JSON.stringify(o.json_schema_version)} (nfqwall reads version 1)`);
+          return;
+        case 'table': {
+          const family = str(o, 'family', p);
+          if (!(family in FAMILIES)) throw new NftError(`${p}.family`, `tables of family "${family}" are not supported (ip, ip6, inet)`);
+          const name = str(o, 'name', p);
+          const key = `${family} ${name}`;
+          if (tables.has(key)) throw new NftError(p, `table ${key} listed twice`);
+          const table: ParsedTable = { name: 'filter', line: 0, chains: [] };
+          tables.set(key, { family: FAMILIES[family], name, key, sets: new Map(), table, chains: new Map() });
+          set.tables.push(table);
+          return;
+        }
+        case 'set': {
+          const t = tableOf(o, p);
+          const name = str(o, 'name', p);
+          if (o.elem !== undefined && !Array.isArray(o.elem)) throw new NftError(`${p}.elem`, 'elements are a list');
+          t.sets.set(name, { elems: (o.elem as unknown[]) ?? [], path: p, type: o.type });
+          return;
+        }
+        case 'chain': {
+          const t = tableOf(o, p);
+          const name = str(o, 'name', p);
+          const full = `${t.key.replace(' ', '/')}/${name}`;
+          const isBase = o.hook !== undefined || o.type !== undefined;
+          let slot: HookSlot | null = null;
+          let policy: 'ACCEPT' | 'DROP' | null = null;
+          if (isBase) {
+            const type = str(o, 'type', p);
+            if (type !== 'filter')
+              throw new NftError(
+                `${p}.type`,
+                type === 'nat' ? 'nat chains are not supported (nfqwall has no NAT yet)' : `chains of type "${type}" are not supported`,
+              );
+            const prio = typeof o.prio === 'number' ? o.prio : typeof o.prio === 'string' ? PRIORITIES[o.prio] : undefined;
+            if (prio === undefined) throw new NftError(`${p}.prio`, `unknown priority ${JSON.stringify(o.prio)}`);
+            const s = slotOf(str(o, 'hook', p), prio);
+            if (!(HOOK_SLOTS as readonly string[]).includes(s)) throw new NftError(`${p}.hook`, s);
+            slot = s as HookSlot;
+            const pol = o.policy ?? 'accept';
+            if (pol !== 'accept' && pol !== 'drop') throw new NftError(`${p}.policy`, `policy ${JSON.stringify(pol)}`);
+            policy = pol === 'drop' ? 'DROP' : 'ACCEPT';
+            bases.push({ slot, table: 'filter', chain: full, family: t.family, prio, order: i });
+          }
+          if (t.chains.has(name)) throw new NftError(p, `chain ${name} listed twice`);
+          const chain: ParsedChain = { name: full, builtin: isBase, policy, counters: [0, 0], line: 0, col: 0, rules: [] };
+          t.chains.set(name, { chain, path: p, slot });
+          t.table.chains.push(chain);
+          return;
+        }
+        case 'rule':
+          rules.push([o, p]);
+          return;
+      }
+      if (!INERT.has(kind)) throw new NftError(path, `unsupported object "${kind}"`);
+    } catch (e) {
+      fail(e);
+    }
+  });
+  // pass 2: rules, in the order listed (nft -j lists a chain's rules in order)
+  const jumps = new Map<string, JumpRef[]>();
+  const rulePaths = new Map<object, string>();
+  let own = 0;
+  for (const [o, p] of rules) {
+    try {
+      const t = tableOf(o, p);
+      const c = t.chains.get(str(o, 'chain', p));
+      if (!c) throw new NftError(`${p}.chain`, `no chain ${String(o.chain)} in table ${t.key}`);
+      const sets: SetDirectory = { get: (n) => t.sets.get(n) };
+      const out = translateRule(o.expr, p, {
+        table: 'filter',
+        chain: c.chain.name,
+        family: t.family,
+        sets,
+        helperId: opts.helperId ?? (() => 1),
+        chainName: (n, at) => {
+          const target = t.chains.get(n);
+          if (!target) throw new NftError(at, `no chain ${n} in table ${t.key}`);
+          if (target.slot) throw new NftError(at, `${n} is a base chain: nftables does not jump to base chains`);
+          return target.chain.name;
+        },
+        newChain: () => `${c.chain.name}#${++own}`,
+      });
+      c.chain.rules.push(...out.rules);
+      t.table.chains.push(...out.chains);
+      for (const ch of [c.chain, ...out.chains])
+        for (const r of ch === c.chain ? out.rules : ch.rules) {
+          rulePaths.set(r, p);
+          if (r.target.kind === 'jump' || r.target.kind === 'goto') {
+            const list = jumps.get(ch.name) ?? [];
+            list.push({ rule: r, from: ch.name, tok: nftToken(r.target.name) });
+            jumps.set(ch.name, list);
+          }
+        }
+    } catch (e) {
+      fail(e);
+    }
+  }
+  if (errors.length) return { set, errors };
+  // the kernel's table validation: no loops, the jump stack deep enough
+  const problem = validateGraph(
+    bases.map((b) => b.chain),
+    jumps,
+  );
+  if (problem)
+    errors.push({
+      file,
+      line: 0,
+      col: 0,
+      message: 'loop' in problem ? `chains jump in a loop (${problem.loop.join(' -> ')})` : `chains nest ${problem.depth} deep (the kernel allows 15)`,
+    });
+  // notrack is a raw-slot statement: a chain a filter slot reaches may not hold it
+  const chainByName = new Map(set.tables.flatMap((t) => t.chains.map((c) => [c.name, c] as const)));
+  const seen = new Set<string>();
+  const visit = (name: string): void => {
+    if (seen.has(name)) return;
+    seen.add(name);
+    for (const r of chainByName.get(name)?.rules ?? []) {
+      if (r.target.kind === 'ext' && r.target.name === 'CT')
+        errors.push({
+          file,
+          line: 0,
+          col: 0,
+          message: `${rulePaths.get(r)}: notrack after conntrack (a chain of priority above -200, or input/forward) does nothing in nftables and is refused`,
+        });
+      if (r.target.kind === 'jump' || r.target.kind === 'goto') visit(r.target.name);
+    }
+  };
+  for (const b of bases) if (b.slot.startsWith('filter/')) visit(b.chain);
+  bases.sort((a, b) => a.prio - b.prio || a.order - b.order);
+  set.bases = bases.map(({ slot, table, chain, family }) => ({ slot, table, chain, family }));
+  return { set, errors };
+}
