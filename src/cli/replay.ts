@@ -4,7 +4,7 @@
  * filter → confirm) and prints one line per packet with its connection state and
  * verdict. Time is the capture's own timestamps, so timeouts behave as on the wire.
  */
-import { readCaptureFile } from '../pcap/read';
+import { openCapture, PcapError, type PcapPacket, type PcapReader } from '../pcap/read';
 import { Firewall, HOOK_NAMES, type RuleEvaluator } from '../pipeline/firewall';
 import { defaultTunables } from '../conntrack/sysctl';
 import { applySetting } from '../conntrack/settings';
@@ -135,9 +135,13 @@ export async function main(argv: string[]): Promise<number> {
   }
 
   const file = positionals[0];
-  const cap = readCaptureFile(file);
-  if (cap.format === null && cap.error) {
-    process.stderr.write(`nfqwall replay: ${cap.error.message}\n`);
+  // streamed: one packet at a time through a window of the file, so a capture of any size
+  // replays in bounded memory
+  let cap: PcapReader;
+  try {
+    cap = openCapture(file);
+  } catch (err) {
+    process.stderr.write(`nfqwall replay: ${(err as Error).message}\n`);
     return 1;
   }
   const fw = new Firewall({ tun, rules, log: { warn: (m) => process.stderr.write(m + '\n'), info: () => {}, debug: () => {} } });
@@ -150,7 +154,18 @@ export async function main(argv: string[]): Promise<number> {
   };
   let now = 0;
   let n = 0;
-  for (const p of cap.packets) {
+  let capError: PcapError | null = null;
+  const packets = cap.packets();
+  for (;;) {
+    let next: IteratorResult<PcapPacket>;
+    try {
+      next = packets.next();
+    } catch (err) {
+      capError = err instanceof PcapError ? err : new PcapError(file, 0, String((err as Error)?.message ?? err));
+      break;
+    }
+    if (next.done) break;
+    const p = next.value;
     n++;
     // monotonic time from the capture; a capture that goes back in time does not rewind the tracker
     if (p.tsMs > now) now = p.tsMs;
@@ -211,8 +226,9 @@ export async function main(argv: string[]): Promise<number> {
     flush();
     process.stderr.write(summary.expectShown(count) + '\n');
   }
-  if (cap.error) {
-    process.stderr.write(`nfqwall replay: ${cap.error.message} (${cap.packets.length} packets before it were replayed)\n`);
+  cap.close();
+  if (capError) {
+    process.stderr.write(`nfqwall replay: ${capError.message} (${n} packets before it were replayed)\n`);
     return 1;
   }
   return 0;

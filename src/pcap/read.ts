@@ -1,8 +1,10 @@
 /**
  * Capture file reading for `nfqwall replay`: classic pcap and pcapng.
  *
- * The whole file is held in one buffer; every packet handed out is a subarray
- * of it (no copy). Supported:
+ * A file is read through a window of a few MB (PcapReader.open): memory is bounded by the
+ * window and the largest block, not by the file's size; a buffer given whole is its own
+ * window. Every packet handed out is a subarray of a window (no copy), valid as long as the
+ * caller keeps it (a window is never reused). Supported:
  *  - classic pcap in either byte order, microsecond (0xa1b2c3d4) and nanosecond
  *    (0xa1b23c4d) magic, and the "modified" Kuznetzov format (0xa1b2cd34);
  *  - pcapng: Section Header Blocks of either byte order (several sections per
@@ -46,6 +48,10 @@ export const PCAPNG_EPB = 0x00000006;
 
 /** libpcap's MAXIMUM_SNAPLEN: larger captured lengths are corruption. */
 export const MAX_CAPLEN = 262144;
+/** libpcap's pcapng MAX_BLOCKSIZE: a larger block that must be read is corruption. */
+export const MAX_BLOCK = 16 * 1024 * 1024;
+/** bytes read from a file at a time */
+const WINDOW = 4 * 1024 * 1024;
 
 const ETH_P_IP = 0x0800;
 const ETH_P_IPV6 = 0x86dd;
@@ -126,16 +132,22 @@ export function detectFormat(buf: Uint8Array): CaptureFormat | null {
 export class PcapReader implements Iterable<PcapPacket> {
   readonly stats: PcapStats = { records: 0, packets: 0, nonIp: 0, skippedBlocks: 0 };
   readonly format: CaptureFormat;
-  private readonly dv: DataView;
+  /** the window: bytes [base, base + buf.length) of the capture */
+  private buf: Uint8Array;
+  private dv: DataView;
+  private base = 0;
   /** family found by the last decapsulation */
   private fam = 0;
   /** offset of the IP packet found by the last decapsulation */
   private ipOff = 0;
 
+  /** A capture held whole in buf, or (with `file`) the first window of an open file descriptor. */
   constructor(
-    readonly buf: Uint8Array,
+    buf: Uint8Array,
     readonly name = 'capture',
+    private readonly file?: { fd: number; size: number },
   ) {
+    this.buf = buf;
     this.dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
     if (buf.length < 4) throw new PcapError(name, 0, buf.length === 0 ? 'empty file' : 'truncated file header at offset 0');
     const f = detectFormat(buf);
@@ -146,6 +158,61 @@ export class PcapReader implements Iterable<PcapPacket> {
     this.format = f;
   }
 
+  /** Reads the capture file at path through a window. Throws PcapError when it cannot be read or is not a capture. */
+  static open(path: string): PcapReader {
+    let fd: number;
+    try {
+      fd = fs.openSync(path, 'r');
+    } catch (err) {
+      throw new PcapError(path, 0, (err as Error).message);
+    }
+    try {
+      const size = fs.fstatSync(fd).size;
+      const first = Buffer.allocUnsafe(Math.min(WINDOW, size));
+      const got = fs.readSync(fd, first, 0, first.length, 0);
+      return new PcapReader(first.subarray(0, got), path, { fd, size });
+    } catch (err) {
+      fs.closeSync(fd);
+      throw err instanceof PcapError ? err : new PcapError(path, 0, (err as Error).message);
+    }
+  }
+
+  /** Closes the file of PcapReader.open (nothing for a buffer). */
+  close(): void {
+    if (this.file && this.file.fd >= 0) fs.closeSync(this.file.fd);
+    if (this.file) this.file.fd = -1;
+  }
+
+  /** The capture's length in bytes. */
+  private get size(): number {
+    return this.file ? this.file.size : this.buf.length;
+  }
+
+  /**
+   * Makes bytes [off, off + n) of the window (off relative to it) readable and returns their
+   * offset in the (possibly new) window, or -1 when the capture ends first.
+   */
+  private need(off: number, n: number): number {
+    if (off + n <= this.buf.length) return off;
+    const at = this.base + off;
+    if (!this.file || at + n > this.file.size) return -1;
+    const w = Buffer.allocUnsafe(Math.min(Math.max(WINDOW, n), this.file.size - at));
+    const got = fs.readSync(this.file.fd, w, 0, w.length, at);
+    if (got < n) return -1;
+    this.buf = w.subarray(0, got);
+    this.dv = new DataView(w.buffer, w.byteOffset, got);
+    this.base = at;
+    return 0;
+  }
+
+  /** u32 at absolute file offset at (read directly for a block not loaded). */
+  private u32At(at: number, le: boolean): number {
+    if (at >= this.base && at + 4 <= this.base + this.buf.length) return this.dv.getUint32(at - this.base, le);
+    const b = Buffer.alloc(4);
+    fs.readSync(this.file!.fd, b, 0, 4, at);
+    return new DataView(b.buffer, b.byteOffset, 4).getUint32(0, le);
+  }
+
   [Symbol.iterator](): Iterator<PcapPacket> {
     return this.packets();
   }
@@ -154,16 +221,17 @@ export class PcapReader implements Iterable<PcapPacket> {
     return this.format === 'pcap' ? this.readPcap() : this.readPcapng();
   }
 
+  /** offset: within the window */
   private fail(offset: number, reason: string): never {
-    throw new PcapError(this.name, offset, `${reason} at offset ${offset}`);
+    const at = this.base + offset;
+    throw new PcapError(this.name, at, `${reason} at offset ${at}`);
   }
 
   // ------------------------------------------------------------------ classic pcap
 
   private *readPcap(): Generator<PcapPacket> {
-    const buf = this.buf;
-    const dv = this.dv;
-    if (buf.length < 24) this.fail(0, 'truncated file header');
+    if (this.need(0, 24) < 0) this.fail(0, 'truncated file header');
+    let dv = this.dv;
     const mle = dv.getUint32(0, true);
     const le = mle === PCAP_MAGIC_US || mle === PCAP_MAGIC_NS || mle === PCAP_MAGIC_MODIFIED;
     const magic = dv.getUint32(0, le);
@@ -172,15 +240,20 @@ export class PcapReader implements Iterable<PcapPacket> {
     const linkType = dv.getUint32(20, le) & 0xffff; // upper bits: FCS length info
     const iface: Iface = { linkType, snaplen: dv.getUint32(16, le), unitsPerSec, tsOffsetSec: 0 }; // thiszone is always 0 in practice (libpcap ignores it)
     let off = 24;
-    while (off < buf.length) {
-      if (buf.length - off < hdrLen) this.fail(off, 'truncated packet record');
+    while (this.base + off < this.size) {
+      const at = this.need(off, hdrLen);
+      if (at < 0) this.fail(off, 'truncated packet record');
+      off = at;
+      dv = this.dv;
       const sec = dv.getUint32(off, le);
       const frac = dv.getUint32(off + 4, le);
       const capLen = dv.getUint32(off + 8, le);
       const origLen = dv.getUint32(off + 12, le);
       if (capLen > MAX_CAPLEN) this.fail(off, `bad packet record (captured length ${capLen})`);
+      const whole = this.need(off, hdrLen + capLen);
+      if (whole < 0) this.fail(off, 'truncated packet record');
+      off = whole;
       const dataOff = off + hdrLen;
-      if (buf.length - dataOff < capLen) this.fail(off, 'truncated packet record');
       const tsMs = (sec + iface.tsOffsetSec) * 1000 + (frac * 1000) / unitsPerSec;
       const p = this.decap(iface.linkType, dataOff, capLen, tsMs, origLen, 0, off);
       if (p) yield p;
@@ -191,19 +264,24 @@ export class PcapReader implements Iterable<PcapPacket> {
   // ------------------------------------------------------------------ pcapng
 
   private *readPcapng(): Generator<PcapPacket> {
-    const buf = this.buf;
-    const dv = this.dv;
+    let dv = this.dv;
     let le = true;
     let ifaces: Iface[] = [];
     let lastTs = 0;
     let off = 0;
     let inSection = false;
-    while (off < buf.length) {
-      if (buf.length - off < 12) this.fail(off, 'truncated block');
+    while (this.base + off < this.size) {
+      const at = this.need(off, 12);
+      if (at < 0) this.fail(off, 'truncated block');
+      off = at;
+      dv = this.dv;
       const rawType = dv.getUint32(off, true);
       if (rawType === PCAPNG_SHB) {
         // byte order of the new section
-        if (buf.length - off < 28) this.fail(off, 'truncated section header block');
+        const shb = this.need(off, 28);
+        if (shb < 0) this.fail(off, 'truncated section header block');
+        off = shb;
+        dv = this.dv;
         const bom = dv.getUint32(off + 8, true);
         if (bom === PCAPNG_BYTE_ORDER_MAGIC) le = true;
         else if (bom === 0x4d3c2b1a) le = false;
@@ -218,8 +296,16 @@ export class PcapReader implements Iterable<PcapPacket> {
       const type = dv.getUint32(off, le);
       const total = dv.getUint32(off + 4, le);
       if (total < 12 || total % 4 !== 0) this.fail(off, `bad block length ${total}`);
-      if (total > buf.length - off) this.fail(off, type === PCAPNG_EPB || type === PCAPNG_SPB ? 'truncated packet record' : 'truncated block');
-      if (dv.getUint32(off + total - 4, le) !== total) this.fail(off, `block length mismatch (${total} vs trailer ${dv.getUint32(off + total - 4, le)})`);
+      if (total > this.size - (this.base + off)) this.fail(off, type === PCAPNG_EPB || type === PCAPNG_SPB ? 'truncated packet record' : 'truncated block');
+      const used = type === PCAPNG_SHB || type === PCAPNG_IDB || type === PCAPNG_EPB || type === PCAPNG_SPB;
+      if (used) {
+        // a block that is read is loaded whole (libpcap refuses those beyond MAX_BLOCK)
+        if (total > MAX_BLOCK) this.fail(off, `bad block length ${total}`);
+        off = this.need(off, total);
+        dv = this.dv;
+      }
+      const trailer = this.u32At(this.base + off + total - 4, le);
+      if (trailer !== total) this.fail(off, `block length mismatch (${total} vs trailer ${trailer})`);
       const body = off + 8;
       const bodyEnd = off + total - 4;
       switch (type) {
@@ -322,7 +408,7 @@ export class PcapReader implements Iterable<PcapPacket> {
       linkType,
       family: this.fam,
       record,
-      offset: recOff,
+      offset: this.base + recOff,
     };
   }
 
@@ -394,15 +480,9 @@ export class PcapReader implements Iterable<PcapPacket> {
   }
 }
 
-/** Opens a capture file (read whole). Throws PcapError for a file that is not a capture. */
+/** Opens a capture file (read through a window). Throws PcapError for a file that is not a capture. */
 export function openCapture(path: string): PcapReader {
-  let data: Buffer;
-  try {
-    data = fs.readFileSync(path);
-  } catch (err) {
-    throw new PcapError(path, 0, (err as Error).message);
-  }
-  return new PcapReader(new Uint8Array(data.buffer, data.byteOffset, data.byteLength), path);
+  return PcapReader.open(path);
 }
 
 export interface CaptureContents {
@@ -430,20 +510,23 @@ export function readCapture(buf: Uint8Array, name = 'capture'): CaptureContents 
   return { packets, stats: reader.stats, format: reader.format, error: null };
 }
 
-/** readCapture() on a file. */
+/** readCapture() on a file (every packet kept: for small captures; replay streams with openCapture). */
 export function readCaptureFile(path: string): CaptureContents {
-  let data: Buffer;
+  const packets: PcapPacket[] = [];
+  let reader: PcapReader;
   try {
-    data = fs.readFileSync(path);
+    reader = PcapReader.open(path);
   } catch (err) {
-    return {
-      packets: [],
-      stats: { records: 0, packets: 0, nonIp: 0, skippedBlocks: 0 },
-      format: null,
-      error: new PcapError(path, 0, (err as Error).message),
-    };
+    return { packets, stats: { records: 0, packets: 0, nonIp: 0, skippedBlocks: 0 }, format: null, error: toPcapError(err, path) };
   }
-  return readCapture(new Uint8Array(data.buffer, data.byteOffset, data.byteLength), path);
+  try {
+    for (const p of reader) packets.push(p);
+  } catch (err) {
+    return { packets, stats: reader.stats, format: reader.format, error: toPcapError(err, path) };
+  } finally {
+    reader.close();
+  }
+  return { packets, stats: reader.stats, format: reader.format, error: null };
 }
 
 function toPcapError(err: unknown, name: string): PcapError {

@@ -605,3 +605,86 @@ describe('pcapng', () => {
     assert.equal(readCapture(v, 'n.pcapng').error?.message, 'n.pcapng: unsupported pcapng version 2 at offset 0');
   });
 });
+
+describe('streamed through a window (files larger than the reader holds)', () => {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'nfqw-pcapwin-'));
+  const ROOT = path.resolve(__dirname, '..', '..', '..');
+  const pkt = (i: number) =>
+    ipv4(
+      { src: '198.18.1.1', dst: '198.19.2.1' },
+      udp({ sport: 1024 + (i % 60000), dport: 53, payload: new Uint8Array(200 + ((i * 7919) % 1200)).fill(i & 0xff) }),
+    );
+  const view = (c: ReturnType<typeof readCapture>) => ({
+    n: c.packets.length,
+    stats: c.stats,
+    format: c.format,
+    error: c.error?.message ?? null,
+    sum: c.packets.reduce((a, p) => (a * 31 + p.data.length * 7 + p.data[p.data.length - 1] + p.offset + p.tsMs) % 1e9, 0),
+  });
+  const same = (bytes: Uint8Array, name: string) => {
+    const f = path.join(tmp, name);
+    fs.writeFileSync(f, bytes);
+    assert.deepEqual(view(readCaptureFile(f)), view(readCapture(bytes, f)), name);
+  };
+
+  it('pcap and pcapng of ~12 MB (records across window borders, a 5 MB skipped block): the same packets, offsets, stats and errors as read whole', () => {
+    const w = new PcapWriter();
+    for (let i = 0; i < 14_000; i++) w.add(pkt(i), 1_700_000_000_000 + i);
+    const pcap = new Uint8Array(w.toBuffer());
+    assert.ok(pcap.length > 10 << 20);
+    same(pcap, 'big.pcap');
+    const ng = new Ng().shb().idb(LINKTYPE_RAW);
+    for (let i = 0; i < 7000; i++) ng.epb(0, BigInt(i) * 1000n, pkt(i));
+    ng.raw(0xbad, Buffer.alloc(5 << 20, 1));
+    for (let i = 0; i < 7000; i++) ng.epb(0, BigInt(i) * 1000n, pkt(i));
+    const png = ng.buf();
+    same(png, 'big.pcapng');
+    // cut anywhere (inside a record, across a window border): the same packets before it and the same error
+    for (const cut of [(4 << 20) + 3, (8 << 20) + 17, pcap.length - 5]) same(pcap.subarray(0, cut), `cut-${cut}.pcap`);
+    for (const cut of [(4 << 20) + 5, (7 << 20) + 9, png.length - 2]) same(png.subarray(0, cut), `cut-${cut}.pcapng`);
+    // an oversized block that would have to be read is refused as libpcap does
+    const huge = Buffer.from(new Ng().shb().idb(LINKTYPE_RAW).epb(0, 1n, pkt(1)).buf());
+    const bad = Buffer.concat([huge, Buffer.from(Uint32Array.of(6, (17 << 20) + 32).buffer), Buffer.alloc((17 << 20) + 24)]);
+    const f = path.join(tmp, 'huge.pcapng');
+    fs.writeFileSync(f, bad);
+    assert.match(String(readCaptureFile(f).error?.message), /bad block length 17825824 at offset/);
+  });
+
+  /** Peak RSS (kB) of `nfqwall replay --quiet --table FILE` in a child process, and its exit code and table. */
+  function replayPeak(file: string): { maxRss: number; code: number; out: string } {
+    const code = `require(${JSON.stringify(path.join(ROOT, 'src/cli/replay'))}).main(['--quiet', '--table', ${JSON.stringify(file)}]).then((c) => { process.stderr.write('MAXRSS ' + process.resourceUsage().maxRSS + '\\n'); process.exitCode = c; });`;
+    const r = require('node:child_process').spawnSync(process.execPath, ['--import', 'tsx', '-e', code], { cwd: ROOT, encoding: 'utf8', maxBuffer: 64 << 20 });
+    const m = /MAXRSS (\d+)/.exec(r.stderr);
+    assert.ok(m, r.stderr);
+    return { maxRss: Number(m[1]), code: r.status, out: r.stdout };
+  }
+
+  it('replay: a 100 MB capture costs no more memory than a 5 MB one (bounded by the window and the table, not the file)', () => {
+    const write = (name: string, n: number) => {
+      const f = path.join(tmp, name);
+      const fd = fs.openSync(f, 'w');
+      const w = new PcapWriter();
+      fs.writeSync(fd, w.toBuffer()); // the file header
+      for (let i = 0; i < n; i += 1000) {
+        const part = new PcapWriter();
+        for (let j = i; j < Math.min(n, i + 1000); j++) part.add(pkt(j % 500), 1_700_000_000_000 + j);
+        fs.writeSync(fd, part.toBuffer().subarray(24));
+      }
+      fs.closeSync(fd);
+      return f;
+    };
+    const small = write('small.pcap', 6_000);
+    const big = write('big100.pcap', 140_000);
+    assert.ok(fs.statSync(big).size > 100 << 20);
+    const s = replayPeak(small);
+    const b = replayPeak(big);
+    fs.rmSync(big);
+    assert.equal(s.code, 0);
+    assert.equal(b.code, 0);
+    // the same 500 flows either way
+    assert.equal(b.out.trim().split('\n').length, s.out.trim().split('\n').length);
+    assert.ok(b.maxRss < s.maxRss + 32 * 1024, `peak RSS: 100 MB capture ${b.maxRss} kB, 5 MB capture ${s.maxRss} kB`);
+  });
+
+  it('cleans up', () => fs.rmSync(tmp, { recursive: true, force: true }));
+});
