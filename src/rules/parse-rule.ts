@@ -114,6 +114,7 @@ export function parseRuleLine(words: Token[], ts: TableState, counters: [number,
   let srcTok: Token | null = null;
   let dstTok: Token | null = null;
   let protoTok: Token | null = null;
+  let protoFamilyHint: Family = 0;
   let implicitLoaded = false;
   /** after an unknown match or option: what follows belongs to it, not reported again */
   let skipping = false;
@@ -293,7 +294,8 @@ export function parseRuleLine(words: Token[], ts: TableState, counters: [number,
         r.protoInv = invTok !== null;
         protoTok = arg;
         sink.protoName = r.protoInv || p === 0 ? '' : protoName(p);
-        if (!r.protoInv) setFamily(protoFamily(p), arg!, `-p ${protoName(p)}`);
+        // only a default: ip6tables takes -6 -p icmp (next header 1), iptables -4 -p ipv6-icmp
+        protoFamilyHint = r.protoInv ? 0 : protoFamily(p);
         continue;
       }
       case 's':
@@ -523,6 +525,7 @@ export function parseRuleLine(words: Token[], ts: TableState, counters: [number,
     setFamily(tm.familyOf(r.target.state), r.target.at!, `target ${r.target.name} with ${tm.save(r.target.state, 0).join(' ')}`);
   }
   if (bad) return null;
+  if (r.family === 0) r.family = protoFamilyHint;
 
   // Several addresses make one rule each (source outer, destination inner), as iptables adds them.
   const rules: ParsedRule[] = [];

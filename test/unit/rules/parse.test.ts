@@ -58,6 +58,7 @@ test('basic options: -p names and numbers, addresses, CIDR, masks, interfaces, -
   assert.equal(rule('-p tcp -j ACCEPT').proto, 6);
   assert.equal(rule('-p udp -j ACCEPT').proto, 17);
   assert.equal(rule('-p icmp -j ACCEPT').family, 4);
+  assert.equal(rule('-p icmp -j REJECT --reject-with icmp6-adm-prohibited').family, 6);
   assert.equal(rule('-p ipv6-icmp -j ACCEPT').family, 6);
   assert.equal(rule('-p icmpv6 -j ACCEPT').proto, 58);
   assert.equal(rule('-p 47 -j ACCEPT').proto, 47);
@@ -266,7 +267,12 @@ test('errors: unknown match / option / missing argument / bad values, with the o
 test('errors: family conflicts', () => {
   expectRuleError('-s 1.2.3.4 -d 2001:2::1 -j ACCEPT', '2001:2::1', 'address "2001:2::1" is IPv6, but the rule is IPv4 (address "1.2.3.4")');
   expectRuleError('-6 -s 1.2.3.4 -j ACCEPT', '1.2.3.4', 'address "1.2.3.4" is IPv4, but the rule is IPv6 (-6)');
-  expectRuleError('-4 -p ipv6-icmp -j ACCEPT', 'ipv6-icmp', '-p ipv6-icmp is IPv6, but the rule is IPv4 (-4)');
+  // the protocol's family is only a default: iptables-restore takes -4 -p ipv6-icmp, ip6tables-restore -6 -p icmp
+  assert.equal(rule('-4 -p ipv6-icmp -j ACCEPT').family, 4);
+  assert.equal(rule('-p icmp -6 -j ACCEPT').family, 6);
+  assert.equal(rule('-p icmp -d 2001:2::1 -j ACCEPT').family, 6);
+  assert.equal(rule('-p icmp -j ACCEPT').family, 4);
+  assert.equal(rule('-p icmp -j REJECT --reject-with icmp6-adm-prohibited').family, 6);
   expectRuleError('-4 -6 -j ACCEPT', '-6', 'a rule cannot be both -4 and -6');
   expectRuleError('-4 -j REJECT --reject-with icmp6-no-route', 'REJECT', /is IPv6, but the rule is IPv4/);
 });
