@@ -1,8 +1,9 @@
-/** The rule set back in iptables-save format (`nfqwall rules -L [-v]`). */
+/** The rule set back in iptables-save format, or an nftables one as its JSON (`nfqwall rules -L [-v]`). */
 import type { ParsedRule, RuleSet } from './types';
 import { formatAddrSpec } from './addr';
 import { protoName } from './matches/basic';
 import { matchModule } from './compile';
+import { formatNft } from './nft/format';
 import { TARGETS } from './targets/index';
 import type { Counters } from './eval';
 
@@ -41,6 +42,7 @@ export function ruleWords(r: ParsedRule): string[] {
 }
 
 export function formatRuleSet(set: RuleSet, opts: FormatOptions = {}): string {
+  if (set.nft) return formatNft(set.nft, opts.counters);
   const lines: string[] = [];
   const c = opts.counters;
   const comments = opts.comments ?? true;

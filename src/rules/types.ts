@@ -249,4 +249,17 @@ export interface RuleSet {
    * built-in chains, one per slot.
    */
   bases?: BaseChain[];
+  /** an nftables rule set: the JSON as read, to be printed back (with counters) by `rules -L` */
+  nft?: NftSource;
+}
+
+export interface NftSource {
+  /** the document as nft -j wrote it */
+  doc: { nftables: unknown[] };
+  /**
+   * By canonical rule number (tables, chains, rules as compiled): the index in doc.nftables
+   * of the nft rule whose counter that engine rule's packets count for, or -1 (the other
+   * engine rules an nft rule became see the same packets, or a part of them).
+   */
+  counts: number[];
 }

@@ -4,7 +4,9 @@
  * loaded into a kernel gateway (`nft -j -f`) and run by `nfqwall run --rules FILE.json` in a
  * second lab's gateway (its own namespace: nft and iptables-nft share the nf_tables backend).
  * The same scripted traffic goes through both; compared: what each client step saw (delivered,
- * refused by a TCP reset or ICMP error, or silently dropped).
+ * refused by a TCP reset or ICMP error, or silently dropped), and the counter of every rule
+ * that has one (`nft -j list ruleset` in the kernel gateway vs `nfqwall rules -L -v`). The
+ * steps the rules drop wait 0.5 s, less than the first SYN retransmission, so each is one packet.
  * Needs root and nft. Both labs and the namespace are removed in after() even on failure.
  */
 import { after, before, describe, test } from 'node:test';
@@ -26,6 +28,23 @@ const NFT_FILE = path.join(ROOT, 'test', 'e2e', 'nft', 'gateway.nft');
 const T = { timeout: 180_000 };
 const BLOCKED_SRC = '198.18.1.77';
 const TCP_PORTS = [8080, 8443, 7000, 7001, 7002, 9050];
+/** the TCP steps the rule set drops (asserted below from the kernel's own outcome) */
+const DROPPED = new Set(['tcp4 8443', 'tcp4 9050', 'tcp6 9050', `tcp4 8080 from ${BLOCKED_SRC}`]);
+
+/** Each rule's counter by chain and position: "FAMILY TABLE CHAIN #N" → packets. */
+function ruleCounters(json: string): Record<string, number> {
+  const out: Record<string, number> = {};
+  const seen: Record<string, number> = {};
+  for (const item of (JSON.parse(json) as { nftables: Record<string, unknown>[] }).nftables) {
+    const r = item.rule as { family: string; table: string; chain: string; expr: Record<string, unknown>[] } | undefined;
+    if (!r) continue;
+    const chain = `${r.family} ${r.table} ${r.chain}`;
+    const n = (seen[chain] = (seen[chain] ?? 0) + 1);
+    const c = r.expr.find((e) => 'counter' in e)?.counter as { packets: number } | undefined;
+    if (c) out[`${chain} #${n}`] = c.packets;
+  }
+  return out;
+}
 
 /** `nft -j list ruleset` of an nft file, loaded in a namespace of its own that is removed after. */
 function nftJson(file: string): string {
@@ -125,8 +144,10 @@ describe('nftables differential: nft -j JSON in the kernel vs nfqwall run', { sk
       code === 0 ? 'ok' : /refused/i.test(stderr) ? 'refused' : /no route|unreachable|permission|prohibited/i.test(stderr) ? 'unreachable' : 'failed';
     const tcp = async (fam: 4 | 6, port: number, bind?: string) => {
       const to = fam === 6 ? `TCP6:[${A.srv6}]:${port}` : `TCP4:${A.srv4}:${port}`;
-      const r = await lab.exec('cli', ['sh', '-c', `echo x | socat -u - ${to},connect-timeout=1${bind ? `,bind=${bind}` : ''}`], { timeoutMs: 30_000 });
-      res[`tcp${fam} ${port}${bind ? ` from ${bind}` : ''}`] = outcome(r.code, r.stderr);
+      const name = `tcp${fam} ${port}${bind ? ` from ${bind}` : ''}`;
+      const wait = DROPPED.has(name) ? 0.5 : 3;
+      const r = await lab.exec('cli', ['sh', '-c', `echo x | socat -u - ${to},connect-timeout=${wait}${bind ? `,bind=${bind}` : ''}`], { timeoutMs: 30_000 });
+      res[name] = outcome(r.code, r.stderr);
     };
     for (const fam of [4, 6] as const) {
       for (const p of [...TCP_PORTS, 23]) await tcp(fam, p);
@@ -157,6 +178,17 @@ describe('nftables differential: nft -j JSON in the kernel vs nfqwall run', { sk
     assert.equal(k['tcp6 7000'], 'ok');
     assert.equal(k['udp4 5002'], 'ok');
     assert.equal(k['udp4 5001'], 'failed', 'notrack: the answer is a new connection from the server side, refused at the gateway');
-    assert.equal(k['tcp4 8080 from 198.18.1.77'], 'failed');
+    for (const d of DROPPED) assert.equal(k[d], 'failed', d);
+
+    const kj = (await kLab.exec('gw', ['nft', '-j', 'list', 'ruleset'], { check: true })).stdout;
+    const nl = await nLab.exec('gw', ['node', NFQWALL, 'rules', '-L', '-v', '--control', control], {
+      cwd: ROOT,
+      env: { ...process.env, NFQWALL_FROM_SOURCE: '1' },
+    });
+    assert.equal(nl.code, 0, `nfqwall rules -L -v: ${nl.stderr}`);
+    const kc = ruleCounters(kj);
+    t.diagnostic(JSON.stringify(kc));
+    assert.deepEqual(ruleCounters(nl.stdout), kc, 'per-rule counters differ (nfqwall vs kernel)');
+    assert.equal(kc['inet filter lan_to_wan #3'], 2, 'tcp 23: one SYN per family');
   });
 });

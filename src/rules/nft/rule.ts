@@ -33,6 +33,8 @@ export interface TranslatedRule {
   rules: ParsedRule[];
   /** chains made for the rule (see the file comment) */
   chains: ParsedChain[];
+  /** the engine rules whose packets together are the nft rule's (its counter) */
+  counted: ParsedRule[];
 }
 
 const WHY_NOT: Record<string, string> = {
@@ -89,10 +91,10 @@ export function translateRule(expr: unknown, path: string, scope: RuleScope): Tr
   });
   const base = b.rule;
   base.familyFlag = base.family; // so that rules -L shows -4 / -6
-  if (steps.length === 0) return { rules: [base], chains: [] };
+  if (steps.length === 0) return { rules: [base], chains: [], counted: [base] };
   if (steps.length === 1 && !steps[0].key) {
     base.target = steps[0].target;
-    return { rules: [base], chains: [] };
+    return { rules: [base], chains: [], counted: [base] };
   }
   /** one rule per step over the conditions in `on` */
   const expand = (on: ParsedRule, chain: string): ParsedRule[] =>
@@ -103,12 +105,20 @@ export function translateRule(expr: unknown, path: string, scope: RuleScope): Tr
       sb.rule.target = s.target;
       return sb.rule;
     });
-  if (!b.impure) return { rules: expand(base, scope.chain), chains: [] };
+  if (!b.impure) {
+    const rules = expand(base, scope.chain);
+    // each rule of a split sees every packet of the nft rule; the elements of a map, a part each
+    return { rules, chains: [], counted: steps[0].key ? rules : [rules[0]] };
+  }
   const bad = steps.find((s) => s.target.kind === 'goto' || (s.target.kind === 'standard' && s.target.name === 'RETURN'));
   if (bad) throw new NftError(path, `${bad.target.kind === 'goto' ? 'goto' : 'return'} after a limit together with other statements is not supported`);
   const own = scope.newChain();
   const inner = newRule(scope.table, own, scope.family);
   inner.family = base.family;
   base.target = { kind: 'jump', name: own, at: null, state: null };
-  return { rules: [base], chains: [{ name: own, builtin: false, policy: null, counters: [0, 0], line: 0, col: 0, rules: expand(inner, own) }] };
+  return {
+    rules: [base],
+    chains: [{ name: own, builtin: false, policy: null, counters: [0, 0], line: 0, col: 0, rules: expand(inner, own) }],
+    counted: [base],
+  };
 }

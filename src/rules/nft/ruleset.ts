@@ -98,7 +98,7 @@ export function parseNftRuleset(text: string, file: string, opts: NftParseOption
     return t;
   };
   const bases: (BaseChain & { prio: number; order: number })[] = [];
-  const rules: [Record<string, unknown>, string][] = [];
+  const rules: [Record<string, unknown>, string, number][] = [];
   // pass 1: tables, sets, chains (nft -j lists them before the rules, but a hand-written file need not)
   items.forEach((item, i) => {
     const path = `nftables[${i}]`;
@@ -161,7 +161,7 @@ export function parseNftRuleset(text: string, file: string, opts: NftParseOption
           return;
         }
         case 'rule':
-          rules.push([o, p]);
+          rules.push([o, p, i]);
           return;
       }
       if (!INERT.has(kind)) throw new NftError(path, `unsupported object "${kind}"`);
@@ -172,8 +172,9 @@ export function parseNftRuleset(text: string, file: string, opts: NftParseOption
   // pass 2: rules, in the order listed (nft -j lists a chain's rules in order)
   const jumps = new Map<string, JumpRef[]>();
   const rulePaths = new Map<object, string>();
+  const countsFor = new Map<object, number>();
   let own = 0;
-  for (const [o, p] of rules) {
+  for (const [o, p, item] of rules) {
     try {
       const t = tableOf(o, p);
       const c = t.chains.get(str(o, 'chain', p));
@@ -194,6 +195,7 @@ export function parseNftRuleset(text: string, file: string, opts: NftParseOption
         newChain: () => `${c.chain.name}#${++own}`,
       });
       c.chain.rules.push(...out.rules);
+      for (const r of out.counted) countsFor.set(r, item);
       t.table.chains.push(...out.chains);
       for (const ch of [c.chain, ...out.chains])
         for (const r of ch === c.chain ? out.rules : ch.rules) {
@@ -240,6 +242,7 @@ export function parseNftRuleset(text: string, file: string, opts: NftParseOption
   };
   for (const b of bases) if (b.slot.startsWith('filter/')) visit(b.chain);
   bases.sort((a, b) => a.prio - b.prio || a.order - b.order);
+  set.nft = { doc: doc as { nftables: unknown[] }, counts: set.tables.flatMap((t) => t.chains.flatMap((c) => c.rules.map((r) => countsFor.get(r) ?? -1))) };
   set.bases = bases.map(({ slot, table, chain, family }) => ({ slot, table, chain, family }));
   return { set, errors };
 }

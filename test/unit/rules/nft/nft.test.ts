@@ -342,3 +342,38 @@ test('run --nft FILE: the rules, which must be nft -j JSON', async () => {
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('rules -L: the JSON back, with each counter statement holding what its rule counted', async () => {
+  const { formatRuleSet } = await import('../../../../src/rules/index');
+  const vm = {
+    vmap: {
+      key: pl('tcp', 'dport'),
+      data: {
+        set: [
+          [80, ACCEPT],
+          [81, { drop: null }],
+        ],
+      },
+    },
+  };
+  const text = fwd([
+    [m(pl('tcp', 'dport'), 22), { counter: { packets: 0, bytes: 0 } }, { log: { prefix: 'ssh ' } }, { drop: null }],
+    [{ counter: { packets: 0, bytes: 0 } }, vm],
+    [{ limit: { rate: 1, per: 'minute', burst: 1 } }, { counter: { packets: 0, bytes: 0 } }, { log: null }, ACCEPT],
+  ]);
+  const { engine } = engineFor(text);
+  const set = engine.compiled.set;
+  assert.equal(formatRuleSet(set), JSON.stringify(JSON.parse(text)) + '\n', 'without counters: as read');
+  for (const dport of [22, 22, 80, 81, 81, 99, 99, 99]) engine.evalFilter(ctxFor(t4({ dport })), 0);
+  const out = JSON.parse(formatRuleSet(set, { counters: engine.counters })) as {
+    nftables: { rule?: { expr: { counter?: { packets: number; bytes: number } }[] } }[];
+  };
+  const counted = out.nftables.filter((i) => i.rule).map((i) => i.rule!.expr.find((e) => e.counter)!.counter!);
+  const len = t4().length;
+  // log + drop are two engine rules over the same packets: counted once; the map's elements add up; the limit passes 2 of 3
+  assert.deepEqual(counted, [
+    { packets: 2, bytes: 2 * len },
+    { packets: 3, bytes: 3 * len },
+    { packets: 2, bytes: 2 * len },
+  ]);
+});
