@@ -6,7 +6,8 @@
  * tuple with IPv6 address words) nor keep one alive beyond its state's timeout (an ASSURED UDP
  * entry with 10^12 ms left lives at most nf_conntrack_udp_timeout_stream).
  */
-import type { Conntrack, ConntrackEntryData } from './core';
+import type { Conntrack } from './core';
+import type { ConntrackEntryData } from './ops';
 import { IPS_ASSURED, IPS_CONFIRMED, IPS_EXPECTED, IPS_HELPER, IPS_SEEN_REPLY } from './constants';
 import { T_DST, T_META, T_SRC, TUPLE_WORDS } from './layout';
 

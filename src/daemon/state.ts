@@ -5,7 +5,7 @@
  *
  * Format (text, one JSON document per line):
  *   line 1   {"format":"nfqwall-state","version":1,"savedAt":EPOCH_MS,"entries":N,"expectations":M}
- *   N lines  ConntrackEntryData (src/conntrack/core.ts; timeoutMs = lifetime left at savedAt)
+ *   N lines  ConntrackEntryData (src/conntrack/ops.ts; timeoutMs = lifetime left at savedAt)
  *   M lines  ExpectationData
  *   last     {"end":true,"entries":N,"expectations":M}
  * Written atomically (atomic-file.ts: an unpredictable temporary name opened O_EXCL|O_NOFOLLOW,

@@ -21,7 +21,7 @@ import { RestoreStore, type RestoreStoreBuffers } from './restore-store';
 import { exportEntries, importExpectation, exportExpectations, type ExpectationData } from './state';
 import { snapshotService } from './metrics';
 import type { TunableValues } from '../conntrack/sysctl';
-import type { ConntrackEntryData } from '../conntrack/core';
+import type { ConntrackEntryData } from '../conntrack/ops';
 import { TUPLE_WORDS } from '../conntrack/layout';
 
 export interface WorkerInit {

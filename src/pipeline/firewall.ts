@@ -8,7 +8,8 @@
  * One Firewall owns one connection table; nothing here allocates per packet.
  */
 import { parsePacket } from '../packet/parse';
-import { Conntrack, type ConntrackLog } from '../conntrack/core';
+import { Conntrack } from '../conntrack/core';
+import type { ConntrackLog } from '../conntrack/entries';
 import { createHelpers } from '../conntrack/helpers/registry';
 import type { TunableValues } from '../conntrack/sysctl';
 import {

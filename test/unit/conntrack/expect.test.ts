@@ -4,7 +4,7 @@ import { ipv4, udp } from '../../helpers/packets';
 import type { ConntrackHelper, HelperHost } from '../../../src/conntrack/helpers/helper';
 import type { PacketView } from '../../../src/packet/view';
 import { IP_CT_ESTABLISHED_REPLY, IP_CT_NEW, IP_CT_RELATED, IPS_EXPECTED, PKT_ACCEPT, PKT_DROP } from '../../../src/conntrack/constants';
-import { EXPECT_FULL_MSG } from '../../../src/conntrack/core';
+import { EXPECT_FULL_MSG } from '../../../src/conntrack/host';
 import { formatExpect, formatProcExpect } from '../../../src/conntrack/format';
 import { NF_DROP } from '../../../src/queue/layout';
 import { makeCt, pass } from './util';

@@ -1,5 +1,6 @@
 /** Shared helpers for the conntrack unit tests (not a test file itself). */
-import { Conntrack, type ConntrackOptions } from '../../../src/conntrack/core';
+import { Conntrack } from '../../../src/conntrack/core';
+import type { ConntrackOptions } from '../../../src/conntrack/entries';
 import { defaultTunables, type TunableValues } from '../../../src/conntrack/sysctl';
 import { parsePacket } from '../../../src/packet/parse';
 import { PacketContext } from '../../../src/conntrack/context';

@@ -1,0 +1,131 @@
+/**
+ * What the conntrack core offers protocol trackers (TrackerHost, proto/tracker.ts), the ICMP
+ * error path (IcmpErrorHost, proto/icmp.ts) and helpers (HelperHost, helpers/helper.ts): an
+ * entry's status, timeout, tuple, and expectations (nf_ct_expect_related).
+ */
+import { IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE, type PacketView } from '../packet/view';
+import { addrToString } from '../packet/format';
+import { IPS_CONFIRMED, IPS_FIXED_TIMEOUT } from './constants';
+import { EXP_MASK_SRC_ADDR, EXP_MASK_SRC_PORT, EXP_OK, EXP_TABLE_FULL } from './expect';
+import { ConntrackExpiry } from './gc';
+import type { HelperHost } from './helpers/helper';
+import { TUPLE_WORDS, T_DST, T_META, T_PORTS, T_SRC, addrWord, portsIndex, recFamily, recProto } from './layout';
+import type { IcmpErrorHost } from './proto/icmp';
+import { logsInvalid, type TrackerHost } from './proto/tracker';
+
+export const EXPECT_FULL_MSG = 'nf_conntrack: expectation table full';
+
+export class ConntrackHost extends ConntrackExpiry implements TrackerHost, HelperHost, IcmpErrorHost {
+  /** the `now` of the packet being tracked (createdAt) */
+  protected lastNow = 0;
+  /** scratch tuple of expect() */
+  private readonly expectScratch = new Uint32Array(TUPLE_WORDS);
+
+  // ---------------------------------------------------------------- TrackerHost
+
+  status(e: number): number {
+    return this.table.status(e);
+  }
+
+  setStatusBits(e: number, bits: number): void {
+    this.table.setStatus(e, this.table.status(e) | bits);
+  }
+
+  setTimeout(e: number, seconds: number, now: number): void {
+    const tb = this.table;
+    const st = tb.status(e);
+    if (st & IPS_FIXED_TIMEOUT) return;
+    tb.setTimeout(e, st & IPS_CONFIRMED ? now + seconds * 1000 : seconds * 1000);
+  }
+
+  timeoutLeft(e: number, now: number): number {
+    const tb = this.table;
+    return tb.status(e) & IPS_CONFIRMED ? (tb.timeout(e) - now) / 1000 : tb.timeout(e) / 1000;
+  }
+
+  /** Creation time in whole ms, read against the current packet's time (the table keeps 32 bits). */
+  createdAt(e: number): number {
+    const now = Math.floor(this.lastNow);
+    return now - this.table.createdAge(e, now);
+  }
+
+  kill(e: number): void {
+    if (this.table.isAlloc(e)) this.destroy(e);
+  }
+
+  logInvalid(pkt: PacketView, reason: string): void {
+    if (this.logger === undefined || !logsInvalid(this.tun, pkt.proto)) return;
+    let msg = `nf_ct_proto_${pkt.proto}: ${reason} SRC=${addrToString(pkt.ipVersion, pkt.src)} DST=${addrToString(pkt.ipVersion, pkt.dst)}`;
+    if (pkt.proto === IPPROTO_TCP || pkt.proto === IPPROTO_UDP || pkt.proto === IPPROTO_UDPLITE) msg += ` SPT=${pkt.sport} DPT=${pkt.dport}`;
+    else if (pkt.proto === IPPROTO_ICMP || pkt.proto === IPPROTO_ICMPV6) msg += ` TYPE=${pkt.icmpType} CODE=${pkt.icmpCode}`;
+    else msg += ` PROTO=${pkt.proto}`;
+    this.logger!.info(msg);
+  }
+
+  /** IcmpErrorHost: the entry an ICMP error quotes. */
+  findNode(key: Uint32Array, now: number): number {
+    return this.findOrClaim(key, this.hkey.hashTuple(key, 0), now);
+  }
+
+  // ---------------------------------------------------------------- HelperHost
+
+  family(e: number): number {
+    return recFamily(this.table.rec, e);
+  }
+
+  proto(e: number): number {
+    return recProto(this.table.rec, e);
+  }
+
+  tupleAddr(e: number, dir: number, which: number, out: Uint32Array): void {
+    const off = addrWord(e, dir, which);
+    const t = this.table.rec;
+    out[0] = t[off];
+    out[1] = t[off + 1];
+    out[2] = t[off + 2];
+    out[3] = t[off + 3];
+  }
+
+  /** The ports word (src.u << 16 | dst.u) of the tuple of direction dir. */
+  portsWord(e: number, dir: number): number {
+    return this.table.rec[portsIndex(e, dir)];
+  }
+
+  tuplePort(e: number, dir: number, which: number): number {
+    const p = this.portsWord(e, dir);
+    return which === 0 ? p >>> 16 : p & 0xffff;
+  }
+
+  expect(
+    e: number,
+    proto: number,
+    src: Uint32Array | null,
+    sport: number,
+    dst: Uint32Array,
+    dport: number,
+    policy: { maxExpected: number; timeoutSec: number },
+    now: number,
+  ): boolean {
+    const tb = this.table;
+    if (!tb.isAlloc(e) || tb.helper[e] === 0) return false; // master without helper: -ESHUTDOWN
+    const t = this.expectScratch;
+    t[T_META] = (this.family(e) << 8) | (proto & 0xff);
+    let mask = 0;
+    for (let i = 0; i < 4; i++) {
+      t[T_SRC + i] = src ? src[i] >>> 0 : 0;
+      t[T_DST + i] = dst[i] >>> 0;
+    }
+    if (src) mask |= EXP_MASK_SRC_ADDR;
+    if (sport >= 0) mask |= EXP_MASK_SRC_PORT;
+    t[T_PORTS] = (((sport >= 0 ? sport & 0xffff : 0) << 16) | (dport & 0xffff)) >>> 0;
+    const r = this.expectations.add(e, t, 0, mask, 0, 0, 0, policy.maxExpected, policy.timeoutSec * 1000, this.tun.nf_conntrack_expect_max, now);
+    if (r === EXP_TABLE_FULL) this.ratelimit.warn(now, this.logger, EXPECT_FULL_MSG);
+    return r === EXP_OK;
+  }
+
+  log(msg: string): void {
+    if (!this.logger) return;
+    if (this.tun.nf_conntrack_log_invalid !== 0) this.logger.info(msg);
+    else this.logger.debug(msg);
+  }
+}
