@@ -8,7 +8,7 @@
  * stamps), also after removing the address from it at run time; -m mac and -m ttl in FORWARD,
  * -m owner in OUTPUT for connections the gateway itself opens as different users and groups,
  * -m addrtype in OUTPUT before, while and after the gateway holds an extra address, -m connlimit
- * with connections held open and closed.
+ * with connections held open and closed, -m hashlimit per source.
  * Needs root. Both labs are destroyed in after() even on failure.
  */
 import { after, before, describe, test } from 'node:test';
@@ -50,6 +50,7 @@ const RULES = `*filter
 -A FORWARD -p tcp -m tcp --dport 8085 -m ttl --ttl-gt 63 -j ACCEPT
 -A FORWARD -p tcp -m tcp --dport 7001 --tcp-flags FIN,SYN,RST,ACK SYN -m connlimit --connlimit-above 2 --connlimit-mask 32 --connlimit-saddr -j DROP
 -A FORWARD -p tcp -m tcp --dport 7001 -j ACCEPT
+-A FORWARD -p udp -m udp --dport 7002 -m hashlimit --hashlimit-upto 1/min --hashlimit-burst 3 --hashlimit-mode srcip --hashlimit-name U7002 -j ACCEPT
 -A OUTPUT -p tcp -m tcp --dport 8080 -m conntrack --ctstate NEW -m owner --uid-owner 1000 -j ACCEPT
 -A OUTPUT -p tcp -m tcp --dport 8080 -m conntrack --ctstate NEW -m owner --gid-owner 2000-2010 -j ACCEPT
 -A OUTPUT -p tcp -m tcp --dport 8080 -m conntrack --ctstate NEW -m owner ! --socket-exists -j ACCEPT
@@ -93,7 +94,7 @@ function listShape(lines: string): string[] {
     .sort();
 }
 
-describe('matches differential: recent, mark, connmark, mac, ttl, owner, addrtype, connlimit in the kernel vs nfqwall run', { skip }, () => {
+describe('matches differential: recent, mark, connmark, mac, ttl, owner, addrtype, connlimit, hashlimit in the kernel vs nfqwall run', { skip }, () => {
   let kLab: Lab;
   let nLab: Lab;
   let nfq: ChildProcess | undefined;
@@ -112,6 +113,7 @@ describe('matches differential: recent, mark, connmark, mac, ttl, owner, addrtyp
       await lab.exec('gw', ['iptables', '-w', '-t', 'mangle', '-A', 'PREROUTING', '-s', MARKED_SRC, '-j', 'MARK', '--set-mark', '0x12'], { check: true });
       for (const port of [22, 7001, 8080, 8081, 8082, 8083, 8084, 8085, 9090])
         lab.spawn('srv', ['socat', '-u', `TCP4-LISTEN:${port},fork,reuseaddr`, 'OPEN:/dev/null']);
+      lab.spawn('srv', ['socat', '-u', 'UDP4-RECV:7002', 'OPEN:/dev/null']);
     }
     await kLab.exec('gw', ['iptables-restore', '-w'], { input: RULES, check: true });
     nfq = nLab.spawn('gw', ['node', NFQWALL, 'run', '--rules', rulesFile, '--queue', '5', '--iptables', 'auto', '--control', control], {
@@ -224,6 +226,17 @@ describe('matches differential: recent, mark, connmark, mac, ttl, owner, addrtyp
     await established(lab, 1);
     res['7001 after one closed'] = await connect(lab, 7001);
     await lab.kill(held[1]);
+    // -m hashlimit: six datagrams at once from each of two sources, burst 3 each
+    for (const src of [A.cli4, MARKED_SRC])
+      await lab.exec(
+        'cli',
+        [
+          '/usr/bin/python3',
+          '-c',
+          `import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('${src}',0))\nfor i in range(6): s.sendto(b'x',('${A.srv4}',7002))`,
+        ],
+        { check: true },
+      );
     return res;
   }
 
@@ -268,6 +281,7 @@ describe('matches differential: recent, mark, connmark, mac, ttl, owner, addrtyp
     assert.ok(kc[0] > 0 && nc[0] > 0);
     assert.deepEqual(nc.slice(1), kc.slice(1), `per-rule counters differ\nkernel:\n${ksave}\nnfqwall:\n${nl.stdout}`);
     assert.deepEqual(chainCounters(nl.stdout, 'OUTPUT'), chainCounters(ksave, 'OUTPUT'), 'OUTPUT counters differ');
+    assert.equal(chainCounters(ksave, 'FORWARD').at(-1), 6, 'the kernel hashlimit: three of six per source');
     assert.deepEqual(
       chainCounters(ksave, 'OUTPUT').slice(-4),
       [1, 2, 1, 3],

@@ -5,6 +5,7 @@ import { commentMatch } from './comment';
 import { connmarkMatch } from './connmark';
 import { connlimitMatch } from './connlimit';
 import { conntrackMatch } from './conntrack';
+import { hashlimitMatch } from './hashlimit';
 import { helperMatch } from './helper';
 import { hlMatch } from './hl';
 import { icmpMatch } from './icmp';
@@ -44,6 +45,7 @@ export const MATCHES: Record<string, MatchModule> = {
   length: lengthMatch,
   addrtype: addrtypeMatch,
   connlimit: connlimitMatch,
+  hashlimit: hashlimitMatch,
 };
 
 /** -m aliases iptables accepts. */
@@ -86,7 +88,6 @@ export const KNOWN_UNSUPPORTED_MATCHES = [
   'esp',
   'eui64',
   'frag',
-  'hashlimit',
   'hbh',
   'ipcomp',
   'ipv6header',

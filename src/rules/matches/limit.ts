@@ -21,15 +21,18 @@ export function user2credits(user: number): number {
   return Math.floor((user * HZ * CREDITS_PER_JIFFY) / XT_LIMIT_SCALE);
 }
 
-const RATES: readonly [string, number][] = [
-  ['day', XT_LIMIT_SCALE * 24 * 60 * 60],
-  ['hour', XT_LIMIT_SCALE * 60 * 60],
-  ['min', XT_LIMIT_SCALE * 60],
-  ['sec', XT_LIMIT_SCALE],
+const rates = (scale: number): readonly [string, number][] => [
+  ['day', scale * 24 * 60 * 60],
+  ['hour', scale * 60 * 60],
+  ['min', scale * 60],
+  ['sec', scale],
 ];
 
-/** parse_rate: N[/second|/minute|/hour|/day] (any prefix of the unit). Returns avg or an error. */
-export function parseRate(s: string): number | string {
+/**
+ * parse_rate: N[/second|/minute|/hour|/day] (any prefix of the unit). Returns avg (the period
+ * in 1/scale seconds: XT_LIMIT_SCALE for -m limit, XT_HASHLIMIT_SCALE_v2 for -m hashlimit) or an error.
+ */
+export function parseRate(s: string, scale = XT_LIMIT_SCALE): number | string {
   const slash = s.indexOf('/');
   let mult = 1;
   if (slash >= 0) {
@@ -43,19 +46,24 @@ export function parseRate(s: string): number | string {
   }
   const num = slash >= 0 ? s.slice(0, slash) : s;
   if (!/^[0-9]+$/.test(num) || Number(num) === 0 || Number(num) > 0xffffffff) return `bad rate "${s}"`;
-  const val = Math.floor((XT_LIMIT_SCALE * mult) / Number(num));
+  const val = Math.floor((scale * mult) / Number(num));
   if (val === 0) return `rate too fast "${s}"`;
   return val;
 }
 
-/** print_rate: the largest unit that still gives a whole number. */
-export function formatRate(period: number): string {
+/** print_rate: the largest unit that still gives a whole number; also that unit in ms (hashlimit's quantum). */
+export function formatRate(period: number, scale = XT_LIMIT_SCALE): string {
+  return rateUnit(period, scale).text;
+}
+
+export function rateUnit(period: number, scale: number): { text: string; ms: number } {
+  const r = rates(scale);
   let i = 1;
-  for (; i < RATES.length; i++) {
-    const mult = RATES[i][1];
+  for (; i < r.length; i++) {
+    const mult = r[i][1];
     if (period > mult || Math.floor(mult / period) < mult % period) break;
   }
-  return `${Math.floor(RATES[i - 1][1] / period)}/${RATES[i - 1][0]}`;
+  return { text: `${Math.floor(r[i - 1][1] / period)}/${r[i - 1][0]}`, ms: (r[i - 1][1] / scale) * 1000 };
 }
 
 export interface LimitState {
