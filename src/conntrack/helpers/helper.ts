@@ -48,7 +48,10 @@ export interface ConntrackHelper {
   readonly protonum: number;
   /** Grow per-entry helper state to hold `capacity` entries. */
   resize(capacity: number): void;
-  /** Optional: as ProtoTracker.reserve — per-entry state then grows on demand (init / help). */
+  /**
+   * Optional: called instead of resize() with the table's capacity, which then only bounds the
+   * helper's own on-demand growth of its per-entry state (init / help).
+   */
   reserve?(capacity: number): void;
   /** A new entry got this helper: reset its per-entry state. */
   init(e: number): void;
