@@ -19,6 +19,7 @@ import { multiportMatch } from './multiport';
 import { ownerMatch } from './owner';
 import { recentMatch } from './recent';
 import { stateMatch } from './state';
+import { stringMatch } from './string';
 import { tcpMatch } from './tcp';
 import { ttlMatch } from './ttl';
 import { udpMatch } from './udp';
@@ -46,6 +47,7 @@ export const MATCHES: Record<string, MatchModule> = {
   addrtype: addrtypeMatch,
   connlimit: connlimitMatch,
   hashlimit: hashlimitMatch,
+  string: stringMatch,
 };
 
 /** -m aliases iptables accepts. */
@@ -107,7 +109,6 @@ export const KNOWN_UNSUPPORTED_MATCHES = [
   'set',
   'socket',
   'statistic',
-  'string',
   'tcpmss',
   'time',
   'tos',

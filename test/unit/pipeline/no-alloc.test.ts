@@ -37,7 +37,7 @@ test('the per-packet path allocates nothing (1 M packets, 1 MB new space: at mos
   assert.ok(res.minor <= 10, `${res.minor} scavenges (and ${res.major} other collections) during ${res.packets} packets: the per-packet path allocates`);
 });
 
-test('nor do the matches of issue 17 (mark, connmark, recent, mac, ttl, length, addrtype, connlimit, hashlimit: test/unit/pipeline/matches.rules)', () => {
+test('nor do the matches of issue 17 (mark, connmark, recent, mac, ttl, length, addrtype, connlimit, hashlimit, string: test/unit/pipeline/matches.rules)', () => {
   const res = scavenges(path.join(__dirname, 'matches.rules'));
   assert.ok(res.minor <= 10, `${res.minor} scavenges (and ${res.major} other collections) during ${res.packets} packets: a match allocates`);
 });
