@@ -16,6 +16,7 @@ import { defaultTunables } from '../../../src/conntrack/sysctl';
 import { TUPLE_WORDS } from '../../../src/conntrack/layout';
 import { ControlServer, MAX_REQUEST, parseAddr, type ControlTarget } from '../../../src/daemon/control';
 import { request } from '../../../src/cli/client';
+import { engineFor, forward } from '../rules/util';
 
 const NOW = 1_000_000;
 const log = pino({ level: 'silent' });
@@ -123,6 +124,23 @@ describe('control socket', () => {
         l,
         /^udp {6}17 30 src=198\.18\.1\.[12] dst=198\.19\.2\.1 sport=\d+ dport=(53|5300) \[UNREPLIED\] src=198\.19\.2\.1 dst=198\.18\.1\.[12] sport=(53|5300) dport=\d+ mark=0 use=1$/,
       );
+  });
+
+  test('recent: the list names, a list as /proc/net/xt_recent/NAME, and writes to it', async () => {
+    engineFor(forward('-m recent --rcheck --name CTLTEST -j ACCEPT'));
+    assert.deepEqual((await request(sock, { op: 'recent' }, () => {})).names, ['CTLTEST']);
+    assert.equal((await request(sock, { op: 'recent', name: 'CTLTEST', write: '+198.18.1.9' }, () => {})).ok, true);
+    const lines: string[] = [];
+    await request(sock, { op: 'recent', name: 'CTLTEST' }, (l) => lines.push(...l));
+    assert.deepEqual(lines, [`src=198.18.1.9 ttl: 0 last_seen: ${NOW} oldest_pkt: 1 ${NOW}`]);
+    const bad = await request(sock, { op: 'recent', name: 'CTLTEST', write: '198.18.1.9' }, () => {});
+    assert.equal(bad.ok, false);
+    assert.match(String(bad.error), /need "\+ADDR", "-ADDR" or "\/"/);
+    assert.equal((await request(sock, { op: 'recent', name: 'NOSUCH' }, () => {})).ok, false);
+    assert.equal((await request(sock, { op: 'recent', name: 'CTLTEST', write: '/' }, () => {})).ok, true);
+    const after: string[] = [];
+    await request(sock, { op: 'recent', name: 'CTLTEST' }, (l) => after.push(...l));
+    assert.deepEqual(after, []);
   });
 
   test('filters apply to the ORIG tuple', async () => {
