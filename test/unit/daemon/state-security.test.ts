@@ -5,7 +5,6 @@
  */
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -19,6 +18,7 @@ import { Firewall } from '../../../src/pipeline/firewall';
 import { loadRuleText } from '../../../src/pipeline/load-rules';
 import { NF_ACCEPT, NF_DROP, NF_INET_FORWARD } from '../../../src/queue/layout';
 import { ipv4, tcp, udp } from '../../helpers/packets';
+import { runBoundedChild } from '../../helpers/bounded-child';
 import { makeCt } from '../conntrack/util';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nfqw-statesec-'));
@@ -301,7 +301,7 @@ describe('state file: size', () => {
       const { ct } = makeCt({ nf_conntrack_max: ${max} });
       const res = restoreState(ct, ${JSON.stringify(file)}, { now: 0, wallNow: 1_700_000_000_000 });
       console.log(JSON.stringify({ maxRss: process.resourceUsage().maxRSS, res }));`;
-    const r = spawnSync(process.execPath, ['--import', 'tsx', '-e', code], { cwd: ROOT, encoding: 'utf8' });
+    const r = runBoundedChild(code, ROOT);
     assert.equal(r.status, 0, r.stderr);
     return JSON.parse(r.stdout.trim().split('\n').pop()!);
   }

@@ -23,6 +23,7 @@ import {
 } from '../../../src/pcap/read';
 import { PcapWriter, writePcapFile } from '../../../src/pcap/write';
 import { ipv4, ipv6, tcp, udp } from '../../helpers/packets';
+import { runBoundedChild } from '../../helpers/bounded-child';
 
 // ---------------------------------------------------------------------------
 // sample packets
@@ -653,10 +654,10 @@ describe('streamed through a window (files larger than the reader holds)', () =>
   /** Peak RSS (kB) of `nfqwall replay --quiet --table FILE` in a child process, and its exit code and table. */
   function replayPeak(file: string): { maxRss: number; code: number; out: string } {
     const code = `require(${JSON.stringify(path.join(ROOT, 'src/cli/replay'))}).main(['--quiet', '--table', ${JSON.stringify(file)}]).then((c) => { process.stderr.write('MAXRSS ' + process.resourceUsage().maxRSS + '\\n'); process.exitCode = c; });`;
-    const r = require('node:child_process').spawnSync(process.execPath, ['--import', 'tsx', '-e', code], { cwd: ROOT, encoding: 'utf8', maxBuffer: 64 << 20 });
+    const r = runBoundedChild(code, ROOT);
     const m = /MAXRSS (\d+)/.exec(r.stderr);
     assert.ok(m, r.stderr);
-    return { maxRss: Number(m[1]), code: r.status, out: r.stdout };
+    return { maxRss: Number(m[1]), code: r.status ?? -1, out: r.stdout };
   }
 
   it('replay: a 100 MB capture costs no more memory than a 5 MB one (bounded by the window and the table, not the file)', () => {
