@@ -33,6 +33,7 @@ import {
 import type { PacketContext } from './context';
 import { NF_CT_EXPECT_PERMANENT } from './expect';
 import { R_STATUS, TUPLE_WORDS, T_META, T_PORTS, T_SRC, nodeEquals, nodeTuple, recBase, recProto, storeTuple } from './layout';
+import { admissionLimit } from './mgmt';
 import { ConntrackOps } from './ops';
 import { ICMP_NOT_ERROR, ICMP_UNTRACKED, icmpv4Error } from './proto/icmp';
 import { icmpv6Error } from './proto/icmpv6';
@@ -265,8 +266,9 @@ export class Conntrack extends ConntrackOps {
       return -2;
     }
     const max = this.tun.nf_conntrack_max;
+    const limit = admissionLimit(this.tun, ctx.hook, key);
     const sh = this.shared;
-    if (max !== 0 && (sh !== undefined ? Atomics.add(sh, 0, 1) + 1 : tb.count + 1) > max) {
+    if (limit !== 0 && (sh !== undefined ? Atomics.add(sh, 0, 1) + 1 : tb.count + 1) > limit) {
       if (!this.earlyDrop(h, now)) {
         if (sh !== undefined) Atomics.sub(sh, 0, 1);
         this.gcEarlyDropLeft = tb.nbuckets;
@@ -274,7 +276,7 @@ export class Conntrack extends ConntrackOps {
         this.ratelimit.warn(now, this.logger, TABLE_FULL_MSG);
         return -2;
       }
-    } else if (max === 0 && sh !== undefined) Atomics.add(sh, 0, 1);
+    } else if (limit === 0 && sh !== undefined) Atomics.add(sh, 0, 1);
     if (max !== tb.limit) tb.reserve(max); // growth bound (0 = unlimited); reserves up to a raised max
     const e = tb.alloc();
     if (e < 0) {

@@ -54,6 +54,10 @@ export interface TunableValues {
   /** nfqwall: FTP helper expectation timeout and per-master maximum (the kernel's helper policy). */
   ftp_expect_timeout: number;
   ftp_max_expected: number;
+  /** nfqwall: entries of nf_conntrack_max only management flows (mgmt_port) may take; 0 = none kept. */
+  mgmt_reserve: number;
+  /** nfqwall: the local TCP/UDP port of management traffic (a flow to it at INPUT or from the gateway at OUTPUT); 0 = none. */
+  mgmt_port: number;
 }
 
 /** Kernel defaults for the table size (nf_conntrack_init_start, 5.15+), from total RAM. */
@@ -100,6 +104,8 @@ export function defaultTunables(totalMem = os.totalmem()): TunableValues {
     ftp_loose: 0,
     ftp_expect_timeout: 300,
     ftp_max_expected: 1,
+    mgmt_reserve: 0,
+    mgmt_port: 0,
   };
 }
 
@@ -169,6 +175,20 @@ export const SYSCTLS: readonly SysctlDef[] = [
   },
   { name: 'nfqwall.ftp_expect_timeout', key: 'ftp_expect_timeout', min: 1, max: 86400, help: 'FTP helper: expectation timeout in seconds' },
   { name: 'nfqwall.ftp_max_expected', key: 'ftp_max_expected', min: 1, max: 1024, help: 'FTP helper: pending expectations per control connection' },
+  {
+    name: 'nfqwall.mgmt_reserve',
+    key: 'mgmt_reserve',
+    min: 0,
+    max: 0x7fffffff,
+    help: 'entries of nf_conntrack_max kept for management flows (nfqwall.mgmt_port): other new flows stop at max - reserve',
+  },
+  {
+    name: 'nfqwall.mgmt_port',
+    key: 'mgmt_port',
+    min: 0,
+    max: 65535,
+    help: 'TCP/UDP destination port of management flows (to the gateway at INPUT, from it at OUTPUT); 0 = none',
+  },
 ];
 
 const BY_NAME = new Map<string, SysctlDef>();
