@@ -22,6 +22,10 @@ const COMMANDS: Record<string, { load: () => Promise<CommandModule>; summary: st
     load: async () => require('./reload') as CommandModule,
     summary: 'makes the running daemon reload its rule file; exit 1 with the errors when it is invalid',
   },
+  nft: {
+    load: async () => require('./nft') as CommandModule,
+    summary: "nft add element / delete element on the named sets of the running daemon's nftables rules (until a reload)",
+  },
   recent: {
     load: async () => require('./recent') as CommandModule,
     summary: "the running daemon's -m recent lists: names, addresses, and changes as written to /proc/net/xt_recent/NAME",

@@ -8,6 +8,8 @@ import type { ConntrackStats } from '../conntrack/stats';
 import { formatStats } from '../conntrack/format';
 import { applySetting } from '../conntrack/settings';
 import { findSysctl, SYSCTLS, type TunableValues } from '../conntrack/sysctl';
+import { elementChange, parseElementCommand } from '../rules/nft/element-command';
+import type { NamedSets } from '../rules/nft/named-sets';
 import type { Logger } from './log';
 import { CHUNK_ENTRIES, ControlAborted, TableOps, type ControlOutput, type Res, type TableSource } from './table-ops';
 
@@ -31,6 +33,8 @@ export interface ControlHost {
   /** the rules in force in iptables-save format; with the counters of every table when verbose */
   rulesText(verbose: boolean): string | Promise<string>;
   reload(): { ok: boolean; errors: string[] } | Promise<{ ok: boolean; errors: string[] }>;
+  /** `nfqwall nft add/delete element …` (the words after `nft`) on the loaded rules' named sets, in every table */
+  nftElement?(words: string[]): void | Promise<void>;
   /** test hooks (NFQWALL_TEST_HOOKS=1), when the daemon has them */
   debug?(req: Res): Promise<Res>;
 }
@@ -53,7 +57,7 @@ export function localTable(src: TableSource, queue: number, now?: () => number, 
 export interface ControlTarget {
   readonly tun: TunableValues;
   readonly fw: TableSource['fw'];
-  readonly rules: { format(verbose: boolean): string };
+  readonly rules: { format(verbose: boolean): string; readonly nftSets?: NamedSets };
   reload(): { ok: boolean; errors: string[] };
 }
 
@@ -64,6 +68,10 @@ export function singleTableHost(t: ControlTarget, now?: () => number, chunk?: nu
     count: () => t.fw.ct.count,
     rulesText: (verbose) => t.rules.format(verbose),
     reload: () => t.reload(),
+    nftElement: (words) => {
+      const ch = elementChange(t.rules.nftSets, parseElementCommand(words));
+      t.rules.nftSets!.get(ch.key)!.replace(ch.elems);
+    },
   };
 }
 
@@ -169,6 +177,13 @@ export class DaemonControl implements ControlBackend {
         if (r.write === undefined || r.write === null) return { ok: true, count: await this.summed(r, out, false) };
         await this.each(r, out, false);
         log.info({ list: r.name, write: r.write }, 'recent list changed');
+        return { ok: true };
+      }
+      case 'nft.element': {
+        if (!Array.isArray(r.words) || !r.words.every((w) => typeof w === 'string')) throw new Error('nft.element needs words');
+        if (!this.host.nftElement) throw new Error('the loaded rules are not an nftables rule set');
+        await this.host.nftElement(r.words);
+        log.info({ command: r.words.join(' ') }, 'nft set changed');
         return { ok: true };
       }
       case 'reload': {

@@ -143,6 +143,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
       count: () => backend.count(),
       rulesText: (verbose) => r.text(verbose),
       reload: () => r.reload(),
+      nftElement: (words) => r.nftElement(words),
       debug: backend.debug ? (req) => backend.debug!(req) : undefined,
     };
     const c = new ControlServer({ path: opts.control, backend: new DaemonControl(host, log), log, maxSessions: opts.controlMaxClients });

@@ -6,6 +6,7 @@
  */
 import { readRules, RuleLoadError, type LoadedRules } from '../pipeline/load-rules';
 import type { Counters } from '../rules';
+import { elementChange, parseElementCommand } from '../rules/nft/element-command';
 import type { Backend } from './backend';
 import type { Logger } from './log';
 import { ruleDeps } from './service';
@@ -60,6 +61,24 @@ export class DaemonRules {
       this.reloads++;
       log.info({ file: this.file, rules: next.rules.ruleCount, workers: this.backend?.workers ?? 0 }, 'rules reloaded');
       return { ok: true, errors: [] };
+    });
+  }
+
+  /**
+   * `nfqwall nft add/delete element …`: checked on the rules of this thread, then the set's
+   * new element list goes to every table (the same list twice is harmless where a table
+   * shares these rules), then to these rules (what `rules -L` prints).
+   */
+  nftElement(words: string[]): Promise<void> {
+    return this.exclusive(async () => {
+      const sets = this.current.rules.nftSets;
+      const ch = elementChange(sets, parseElementCommand(words));
+      const none = { alive: true, sendLines: async () => {} };
+      for (const t of this.backend?.tables ?? []) {
+        const r = await t.request({ op: 'nft.set', key: ch.key, elems: ch.elems }, none);
+        if (r.ok !== true) throw new Error(String(r.error ?? 'a worker did not answer'));
+      }
+      sets!.get(ch.key)!.replace(ch.elems);
     });
   }
 

@@ -11,6 +11,7 @@ import { applySetting } from '../conntrack/settings';
 import type { TunableValues } from '../conntrack/sysctl';
 import type { Counters } from '../rules';
 import { localRoutes } from '../rules/local-routes';
+import type { NamedSets } from '../rules/nft/named-sets';
 import { recentControl } from '../rules/recent-lists';
 import { compileFilter, type CtFilter } from './ct-filter';
 
@@ -36,7 +37,7 @@ export interface TableSource {
   readonly tun: TunableValues;
   readonly fw: { readonly ct: Conntrack };
   /** the rules in force on this table (for `rules -L -v` counters), when it has any */
-  readonly rules?: { readonly counters?: Counters };
+  readonly rules?: { readonly counters?: Counters; readonly nftSets?: NamedSets };
 }
 
 export class TableOps {
@@ -92,6 +93,13 @@ export class TableOps {
         const res = recentControl(r.name, r.write, Math.floor(this.now()));
         if (res.lines) for (let i = 0; i < res.lines.length; i += this.chunk) await out.sendLines(res.lines.slice(i, i + this.chunk));
         return { ok: true, names: res.names, count: res.lines?.length };
+      }
+      case 'nft.set': {
+        // a named set's new element list (`nfqwall nft add/delete element`, checked by the daemon)
+        const named = this.src.rules?.nftSets?.get(String(r.key));
+        if (!named || !Array.isArray(r.elems)) return { ok: false, error: 'No such file or directory' };
+        named.replace(r.elems);
+        return { ok: true };
       }
       case 'rules.counters': {
         const c = this.src.rules?.counters;

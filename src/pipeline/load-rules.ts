@@ -9,6 +9,7 @@ import { helperId as registryHelperId } from '../conntrack/helpers/registry';
 import type { PacketContext } from '../conntrack/context';
 import { NF_ACCEPT } from '../queue/layout';
 import { sysIfnames } from '../rules/ifname';
+import type { NamedSets } from '../rules/nft/named-sets';
 import { formatError, formatRuleSet, loadRules, type Counters } from '../rules/index';
 import { createRejectSender, type RejectSender } from '../rules/targets/REJECT';
 import type { RuleEvaluator } from './firewall';
@@ -20,6 +21,8 @@ export interface LoadedRules extends RuleEvaluator {
   readonly counters: Counters;
   /** the rules in iptables-save format; with counters ([pkts:bytes]) when verbose: these rules' own, or `counters` (e.g. summed over worker threads) */
   format(verbose: boolean, counters?: Counters): string;
+  /** an nftables rule set's named sets (`nfqwall nft add/delete element`) */
+  readonly nftSets?: NamedSets;
   /**
    * Live per-rule and per-policy counters (metrics). Rule numbers count from 1 within their
    * chain, as `iptables -L --line-numbers` shows them.
@@ -131,6 +134,7 @@ export function loadRuleText(text: string, file: string, deps: RuleDeps): { rule
       ruleCount: engine.compiled.ruleCount,
       counters,
       format: (verbose, c = counters) => formatRuleSet(set, verbose ? { counters: c } : {}),
+      nftSets: set.nft?.sets,
       ruleCounters: () => {
         const out: RuleCounters = { rules: [], policies: [] };
         for (const ch of engine.compiled.chains) {

@@ -2,6 +2,7 @@
  * Shared types of the rule engine: tokens with source positions, errors, the
  * parsed rule set, and the interfaces every match module / target implements.
  */
+import type { NamedSets } from './nft/named-sets';
 import type { PacketContext } from '../conntrack/context';
 import type { SupportedTable } from './tables';
 
@@ -254,8 +255,10 @@ export interface RuleSet {
 }
 
 export interface NftSource {
-  /** the document as nft -j wrote it */
+  /** the document as nft -j wrote it (its named sets' elements as they are now) */
   doc: { nftables: unknown[] };
+  /** the named sets, by "FAMILY TABLE SET": changed at run time by `nfqwall nft add/delete element` */
+  sets: NamedSets;
   /**
    * By canonical rule number (tables, chains, rules as compiled): the index in doc.nftables
    * of the nft rule whose counter that engine rule's packets count for, or -1 (the other

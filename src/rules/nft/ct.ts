@@ -2,7 +2,7 @@
 import { addIptablesMatch, addLookup, type RuleBuild } from './build';
 import { opRanges, type MatchOp } from './ops';
 import { kindOf, NftError } from './path';
-import { isSingle } from './values';
+import { isSingle, liveRanges } from './values';
 
 const STATES = new Set(['new', 'established', 'related', 'invalid', 'untracked']);
 const STATUS: Record<string, [string, string]> = {
@@ -62,7 +62,14 @@ export function ctMatch(b: RuleBuild, op: MatchOp, key: string, mask: number | n
         return;
       }
       const r = opRanges('mark', op, right, `${path}.right`, b.sets, 0xffffffff);
-      addLookup(b, { field: 'ct mark', ranges: r.ranges, inv: r.inv, mask: mask ?? 0xffffffff, text: `ct mark ${op} ${JSON.stringify(right)}` });
+      addLookup(b, {
+        field: 'ct mark',
+        live: liveRanges(right, b.sets, 'mark', `${path}.right`),
+        ranges: r.ranges,
+        inv: r.inv,
+        mask: mask ?? 0xffffffff,
+        text: `ct mark ${op} ${JSON.stringify(right)}`,
+      });
       return;
     }
   }

@@ -47,6 +47,33 @@ export interface LookupState {
   inv: boolean;
   /** the nft expression, for messages and `rules -L` */
   text: string;
+  /** a named set's ranges, which change at run time (then `ranges` is what they were at load) */
+  live?: LookupRanges;
+}
+
+/**
+ * The ranges one lookup reads, as typed arrays replaced whole when a named set changes (so
+ * a packet sees the old or the new elements, and reading them allocates nothing).
+ */
+export class LookupRanges {
+  /** one-word fields: lo[i], hi[i] */
+  lo = new Float64Array(0);
+  hi = new Float64Array(0);
+  /** four-word fields: lo4[4i..4i+3], hi4[4i..4i+3] */
+  lo4 = new Uint32Array(0);
+  hi4 = new Uint32Array(0);
+  constructor(readonly words: 1 | 4) {}
+
+  set(ranges: [number[], number[]][]): this {
+    if (this.words === 1) {
+      this.lo = Float64Array.from(ranges.map((r) => r[0][0]));
+      this.hi = Float64Array.from(ranges.map((r) => r[1][0]));
+    } else {
+      this.lo4 = Uint32Array.from(ranges.flatMap((r) => r[0]));
+      this.hi4 = Uint32Array.from(ranges.flatMap((r) => r[1]));
+    }
+    return this;
+  }
 }
 
 const F_SADDR4 = 1;
@@ -93,65 +120,74 @@ function l4Loadable(ctx: PacketContext, bytes: number): boolean {
   return v.fragOffset === 0 && v.l4len >= bytes && l4HeaderReadable(v);
 }
 
-/** The one-word value of a field, or -1 when the load fails. */
+/** Whether the last load1 failed (a flag, not a return value: see load1). */
+let loadFailed = false;
+
+/**
+ * The one-word value of a field as a signed 32-bit integer (loadFailed says whether the load
+ * failed): a value above 2^31 returned as a number would be a heap number, one allocation
+ * per packet.
+ */
 function load1(f: number, ctx: PacketContext): number {
   const v = ctx.view;
+  loadFailed = false;
   switch (f) {
     case F_SADDR4:
-      return ctx.family === 4 ? v.src[0] >>> 0 : -1;
+      return ctx.family === 4 ? v.src[0] | 0 : fail();
     case F_DADDR4:
-      return ctx.family === 4 ? v.dst[0] >>> 0 : -1;
+      return ctx.family === 4 ? v.dst[0] | 0 : fail();
     case F_IPPROTO:
-      return ctx.family === 4 ? v.proto : -1;
+      return ctx.family === 4 ? v.proto : fail();
     case F_L4PROTO:
       return v.proto;
     case F_TCP_SPORT:
-      return v.proto === 6 && l4Loadable(ctx, 2) ? v.sport : -1;
+      return v.proto === 6 && l4Loadable(ctx, 2) ? v.sport : fail();
     case F_TCP_DPORT:
-      return v.proto === 6 && l4Loadable(ctx, 4) ? v.dport : -1;
+      return v.proto === 6 && l4Loadable(ctx, 4) ? v.dport : fail();
     case F_UDP_SPORT:
-      return v.proto === 17 && l4Loadable(ctx, 2) ? v.sport : -1;
+      return v.proto === 17 && l4Loadable(ctx, 2) ? v.sport : fail();
     case F_UDP_DPORT:
-      return v.proto === 17 && l4Loadable(ctx, 4) ? v.dport : -1;
+      return v.proto === 17 && l4Loadable(ctx, 4) ? v.dport : fail();
     case F_TH_SPORT:
-      return l4Loadable(ctx, 2) ? (v.buf[v.l4off] << 8) | v.buf[v.l4off + 1] : -1;
+      return l4Loadable(ctx, 2) ? (v.buf[v.l4off] << 8) | v.buf[v.l4off + 1] : fail();
     case F_TH_DPORT:
-      return l4Loadable(ctx, 4) ? (v.buf[v.l4off + 2] << 8) | v.buf[v.l4off + 3] : -1;
+      return l4Loadable(ctx, 4) ? (v.buf[v.l4off + 2] << 8) | v.buf[v.l4off + 3] : fail();
     case F_TCP_FLAGS:
-      return v.proto === 6 && l4Loadable(ctx, 14) ? v.tcpFlags : -1;
+      return v.proto === 6 && l4Loadable(ctx, 14) ? v.tcpFlags : fail();
     case F_ICMP_TYPE:
-      return ctx.family === 4 && v.proto === 1 && l4Loadable(ctx, 1) ? v.icmpType : -1;
+      return ctx.family === 4 && v.proto === 1 && l4Loadable(ctx, 1) ? v.icmpType : fail();
     case F_ICMP6_TYPE:
-      return ctx.family === 6 && v.proto === 58 && l4Loadable(ctx, 1) ? v.icmpType : -1;
+      return ctx.family === 6 && v.proto === 58 && l4Loadable(ctx, 1) ? v.icmpType : fail();
     case F_MARK:
-      return ctx.mark >>> 0;
+      return ctx.mark | 0;
     case F_CTMARK:
-      return ctx.entry >= 0 ? ctx.ctmark >>> 0 : -1;
+      return ctx.entry >= 0 ? ctx.ctmark | 0 : fail();
   }
-  return -1;
+  return fail();
+}
+
+function fail(): number {
+  loadFailed = true;
+  return 0;
 }
 
 class Lookup1 implements CompiledMatch {
-  private readonly lo: Float64Array;
-  private readonly hi: Float64Array;
   constructor(
     private readonly f: number,
     private readonly mask: number,
     private readonly bitTest: boolean,
     private readonly bits: number,
     private readonly inv: boolean,
-    ranges: [number[], number[]][],
-  ) {
-    this.lo = Float64Array.from(ranges.map((r) => r[0][0]));
-    this.hi = Float64Array.from(ranges.map((r) => r[1][0]));
-  }
+    private readonly r: LookupRanges,
+  ) {}
   match(ctx: PacketContext): boolean {
     const raw = load1(this.f, ctx);
-    if (raw < 0) return false;
+    if (loadFailed) return false;
     const x = (raw & this.mask) >>> 0;
     if (this.bitTest) return ((x & this.bits) !== 0) !== this.inv;
     // binary search: the last range starting at or below x
-    const lo = this.lo;
+    const lo = this.r.lo;
+    const hi = this.r.hi;
     let a = 0;
     let b = lo.length - 1;
     while (a < b) {
@@ -159,29 +195,26 @@ class Lookup1 implements CompiledMatch {
       if (lo[m] <= x) a = m;
       else b = m - 1;
     }
-    const hit = lo.length > 0 && lo[a] <= x && x <= this.hi[a];
+    const hit = lo.length > 0 && lo[a] <= x && x <= hi[a];
     return hit !== this.inv;
   }
 }
 
 /** Four-word (IPv6 address) fields: a linear walk over the ranges, word by word. */
 class Lookup4 implements CompiledMatch {
-  private readonly lo: Uint32Array;
-  private readonly hi: Uint32Array;
   constructor(
     private readonly src: boolean,
     private readonly inv: boolean,
-    ranges: [number[], number[]][],
-  ) {
-    this.lo = Uint32Array.from(ranges.flatMap((r) => r[0]));
-    this.hi = Uint32Array.from(ranges.flatMap((r) => r[1]));
-  }
+    private readonly r: LookupRanges,
+  ) {}
   match(ctx: PacketContext): boolean {
     if (ctx.family !== 6) return false;
     const a = this.src ? ctx.view.src : ctx.view.dst;
-    const n = this.lo.length;
+    const lo = this.r.lo4;
+    const hi = this.r.hi4;
+    const n = lo.length;
     for (let i = 0; i < n; i += 4) {
-      if (cmp4(a, this.lo, i) >= 0 && cmp4(a, this.hi, i) <= 0) return !this.inv;
+      if (cmp4(a, lo, i) >= 0 && cmp4(a, hi, i) <= 0) return !this.inv;
     }
     return this.inv;
   }
@@ -206,7 +239,9 @@ export const lookupMatch: MatchModule<LookupState> = {
   save: (s) => ['--nft', JSON.stringify(s.text)],
   compile(s) {
     const f = FIELD_IDS[s.field];
-    if (LOOKUP_FIELDS[s.field] === 4) return new Lookup4(f === F_SADDR6, s.inv, s.ranges);
-    return new Lookup1(f, s.mask, s.op === 'bits', s.bits, s.inv, s.ranges);
+    const words = LOOKUP_FIELDS[s.field];
+    const r = s.live ?? new LookupRanges(words).set(s.ranges);
+    if (words === 4) return new Lookup4(f === F_SADDR6, s.inv, r);
+    return new Lookup1(f, s.mask, s.op === 'bits', s.bits, s.inv, r);
   },
 };

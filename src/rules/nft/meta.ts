@@ -3,7 +3,7 @@ import { checkIface } from '../matches/basic';
 import { addIptablesMatch, addLookup, requireFamily, type RuleBuild } from './build';
 import { opRanges, type MatchOp } from './ops';
 import { NftError } from './path';
-import { isSingle } from './values';
+import { isSingle, liveRanges } from './values';
 import { fieldMatch } from './payload';
 
 const WHY_NOT: Record<string, string> = {
@@ -58,7 +58,14 @@ export function metaMatch(b: RuleBuild, op: MatchOp, key: string, mask: number |
         return;
       }
       const { ranges, inv } = opRanges('mark', op, right, `${path}.right`, b.sets, 0xffffffff);
-      addLookup(b, { field: 'meta mark', ranges, inv, mask: mask ?? 0xffffffff, text: `meta mark ${op} ${JSON.stringify(right)}` });
+      addLookup(b, {
+        field: 'meta mark',
+        live: liveRanges(right, b.sets, 'mark', `${path}.right`),
+        ranges,
+        inv,
+        mask: mask ?? 0xffffffff,
+        text: `meta mark ${op} ${JSON.stringify(right)}`,
+      });
       return;
     }
   }

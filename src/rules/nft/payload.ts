@@ -9,7 +9,7 @@ import { addLookup, hintProto, requireFamily, type RuleBuild } from './build';
 import type { LookupField } from './lookup';
 import { opRanges, type MatchOp } from './ops';
 import { NftError } from './path';
-import type { Range, ValueKind } from './values';
+import { liveRanges, type Range, type ValueKind } from './values';
 
 interface FieldInfo {
   lookup: LookupField;
@@ -73,6 +73,12 @@ export function fieldMatch(b: RuleBuild, name: string, op: MatchOp, mask: number
     return;
   }
   const { ranges, inv } = opRanges(f.kind, op, right, `${path}.right`, b.sets, f.max);
+  const live = liveRanges(right, b.sets, f.kind, `${path}.right`);
+  if (live) {
+    // a named set: a lookup that follows the set's elements, never a base field fixed at load
+    addLookup(b, { field: f.lookup, ranges, inv, mask: mask ?? 0xffffffff, text, live });
+    return;
+  }
   const r = b.rule;
   if (!b.impure && (f.kind === 'addr4' || f.kind === 'addr6')) {
     const spec = asAddrSpec(ranges, f.family!);

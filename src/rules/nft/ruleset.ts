@@ -13,6 +13,7 @@ import { nftToken } from './build';
 import { isObject, kindOf, NftError } from './path';
 import { translateRule } from './rule';
 import type { SetDirectory } from './values';
+import { NamedSet, type NamedSets } from './named-sets';
 
 export interface NftParseOptions {
   helperId?(name: string): number;
@@ -58,7 +59,7 @@ interface TableInfo {
   family: Family;
   name: string;
   key: string;
-  sets: Map<string, { elems: unknown[]; path: string; type: unknown }>;
+  sets: Map<string, NamedSet>;
   table: ParsedTable;
   chains: Map<string, { chain: ParsedChain; path: string; slot: HookSlot | null }>;
 }
@@ -92,6 +93,7 @@ export function parseNftRuleset(text: string, file: string, opts: NftParseOption
   }
   const items = doc.nftables as unknown[];
   const tables = new Map<string, TableInfo>();
+  const namedSets: NamedSets = new Map();
   const tableOf = (o: Record<string, unknown>, path: string): TableInfo => {
     const t = tables.get(`${str(o, 'family', path)} ${str(o, 'table', path)}`);
     if (!t) throw new NftError(path, `no table ${String(o.family)} ${String(o.table)} before it`);
@@ -127,7 +129,11 @@ export function parseNftRuleset(text: string, file: string, opts: NftParseOption
           const t = tableOf(o, p);
           const name = str(o, 'name', p);
           if (o.elem !== undefined && !Array.isArray(o.elem)) throw new NftError(`${p}.elem`, 'elements are a list');
-          t.sets.set(name, { elems: (o.elem as unknown[]) ?? [], path: p, type: o.type });
+          if (t.sets.has(name)) throw new NftError(p, `set ${name} listed twice in table ${t.key}`);
+          const named = new NamedSet(o, p);
+          named.sync();
+          t.sets.set(name, named);
+          namedSets.set(`${t.key} ${name}`, named); // setKey(family, table, set)
           return;
         }
         case 'chain': {
@@ -242,7 +248,11 @@ export function parseNftRuleset(text: string, file: string, opts: NftParseOption
   };
   for (const b of bases) if (b.slot.startsWith('filter/')) visit(b.chain);
   bases.sort((a, b) => a.prio - b.prio || a.order - b.order);
-  set.nft = { doc: doc as { nftables: unknown[] }, counts: set.tables.flatMap((t) => t.chains.flatMap((c) => c.rules.map((r) => countsFor.get(r) ?? -1))) };
+  set.nft = {
+    doc: doc as { nftables: unknown[] },
+    sets: namedSets,
+    counts: set.tables.flatMap((t) => t.chains.flatMap((c) => c.rules.map((r) => countsFor.get(r) ?? -1))),
+  };
   set.bases = bases.map(({ slot, table, chain, family }) => ({ slot, table, chain, family }));
   return { set, errors };
 }

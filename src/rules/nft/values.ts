@@ -4,6 +4,7 @@
  */
 import { parseIp4, parseIp6 } from '../addr';
 import { protocolNumber } from '../protocols';
+import type { LookupRanges } from './lookup';
 import { isObject, kindOf, NftError } from './path';
 
 /** How the values of a field are written. */
@@ -55,7 +56,15 @@ export type Range = [number[], number[]];
 
 /** Named sets of a table, for "@NAME" references: their element lists, as nft wrote them. */
 export interface SetDirectory {
-  get(name: string): { elems: unknown[]; path: string; type: unknown } | undefined;
+  get(name: string): NamedSetRef | undefined;
+}
+
+export interface NamedSetRef {
+  readonly elems: unknown[];
+  readonly path: string;
+  readonly type: unknown;
+  readonly kind: ValueKind | null;
+  readonly live: LookupRanges;
 }
 
 const MAX: Record<ValueKind, number> = { addr4: 0xffffffff, addr6: 0, port: 0xffff, proto: 0xff, icmp: 0xff, icmp6: 0xff, tcpflags: 0xff, mark: 0xffffffff };
@@ -147,8 +156,12 @@ export function ranges(kind: ValueKind, right: unknown, path: string, sets: SetD
     if (!Array.isArray(s)) throw new NftError(`${path}.set`, 'a set is a list of elements');
     list = s.map((e, i) => [e, `${path}.set[${i}]`]);
   } else list = [[right, path]];
-  const out = list.map(([e, p]) => element(kind, e, p)).sort((a, b) => cmpWords(a[0], b[0]));
-  // merge overlaps and neighbours, so the lookup's ranges are disjoint
+  return mergeRanges(list.map(([e, p]) => element(kind, e, p)));
+}
+
+/** Sorted, with overlaps and neighbours merged, so that a lookup's ranges are disjoint. */
+export function mergeRanges(list: Range[]): Range[] {
+  const out = list.slice().sort((a, b) => cmpWords(a[0], b[0]));
   const merged: Range[] = [];
   for (const r of out) {
     const last = merged[merged.length - 1];
@@ -157,6 +170,14 @@ export function ranges(kind: ValueKind, right: unknown, path: string, sets: SetD
     } else merged.push([r[0].slice(), r[1].slice()]);
   }
   return merged;
+}
+
+/** The ranges of the named set "@NAME" names, when it is one: its lookups follow its elements as they change. */
+export function liveRanges(right: unknown, sets: SetDirectory, kind: ValueKind, path: string): LookupRanges | undefined {
+  const named = typeof right === 'string' && right.startsWith('@') ? sets.get(right.slice(1)) : undefined;
+  if (!named || named.kind === null) return undefined; // a type nfqwall does not change: the ranges read at load
+  if (named.kind !== kind) throw new NftError(path, `set "${(right as string).slice(1)}" is of type ${JSON.stringify(named.type)}, not of this field's`);
+  return named.live;
 }
 
 /** Whether the right-hand side is one plain value (no set, range or prefix). */

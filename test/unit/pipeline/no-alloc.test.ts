@@ -41,3 +41,8 @@ test('nor do the matches of issue 17 (mark, connmark, recent, mac, ttl, length, 
   const res = scavenges(path.join(__dirname, 'matches.rules'));
   assert.ok(res.minor <= 10, `${res.minor} scavenges (and ${res.major} other collections) during ${res.packets} packets: a match allocates`);
 });
+
+test('nor do lookups of nftables named sets, which change at run time (test/unit/pipeline/sets.nft.json)', () => {
+  const res = scavenges(path.join(__dirname, 'sets.nft.json'));
+  assert.ok(res.minor <= 10, `${res.minor} scavenges (and ${res.major} other collections) during ${res.packets} packets: a set lookup allocates`);
+});
