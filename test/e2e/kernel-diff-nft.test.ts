@@ -7,6 +7,8 @@
  * refused by a TCP reset or ICMP error, or silently dropped), and the counter of every rule
  * that has one (`nft -j list ruleset` in the kernel gateway vs `nfqwall rules -L -v`). The
  * steps the rules drop wait 0.5 s, less than the first SYN retransmission, so each is one packet.
+ * Then the same `nft add element` / `delete element` on a named set in both gateways (the
+ * real nft, `nfqwall nft`): the same exit codes, and the same fate for the traffic after each.
  * Needs root and nft. Both labs and the namespace are removed in after() even on failure.
  */
 import { after, before, describe, test } from 'node:test';
@@ -190,5 +192,34 @@ describe('nftables differential: nft -j JSON in the kernel vs nfqwall run', { sk
     t.diagnostic(JSON.stringify(kc));
     assert.deepEqual(ruleCounters(nl.stdout), kc, 'per-rule counters differ (nfqwall vs kernel)');
     assert.equal(kc['inet filter lan_to_wan #3'], 2, 'tcp 23: one SYN per family');
+  });
+
+  test('the same nft add/delete element in both gateways: the same fate after each', T, async () => {
+    const env = { ...process.env, NFQWALL_FROM_SOURCE: '1' };
+    const both = async (cmd: string): Promise<[number | null, number | null]> => {
+      const w = cmd.split(' ');
+      const [k, n] = await Promise.all([
+        kLab.exec('gw', ['nft', ...w]),
+        nLab.exec('gw', ['node', NFQWALL, 'nft', ...w, '--control', control], { cwd: ROOT, env }),
+      ]);
+      return [k.code, n.code];
+    };
+    /** tcp4 8080 from BLOCKED_SRC: ok or failed (waiting less than the SYN retransmission when dropped is expected) */
+    const probe = async (lab: Lab, dropped: boolean): Promise<string> => {
+      const to = `TCP4:${A.srv4}:8080,connect-timeout=${dropped ? 0.5 : 3},bind=${BLOCKED_SRC}`;
+      const r = await lab.exec('cli', ['sh', '-c', `echo x | socat -u - ${to}`], { timeoutMs: 30_000 });
+      return r.code === 0 ? 'ok' : 'failed';
+    };
+    const fate = (dropped: boolean) => Promise.all([probe(kLab, dropped), probe(nLab, dropped)]);
+    assert.deepEqual(await both(`delete element inet filter blocked4 { ${BLOCKED_SRC} }`), [0, 0]);
+    assert.deepEqual(await fate(false), ['ok', 'ok'], 'after delete element (kernel, nfqwall)');
+    assert.deepEqual(await both('add element inet filter blocked4 { 198.18.1.64/28 }'), [0, 0]);
+    assert.deepEqual(await fate(true), ['failed', 'failed'], 'after add element (kernel, nfqwall)');
+    // refused by both: an interval overlapping one there, an element not there
+    assert.deepEqual(await both('add element inet filter blocked4 { 198.18.1.70 }'), [1, 1]);
+    assert.deepEqual(await both(`delete element inet filter blocked4 { ${BLOCKED_SRC} }`), [1, 1]);
+    const nl = await nLab.exec('gw', ['node', NFQWALL, 'rules', '-L', '--control', control], { cwd: ROOT, env });
+    const set = (JSON.parse(nl.stdout) as { nftables: { set?: { name: string; elem: unknown[] } }[] }).nftables.find((i) => i.set?.name === 'blocked4')!.set!;
+    assert.deepEqual(set.elem.slice(-1), [{ prefix: { addr: '198.18.1.64', len: 28 } }], 'rules -L lists the current elements');
   });
 });
