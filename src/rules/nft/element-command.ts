@@ -76,7 +76,7 @@ export function elementChange(sets: NamedSets | undefined, cmd: ElementCommand):
     return { key, elems: named.change(cmd.op, cmd.elems) };
   } catch (e) {
     // a value nft would not take for this set's type
-    if (e instanceof NftError) throw new Error(e.message.replace(/^element: /, ''));
+    if (e instanceof NftError) throw new Error(e.message.replace(/^element[^:]*: /, ''));
     throw e;
   }
 }

@@ -107,6 +107,7 @@ test('refusals in nft words; a refused command changes nothing', () => {
   assert.throws(() => run('add element inet t ports { 1-5 }'), /You must add 'flags interval' to your set declaration/);
   assert.throws(() => run('delete element inet t ports { 7 }'), /Could not process rule: No such file or directory/);
   assert.throws(() => run('add element inet t allow { 198.18.5.5, nonsense }'), /not an IPv4 address/);
+  assert.throws(() => run('add element inet t allow { 198.18.5/24 }'), /^Error: not an IPv4 address: "198.18.5"$/);
   assert.equal(engine.evalFilter(t4('198.18.5.5'), 0), D, 'all or nothing');
   // an element already there is no error (nft add element), a duplicate is not listed twice
   run('add element inet t ports { 80, 80 }');
