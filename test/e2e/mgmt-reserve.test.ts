@@ -21,6 +21,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { Lab, LAB_ADDR as A } from '../../src/lab/netns';
 import { watch, type Watched } from '../helpers/watch';
+import { mgmtFloodRules } from '../helpers/flood-lab';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const ADDON = path.join(ROOT, 'build', 'Release', 'nfqwall.node');
@@ -36,19 +37,7 @@ const SCRAPES = 11;
 const T = { timeout: 600_000 };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-const RULES = `*filter
-:INPUT DROP [0:0]
-:FORWARD DROP [0:0]
-:OUTPUT ACCEPT [0:0]
--A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
--A INPUT -s 198.18.1.0/24 -p tcp -m tcp --dport ${PORT} -m conntrack --ctstate NEW -j ACCEPT
--A INPUT -p icmp -j ACCEPT
--A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
--A FORWARD -s 198.18.1.0/24 -d 198.19.2.1/32 -p tcp -m tcp --dport 7000 -m conntrack --ctstate NEW -j ACCEPT
--A FORWARD -s 198.18.1.0/24 -d 198.19.2.1/32 -p udp -m udp --dport 9000 -m conntrack --ctstate NEW -j ACCEPT
--A FORWARD -p icmp -j ACCEPT
-COMMIT
-`;
+const RULES = mgmtFloodRules(PORT);
 
 /**
  * New UDP flows from the client to srv:9000, one source port each (cycling 1024..65023 from
