@@ -5,7 +5,8 @@
  *    track → rules over a generated packet array, and `nfqwall replay` over a generated pcap),
  *    the connection table at 1k/100k/1M entries (bench/micro/conntrack.ts) beside the same
  *    table design written in C (bench/peers/ct_table.c), rule chains (bench/micro/rules.ts), and the
- *    load time and memory of 1k/10k/100k/200k-rule blocklists (bench/micro/rule-load.ts).
+ *    load time and memory of 1k/10k/100k/200k-rule blocklists (bench/micro/rule-load.ts), and the
+ *    packet latency during a reload of 100k rules (bench/micro/reload-latency.ts).
  * 2. Through a namespace lab (cli → gw → srv, 198.18.0.0/15 only, names unique per run, deleted
  *    on exit or interrupt): modes forward, kernel-stateful, c-simple, c-batch (the baseline),
  *    npm-nfqueue, nfqwall-accept-all, nfqwall; workloads udp-pps, tcp-bulk (1 and 4 streams),
@@ -209,6 +210,9 @@ function micro(): Record<string, unknown> {
     600_000,
   );
   res.rule_load = rl.ok ? { rows: jsonLines<Record<string, number>>(rl.out) } : { error: rl.out.slice(-2000) };
+  log('in-process: packet latency during a reload (bench/micro/reload-latency.ts)');
+  const rd = runMicro(['dist/bench/micro/reload-latency.js', '--json', QUICK ? '10000' : '100000'], 600_000);
+  res.reload_latency = rd.ok ? { rows: jsonLines<Record<string, number>>(rd.out) } : { error: rd.out.slice(-2000) };
   return res;
 }
 
@@ -273,6 +277,14 @@ function printMicro(m: Record<string, unknown>): void {
   if (ld.rows)
     for (const r of ld.rows) console.log(`  load ${String(r.rules).padStart(6)} blocklist rules: ${r.load_ms} ms, heap +${r.heap_mb} MB, RSS +${r.rss_mb} MB`);
   else console.log('  rule load: ' + ld.error);
+  const rd = m.reload_latency as { rows?: Record<string, number>[]; error?: string };
+  if (rd.rows)
+    for (const r of rd.rows)
+      console.log(
+        `  reload ${String(r.rules).padStart(6)} rules: ${r.batches_during} batches decided while it compiled (${r.sliced_compile_ms} ms); ` +
+          `gap between batches median ${r.gap_median_ms} ms, p99 ${r.gap_p99_ms} ms, max ${r.gap_max_ms} ms (a blocking compile: ${r.blocking_compile_ms} ms)`,
+      );
+  else console.log('  reload latency: ' + rd.error);
 }
 
 // ------------------------------------------------------------------ lab, modes, workloads

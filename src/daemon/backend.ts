@@ -34,8 +34,14 @@ export interface Backend {
   start(): Promise<Started>;
   /** nf_conntrack_count over every table */
   count(): number;
-  /** Puts rules the daemon has checked in force in every table; returns the errors of a table that refused them. */
-  swapRules(r: { text: string; rules: LoadedRules }): Promise<string[]>;
+  /**
+   * Puts rules the daemon has checked in force in every table, each between two of its
+   * batches; returns the errors of a table that refused them, and the batches the tables
+   * decided (with the old rules) while compiling their copy (worker threads compile their own).
+   */
+  swapRules(r: { text: string; rules: LoadedRules }): Promise<{ errors: string[]; batches: number }>;
+  /** batches decided so far by the tables of this thread (none in worker threads) */
+  batchesHere(): number;
   /** Metrics: every table's figures and the queues' counters. */
   collect(): Promise<Omit<Collected, 'ruleCount' | 'reloads' | 'reloadFailures'>>;
   /** The expectations of every table (and of the unclaimed restored entries), for a state file saved at savedAt (wall clock). */

@@ -69,9 +69,13 @@ export class LocalBackend implements Backend {
     return this.svc ? this.svc.fw.ct.count : 0;
   }
 
-  async swapRules(r: { rules: LoadedRules }): Promise<string[]> {
+  async swapRules(r: { rules: LoadedRules }): Promise<{ errors: string[]; batches: number }> {
     this.svc?.setRules(r.rules);
-    return [];
+    return { errors: [], batches: 0 };
+  }
+
+  batchesHere(): number {
+    return this.svc ? this.svc.batches : 0;
   }
 
   async collect(): Promise<Omit<Collected, 'ruleCount' | 'reloads' | 'reloadFailures'>> {

@@ -151,10 +151,15 @@ export class WorkerPool implements Backend {
     return Atomics.load(this.shared, 0);
   }
 
-  async swapRules(r: { text: string }): Promise<string[]> {
+  async swapRules(r: { text: string }): Promise<{ errors: string[]; batches: number }> {
     const res = await this.all({ op: 'rules.swap', text: r.text });
     const bad = res.find((x) => x.ok !== true);
-    return bad ? ((bad.errors as string[] | undefined) ?? [String(bad.error)]) : [];
+    const batches = res.reduce((n, x) => n + (typeof x.batches === 'number' ? x.batches : 0), 0);
+    return { errors: bad ? ((bad.errors as string[] | undefined) ?? [String(bad.error)]) : [], batches };
+  }
+
+  batchesHere(): number {
+    return 0;
   }
 
   async debug(r: Res): Promise<Res> {

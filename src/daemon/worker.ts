@@ -15,7 +15,7 @@ import { performance } from 'node:perf_hooks';
 import { ControlAborted, TableOps, type ControlOutput } from './table-ops';
 import { createLogger } from './log';
 import { FirewallService, ruleDeps } from './service';
-import { readRules, RuleLoadError } from '../pipeline/load-rules';
+import { readRules, readRulesSliced, RuleLoadError } from '../pipeline/load-rules';
 import { QueueRunner, type QueueRunnerOptions } from './queue-runner';
 import { RestoreStore, type RestoreStoreBuffers } from './restore-store';
 import { exportEntries, importExpectation, exportExpectations, type ExpectationData } from './state';
@@ -91,8 +91,10 @@ export function workerMain(): void {
     switch (req.op) {
       case 'rules.swap':
         try {
-          svc.setRules(readRules(init.rulesFile, ruleDeps(log), String(req.text)).rules);
-          return { ok: true };
+          // compiled in slices between this worker's batches; swapped in between two of them
+          const before = svc.batches;
+          svc.setRules((await readRulesSliced(init.rulesFile, ruleDeps(log), String(req.text))).rules);
+          return { ok: true, batches: svc.batches - before };
         } catch (err) {
           return { ok: false, errors: err instanceof RuleLoadError ? err.errors : [(err as Error).message] };
         }

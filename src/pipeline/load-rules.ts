@@ -10,7 +10,7 @@ import type { PacketContext } from '../conntrack/context';
 import { NF_ACCEPT } from '../queue/layout';
 import { sysIfnames } from '../rules/ifname';
 import type { NamedSets } from '../rules/nft/named-sets';
-import { formatError, formatRuleSet, loadRules, type Counters } from '../rules/index';
+import { formatError, formatRuleSet, loadRulesSteps, runSteps, runStepsSliced, type Counters, type Steps } from '../rules/index';
 import { createRejectSender, type RejectSender } from '../rules/targets/REJECT';
 import type { RuleEvaluator } from './firewall';
 
@@ -103,13 +103,30 @@ export function loadRuleFile(file: string, deps: RuleDeps): { rules?: LoadedRule
  * back too: the daemon's worker threads compile the very text the main thread checked.
  */
 export function readRules(file: string, deps: RuleDeps, text?: string): { text: string; rules: LoadedRules } {
+  return runSteps(readRulesSteps(file, deps, text));
+}
+
+/**
+ * readRules for a reload: compiled slice by slice, the event loop turning in between, so the
+ * queue read by this thread keeps being decided by the rules in force until the new ones are
+ * ready (the caller swaps them in, between two batches). onSlice: after each slice (tests).
+ */
+export function readRulesSliced(file: string, deps: RuleDeps, text?: string, onSlice?: () => void): Promise<{ text: string; rules: LoadedRules }> {
+  return runStepsSliced(readRulesSteps(file, deps, text), onSlice);
+}
+
+function* readRulesSteps(file: string, deps: RuleDeps, text?: string): Steps<{ text: string; rules: LoadedRules }> {
   const src = text ?? readRuleText(file);
-  const r = loadRuleText(src, file, deps);
+  const r = yield* loadRuleTextSteps(src, file, deps);
   if (r.errors.length > 0 || !r.rules) throw new RuleLoadError(r.errors);
   return { text: src, rules: r.rules };
 }
 
 export function loadRuleText(text: string, file: string, deps: RuleDeps): { rules?: LoadedRules; errors: string[] } {
+  return runSteps(loadRuleTextSteps(text, file, deps));
+}
+
+function* loadRuleTextSteps(text: string, file: string, deps: RuleDeps): Steps<{ rules?: LoadedRules; errors: string[] }> {
   let ifname = deps.ifname;
   let linkGeneration = deps.linkGeneration;
   if (!ifname) {
@@ -118,7 +135,7 @@ export function loadRuleText(text: string, file: string, deps: RuleDeps): { rule
     linkGeneration = linkGeneration ?? sys.linkGeneration;
   }
   if (!deps.reject) threadSenderLog = (line, level) => deps.log(line, level);
-  const r = loadRules(text, file, {
+  const r = yield* loadRulesSteps(text, file, {
     helperId: deps.helperId ?? registryHelperId,
     deps: { ifname, linkGeneration, log: (l, lv) => deps.log(l, lv), reject: deps.reject ?? threadReject },
   });

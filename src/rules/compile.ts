@@ -10,6 +10,7 @@ import { MATCHES } from './matches/index';
 import { NFT_MATCHES } from './nft/matches';
 import { TARGETS } from './targets/index';
 import { NF_ACCEPT, NF_DROP } from '../queue/layout';
+import { runSteps, SLICE, type Steps } from './steps';
 
 /** What the walk does with a matching rule: the standard target (kernel: verdict < 0, or a jump) or an extension target's action. */
 export const T_NONE = 0;
@@ -168,13 +169,16 @@ export function portConstraint(pr: ParsedRule): [number, number][] | null {
  * guard stops it as soon as the distinct lists grow too long (a blocklist of 200k addresses
  * compiles in well under a second, where scanning every rule at every cut took minutes).
  */
-function buildIndex(kind: number, keyMax: number, cand: Int32Array, cons: ([number, number][] | null)[]): PortIndex | null {
+/** yields every SLICE candidates and SLICE index points (src/rules/steps.ts) */
+function* buildIndex(kind: number, keyMax: number, cand: Int32Array, cons: ([number, number][] | null)[]): Steps<PortIndex | null> {
   const always: number[] = [];
   const evKey: number[] = [];
   const evRule: number[] = [];
   let indexed = 0;
   let maxRule = 0;
-  for (const i of cand) {
+  for (let n = 0; n < cand.length; n++) {
+    if (n % SLICE === SLICE - 1) yield;
+    const i = cand[n];
     const c = cons[i];
     if (!c) {
       always.push(i);
@@ -225,6 +229,7 @@ function buildIndex(kind: number, keyMax: number, cand: Int32Array, cons: ([numb
     starts.push((p ^ 0x80000000) | 0);
     lists.push(arr);
     if (e >= order.length) break;
+    if (starts.length % SLICE === 0) yield;
     p = evKey[order[e]];
   }
   return new PortIndex(kind, Int32Array.from(starts), lists);
@@ -324,6 +329,11 @@ function ruleMayMatch(r: CompiledRule, fam: 4 | 6, pc: number): boolean {
 }
 
 export function compileRules(set: RuleSet, deps: CompileDeps): CompiledRuleSet {
+  return runSteps(compileRulesSteps(set, deps));
+}
+
+/** compileRules, yielding every SLICE rules and between the indexes it builds (src/rules/steps.ts) */
+export function* compileRulesSteps(set: RuleSet, deps: CompileDeps): Steps<CompiledRuleSet> {
   const out = new CompiledRuleSet(set);
   const patIds = new Map<string, number>();
   const patId = (p: string): number => {
@@ -346,6 +356,7 @@ export function compileRules(set: RuleSet, deps: CompileDeps): CompiledRuleSet {
       index.set(`${t.name}/${ch.name}`, out.chains.length);
       out.chains.push(cc);
       for (const pr of ch.rules) {
+        if (ruleNo % SLICE === SLICE - 1) yield;
         const r = new CompiledRule(pr);
         r.counter = ruleNo++;
         r.family = pr.family;
@@ -405,18 +416,24 @@ export function compileRules(set: RuleSet, deps: CompileDeps): CompiledRuleSet {
     r.jump = ci;
   }
   for (const cc of out.chains) {
-    const cons = cc.rules.map((r) => portConstraint(r.parsed));
-    const scons = cc.rules.map((r) => srcConstraint(r));
+    const cons: ([number, number][] | null)[] = [];
+    const scons: ([number, number][] | null)[] = [];
+    for (const r of cc.rules) {
+      if (cons.length % SLICE === SLICE - 1) yield;
+      cons.push(portConstraint(r.parsed));
+      scons.push(srcConstraint(r));
+    }
     // protocol classes with the same candidates (rules without -p are in all) share one source index
     const srcIndexes = new Map<string, PortIndex | null>();
-    const srcIndexOf = (cand: Int32Array): PortIndex | null => {
+    function* srcIndexOf(cand: Int32Array): Steps<PortIndex | null> {
       const key = cand.join(',');
       let idx = srcIndexes.get(key);
-      if (idx === undefined) srcIndexes.set(key, (idx = buildIndex(KEY_SRC4, 0xffffffff, cand, scons)));
+      if (idx === undefined) srcIndexes.set(key, (idx = yield* buildIndex(KEY_SRC4, 0xffffffff, cand, scons)));
       return idx;
-    };
+    }
     for (const fam of [4, 6] as const) {
       for (let pc = 0; pc < N_PCLASS; pc++) {
+        if (cc.rules.length >= SLICE) yield;
         const list: number[] = [];
         cc.rules.forEach((r, i) => {
           if (ruleMayMatch(r, fam, pc)) list.push(i);
@@ -424,8 +441,8 @@ export function compileRules(set: RuleSet, deps: CompileDeps): CompiledRuleSet {
         const k = (fam === 6 ? 1 : 0) * N_PCLASS + pc;
         cc.cand[k] = Int32Array.from(list);
         // of the two possible indexes, the one whose longest list is shorter
-        const byPort = pc === PC_TCP || pc === PC_UDP ? buildIndex(KEY_DPORT, 65535, cc.cand[k], cons) : null;
-        const bySrc = fam === 4 ? srcIndexOf(cc.cand[k]) : null;
+        const byPort = pc === PC_TCP || pc === PC_UDP ? yield* buildIndex(KEY_DPORT, 65535, cc.cand[k], cons) : null;
+        const bySrc = fam === 4 ? yield* srcIndexOf(cc.cand[k]) : null;
         cc.portIdx[k] = byPort && (!bySrc || byPort.maxList() <= bySrc.maxList()) ? byPort : bySrc;
       }
     }

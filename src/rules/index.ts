@@ -4,15 +4,17 @@
  * (interface names, the LOG sink, the REJECT sender) is passed in: src/pipeline/load-rules.ts
  * supplies the daemon's.
  */
-import { compileRules, type CompiledRuleSet } from './compile';
+import { compileRules, compileRulesSteps, type CompiledRuleSet } from './compile';
 import { RuleEngine, type Counters, type EngineDeps } from './eval';
 import { formatRuleSet } from './format';
-import { parseRules } from './parse';
+import { parseRules, parseRulesSteps } from './parse';
+import { runSteps, type Steps } from './steps';
 import { isNftJson, parseNftRuleset } from './nft/ruleset';
 import { MATCHES } from './matches/index';
 import type { ParsedMatch, RuleError, RuleSet } from './types';
 
 export { RuleEngine, compileRules, formatRuleSet, isNftJson, parseRules };
+export { runSteps, runStepsSliced, type Steps } from './steps';
 export type { CompiledRuleSet, Counters, EngineDeps, RuleError, RuleSet };
 export { buildReject, createRejectSender } from './targets/REJECT';
 
@@ -35,11 +37,16 @@ export interface LoadResult {
 
 /** Reads an iptables-save file, or the JSON of `nft -j list ruleset` (told apart by content). */
 export function loadRules(text: string, fileName: string, env: LoadEnv): LoadResult {
+  return runSteps(loadRulesSteps(text, fileName, env));
+}
+
+/** loadRules in slices (src/rules/steps.ts); an nft JSON rule set is parsed in one slice */
+export function* loadRulesSteps(text: string, fileName: string, env: LoadEnv): Steps<LoadResult> {
   const { set, errors } = isNftJson(text)
     ? parseNftRuleset(text, fileName, { helperId: env.helperId })
-    : parseRules(text, fileName, { helperId: env.helperId });
+    : yield* parseRulesSteps(text, fileName, { helperId: env.helperId });
   if (errors.length) return { set, compiled: null, engine: null, errors };
-  const compiled = compileRules(set, { helperId: env.helperId, services: env.deps });
+  const compiled = yield* compileRulesSteps(set, { helperId: env.helperId, services: env.deps });
   const engine = env.deps ? new RuleEngine(compiled, env.deps) : null;
   if (engine) {
     const uses = new Map<string, ParsedMatch[]>();

@@ -10,6 +10,7 @@ import { parseRuleLine, type RuleCommand } from './parse-rule';
 import { checkChainName, MAX_CHAIN_DEPTH } from './chains';
 import { BUILTIN_CHAINS, IPTABLES_TABLES, isSupportedTable, SUPPORTED_TABLES, type SupportedTable } from './tables';
 import type { ParseEnv, ParsedChain, ParsedRule, ParsedTable, RuleError, RuleSet, Token } from './types';
+import { runSteps, SLICE, type Steps } from './steps';
 
 export { MAX_CHAIN_DEPTH };
 
@@ -48,6 +49,11 @@ export const MAX_WORD_BYTES = 1023;
 export const MAX_WORDS = 251;
 
 export function parseRules(text: string, file: string, opts: ParseOptions = {}): ParseResult {
+  return runSteps(parseRulesSteps(text, file, opts));
+}
+
+/** parseRules, yielding every SLICE lines (src/rules/steps.ts) */
+export function* parseRulesSteps(text: string, file: string, opts: ParseOptions = {}): Steps<ParseResult> {
   const errors: RuleError[] = [];
   const seen = new Set<string>();
   const lines = text.split('\n');
@@ -73,6 +79,7 @@ export function parseRules(text: string, file: string, opts: ParseOptions = {}):
   let skip: Token | null = null;
 
   for (let li = 0; li < lines.length; li++) {
+    if (li % SLICE === SLICE - 1) yield;
     const lineNo = li + 1;
     const line = lines[li];
     const inTable = cur !== null || skip !== null;

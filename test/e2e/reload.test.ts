@@ -197,6 +197,45 @@ describe('reloads under traffic', { skip }, () => {
     assert.equal(await d.exited, 0);
   });
 
+  test('a reload to 100k rules compiles off the packet path, with one queue and with a worker thread per queue', T, async () => {
+    // 100k rules that match nothing of this test's traffic (UDP from addresses nobody uses), after the ESTABLISHED rule
+    const big = (gen: number) => {
+      const extra: string[] = [];
+      for (let i = 0; i < 100_000; i++)
+        extra.push(`-A FORWARD -s 198.19.${200 + ((i >> 8) % 50)}.${i & 255}/32 -p udp -m udp --dport ${1 + (i % 60000)} -j DROP`);
+      return goodRules(gen).replace('COMMIT\n', `${extra.join('\n')}\nCOMMIT\n`);
+    };
+    for (const [k, queues] of [
+      ['--queue', String(QUEUE)],
+      ['--queues', `${QUEUE}:${QUEUE + 1}`],
+    ].entries()) {
+      fs.writeFileSync(rules, goodRules(0));
+      if (daemon) await lab.kill(daemon.child);
+      const d = (daemon = await startDaemon(lab, ['--rules', rules, '--control', ctl, ...queues, '--set', 'net.netfilter.nf_conntrack_tcp_loose=0']));
+      const stream = await bulkStream(lab, 6010 + k);
+      await stream.progress(1 << 20, `${queues[0]}: start`);
+      fs.writeFileSync(rules, big(7));
+      // the reply comes once the new rules are in force; the stream (admitted only by the
+      // ESTABLISHED rule of the rules in force) runs while they compile
+      const r = await request(ctl, { op: 'reload' });
+      assert.equal(r.ok, true, JSON.stringify(r));
+      const line = await until(async () => d.err.split('\n').find((l) => /"msg":"rules reloaded"/.test(l)), 'the reload logged');
+      const c = JSON.parse(line) as { rules: number; compile: { ms: number; batchesDecided: number } };
+      assert.equal(c.rules, 100_003);
+      assert.ok(c.compile.batchesDecided > 0, `${queues[0]}: batches decided while the 100k rules compiled: ${line}`);
+      const text = await listed();
+      assert.equal(genOf(text), 7, 'the new rules are in force');
+      assert.equal(text.split('\n').filter((l) => l.startsWith('-A FORWARD -s 198.19.')).length, 100_000);
+      await stream.progress(1 << 20, `${queues[0]}: after the reload`);
+      const res = await stream.stop();
+      assert.deepEqual(res.received, res.sent, 'the stream arrived byte-exact');
+      figures.push(`reload to 100k rules (${queues.join(' ')}): compile ${c.compile.ms} ms, ${c.compile.batchesDecided} batches decided meanwhile`);
+      await lab.kill(d.child);
+      assert.equal(await d.exited, 0);
+      daemon = undefined;
+    }
+  });
+
   test(`${RELOADS} reloads alternating good and bad files under sustained traffic: no connection lost, every packet decided, memory flat`, T, async () => {
     const d = await start();
     const pid = d.child.pid!;
