@@ -5,12 +5,16 @@
  * periodic sweep; fractional-millisecond clock as in the daemon) in a child process with a
  * 1 MB young generation (no-alloc-run.ts). Without allocation V8 scavenges a few times at
  * most (JIT, the observer); one small object per packet (16 bytes, the least V8 allocates) is 16+ MB: 30+ measured
- * scavenges (an object per packet measured 38-40 against 7 without). Counts garbage collections, not time.
+ * scavenges (an object per packet measured 38-40). Without, single-threaded: 7 in 22 of 24 runs, 10 and
+ * 11 once each (the rare extra collections not explained yet), so the bound is 15: far from either.
+ * Counts garbage collections, not time.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
+
+const MAX_SCAVENGES = 15;
 
 function scavenges(rules?: string): { minor: number; major: number; packets: number } {
   // --single-threaded: V8 compiles on this thread, so the code is optimised after the same warm-up
@@ -32,17 +36,20 @@ function scavenges(rules?: string): { minor: number; major: number; packets: num
   return res;
 }
 
-test('the per-packet path allocates nothing (1 M packets, 1 MB new space: at most 10 scavenges)', () => {
+test('the per-packet path allocates nothing (1 M packets, 1 MB new space: at most 15 scavenges)', () => {
   const res = scavenges();
-  assert.ok(res.minor <= 10, `${res.minor} scavenges (and ${res.major} other collections) during ${res.packets} packets: the per-packet path allocates`);
+  assert.ok(
+    res.minor <= MAX_SCAVENGES,
+    `${res.minor} scavenges (and ${res.major} other collections) during ${res.packets} packets: the per-packet path allocates`,
+  );
 });
 
 test('nor do the matches of issue 17 (mark, connmark, recent, mac, ttl, length, addrtype, connlimit, hashlimit, string: test/unit/pipeline/matches.rules)', () => {
   const res = scavenges(path.join(__dirname, 'matches.rules'));
-  assert.ok(res.minor <= 10, `${res.minor} scavenges (and ${res.major} other collections) during ${res.packets} packets: a match allocates`);
+  assert.ok(res.minor <= MAX_SCAVENGES, `${res.minor} scavenges (and ${res.major} other collections) during ${res.packets} packets: a match allocates`);
 });
 
 test('nor do lookups of nftables named sets, which change at run time (test/unit/pipeline/sets.nft.json)', () => {
   const res = scavenges(path.join(__dirname, 'sets.nft.json'));
-  assert.ok(res.minor <= 10, `${res.minor} scavenges (and ${res.major} other collections) during ${res.packets} packets: a set lookup allocates`);
+  assert.ok(res.minor <= MAX_SCAVENGES, `${res.minor} scavenges (and ${res.major} other collections) during ${res.packets} packets: a set lookup allocates`);
 });
