@@ -97,26 +97,15 @@ describe('tracker differential against the kernel (conntrack -L, ctstate counter
    * both views. `replayArgs` are passed to nfqwall replay (e.g. --set for tunables).
    */
   async function differential(traffic: () => Promise<void>, replayArgs: string[] = [], prepare?: () => Promise<void>): Promise<Outcome> {
-    let file = '';
-    // A capture that lost packets (tcpdump too slow on a loaded machine) proves nothing either
-    // way: the scenario is run again, up to three times, and fails if it never captures whole.
-    for (let attempt = 1; ; attempt++) {
-      await gw.flush();
-      file = path.join(tmp, `cap${++nCap}.pcap`);
-      if (prepare) await prepare();
-      const cap = await Capture.start(lab, 'gw', file);
-      await gw.zeroCounters();
-      try {
-        await traffic();
-      } finally {
-        try {
-          await cap.stop();
-        } catch (err) {
-          if (attempt < 3 && /incomplete/.test(String(err))) continue;
-          throw err;
-        }
-      }
-      break;
+    await gw.flush();
+    const file = path.join(tmp, `cap${++nCap}.pcap`);
+    if (prepare) await prepare();
+    const cap = await Capture.start(lab, 'gw', file);
+    await gw.zeroCounters();
+    try {
+      await traffic();
+    } finally {
+      await cap.stop(); // a capture that lost packets proves nothing either way: stop() throws
     }
     const kernel = await gw.ctstateCounts();
     const kernelNd = await gw.ndCount();

@@ -269,26 +269,16 @@ export class Capture {
     readonly file: string,
   ) {}
 
-  /** `tcpdump -i any -Q in` inside ns; resolves once tcpdump is listening. */
+  /**
+   * `tcpdump -i any -Q in` inside ns; resolves once tcpdump is listening. Not --immediate-mode:
+   * with it libpcap uses TPACKET_V2, whose ring has fixed frames of the snapshot length (256 KiB),
+   * so the 64 MiB buffer held only ~256 packets of both directions and a capture of a few hundred
+   * packets lost some whenever tcpdump fell behind on a loaded machine. TPACKET_V3 packs packets
+   * into the buffer by their size; they reach tcpdump when a block fills or its timeout passes,
+   * and stop() waits for the sentinel to be seen.
+   */
   static async start(lab: Lab, ns: Role | string, file: string): Promise<Capture> {
-    const child = lab.spawn(ns, [
-      'tcpdump',
-      '-i',
-      'any',
-      '-Q',
-      'in',
-      '-n',
-      '-q',
-      '-l',
-      '-U',
-      '--immediate-mode',
-      '-B',
-      '65536',
-      '--print',
-      '-w',
-      file,
-      'ip or ip6 or arp',
-    ]);
+    const child = lab.spawn(ns, ['tcpdump', '-i', 'any', '-Q', 'in', '-n', '-q', '-l', '-U', '-B', '65536', '--print', '-w', file, 'ip or ip6 or arp']);
     const w = watch(child);
     await w.waitFor(/listening on/, 'err');
     return new Capture(lab, child, w, file);
