@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 PKGS=(build-essential nftables python3 pkg-config libnetfilter-queue-dev libmnl-dev libnfnetlink-dev
       iptables conntrack iproute2 procps kmod util-linux vsftpd lftp iperf3 tcpdump socat python3-scapy
-      iputils-ping curl)
+      iputils-ping curl conntrackd keepalived)
 
 missing=()
 for p in "${PKGS[@]}"; do
@@ -15,7 +15,8 @@ for p in "${PKGS[@]}"; do
 done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${missing[*]}"
-  # Packages such as vsftpd must not start services in the root namespace: tests start their own.
+  # Packages such as vsftpd, conntrackd and keepalived must not start services in the root namespace:
+  # tests start their own.
   policy_created=0
   if [ ! -e /usr/sbin/policy-rc.d ]; then
     printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && policy_created=1
