@@ -47,7 +47,7 @@ enum : uint32_t {
   IX_GID = 12,
   IX_HWADDR_HI = 13,
   IX_HWADDR_LO = 14,
-  IX_RESERVED = 15,
+  IX_ROOM = 15,
 };
 constexpr uint32_t PKTF_CSUM_NOT_READY = 1u << 0;
 constexpr uint32_t PKTF_GSO = 1u << 1;
@@ -62,6 +62,8 @@ constexpr uint32_t VERDICT_MASK = 0xffff;
 constexpr int MAX_BATCH = 256;
 constexpr int MAX_ROUNDS = 16;         // recvmmsg batches per wake-up before yielding to the loop
 constexpr int DRAIN_ROUNDS = 64;       // bound on draining at close()
+constexpr uint32_t MIN_PAYLOAD = 20;      // a rewritten packet holds at least an IPv4 header
+constexpr uint32_t MAX_PAYLOAD = 0xffff - static_cast<uint32_t>(NLA_HDRLEN);  // nla_len is 16 bits
 constexpr size_t VERDICT_MSG_MAX = 64; // bytes of one verdict message incl. mark attr and payload attr header (aligned, generous)
 
 std::string ErrnoName(int err) {
@@ -393,7 +395,9 @@ class NfqQueue : public Napi::ObjectWrap<NfqQueue> {
   }
 
   // Parses one NFQNL_MSG_PACKET into index row k. Returns false if it has no packet id.
-  bool ParsePacket(struct nlmsghdr* h, uint32_t k) {
+  // regionEnd: slab offset where the bytes this message may use end (its receive slot's end, or
+  // the next message of the same datagram): the room a rewritten packet may grow into (IX_ROOM).
+  bool ParsePacket(struct nlmsghdr* h, uint32_t k, uint32_t regionEnd) {
     uint32_t* row = index_ + k * INDEX_STRIDE;
     const auto* nfg = reinterpret_cast<const struct nfgenmsg*>(reinterpret_cast<const char*>(h) + NLMSG_HDRLEN);
     bool haveId = false;
@@ -489,7 +493,7 @@ class NfqQueue : public Napi::ObjectWrap<NfqQueue> {
     row[IX_GID] = gid;
     row[IX_HWADDR_HI] = hwHi;
     row[IX_HWADDR_LO] = hwLo;
-    row[IX_RESERVED] = 0;
+    row[IX_ROOM] = regionEnd > off + caplen ? regionEnd - off : caplen;
     ids_[k] = id;
     return true;
   }
@@ -516,10 +520,15 @@ class NfqQueue : public Napi::ObjectWrap<NfqQueue> {
           stats_.recvTruncated++;
         }
         int len = static_cast<int>(msgs_[i].msg_len);
+        const uint32_t slotEnd = static_cast<uint32_t>(bufSize_ * (i + 1));
         for (struct nlmsghdr* h = static_cast<struct nlmsghdr*>(iov_[i].iov_base); NlmsgOk(h, len); h = NlmsgNext(h, &len)) {
           if (h->nlmsg_type == pktType) {
             if (count < static_cast<uint32_t>(batch_)) {
-              if (ParsePacket(h, count)) count++;
+              int rest = len - static_cast<int>(NLMSG_ALIGN(h->nlmsg_len));
+              uint32_t regionEnd = rest >= static_cast<int>(sizeof(struct nlmsghdr))
+                                       ? static_cast<uint32_t>(reinterpret_cast<uint8_t*>(h) + NLMSG_ALIGN(h->nlmsg_len) - slab_)
+                                       : slotEnd;
+              if (ParsePacket(h, count, regionEnd)) count++;
             } else {
               // More packets than index rows (several per datagram): never unanswered.
               uint32_t id;
@@ -592,7 +601,8 @@ class NfqQueue : public Napi::ObjectWrap<NfqQueue> {
     return len + NLMSG_ALIGN(nlh->nlmsg_len);
   }
 
-  // A VERDICT for packet k with NFQA_PAYLOAD: the rewritten bytes, same offset and length, straight
+  // A VERDICT for packet k with NFQA_PAYLOAD: the rewritten bytes at the same offset, IX_CAPLEN of
+  // them (the handler may have changed it within IX_ROOM: nfqnl_mangle trims or extends), straight
   // from the slab (the header goes to vbuf_ at len, the payload and its padding into outIov_).
   size_t PutPayloadVerdict(size_t len, size_t* seg, uint32_t k, uint32_t verdict, bool withMark, uint32_t mark) {
     static const char zeros[NLA_ALIGNTO] = {};
@@ -645,11 +655,13 @@ class NfqQueue : public Napi::ObjectWrap<NfqQueue> {
         base = errVerdict_;
       }
       if (v & VERDICT_SET_PAYLOAD) {
+        const uint32_t* row = index_ + i * INDEX_STRIDE;
         if (base != NF_ACCEPT) {
           v &= ~VERDICT_SET_PAYLOAD;  // dropped anyway
-        } else if ((index_[i * INDEX_STRIDE + IX_FLAGS] & PKTF_TRUNCATED) ||
-                   VERDICT_MSG_MAX + NLA_ALIGN(index_[i * INDEX_STRIDE + IX_CAPLEN]) > sendLimit_) {
-          // We hold only part of the packet: the kernel would cut it to what we send.
+        } else if ((row[IX_FLAGS] & PKTF_TRUNCATED) || row[IX_CAPLEN] > row[IX_ROOM] || row[IX_CAPLEN] < MIN_PAYLOAD ||
+                   row[IX_CAPLEN] > MAX_PAYLOAD || VERDICT_MSG_MAX + NLA_ALIGN(row[IX_CAPLEN]) > sendLimit_) {
+          // We hold only part of the packet (the kernel would cut it to what we send), or the new
+          // length is outside the packet's room / what nfqnl_mangle takes (a u16 attribute length).
           stats_.badVerdicts++;
           v = errVerdict_;
           base = errVerdict_;

@@ -26,6 +26,11 @@ export class PacketContext {
   queue = 0;
   /** length of the packet on the wire (counters count this) */
   length = 0;
+  /**
+   * Bytes from view.off the packet may occupy when rewritten (the queue's IX_ROOM, >= the
+   * captured length): a rewrite that changes the length (FTP NAT) stays within it.
+   */
+  room = 0;
   /** PKTF_* flags from the queue (checksum not ready, GSO, truncated, UID/GID and MAC present) */
   pktFlags = 0;
   /** NFQA_UID / NFQA_GID of a local socket's packet; valid only with PKTF_UID_GID */

@@ -26,10 +26,12 @@ import {
   IX_OFFSET,
   IX_ORIGLEN,
   IX_OUTDEV,
+  IX_ROOM,
   IX_UID,
   NF_ACCEPT,
   NF_DROP,
   VERDICT_SET_MARK,
+  VERDICT_SET_PAYLOAD,
 } from '../queue/layout';
 import type { Batch } from '../queue/queue';
 import { PacketContext } from '../conntrack/context';
@@ -114,9 +116,12 @@ export class Firewall {
         index[row + IX_MARK],
         index[row + IX_FLAGS],
         now,
+        index[row + IX_ROOM],
       );
       verdicts[i] = verdict;
       if ((verdict & VERDICT_SET_MARK) !== 0) batch.marks[i] = ctx.mark;
+      // a rewrite may have changed the packet's length (within IX_ROOM): the addon sends view.len bytes
+      if ((verdict & VERDICT_SET_PAYLOAD) !== 0) index[row + IX_CAPLEN] = ctx.view.len;
     }
   }
 
@@ -142,6 +147,8 @@ export class Firewall {
    * One packet. Returns NF_DROP, or NF_ACCEPT with the VERDICT_* flags the targets set
    * (ctx.verdictFlags: a new mark in ctx.mark, a payload rewritten in place); afterwards
    * `ctx` describes the packet (ctstate, entry, …) and `decidedBy` says which stage decided.
+   * `room`: bytes from `off` the packet may grow into when rewritten (ctx.room; the queue's
+   * IX_ROOM), at least caplen.
    */
   decide(
     buf: Uint8Array,
@@ -155,9 +162,11 @@ export class Firewall {
     mark: number,
     flags: number,
     now: number,
+    room = caplen,
   ): number {
     const ctx = this.ctx;
     ctx.reset();
+    ctx.room = room > caplen ? room : caplen;
     ctx.hook = hook;
     ctx.family = family;
     ctx.indev = indev;

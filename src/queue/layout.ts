@@ -25,7 +25,12 @@ export const IX_UID = 11; // NFQA_UID: fsuid of the sending socket's file (PKTF_
 export const IX_GID = 12; // NFQA_GID: its fsgid
 export const IX_HWADDR_HI = 13; // NFQA_HWADDR: bytes 0-3 of the link-layer source address (PKTF_HWADDR)
 export const IX_HWADDR_LO = 14; // bytes 4-5 (low 16 bits)
-export const IX_RESERVED = 15;
+/**
+ * Bytes from IX_OFFSET a rewritten packet may occupy in batch.data (>= IX_CAPLEN): the rest of
+ * its receive slot, at least 8 KiB minus the netlink headers beyond the copy range. A handler
+ * that answers VERDICT_SET_PAYLOAD may write the new packet's length into IX_CAPLEN, up to this.
+ */
+export const IX_ROOM = 15;
 
 /** IX_FLAGS bits */
 export const PKTF_CSUM_NOT_READY = 1 << 0; // NFQA_SKB_CSUMNOTREADY: L4 checksum not computed yet (local/GSO)
@@ -55,10 +60,15 @@ export const NF_ACCEPT = 1;
 /** OR-ed into a verdict word: also set the packet mark from batch.marks[i]. */
 export const VERDICT_SET_MARK = 1 << 16;
 /**
- * OR-ed into an ACCEPT: the packet's bytes in batch.data (IX_OFFSET, IX_CAPLEN: same place,
- * same length) were rewritten; the addon sends them back (NFQA_PAYLOAD) and the kernel
- * replaces the packet with them. Refused (badVerdicts, the error verdict) for a PKTF_TRUNCATED
- * packet, which the kernel would cut to what we hold; ignored with DROP.
+ * OR-ed into an ACCEPT: the packet's bytes in batch.data from IX_OFFSET were rewritten; IX_CAPLEN
+ * now says how many there are (the handler may have grown or shrunk the packet, within IX_ROOM
+ * and 20..65531 bytes, with its IP total / payload length updated). The addon sends them back
+ * (NFQA_PAYLOAD) and the kernel replaces the packet with them (nfqnl_mangle trims or extends the
+ * skb, and marks it CHECKSUM_NONE: the handler writes complete checksums). A GSO packet may
+ * change length too: the kernel segments the new one with the same gso_size and computes each
+ * segment's checksum (tcp4/tcp6_gso_segment on a CHECKSUM_NONE skb). Refused (badVerdicts, the
+ * error verdict) for a PKTF_TRUNCATED packet, which the kernel would cut to what we hold, and for
+ * a length outside those bounds; ignored with DROP.
  */
 export const VERDICT_SET_PAYLOAD = 1 << 17;
 export const VERDICT_MASK = 0xffff;

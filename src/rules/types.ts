@@ -131,8 +131,9 @@ export const XT_CONTINUE = -1;
  * What a target changes about the packet it writes into ctx, where the pipeline picks it
  * up once the packet is accepted (docs/ARCHITECTURE.md, "Targets"):
  *  - the packet mark: ctx.mark = m and ctx.verdictFlags |= VERDICT_SET_MARK;
- *  - the packet bytes: rewritten in place in ctx.view.buf (same length, checksums made
- *    valid, ctx.view parsed again so that later rules see the new packet), then
+ *  - the packet bytes: rewritten in place in ctx.view.buf (checksums made valid; a new
+ *    length within ctx.room with the IP length fields updated; ctx.view parsed again over
+ *    the new length so that later rules see the new packet), then
  *    ctx.verdictFlags |= VERDICT_SET_PAYLOAD; never for a PKTF_TRUNCATED packet;
  *  - the connection mark: ctx.conn.setMark(ctx.entry, m) and ctx.ctmark = m, when
  *    ctx.entry >= 0 and ctx.conn is set (the raw table runs before conntrack: no entry).

@@ -36,6 +36,7 @@ interface Seen {
   dropped: number;
   fragments: number;
   maxLen: number;
+  minRoom: number;
 }
 type ConsumerStats = Record<string, number> & { seen: Seen };
 
@@ -262,6 +263,44 @@ describe('data path through a lab gateway', { skip }, () => {
     }
     assert.equal(s.seen.udp, 1);
     assert.equal(s.badVerdicts, 1);
+  });
+
+  test('a rewritten payload may grow or shrink (IX_ROOM / IX_CAPLEN), IPv4 and IPv6; a length beyond the room is refused', T, async () => {
+    const text = 'nfqwall resized this datagram 0123456789';
+    const echo = async (dst: string) => {
+      const r = await lab.exec('cli', ['node', 'test/helpers/udp.js', 'text', dst, '5300', text], { ...inRoot, check: true });
+      return (JSON.parse(r.stdout) as { echo: string | null }).echo;
+    };
+    const run = async (by: number, extra: string[] = []) => {
+      const c = await startConsumer(['--queue', '12', '--mode', 'accept', '--resize-udp-port', '5300', '--resize-by', String(by), ...extra]);
+      const got: (string | null)[] = [];
+      let s: ConsumerStats;
+      try {
+        got.push(await echo(A.srv4), await echo(A.srv6));
+      } finally {
+        s = await c.stop();
+      }
+      return { got, s };
+    };
+    await queueTo(12);
+    try {
+      // the request grows (or shrinks) on its way to the server, which echoes what it got
+      let r = await run(1000);
+      assert.deepEqual(r.got, [text + '+'.repeat(1000), text + '+'.repeat(1000)]);
+      assert.equal(r.s.badVerdicts, 0);
+      r = await run(-7);
+      assert.deepEqual(r.got, [text.slice(0, -7), text.slice(0, -7)]);
+      assert.equal(r.s.badVerdicts, 0);
+      // a 200-byte copy range: slots of 8 KiB beyond it; 1000 more bytes fit, 9000 do not
+      r = await run(1000, ['--copy-range', '200']);
+      assert.deepEqual(r.got, [text + '+'.repeat(1000), text + '+'.repeat(1000)]);
+      assert.ok(r.s.seen.minRoom >= 8192 && r.s.seen.minRoom < 9000, JSON.stringify(r.s.seen));
+      r = await run(9000, ['--copy-range', '200']);
+      assert.deepEqual(r.got, [null, null]);
+      assert.equal(r.s.badVerdicts, 2);
+    } finally {
+      await unqueue(12);
+    }
   });
 
   async function fragRun(q: number, raw: string[][]): Promise<ConsumerStats> {

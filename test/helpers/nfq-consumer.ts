@@ -11,12 +11,15 @@
  * `--mark-icmp M` answers accepted ICMP/ICMPv6 with VERDICT_SET_MARK and mark M.
  * `--rewrite-udp-port P` upper-cases the ASCII letters of UDP payloads to port P in place, fixes the
  * UDP checksum and answers NF_ACCEPT | VERDICT_SET_PAYLOAD; `--copy-range N` copies only N bytes.
+ * `--resize-udp-port P --resize-by N` changes the length of UDP datagrams to port P: N > 0 appends
+ * N '+' bytes to the payload, N < 0 cuts -N bytes off its end; IP total / payload length, UDP length
+ * and checksums are fixed, IX_CAPLEN gets the new length (N beyond IX_ROOM: the addon refuses it).
  * `--throw` makes onBatch throw before deciding anything (the error verdict applies).
  * `--slow-ms N` burns N ms of CPU per batch (to overload a tiny queue on purpose).
  */
-import { openQueue, INDEX_STRIDE, IX_OFFSET, IX_CAPLEN, NF_ACCEPT, NF_DROP, VERDICT_SET_MARK, VERDICT_SET_PAYLOAD } from '../../src/index';
+import { openQueue, INDEX_STRIDE, IX_OFFSET, IX_CAPLEN, IX_ROOM, NF_ACCEPT, NF_DROP, VERDICT_SET_MARK, VERDICT_SET_PAYLOAD } from '../../src/index';
 import { get16, get32, put16 } from '../../src/packet/bytes';
-import { l4Checksum } from '../../src/packet/checksum';
+import { ipv4HeaderChecksum, l4Checksum } from '../../src/packet/checksum';
 
 function arg(name: string, def?: string): string | undefined {
   const i = process.argv.indexOf(name);
@@ -32,6 +35,10 @@ const rewritePort = Number(arg('--rewrite-udp-port', '0'));
 /** Upper-cases the UDP payload of the packet at data[off..off+len) in place and fixes its checksum. */
 function rewriteUdp(data: Uint8Array, off: number, len: number, l4: number, ver: number): void {
   for (let p = l4 + 8; p < off + len; p++) if (data[p] >= 0x61 && data[p] <= 0x7a) data[p] -= 0x20;
+  fixUdpChecksum(data, off, l4, ver);
+}
+
+function fixUdpChecksum(data: Uint8Array, off: number, l4: number, ver: number): void {
   const words = (o: number, n: number) => Array.from({ length: n }, (_, k) => get32(data, o + 4 * k));
   const src = ver === 4 ? words(off + 12, 1) : words(off + 8, 4);
   const dst = ver === 4 ? words(off + 16, 1) : words(off + 24, 4);
@@ -39,9 +46,40 @@ function rewriteUdp(data: Uint8Array, off: number, len: number, l4: number, ver:
   put16(data, l4 + 6, 0);
   put16(data, l4 + 6, l4Checksum(ver, src, dst, 17, data, l4, ulen) || 0xffff);
 }
+const resizePort = Number(arg('--resize-udp-port', '0'));
+const resizeBy = Number(arg('--resize-by', '0'));
+
+/** Grows (by > 0, '+' bytes) or shrinks the UDP datagram at data[off..off+len); returns its new length. */
+function resizeUdp(data: Uint8Array, off: number, len: number, l4: number, ver: number, by: number): number {
+  const nlen = len + by;
+  if (by > 0) data.fill(0x2b, off + len, off + nlen);
+  if (ver === 4) {
+    put16(data, off + 2, nlen);
+    put16(data, off + 10, 0);
+    put16(data, off + 10, ipv4HeaderChecksum(data, off));
+  } else put16(data, off + 4, nlen - 40);
+  put16(data, l4 + 4, off + nlen - l4);
+  fixUdpChecksum(data, off, l4, ver);
+  return nlen;
+}
 let reported = 0;
 
-const seen = { total: 0, v4: 0, v6: 0, tcp: 0, udp: 0, udpDropped: 0, icmp: 0, icmp6: 0, other: 0, accepted: 0, dropped: 0, fragments: 0, maxLen: 0 };
+const seen = {
+  total: 0,
+  v4: 0,
+  v6: 0,
+  tcp: 0,
+  udp: 0,
+  udpDropped: 0,
+  icmp: 0,
+  icmp6: 0,
+  other: 0,
+  accepted: 0,
+  dropped: 0,
+  fragments: 0,
+  maxLen: 0,
+  minRoom: -1,
+};
 
 const q = openQueue({
   queue: Number(arg('--queue', '0')),
@@ -89,6 +127,13 @@ const q = openQueue({
       else seen.dropped++;
       if (rewritePort && v === NF_ACCEPT && proto === 17 && dport === rewritePort) {
         rewriteUdp(data, off, len, l4, ver);
+        v |= VERDICT_SET_PAYLOAD;
+      }
+      if (resizePort && v === NF_ACCEPT && proto === 17 && dport === resizePort) {
+        const room = index[i * INDEX_STRIDE + IX_ROOM];
+        seen.minRoom = seen.minRoom < 0 || room < seen.minRoom ? room : seen.minRoom;
+        // beyond the room only the length word changes (the addon must refuse it, not read past)
+        index[i * INDEX_STRIDE + IX_CAPLEN] = len + resizeBy <= room ? resizeUdp(data, off, len, l4, ver, resizeBy) : len + resizeBy;
         v |= VERDICT_SET_PAYLOAD;
       }
       if (markIcmp && v === NF_ACCEPT && (proto === 1 || proto === 58)) {
