@@ -241,6 +241,8 @@ export class Conntrack extends ConntrackOps {
       ctx.ctstate = ctstateBit(ctinfo);
       ctx.ctstatus = this.table.status(e);
       ctx.masterHelper = this.table.masterHelper[e];
+      // the error's skb is attached to the entry (nf_ct_set), so its mark is the entry's
+      ctx.ctmark = this.table.mark[e];
     }
   }
 

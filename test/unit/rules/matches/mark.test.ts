@@ -1,12 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ctxFor, engineFor, errorsOf, forward, savedRule, type CtxOpts } from '../util';
-import { ipv4, tcp, udp } from '../../../helpers/packets';
+import { icmpError, ipv4, ipv6, tcp, udp } from '../../../helpers/packets';
 import { Firewall } from '../../../../src/pipeline/firewall';
 import { loadRuleText } from '../../../../src/pipeline/load-rules';
 import { defaultTunables } from '../../../../src/conntrack/sysctl';
 import { NF_ACCEPT as A, NF_DROP as D, NF_INET_FORWARD } from '../../../../src/queue/layout';
-import { CTSTATE_ESTABLISHED, CTSTATE_INVALID, CTSTATE_UNTRACKED } from '../../../../src/conntrack/constants';
+import { CTSTATE_ESTABLISHED, CTSTATE_INVALID, CTSTATE_RELATED, CTSTATE_UNTRACKED } from '../../../../src/conntrack/constants';
 
 const pkt = ipv4({ src: '198.18.1.1', dst: '198.19.2.1' }, tcp({ sport: 40000, dport: 80 }));
 function v(rule: string, o: CtxOpts & { ctmark?: number } = {}): number {
@@ -78,4 +78,30 @@ test('-m connmark through the pipeline: the mark of the connection table entry, 
   assert.equal(send(a), A, 'reply: entry mark 7');
   assert.equal(fw.ctx.ctmark, 7);
   assert.equal(send(q), A, 'original direction: same entry');
+});
+
+test("-m connmark on an ICMP / ICMPv6 error RELATED to an entry: the entry's mark, as the kernel attaches the error to it", () => {
+  const r = loadRuleText(forward('-m conntrack --ctstate RELATED -m connmark --mark 0x9 -j ACCEPT', '-m conntrack --ctstate NEW -j ACCEPT'), 't.rules', {
+    log: () => {},
+    reject: () => {},
+  } as never);
+  assert.deepEqual(r.errors, []);
+  const tun = { ...defaultTunables(16 * 1024 ** 3), nf_conntrack_buckets: 1024, nf_conntrack_max: 1024 };
+  const fw = new Firewall({ tun, rules: r.rules! });
+  const send = (p: Uint8Array, family = 4) => fw.decide(p, 0, p.length, p.length, NF_INET_FORWARD, family, 0, 0, 0, 0, 1000);
+  const q = ipv4({ src: '198.18.1.1', dst: '198.19.2.1' }, udp({ sport: 5000, dport: 53 }));
+  const err = () => ipv4({ src: '198.19.2.1', dst: '198.18.1.1' }, icmpError(3, 3, q));
+  assert.equal(send(q), A, 'NEW');
+  const e = fw.ctx.entry;
+  assert.equal(send(err()), D, 'RELATED, entry mark 0');
+  assert.equal(fw.ctx.ctstate, CTSTATE_RELATED);
+  assert.equal(fw.ctx.ctmark, 0);
+  fw.ct.setMark(e, 9);
+  assert.equal(send(err()), A, 'RELATED, entry mark 9');
+  assert.equal(fw.ctx.ctmark, 9);
+  const q6 = ipv6({ src: '2001:2::1', dst: '2001:2:0:1::1' }, udp({ sport: 5000, dport: 53 }));
+  assert.equal(send(q6, 6), A, 'NEW v6');
+  fw.ct.setMark(fw.ctx.entry, 9);
+  assert.equal(send(ipv6({ src: '2001:2:0:1::1', dst: '2001:2::1' }, icmpError(1, 4, q6)), 6), A, 'ICMPv6 error RELATED, entry mark 9');
+  assert.equal(fw.ctx.ctmark, 9);
 });
