@@ -100,6 +100,10 @@ describe('fail-closed across restarts and stops', { skip }, () => {
       };
 
       await passes('start');
+      const busy = await nfq(lab, ['uninstall', ...queues]);
+      assert.equal(busy.code, 1, 'uninstall while the daemon reads the queue is refused');
+      assert.match(busy.stderr, new RegExp(`a daemon is still reading queue ${queues[1].split(':')[0]} by pid ${d.child.pid}\\b.*or use --force`));
+      assert.match(await iptables(), new RegExp(`-A FORWARD -j ${chain}\\b`), 'refused: the rules stay');
       process.kill(d.child.pid!, 'SIGHUP');
       await d.waitFor(/"msg":"rules reloaded"/);
       assert.equal((await nfq(lab, ['reload', '--control', ctl])).code, 0);
@@ -151,6 +155,10 @@ describe('fail-closed across restarts and stops', { skip }, () => {
     const ctl = path.join(tmp, 'ctl-open.sock');
     const d = await startDaemon(lab, ['--rules', rules, '--queue', '55', '--control', ctl, '--fail-open']);
     assert.match(await iptables(), /-A NFQWALL-q55 -j NFQUEUE --queue-num 55 --queue-bypass/);
+    assert.equal((await nfq(lab, ['uninstall', '--queue', '55'])).code, 1, 'refused while the daemon runs');
+    const forced = await nfq(lab, ['uninstall', '--queue', '55', '--force']);
+    assert.equal(forced.code, 0, forced.stderr);
+    assert.doesNotMatch(await iptables(), /NFQWALL-q55/, '--force removed them under the running daemon');
     await lab.kill(d.child, 'SIGTERM');
     assert.equal(await d.exited, 0, d.err);
     assert.doesNotMatch(await iptables(), /NFQWALL-q55/);
