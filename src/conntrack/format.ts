@@ -5,7 +5,8 @@
  * the summary lines conntrack prints on stderr. Not hot path (strings).
  */
 import { addrToString } from '../packet/format';
-import { IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE } from '../packet/view';
+import { IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE } from '../packet/view';
+import { hasPorts } from './tuple';
 import { IPS_ASSURED, IPS_SEEN_REPLY } from './constants';
 import type { Conntrack } from './core';
 import { CPU_LINE_STATS, type ConntrackStats } from './stats';
@@ -27,7 +28,7 @@ export function l4Name(proto: number): string {
       return 'icmp';
     case IPPROTO_ICMPV6:
       return 'icmpv6';
-    case 132:
+    case IPPROTO_SCTP:
       return 'sctp';
     case 33:
       return 'dccp';
@@ -50,7 +51,7 @@ function l4Part(proto: number, ports: number): string {
   if (proto === IPPROTO_ICMP || proto === IPPROTO_ICMPV6) {
     return `type=${(ports >>> 8) & 0xff} code=${ports & 0xff} id=${ports >>> 16} `;
   }
-  if (proto === IPPROTO_TCP || proto === IPPROTO_UDP || proto === IPPROTO_UDPLITE) {
+  if (hasPorts(proto)) {
     return `sport=${ports >>> 16} dport=${ports & 0xffff} `;
   }
   return '';

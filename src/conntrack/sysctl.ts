@@ -40,6 +40,14 @@ export interface TunableValues {
   nf_conntrack_tcp_max_retrans: number;
   nf_conntrack_udp_timeout: number;
   nf_conntrack_udp_timeout_stream: number;
+  nf_conntrack_sctp_timeout_closed: number;
+  nf_conntrack_sctp_timeout_cookie_wait: number;
+  nf_conntrack_sctp_timeout_cookie_echoed: number;
+  nf_conntrack_sctp_timeout_established: number;
+  nf_conntrack_sctp_timeout_shutdown_sent: number;
+  nf_conntrack_sctp_timeout_shutdown_recd: number;
+  nf_conntrack_sctp_timeout_shutdown_ack_sent: number;
+  nf_conntrack_sctp_timeout_heartbeat_sent: number;
   nf_conntrack_icmp_timeout: number;
   nf_conntrack_icmpv6_timeout: number;
   nf_conntrack_generic_timeout: number;
@@ -93,6 +101,14 @@ export function defaultTunables(totalMem = os.totalmem()): TunableValues {
     nf_conntrack_tcp_max_retrans: 3,
     nf_conntrack_udp_timeout: 30,
     nf_conntrack_udp_timeout_stream: 120,
+    nf_conntrack_sctp_timeout_closed: 10,
+    nf_conntrack_sctp_timeout_cookie_wait: 3,
+    nf_conntrack_sctp_timeout_cookie_echoed: 3,
+    nf_conntrack_sctp_timeout_established: 210,
+    nf_conntrack_sctp_timeout_shutdown_sent: 3,
+    nf_conntrack_sctp_timeout_shutdown_recd: 3,
+    nf_conntrack_sctp_timeout_shutdown_ack_sent: 3,
+    nf_conntrack_sctp_timeout_heartbeat_sent: 30,
     nf_conntrack_icmp_timeout: 30,
     nf_conntrack_icmpv6_timeout: 30,
     nf_conntrack_generic_timeout: 600,
@@ -152,6 +168,14 @@ export const SYSCTLS: readonly SysctlDef[] = [
   },
   t('nf_conntrack_udp_timeout', 'UDP timeout before a stream is seen'),
   t('nf_conntrack_udp_timeout_stream', 'UDP timeout of a stream (replied, older than 2 s)'),
+  t('nf_conntrack_sctp_timeout_closed', 'SCTP timeout of CLOSED (and of an entry before its first state)'),
+  t('nf_conntrack_sctp_timeout_cookie_wait', 'SCTP timeout of COOKIE_WAIT'),
+  t('nf_conntrack_sctp_timeout_cookie_echoed', 'SCTP timeout of COOKIE_ECHOED'),
+  t('nf_conntrack_sctp_timeout_established', 'SCTP timeout of ESTABLISHED'),
+  t('nf_conntrack_sctp_timeout_shutdown_sent', 'SCTP timeout of SHUTDOWN_SENT'),
+  t('nf_conntrack_sctp_timeout_shutdown_recd', 'SCTP timeout of SHUTDOWN_RECD'),
+  t('nf_conntrack_sctp_timeout_shutdown_ack_sent', 'SCTP timeout of SHUTDOWN_ACK_SENT'),
+  t('nf_conntrack_sctp_timeout_heartbeat_sent', 'SCTP timeout of HEARTBEAT_SENT'),
   t('nf_conntrack_icmp_timeout', 'ICMP timeout'),
   t('nf_conntrack_icmpv6_timeout', 'ICMPv6 timeout'),
   t('nf_conntrack_generic_timeout', 'timeout of other protocols'),

@@ -5,7 +5,7 @@
  * Sources: nf_conntrack_core.c nf_ct_get_tuple() / nf_ct_invert_tuple(),
  * nf_conntrack_proto_icmp.c / nf_conntrack_proto_icmpv6.c (invmap).
  */
-import { IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE } from '../packet/view';
+import { IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE } from '../packet/view';
 import type { PacketView } from '../packet/view';
 import { TUPLE_WORDS, T_DST, T_META, T_PORTS, T_SRC } from './layout';
 
@@ -36,7 +36,7 @@ export function icmpv6InverseType(type: number): number {
 
 /** Protocols whose tuple carries ports. */
 export function hasPorts(proto: number): boolean {
-  return proto === IPPROTO_TCP || proto === IPPROTO_UDP || proto === IPPROTO_UDPLITE;
+  return proto === IPPROTO_TCP || proto === IPPROTO_UDP || proto === IPPROTO_UDPLITE || proto === IPPROTO_SCTP;
 }
 
 /**
@@ -88,7 +88,7 @@ export function tupleFromView(v: PacketView, out: Uint32Array, o: number): boole
     out[o + T_SRC + i] = v.src[i];
     out[o + T_DST + i] = v.dst[i];
   }
-  if (proto === IPPROTO_TCP || proto === IPPROTO_UDP) {
+  if (proto === IPPROTO_TCP || proto === IPPROTO_UDP || proto === IPPROTO_SCTP) {
     out[o + T_PORTS] = portsWord(v.sport, v.dport);
   } else if (proto === IPPROTO_UDPLITE) {
     // the parser fills ports for TCP/UDP only; UDP-Lite has the same layout
@@ -116,7 +116,7 @@ export function innerTupleFromView(v: PacketView, out: Uint32Array, o: number): 
     out[o + T_SRC + i] = v.innerSrc[i];
     out[o + T_DST + i] = v.innerDst[i];
   }
-  if (proto === IPPROTO_TCP || proto === IPPROTO_UDP || proto === IPPROTO_UDPLITE) {
+  if (hasPorts(proto)) {
     out[o + T_PORTS] = portsWord(v.innerSport, v.innerDport);
   } else if (proto === IPPROTO_ICMP || proto === IPPROTO_ICMPV6) {
     out[o + T_PORTS] = portsWord(v.innerIcmpId, (v.innerIcmpType << 8) | v.innerIcmpCode);

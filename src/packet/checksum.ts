@@ -5,7 +5,8 @@
  * header), and helpers to compute checksums when building packets (tests,
  * the REJECT target). Verification allocates nothing.
  */
-import { IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE, type PacketView } from './view';
+import { verifySctpChecksum } from './sctp';
+import { IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE, type PacketView } from './view';
 
 /** Unfolded one's-complement sum of buf[off, off+len) (odd trailing byte padded with zero), added to `sum`. */
 export function sumBytes(buf: Uint8Array, off: number, len: number, sum: number): number {
@@ -46,6 +47,7 @@ export function pseudoSum(ipVersion: number, src: ArrayLike<number>, dst: ArrayL
  *  - UDP-Lite: zero is invalid ("checksum missing"); the coverage (0 = all)
  *    bounds the summed bytes, the pseudo-header carries the full length.
  *  - ICMP (IPv4): no pseudo-header.
+ *  - SCTP: CRC32c over the whole SCTP packet, no pseudo-header (sctp_error: sctp_compute_cksum).
  * Returns true for packets that carry nothing to verify (other protocols,
  * fragments — their L4 checksum covers bytes not in this packet) and false for
  * a malformed packet.
@@ -74,6 +76,7 @@ export function verifyL4Checksum(v: PacketView): boolean {
     if (v.ipVersion !== 4) return true;
     return foldSum(sumBytes(buf, o, l, 0)) === 0xffff;
   }
+  if (proto === IPPROTO_SCTP) return verifySctpChecksum(buf, o, l);
   return true;
 }
 

@@ -4,7 +4,7 @@
  * → nf_ct_get_tuplepr on the inner packet). Hot path: no allocation.
  */
 import { extWalk, walkExtHeaders } from './ip6';
-import { IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE, Malformed, type PacketView } from './view';
+import { IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE, Malformed, type PacketView } from './view';
 
 /** NR_ICMP_TYPES (include/uapi/linux/icmp.h): the highest ICMPv4 type the kernel knows. */
 export const NR_ICMP_TYPES = 18;
@@ -106,7 +106,7 @@ function parseInner(buf: Uint8Array, p: number, end: number, v: PacketView): num
     l4 = r;
   }
   const l4len = end - l4;
-  if (proto === IPPROTO_TCP || proto === IPPROTO_UDP || proto === IPPROTO_UDPLITE) {
+  if (proto === IPPROTO_TCP || proto === IPPROTO_UDP || proto === IPPROTO_UDPLITE || proto === IPPROTO_SCTP) {
     if (l4len < 4) return Malformed.TRUNCATED_L4;
     v.innerSport = (buf[l4] << 8) | buf[l4 + 1];
     v.innerDport = (buf[l4 + 2] << 8) | buf[l4 + 3];

@@ -6,9 +6,10 @@
 import { parseIcmp } from './icmp';
 import { parseIp4 } from './ip4';
 import { parseIp6 } from './ip6';
+import { parseSctp } from './sctp';
 import { parseTcp } from './tcp';
 import { parseUdp } from './udp';
-import { IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE, Malformed, type PacketView } from './view';
+import { IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE, Malformed, type PacketView } from './view';
 
 /** Puts every field of the view back to its initial value (buf/off/len excepted). */
 export function resetView(v: PacketView): void {
@@ -84,7 +85,7 @@ export function resetView(v: PacketView): void {
  *
  * Returns true when the packet is well formed (v.malformed = 0). A non-first
  * fragment (fragOffset ≠ 0) is well formed but has no L4 fields; for other
- * packets the L4 header of TCP, UDP, UDP-Lite, ICMP (IPv4) and ICMPv6 (IPv6)
+ * packets the L4 header of TCP, UDP, UDP-Lite, SCTP, ICMP (IPv4) and ICMPv6 (IPv6)
  * is parsed; other protocols (and 59, no next header) get only l4off/l4len and
  * payloadOff/payloadLen = the whole L4 area.
  */
@@ -126,6 +127,7 @@ export function parsePacket(buf: Uint8Array, off: number, len: number, v: Packet
   if (proto === IPPROTO_TCP) return parseTcp(buf, v);
   if (proto === IPPROTO_UDP || proto === IPPROTO_UDPLITE) return parseUdp(buf, v);
   if (proto === IPPROTO_ICMP || proto === IPPROTO_ICMPV6) return parseIcmp(buf, v);
+  if (proto === IPPROTO_SCTP) return parseSctp(buf, v);
   v.payloadOff = v.l4off;
   v.payloadLen = v.l4len;
   return true;

@@ -39,7 +39,7 @@ export class PacketView {
   l4off = 0;
   l4len = 0;
 
-  /** TCP/UDP ports; 0 for other protocols. */
+  /** TCP/UDP/UDP-Lite/SCTP ports; 0 for other protocols. */
   sport = 0;
   dport = 0;
 
@@ -133,4 +133,5 @@ export const IPPROTO_TCP = 6;
 export const IPPROTO_UDP = 17;
 export const IPPROTO_ICMPV6 = 58;
 export const IPPROTO_NONE = 59;
+export const IPPROTO_SCTP = 132;
 export const IPPROTO_UDPLITE = 136;

@@ -25,6 +25,8 @@
  *         emitted in that order (raw bytes last), padded with EOL to a multiple of 4.
  *   udp({ sport, dport, payload, length, checksum })          checksum 0 = "no checksum".
  *   udplite({ sport, dport, payload, coverage, checksum })
+ *   sctp({ sport, dport, vtag, chunks: [{ type, flags, data, length }], checksum })   CRC32c filled in;
+ *       sctpInitValue(initTag, tsn) is the value of an INIT / INIT_ACK chunk.
  *   icmp({ type, code, id, seq, payload, checksum })          ICMPv4, default echo request (8).
  *   icmpv6({ type, code, id, seq, payload, checksum })        ICMPv6, default echo request (128).
  *   icmpError(type, code, innerPacket, { rest })              ICMP error carrying innerPacket (the
@@ -36,6 +38,7 @@
  */
 import { l4Checksum, ipv4HeaderChecksum } from '../../src/packet/checksum';
 import { put16, put32 } from '../../src/packet/bytes';
+import { sctpChecksum } from '../../src/packet/sctp';
 import { parseAddr } from '../../src/packet/format';
 
 export type Bytes = Uint8Array | number[] | string;
@@ -198,6 +201,62 @@ export function udplite(s: UdpliteSpec = {}): Uint8Array {
   b.set(payload, 8);
   meta.set(b, { proto: 136, csumOffset: 6, fixed: s.checksum !== undefined, coverage: s.coverage ?? 0 });
   return b;
+}
+
+export interface SctpChunkSpec {
+  type: number;
+  flags?: number;
+  /** the chunk's value (padded with zeros to a multiple of 4 on the wire) */
+  data?: Bytes;
+  /** length field override (default 4 + data length) */
+  length?: number;
+}
+
+export interface SctpSpec {
+  sport?: number;
+  dport?: number;
+  vtag?: number;
+  chunks?: SctpChunkSpec[];
+  /** CRC32c field override (default: the correct one), stored as the value's bytes least significant first */
+  checksum?: number;
+}
+
+/** An SCTP packet: common header (CRC32c filled in) and chunks. */
+export function sctp(s: SctpSpec = {}): Uint8Array {
+  const parts: Uint8Array[] = [];
+  for (const c of s.chunks ?? []) {
+    const data = bytes(c.data);
+    const ch = new Uint8Array((4 + data.length + 3) & ~3);
+    ch[0] = c.type;
+    ch[1] = c.flags ?? 0;
+    put16(ch, 2, c.length ?? 4 + data.length);
+    ch.set(data, 4);
+    parts.push(ch);
+  }
+  const body = concat(...parts);
+  const b = new Uint8Array(12 + body.length);
+  put16(b, 0, s.sport ?? 40000);
+  put16(b, 2, s.dport ?? 5000);
+  put32(b, 4, s.vtag ?? 0);
+  b.set(body, 12);
+  const c = s.checksum ?? sctpChecksum(b, 0, b.length);
+  b[8] = c & 0xff;
+  b[9] = (c >>> 8) & 0xff;
+  b[10] = (c >>> 16) & 0xff;
+  b[11] = (c >>> 24) & 0xff;
+  meta.set(b, { proto: 132, csumOffset: -1, fixed: true });
+  return b;
+}
+
+/** The value of an INIT or INIT_ACK chunk: init tag, a_rwnd, streams, initial TSN (no parameters). */
+export function sctpInitValue(initTag: number, tsn = 1): Uint8Array {
+  const v = new Uint8Array(16);
+  put32(v, 0, initTag);
+  put32(v, 4, 65536);
+  put16(v, 8, 10);
+  put16(v, 10, 10);
+  put32(v, 12, tsn);
+  return v;
 }
 
 export interface IcmpSpec {

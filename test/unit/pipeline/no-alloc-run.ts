@@ -12,11 +12,36 @@ import { loadRuleFile } from '../../../src/pipeline/load-rules';
 import { defaultTunables } from '../../../src/conntrack/sysctl';
 import { NF_ACCEPT } from '../../../src/queue/layout';
 import { batchOf } from '../../helpers/batch';
-import { ipv4, tcp, udp } from '../../helpers/packets';
+import { ipv4, sctp, sctpInitValue, tcp, udp } from '../../helpers/packets';
 
 const FLOWS = 512;
 
-function packets(): { setup: Uint8Array[]; steady: Uint8Array[] } {
+/**
+ * SCTP associations (with `sctp` as the last argument): set up by INIT, INIT_ACK, COOKIE_ECHO,
+ * COOKIE_ACK; then DATA and SACK with their vtags and CRC32c, and a HEARTBEAT / HEARTBEAT_ACK.
+ */
+function sctpAssociations(setup: Uint8Array[], steady: Uint8Array[]): void {
+  for (let k = 0; k < FLOWS; k++) {
+    const c = `198.18.${200 + (k >> 8)}.${k & 255}`;
+    const s = '198.19.2.1';
+    const tagC = 0x10000000 + k;
+    const tagS = 0x20000000 + k;
+    const C = (vtag: number, type: number, data: Uint8Array | number[], flags = 0) =>
+      ipv4({ src: c, dst: s }, sctp({ sport: 40000 + k, dport: 5220, vtag, chunks: [{ type, flags, data }] }));
+    const S = (vtag: number, type: number, data: Uint8Array | number[], flags = 0) =>
+      ipv4({ src: s, dst: c }, sctp({ sport: 5220, dport: 40000 + k, vtag, chunks: [{ type, flags, data }] }));
+    setup.push(C(0, 1, sctpInitValue(tagC)), S(tagC, 2, sctpInitValue(tagS)), C(tagS, 10, [1, 2, 3, 4]), S(tagC, 11, []));
+    const payload = [0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, ...new Array(48).fill(0x61)];
+    steady.push(
+      C(tagS, 0, payload, 3),
+      S(tagC, 3, [0, 0, 0, 1, 0, 1, 0, 0, 0, 0, 0, 0]),
+      C(tagS, 4, [0, 1, 0, 8, 1, 2, 3, 4]),
+      S(tagC, 5, [0, 1, 0, 8, 1, 2, 3, 4]),
+    );
+  }
+}
+
+function packets(withSctp: boolean): { setup: Uint8Array[]; steady: Uint8Array[] } {
   const setup: Uint8Array[] = [];
   const steady: Uint8Array[] = [];
   const pay = new Uint8Array(64).fill(0x61);
@@ -41,6 +66,7 @@ function packets(): { setup: Uint8Array[]; steady: Uint8Array[] } {
   }
   // new flows: UDP from other sources, each a NEW entry the first time it is seen after a sweep
   for (let k = 0; k < FLOWS; k++) steady.push(ipv4({ src: `198.18.100.${k & 255}`, dst: '198.19.2.1' }, udp({ sport: 30000 + k, dport: 5211, payload: pay })));
+  if (withSctp) sctpAssociations(setup, steady);
   return { setup, steady };
 }
 
@@ -50,7 +76,7 @@ async function main(): Promise<void> {
   const tun = defaultTunables();
   tun.nf_conntrack_max = 8192;
   const fw = new Firewall({ tun, rules: loaded.rules! });
-  const { setup, steady } = packets();
+  const { setup, steady } = packets(process.argv[4] === 'sctp');
   const sb = batchOf(setup);
   const st = batchOf(steady);
   let now = 1000.5;
