@@ -22,6 +22,7 @@
 #include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <string>
@@ -879,7 +880,18 @@ class NfqAddon : public Napi::Addon<NfqAddon> {
                              InstanceValue("NfqQueue", ctor, napi_enumerable),
                              InstanceValue("INDEX_STRIDE", Napi::Number::New(env, INDEX_STRIDE), napi_enumerable),
                              InstanceValue("MAX_BATCH", Napi::Number::New(env, MAX_BATCH), napi_enumerable),
+                             InstanceMethod("kernelTimezone", &NfqAddon::KernelTimezone, napi_enumerable),
                          });
+  }
+
+ private:
+  // sys_tz.tz_minuteswest, the kernel's timezone (settimeofday), which xt_time's --kerneltz
+  // subtracts; gettimeofday reports it (from the vDSO: no system call).
+  Napi::Value KernelTimezone(const Napi::CallbackInfo& info) {
+    struct timeval tv;
+    struct timezone tz;
+    if (gettimeofday(&tv, &tz) != 0) return Napi::Number::New(info.Env(), 0);
+    return Napi::Number::New(info.Env(), tz.tz_minuteswest);
   }
 };
 

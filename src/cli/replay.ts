@@ -15,6 +15,8 @@ import { NF_ACCEPT, VERDICT_MASK } from '../queue/layout';
 import { IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, MALFORMED_NAMES, type PacketView } from '../packet/view';
 import { acceptAll, loadRuleFile } from '../pipeline/load-rules';
 import { parseArgs } from 'node:util';
+import { loadAddon } from '../queue/addon';
+import { wallClock } from '../rules/wallclock';
 
 const USAGE = `usage: nfqwall replay [--rules FILE] [--hook INPUT|FORWARD|OUTPUT] [--set NAME=VALUE]... [--table] [--expect] [--json] [--quiet] CAPTURE
 
@@ -154,6 +156,8 @@ export async function main(argv: string[]): Promise<number> {
   };
   let now = 0;
   let n = 0;
+  // the capture's time stamps are wall-clock ms: -m time decides on them (the kernel's timezone as now)
+  wallClock.set(0, wallClock.wantTz ? loadAddon().kernelTimezone() : 0);
   let capError: PcapError | null = null;
   const packets = cap.packets();
   for (;;) {

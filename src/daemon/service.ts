@@ -10,6 +10,8 @@ import type { LoadedRules, RuleDeps } from '../pipeline/load-rules';
 import type { TunableValues } from '../conntrack/sysctl';
 import type { Batch } from '../queue/queue';
 import type { Logger } from './log';
+import { loadAddon } from '../queue/addon';
+import { wallClock } from '../rules/wallclock';
 
 export interface ServiceOptions {
   /** the rules, compiled by the one loader (src/pipeline/load-rules.ts readRules) */
@@ -47,6 +49,8 @@ export class FirewallService {
     this.gcIntervalMs = opts.gcIntervalMs ?? 100;
     this.rules = opts.rules;
     const log = opts.log;
+    // -m time --kerneltz: the kernel's timezone, read per batch while a rule asks for it
+    wallClock.tzReader = () => loadAddon().kernelTimezone();
     this.fw = new Firewall({
       tun: opts.tun,
       rules: this.rules,

@@ -36,6 +36,7 @@ import {
 import type { Batch } from '../queue/queue';
 import { PacketContext } from '../conntrack/context';
 import { MALFORMED_NAMES } from '../packet/view';
+import { wallClock } from '../rules/wallclock';
 
 /** What the pipeline needs from a rule set (src/rules RuleEngine). */
 export interface RuleEvaluator {
@@ -96,6 +97,7 @@ export class Firewall {
     const index = batch.index;
     const data = batch.data;
     const verdicts = batch.verdicts;
+    wallClock.sample(now);
     if (batch.count > 1 && this.ct.wantsPrefetch()) this.prefetch(batch);
     const ctx = this.ctx;
     for (let i = 0, row = 0; i < batch.count; i++, row += INDEX_STRIDE) {

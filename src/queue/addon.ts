@@ -52,6 +52,8 @@ export interface NativeAddon {
   NfqQueue: new (opts: NativeQueueOptions, onBatch: (count: number) => void, onError: (err: unknown) => void) => NativeQueue;
   INDEX_STRIDE: number;
   MAX_BATCH: number;
+  /** sys_tz.tz_minuteswest (gettimeofday): the kernel's timezone, for -m time --kerneltz */
+  kernelTimezone(): number;
 }
 
 let cached: NativeAddon | undefined;

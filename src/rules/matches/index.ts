@@ -21,6 +21,7 @@ import { recentMatch } from './recent';
 import { stateMatch } from './state';
 import { stringMatch } from './string';
 import { tcpMatch } from './tcp';
+import { timeMatch } from './time';
 import { ttlMatch } from './ttl';
 import { udpMatch } from './udp';
 
@@ -48,6 +49,7 @@ export const MATCHES: Record<string, MatchModule> = {
   connlimit: connlimitMatch,
   hashlimit: hashlimitMatch,
   string: stringMatch,
+  time: timeMatch,
 };
 
 /** -m aliases iptables accepts. */
@@ -110,7 +112,6 @@ export const KNOWN_UNSUPPORTED_MATCHES = [
   'socket',
   'statistic',
   'tcpmss',
-  'time',
   'tos',
   'u32',
   'udplite',
