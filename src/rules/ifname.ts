@@ -49,3 +49,13 @@ export function sysIfnames(root = '/sys/class/net', minRescanMs = 1000): SysIfna
     linkGeneration: () => gen,
   };
 }
+
+/** An interface's index by name from /sys/class/net, 0 when there is none. */
+export function sysIfindex(name: string, root = '/sys/class/net'): number {
+  if (name === '' || name.includes('/') || name === '.' || name === '..') return 0;
+  try {
+    return Number(readFileSync(`${root}/${name}/ifindex`, 'utf8').trim()) || 0;
+  } catch {
+    return 0;
+  }
+}

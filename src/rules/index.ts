@@ -21,6 +21,8 @@ export { buildReject, createRejectSender } from './targets/REJECT';
 export interface LoadEnv {
   /** helper name → id (0 = no such helper): the conntrack helper registry's lookup */
   helperId(name: string): number;
+  /** interface name → index for nft's meta iif/oif (0: none); default: /sys/class/net */
+  ifindex?(name: string): number;
   /** engine dependencies; without them only the compiled set is returned (e.g. `nfqwall check`) */
   deps?: EngineDeps;
 }
@@ -43,7 +45,7 @@ export function loadRules(text: string, fileName: string, env: LoadEnv): LoadRes
 /** loadRules in slices (src/rules/steps.ts); an nft JSON rule set is parsed in one slice */
 export function* loadRulesSteps(text: string, fileName: string, env: LoadEnv): Steps<LoadResult> {
   const { set, errors } = isNftJson(text)
-    ? parseNftRuleset(text, fileName, { helperId: env.helperId })
+    ? parseNftRuleset(text, fileName, { helperId: env.helperId, ifindex: env.ifindex })
     : yield* parseRulesSteps(text, fileName, { helperId: env.helperId });
   if (errors.length) return { set, compiled: null, engine: null, errors };
   const compiled = yield* compileRulesSteps(set, { helperId: env.helperId, services: env.deps });

@@ -8,8 +8,8 @@
  * event loop reads the change. Lookups (per packet) allocate nothing.
  */
 import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import * as fs from 'node:fs';
 import { formatAddr, parseIp4, parseIp6 } from './addr';
+import { sysIfindex } from './ifname';
 
 /** rtnetlink route types (include/uapi/linux/rtnetlink.h RTN_*) */
 export const RTN_UNICAST = 1;
@@ -143,14 +143,6 @@ export function parseIpRoutes(json: string, family: 4 | 6, ifindexOf: (name: str
     out.push({ family, addr: words, prefix, type, ifindex: r.dev ? ifindexOf(r.dev) : 0 });
   }
   return out;
-}
-
-function sysIfindex(name: string): number {
-  try {
-    return Number(fs.readFileSync(`/sys/class/net/${name}/ifindex`, 'utf8').trim()) || 0;
-  } catch {
-    return 0;
-  }
 }
 
 const ROUTE_ARGS: [4 | 6, string[]][] = [

@@ -21,6 +21,8 @@ export interface RuleBuild {
   /** the named sets of the rule's table */
   sets: SetDirectory;
   helperId(name: string): number;
+  /** an interface name → its index now (0: none), as nft resolves meta iif/oif when it loads a rule */
+  ifindex(name: string): number;
 }
 
 /** A token for what the front end builds: nft rules have no line and column. */

@@ -1,22 +1,122 @@
-/** The limit statement (packets per unit): -m limit at its place in the rule. */
-import { addIptablesMatch, type RuleBuild } from './build';
+/**
+ * The limit statement: nft_limit.c's token bucket in nanoseconds, for packets and bytes,
+ * `limit rate [over] N/UNIT [burst M packets|bytes]`. xt_limit's bucket (credits per
+ * jiffy, its own rounding) is not the same, so this is a match of its own. At its place in
+ * the rule: tests after it stay after it (RuleBuild.impure).
+ */
+import type { PacketContext } from '../../conntrack/context';
+import type { CompiledMatch, MatchModule } from '../types';
+import { nftToken, type RuleBuild } from './build';
 import { isObject, NftError } from './path';
 
-const UNITS = new Set(['second', 'minute', 'hour', 'day']);
+/** json_parse_limit_stmt's seconds_from_unit (anything else is one second) */
+const UNIT_SECONDS: Record<string, number> = { second: 1, minute: 60, hour: 3600, day: 86400, week: 604800 };
+/** rate_to_bytes */
+const BYTE_UNITS: Record<string, number> = { bytes: 1, kbytes: 1024, mbytes: 1024 * 1024 };
+/** NFT_LIMIT_PKT_BURST_DEFAULT */
+const PKT_BURST_DEFAULT = 5;
+const NSEC_PER_SEC = 1e9;
+/** the largest packet whose byte cost must be exact: nsecs * len below 2^53 (and the kernel's u64) */
+const MAX_LEN = 65535;
+
+export interface NftLimitState {
+  bytes: boolean;
+  /** packets or bytes per unit */
+  rate: number;
+  /** the unit in seconds */
+  unit: number;
+  /** packets, or bytes (0 allowed for bytes) */
+  burst: number;
+  inv: boolean;
+  text: string;
+}
 
 export function limitMatch(b: RuleBuild, v: unknown, path: string): void {
+  const p = `${path}.limit`;
+  if (typeof v === 'string') throw new NftError(p, 'named limits are not supported');
   if (!isObject(v)) throw new NftError(path, 'limit takes { rate, per, burst }');
-  if (v.inv === true) throw new NftError(`${path}.limit.inv`, 'limit over is not supported');
-  if (v.rate_unit !== undefined && v.rate_unit !== 'packets') throw new NftError(`${path}.limit.rate_unit`, 'byte rates are not supported');
+  const rateUnit = v.rate_unit ?? 'packets';
+  const burstUnit = v.burst_unit ?? 'bytes';
   const per = v.per ?? 'second';
-  if (typeof v.rate !== 'number' || typeof per !== 'string' || !UNITS.has(per)) throw new NftError(`${path}.limit`, `unsupported limit ${JSON.stringify(v)}`);
-  // nft_limit_init: a bucket of rate + burst packets (burst 0 means 5), refilled at the rate;
-  // xt_limit's bucket holds --limit-burst packets, refilled at the same rate
-  const burst = typeof v.burst === 'number' && v.burst > 0 ? v.burst : 5;
-  const opts: [string, string[], boolean][] = [
-    ['limit', [`${v.rate}/${per}`], false],
-    ['limit-burst', [String(v.rate + burst)], false],
-  ];
-  addIptablesMatch(b, 'limit', opts, `${path}.limit`);
+  const int = (x: unknown): x is number => typeof x === 'number' && Number.isSafeInteger(x) && x >= 0;
+  if (!int(v.rate) || v.rate === 0) throw new NftError(`${p}.rate`, `bad rate ${JSON.stringify(v.rate)}`);
+  if (typeof per !== 'string' || !(per in UNIT_SECONDS)) throw new NftError(`${p}.per`, `unsupported unit ${JSON.stringify(per)}`);
+  if (v.burst !== undefined && !int(v.burst)) throw new NftError(`${p}.burst`, `bad burst ${JSON.stringify(v.burst)}`);
+  const burst0 = (v.burst as number | undefined) ?? 0;
+  const s: NftLimitState = {
+    bytes: rateUnit !== 'packets',
+    rate: v.rate,
+    unit: UNIT_SECONDS[per],
+    burst: burst0,
+    inv: v.inv === true,
+    text: JSON.stringify(v),
+  };
+  if (s.bytes) {
+    if (typeof rateUnit !== 'string' || !BYTE_UNITS[rateUnit]) throw new NftError(`${p}.rate_unit`, `unsupported unit ${JSON.stringify(rateUnit)}`);
+    if (typeof burstUnit !== 'string' || !BYTE_UNITS[burstUnit]) throw new NftError(`${p}.burst_unit`, `unsupported unit ${JSON.stringify(burstUnit)}`);
+    s.rate *= BYTE_UNITS[rateUnit];
+    s.burst *= BYTE_UNITS[burstUnit];
+    // nft_limit_bytes_eval's cost, nsecs * skb->len, in 64 bits; exact here below 2^53
+    if (s.unit * NSEC_PER_SEC * MAX_LEN >= 2 ** 53)
+      throw new NftError(`${p}.per`, `byte rates per ${per} are not supported (the kernel's cost, nanoseconds per ${per} × packet length, leaves 53 bits)`);
+  } else if (s.burst === 0) s.burst = PKT_BURST_DEFAULT; // json_parse_limit_stmt, then nft_limit_init
+  const { tokensMax } = bucket(s);
+  if (!Number.isSafeInteger(tokensMax)) throw new NftError(p, 'rate and burst overflow the bucket');
+  b.rule.matches.push({ name: nftLimit.name, at: nftToken('limit'), explicit: true, state: s });
   b.impure = true;
 }
+
+/** nft_limit_init: the bucket size and the cost of a packet, in nanoseconds. */
+function bucket(s: NftLimitState): { nsecs: number; tokensMax: number; pktCost: number } {
+  const nsecs = s.unit * NSEC_PER_SEC;
+  if (!s.bytes) {
+    const pktCost = Math.floor(nsecs / s.rate);
+    return { nsecs, tokensMax: pktCost * s.burst, pktCost };
+  }
+  // tokens_max = nsecs * (rate + burst) / rate: exact while the product is below 2^53 (else NaN, refused)
+  const prod = nsecs * (s.rate + s.burst);
+  return { nsecs, tokensMax: prod < 2 ** 53 ? Math.floor(prod / s.rate) : NaN, pktCost: 0 };
+}
+
+/** One limit statement's bucket (nft_limit_eval): tokens are nanoseconds of credit. */
+class NftLimit implements CompiledMatch {
+  /** -1 before the first packet: the bucket starts full (nft_limit_init) */
+  private last = -1;
+  private tokens: number;
+  private readonly tokensMax: number;
+  private readonly pktCost: number;
+  private readonly nsecs: number;
+  constructor(private readonly s: NftLimitState) {
+    const b = bucket(s);
+    this.tokensMax = this.tokens = b.tokensMax;
+    this.pktCost = b.pktCost;
+    this.nsecs = b.nsecs;
+  }
+
+  match(ctx: PacketContext, nowMs: number): boolean {
+    const now = Math.floor(nowMs * 1e6);
+    let tokens = this.last < 0 ? this.tokensMax : this.tokens + (now - this.last);
+    if (tokens > this.tokensMax) tokens = this.tokensMax;
+    this.last = now;
+    // nft_limit_bytes_eval: div64_u64(nsecs * skb->len, rate)
+    const cost = this.s.bytes ? Math.floor((this.nsecs * ctx.length) / this.s.rate) : this.pktCost;
+    const delta = tokens - cost;
+    if (delta >= 0) {
+      this.tokens = delta;
+      return !this.s.inv;
+    }
+    this.tokens = tokens;
+    return this.s.inv;
+  }
+}
+
+export const nftLimit: MatchModule<NftLimitState> = {
+  name: 'nft-limit',
+  options: [],
+  create: () => ({ bytes: false, rate: 1, unit: 1, burst: PKT_BURST_DEFAULT, inv: false, text: '' }),
+  parse() {},
+  finalize() {},
+  familyOf: () => 0,
+  save: (s) => ['--nft', JSON.stringify(`limit ${s.text}`)],
+  compile: (s) => new NftLimit(s),
+};

@@ -16,6 +16,7 @@ export const LOOKUP_FIELDS = {
   'ip6 saddr': 4,
   'ip6 daddr': 4,
   'ip protocol': 1,
+  'ip6 nexthdr': 1,
   'meta l4proto': 1,
   'tcp sport': 1,
   'tcp dport': 1,
@@ -28,6 +29,8 @@ export const LOOKUP_FIELDS = {
   'icmpv6 type': 1,
   'meta mark': 1,
   'ct mark': 1,
+  'meta iif': 1,
+  'meta oif': 1,
 } as const;
 
 export type LookupField = keyof typeof LOOKUP_FIELDS;
@@ -93,6 +96,9 @@ const F_ICMP_TYPE = 14;
 const F_ICMP6_TYPE = 15;
 const F_MARK = 16;
 const F_CTMARK = 17;
+const F_NEXTHDR = 18;
+const F_IIF = 19;
+const F_OIF = 20;
 
 const FIELD_IDS: Record<LookupField, number> = {
   'ip saddr': F_SADDR4,
@@ -112,6 +118,9 @@ const FIELD_IDS: Record<LookupField, number> = {
   'icmpv6 type': F_ICMP6_TYPE,
   'meta mark': F_MARK,
   'ct mark': F_CTMARK,
+  'ip6 nexthdr': F_NEXTHDR,
+  'meta iif': F_IIF,
+  'meta oif': F_OIF,
 };
 
 /** Whether a transport header load at this offset and length succeeds (nft_payload: no fragment, header present). */
@@ -140,6 +149,9 @@ function load1(f: number, ctx: PacketContext): number {
       return ctx.family === 4 ? v.proto : fail();
     case F_L4PROTO:
       return v.proto;
+    case F_NEXTHDR:
+      // the fixed header's next header field (network header + 6), not the protocol after extension headers
+      return ctx.family === 6 ? v.buf[v.off + 6] : fail();
     case F_TCP_SPORT:
       return v.proto === 6 && l4Loadable(ctx, 2) ? v.sport : fail();
     case F_TCP_DPORT:
@@ -162,6 +174,11 @@ function load1(f: number, ctx: PacketContext): number {
       return ctx.mark | 0;
     case F_CTMARK:
       return ctx.entry >= 0 ? ctx.ctmark | 0 : fail();
+    // nft_meta_store_ifindex: 0 without a device (no input device at output)
+    case F_IIF:
+      return ctx.indev | 0;
+    case F_OIF:
+      return ctx.outdev | 0;
   }
   return fail();
 }

@@ -1,7 +1,9 @@
 /** The match modules only the nftables front end makes (not reachable with -m NAME). */
 import type { MatchModule } from '../types';
+import { nftLimit } from './limit';
 import { lookupMatch } from './lookup';
 
 export const NFT_MATCHES: Record<string, MatchModule> = {
   'nft-lookup': lookupMatch,
+  'nft-limit': nftLimit,
 };

@@ -2,15 +2,32 @@
 import { checkIface } from '../matches/basic';
 import { addIptablesMatch, addLookup, requireFamily, type RuleBuild } from './build';
 import { opRanges, type MatchOp } from './ops';
-import { NftError } from './path';
+import { kindOf, NftError } from './path';
 import { isSingle, liveRanges } from './values';
 import { fieldMatch } from './payload';
 
 const WHY_NOT: Record<string, string> = {
-  pkttype: 'meta pkttype is not supported (nfqwall has no pkttype match)',
-  iif: 'meta iif (an interface index) is not supported: write iifname',
-  oif: 'meta oif (an interface index) is not supported: write oifname',
+  pkttype:
+    "meta pkttype is not supported: the queue does not deliver the packet's type (host, broadcast, multicast: skb->pkt_type, set from the destination MAC address), only the source MAC",
 };
+
+/** iif / oif names as the interface indexes nft resolves them to when it loads the rule. */
+function ifindexes(b: RuleBuild, right: unknown, path: string): unknown {
+  const one = (x: unknown, p: string): unknown => {
+    if (typeof x === 'number') return x;
+    if (typeof x !== 'string') throw new NftError(p, 'an interface name');
+    if (x.startsWith('@')) throw new NftError(p, 'named sets of interface indexes are not supported');
+    const i = b.ifindex(x);
+    if (i === 0) throw new NftError(p, `Interface does not exist: "${x}" (nft resolves iif/oif names when it loads the rule)`);
+    return i;
+  };
+  if (kindOf(right) === 'set') {
+    const list = (right as { set: unknown }).set;
+    if (!Array.isArray(list)) throw new NftError(`${path}.set`, 'a set is a list of elements');
+    return { set: list.map((x, i) => one(x, `${path}.set[${i}]`)) };
+  }
+  return one(right, path);
+}
 
 /** nft's "eth*" wildcard as the engine's interface pattern ("eth+"). */
 function ifacePattern(name: string, path: string): string {
@@ -47,6 +64,9 @@ export function metaMatch(b: RuleBuild, op: MatchOp, key: string, mask: number |
       requireFamily(b, v4 ? 4 : 6, path);
       return;
     }
+    case 'iif':
+    case 'oif':
+      return fieldMatch(b, `meta ${key}`, op, mask, ifindexes(b, right, `${path}.right`), path);
     case 'l4proto':
       // the same test as ip protocol without the family (the upper-layer protocol)
       return fieldMatch(b, 'meta l4proto', op, null, right, path);

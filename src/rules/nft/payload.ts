@@ -19,6 +19,8 @@ interface FieldInfo {
   proto?: number;
   /** a bit field: the `in` operator tests for any of the bits */
   flags?: boolean;
+  /** a protocol field that is not the rule's protocol (-p: the protocol after IPv6 extension headers) */
+  header?: boolean;
 }
 
 const FIELDS: Record<string, FieldInfo> = {
@@ -26,6 +28,7 @@ const FIELDS: Record<string, FieldInfo> = {
   'ip daddr': { lookup: 'ip daddr', kind: 'addr4', max: 0xffffffff, family: 4 },
   'ip protocol': { lookup: 'ip protocol', kind: 'proto', max: 0xff, family: 4 },
   'meta l4proto': { lookup: 'meta l4proto', kind: 'proto', max: 0xff },
+  'ip6 nexthdr': { lookup: 'ip6 nexthdr', kind: 'proto', max: 0xff, family: 6, header: true },
   'ip6 saddr': { lookup: 'ip6 saddr', kind: 'addr6', max: 0, family: 6 },
   'ip6 daddr': { lookup: 'ip6 daddr', kind: 'addr6', max: 0, family: 6 },
   'tcp sport': { lookup: 'tcp sport', kind: 'port', max: 0xffff, proto: 6 },
@@ -37,10 +40,8 @@ const FIELDS: Record<string, FieldInfo> = {
   'tcp flags': { lookup: 'tcp flags', kind: 'tcpflags', max: 0xff, proto: 6, flags: true },
   'icmp type': { lookup: 'icmp type', kind: 'icmp', max: 0xff, family: 4, proto: 1 },
   'icmpv6 type': { lookup: 'icmpv6 type', kind: 'icmp6', max: 0xff, family: 6, proto: 58 },
-};
-
-const WHY_NOT: Record<string, string> = {
-  'ip6 nexthdr': 'ip6 nexthdr is the next-header field of the fixed header; nfqwall tests the upper-layer protocol after extension headers: write meta l4proto',
+  'meta iif': { lookup: 'meta iif', kind: 'ifindex', max: 0xffffffff },
+  'meta oif': { lookup: 'meta oif', kind: 'ifindex', max: 0xffffffff },
 };
 
 /** A prefix test as -s / -d say it: one prefix (or address) of the field's family. */
@@ -61,7 +62,7 @@ export function payloadMatch(b: RuleBuild, op: MatchOp, left: Record<string, unk
 /** A test of one field by name ("tcp dport", "meta l4proto"). */
 export function fieldMatch(b: RuleBuild, name: string, op: MatchOp, mask: number | null, right: unknown, path: string): void {
   const f = FIELDS[name];
-  if (!f) throw new NftError(`${path}.left`, WHY_NOT[name] ?? `unsupported payload field "${name}"`);
+  if (!f) throw new NftError(`${path}.left`, `unsupported payload field "${name}"`);
   if (mask !== null && f.kind !== 'tcpflags') throw new NftError(`${path}.left`, `a mask on ${name} is not supported`);
   if (f.family) requireFamily(b, f.family, path);
   if (f.proto) hintProto(b, f.proto);
@@ -89,7 +90,7 @@ export function fieldMatch(b: RuleBuild, name: string, op: MatchOp, mask: number
       return;
     }
   }
-  if (!b.impure && f.kind === 'proto' && ranges.length === 1 && ranges[0][0][0] === ranges[0][1][0] && !r.protoInv) {
+  if (!b.impure && f.kind === 'proto' && !f.header && ranges.length === 1 && ranges[0][0][0] === ranges[0][1][0] && !r.protoInv) {
     const v = ranges[0][0][0];
     if (r.proto === 0) {
       [r.proto, r.protoInv] = [v, inv];

@@ -23,6 +23,7 @@ export interface RuleScope {
   family: 0 | 4 | 6;
   sets: SetDirectory;
   helperId(name: string): number;
+  ifindex(name: string): number;
   /** an nft chain of this table by name → the engine's chain name */
   chainName(name: string, path: string): string;
   /** a new chain of the engine's own for this rule's statements */
@@ -54,7 +55,13 @@ function targetOf(b: RuleBuild, kind: string, value: unknown, path: string, scop
 
 export function translateRule(expr: unknown, path: string, scope: RuleScope): TranslatedRule {
   if (!Array.isArray(expr)) throw new NftError(`${path}.expr`, 'a rule has a list of expressions');
-  const b: RuleBuild = { rule: newRule(scope.table, scope.chain, scope.family), impure: false, sets: scope.sets, helperId: scope.helperId };
+  const b: RuleBuild = {
+    rule: newRule(scope.table, scope.chain, scope.family),
+    impure: false,
+    sets: scope.sets,
+    helperId: scope.helperId,
+    ifindex: scope.ifindex,
+  };
   /** statements after the conditions: a target each, or the per-element rules of a verdict map */
   const steps: { target: ParsedTarget; key?: [unknown, unknown, string] }[] = [];
   expr.forEach((st, i) => {

@@ -14,9 +14,12 @@ import { isObject, kindOf, NftError } from './path';
 import { translateRule } from './rule';
 import type { SetDirectory } from './values';
 import { NamedSet, type NamedSets } from './named-sets';
+import { sysIfindex } from '../ifname';
 
 export interface NftParseOptions {
   helperId?(name: string): number;
+  /** interface name → index (0: no such interface); default: /sys/class/net of this network namespace */
+  ifindex?(name: string): number;
 }
 
 /** What nft -j writes: an object whose "nftables" is a list (the first non-space character is "{"). */
@@ -192,6 +195,7 @@ export function parseNftRuleset(text: string, file: string, opts: NftParseOption
         family: t.family,
         sets,
         helperId: opts.helperId ?? (() => 1),
+        ifindex: opts.ifindex ?? sysIfindex,
         chainName: (n, at) => {
           const target = t.chains.get(n);
           if (!target) throw new NftError(at, `no chain ${n} in table ${t.key}`);

@@ -8,7 +8,7 @@ import type { LookupRanges } from './lookup';
 import { isObject, kindOf, NftError } from './path';
 
 /** How the values of a field are written. */
-export type ValueKind = 'addr4' | 'addr6' | 'port' | 'proto' | 'icmp' | 'icmp6' | 'tcpflags' | 'mark';
+export type ValueKind = 'addr4' | 'addr6' | 'port' | 'proto' | 'icmp' | 'icmp6' | 'tcpflags' | 'mark' | 'ifindex';
 
 export const ICMP_TYPES: Record<string, number> = {
   'echo-reply': 0,
@@ -67,7 +67,17 @@ export interface NamedSetRef {
   readonly live: LookupRanges;
 }
 
-const MAX: Record<ValueKind, number> = { addr4: 0xffffffff, addr6: 0, port: 0xffff, proto: 0xff, icmp: 0xff, icmp6: 0xff, tcpflags: 0xff, mark: 0xffffffff };
+const MAX: Record<ValueKind, number> = {
+  addr4: 0xffffffff,
+  addr6: 0,
+  port: 0xffff,
+  proto: 0xff,
+  icmp: 0xff,
+  icmp6: 0xff,
+  tcpflags: 0xff,
+  mark: 0xffffffff,
+  ifindex: 0xffffffff,
+};
 
 /** One scalar value (a number, a name, an address). */
 export function scalar(kind: ValueKind, v: unknown, path: string): number[] {

@@ -48,6 +48,9 @@ export interface TestEngine {
   gen: { value: number };
 }
 
+/** name → index over an index → name table (0: none) */
+const ifindexIn = (names: Record<number, string>) => (n: string) => Number(Object.keys(names).find((i) => names[Number(i)] === n) ?? 0);
+
 export const helperId = (n: string) => (n === 'ftp' ? 1 : n === 'sip' ? 2 : 0);
 
 /** Loads rule text (throws with the formatted errors when invalid). */
@@ -57,6 +60,7 @@ export function engineFor(text: string, names: Record<number, string> = IFNAMES)
   const gen = { value: 0 };
   const r = loadRules(text, 't.rules', {
     helperId,
+    ifindex: ifindexIn(names),
     deps: {
       ifname: (i) => names[i],
       log: (l, lv) => logs.push([l, lv]),
@@ -75,7 +79,7 @@ export function forward(...rules: string[]): string {
 
 /** Parse errors of a text, formatted. */
 export function errorsOf(text: string, file = 'e.rules'): string[] {
-  return loadRules(text, file, { helperId }).errors.map(formatError);
+  return loadRules(text, file, { helperId, ifindex: ifindexIn(IFNAMES) }).errors.map(formatError);
 }
 
 /** The `-A CHAIN …` line iptables-save would print for one filter rule, after a parse → format → parse round trip. */
