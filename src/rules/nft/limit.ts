@@ -16,7 +16,7 @@ const BYTE_UNITS: Record<string, number> = { bytes: 1, kbytes: 1024, mbytes: 102
 /** NFT_LIMIT_PKT_BURST_DEFAULT */
 const PKT_BURST_DEFAULT = 5;
 const NSEC_PER_SEC = 1e9;
-/** the largest packet whose byte cost must be exact: nsecs * len below 2^53 (and the kernel's u64) */
+/** the largest packet whose byte cost must be exact (and not wrap the kernel's u64 nsecs * len) */
 const MAX_LEN = 65535;
 
 export interface NftLimitState {
@@ -56,26 +56,30 @@ export function limitMatch(b: RuleBuild, v: unknown, path: string): void {
     if (typeof burstUnit !== 'string' || !BYTE_UNITS[burstUnit]) throw new NftError(`${p}.burst_unit`, `unsupported unit ${JSON.stringify(burstUnit)}`);
     s.rate *= BYTE_UNITS[rateUnit];
     s.burst *= BYTE_UNITS[burstUnit];
-    // nft_limit_bytes_eval's cost, nsecs * skb->len, in 64 bits; exact here below 2^53
-    if (s.unit * NSEC_PER_SEC * MAX_LEN >= 2 ** 53)
-      throw new NftError(`${p}.per`, `byte rates per ${per} are not supported (the kernel's cost, nanoseconds per ${per} × packet length, leaves 53 bits)`);
+    // nft_limit_bytes_eval's cost, nsecs * skb->len, is a u64 product: per week it wraps for large packets
+    if (BigInt(s.unit * NSEC_PER_SEC) * BigInt(MAX_LEN) >= 2n ** 64n)
+      throw new NftError(`${p}.per`, `byte rates per ${per} are not supported (the kernel's cost, nanoseconds per ${per} × packet length, wraps at 64 bits)`);
   } else if (s.burst === 0) s.burst = PKT_BURST_DEFAULT; // json_parse_limit_stmt, then nft_limit_init
-  const { tokensMax } = bucket(s);
-  if (!Number.isSafeInteger(tokensMax)) throw new NftError(p, 'rate and burst overflow the bucket');
+  const { tokensMax, q, r } = bucket(s);
+  if (!Number.isSafeInteger(tokensMax) || !Number.isSafeInteger(q * MAX_LEN) || !Number.isSafeInteger(r * MAX_LEN))
+    throw new NftError(p, 'rate and burst too large for an exact bucket');
   b.rule.matches.push({ name: nftLimit.name, at: nftToken('limit'), explicit: true, state: s });
   b.impure = true;
 }
 
-/** nft_limit_init: the bucket size and the cost of a packet, in nanoseconds. */
-function bucket(s: NftLimitState): { nsecs: number; tokensMax: number; pktCost: number } {
+/**
+ * nft_limit_init: the bucket size and the cost of a packet in nanoseconds; for bytes,
+ * nsecs = q * rate + r, so that the cost nsecs * len / rate is q * len + r * len / rate
+ * in exact integers per packet.
+ */
+function bucket(s: NftLimitState): { tokensMax: number; pktCost: number; q: number; r: number } {
   const nsecs = s.unit * NSEC_PER_SEC;
-  if (!s.bytes) {
-    const pktCost = Math.floor(nsecs / s.rate);
-    return { nsecs, tokensMax: pktCost * s.burst, pktCost };
-  }
-  // tokens_max = nsecs * (rate + burst) / rate: exact while the product is below 2^53 (else NaN, refused)
-  const prod = nsecs * (s.rate + s.burst);
-  return { nsecs, tokensMax: prod < 2 ** 53 ? Math.floor(prod / s.rate) : NaN, pktCost: 0 };
+  const q = Math.floor(nsecs / s.rate);
+  const r = nsecs - q * s.rate;
+  if (!s.bytes) return { tokensMax: q * s.burst, pktCost: q, q, r };
+  // tokens_max = nsecs * (rate + burst) / rate, in 64 bits as the kernel computes it
+  const max = (BigInt(nsecs) * BigInt(s.rate + s.burst)) / BigInt(s.rate);
+  return { tokensMax: max < 2n ** 53n ? Number(max) : NaN, pktCost: 0, q, r };
 }
 
 /** One limit statement's bucket (nft_limit_eval): tokens are nanoseconds of credit. */
@@ -85,12 +89,14 @@ class NftLimit implements CompiledMatch {
   private tokens: number;
   private readonly tokensMax: number;
   private readonly pktCost: number;
-  private readonly nsecs: number;
+  private readonly q: number;
+  private readonly r: number;
   constructor(private readonly s: NftLimitState) {
     const b = bucket(s);
     this.tokensMax = this.tokens = b.tokensMax;
     this.pktCost = b.pktCost;
-    this.nsecs = b.nsecs;
+    this.q = b.q;
+    this.r = b.r;
   }
 
   match(ctx: PacketContext, nowMs: number): boolean {
@@ -99,7 +105,7 @@ class NftLimit implements CompiledMatch {
     if (tokens > this.tokensMax) tokens = this.tokensMax;
     this.last = now;
     // nft_limit_bytes_eval: div64_u64(nsecs * skb->len, rate)
-    const cost = this.s.bytes ? Math.floor((this.nsecs * ctx.length) / this.s.rate) : this.pktCost;
+    const cost = this.s.bytes ? this.q * ctx.length + Math.floor((this.r * ctx.length) / this.s.rate) : this.pktCost;
     const delta = tokens - cost;
     if (delta >= 0) {
       this.tokens = delta;

@@ -188,6 +188,24 @@ function fail(): number {
   return 0;
 }
 
+/** The id loadField takes for a field. */
+export const fieldId = (f: LookupField): number => FIELD_IDS[f];
+
+/**
+ * A field's value as LOOKUP_FIELDS[field] words into out[at…] (a concatenation's register
+ * row); false when the load fails (NFT_BREAK).
+ */
+export function loadField(f: number, ctx: PacketContext, out: Uint32Array, at: number): boolean {
+  if (f === F_SADDR6 || f === F_DADDR6) {
+    if (ctx.family !== 6) return false;
+    const a = f === F_SADDR6 ? ctx.view.src : ctx.view.dst;
+    for (let w = 0; w < 4; w++) out[at + w] = a[w];
+    return true;
+  }
+  out[at] = load1(f, ctx);
+  return !loadFailed;
+}
+
 class Lookup1 implements CompiledMatch {
   constructor(
     private readonly f: number,

@@ -1,5 +1,6 @@
 /** The `match` expression: { match: { op, left, right } }, left a payload, meta or ct load, maybe under `&`. */
 import type { RuleBuild } from './build';
+import { concatMatch } from './concat';
 import { ctMatch } from './ct';
 import { metaMatch } from './meta';
 import { matchOp } from './ops';
@@ -23,6 +24,7 @@ function unmask(left: unknown, path: string): { load: unknown; mask: number | nu
 export function matchExpr(b: RuleBuild, m: unknown, path: string): void {
   if (!isObject(m)) throw new NftError(path, 'a match is { op, left, right }');
   const op = matchOp(m.op, path);
+  if (kindOf(m.left) === 'concat') return concatMatch(b, op, (m.left as { concat: unknown }).concat, m.right, path);
   const { load, mask } = unmask(m.left, `${path}.left`);
   const kind = kindOf(load);
   const body = kind ? (load as Record<string, unknown>)[kind] : null;

@@ -38,13 +38,17 @@ export class NamedSet {
     private readonly obj: Record<string, unknown>,
     readonly path: string,
   ) {
-    this.kind = typeof obj.type === 'string' ? (TYPE_KINDS[obj.type] ?? null) : null;
+    this.kind = obj.map === undefined && typeof obj.type === 'string' ? (TYPE_KINDS[obj.type] ?? null) : null;
     this.interval = Array.isArray(obj.flags) && obj.flags.includes('interval');
     this.live = new LookupRanges(this.kind === 'addr6' ? 4 : 1);
   }
 
   get type(): unknown {
     return this.obj.type;
+  }
+  /** a map's data type ("verdict"), undefined for a set */
+  get map(): unknown {
+    return this.obj.map;
   }
   get elems(): unknown[] {
     return (this.obj.elem as unknown[] | undefined) ?? [];
@@ -67,7 +71,7 @@ export class NamedSet {
    */
   change(op: 'add' | 'delete', values: unknown[]): unknown[] {
     const kind = this.kind;
-    if (!kind) throw new NftError(this.path, `nfqwall cannot change a set of type ${JSON.stringify(this.obj.type)}`);
+    if (!kind) throw new NftError(this.path, `nfqwall cannot change ${this.map !== undefined ? 'a map' : `a set of type ${JSON.stringify(this.obj.type)}`}`);
     const elems = this.elems.slice();
     const have = this.current();
     for (const v of values) {

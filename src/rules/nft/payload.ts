@@ -11,7 +11,7 @@ import { opRanges, type MatchOp } from './ops';
 import { NftError } from './path';
 import { liveRanges, type Range, type ValueKind } from './values';
 
-interface FieldInfo {
+export interface FieldInfo {
   lookup: LookupField;
   kind: ValueKind;
   max: number;
@@ -23,7 +23,7 @@ interface FieldInfo {
   header?: boolean;
 }
 
-const FIELDS: Record<string, FieldInfo> = {
+export const FIELDS: Record<string, FieldInfo> = {
   'ip saddr': { lookup: 'ip saddr', kind: 'addr4', max: 0xffffffff, family: 4 },
   'ip daddr': { lookup: 'ip daddr', kind: 'addr4', max: 0xffffffff, family: 4 },
   'ip protocol': { lookup: 'ip protocol', kind: 'proto', max: 0xff, family: 4 },
@@ -42,6 +42,8 @@ const FIELDS: Record<string, FieldInfo> = {
   'icmpv6 type': { lookup: 'icmpv6 type', kind: 'icmp6', max: 0xff, family: 6, proto: 58 },
   'meta iif': { lookup: 'meta iif', kind: 'ifindex', max: 0xffffffff },
   'meta oif': { lookup: 'meta oif', kind: 'ifindex', max: 0xffffffff },
+  'meta mark': { lookup: 'meta mark', kind: 'mark', max: 0xffffffff },
+  'ct mark': { lookup: 'ct mark', kind: 'mark', max: 0xffffffff },
 };
 
 /** A prefix test as -s / -d say it: one prefix (or address) of the field's family. */

@@ -9,6 +9,7 @@ import type { ParsedChain, ParsedRule, ParsedTarget } from '../types';
 import { newRule, type RuleBuild } from './build';
 import { logTarget } from './log';
 import { limitMatch } from './limit';
+import { concatElement, concatField, elementsOverlap } from './concat';
 import { matchExpr } from './match';
 import { notrackTarget } from './notrack';
 import { isObject, kindOf, NftError } from './path';
@@ -53,6 +54,34 @@ function targetOf(b: RuleBuild, kind: string, value: unknown, path: string, scop
   return null;
 }
 
+/** A verdict map's elements: an anonymous { set: [[KEY, VERDICT], …] } or a named map "@NAME" of type verdict. */
+function mapElements(data: unknown, path: string, sets: SetDirectory): { list: unknown[]; at: string } {
+  if (typeof data === 'string' && data.startsWith('@')) {
+    const named = sets.get(data.slice(1));
+    if (!named) throw new NftError(path, `no map "${data.slice(1)}" in this table`);
+    if (named.map !== 'verdict') throw new NftError(path, `"${data.slice(1)}" is not a verdict map`);
+    return { list: named.elems, at: `${named.path}.elem` };
+  }
+  if (isObject(data) && Array.isArray(data.set)) return { list: data.set, at: `${path}.set` };
+  throw new NftError(path, 'a verdict map is { set: [[KEY, VERDICT], …] } or "@NAME"');
+}
+
+/**
+ * A map with a concatenated key becomes one rule per element in the map's order: exact
+ * while no two elements overlap (with prefixes and ranges, which one nft_set_pipapo finds
+ * for a packet in both is its own order): refused otherwise.
+ */
+function refuseOverlaps(b: RuleBuild, key: unknown, list: unknown[], at: string): void {
+  const parts = (key as { concat: unknown[] }).concat;
+  if (!Array.isArray(parts)) return;
+  const infos = parts.map((x, i) => concatField(x, `${at}.key.concat[${i}]`));
+  const elems = list.map((el, k) => concatElement(b, infos, Array.isArray(el) ? el[0] : el, `${at}[${k}][0]`));
+  for (let i = 0; i < elems.length; i++)
+    for (let j = 0; j < i; j++)
+      if (elementsOverlap(elems[i], elems[j]))
+        throw new NftError(`${at}[${i}][0]`, `overlaps element ${j} of the map: which verdict nftables takes for a packet in both is not defined here`);
+}
+
 export function translateRule(expr: unknown, path: string, scope: RuleScope): TranslatedRule {
   if (!Array.isArray(expr)) throw new NftError(`${path}.expr`, 'a rule has a list of expressions');
   const b: RuleBuild = {
@@ -80,10 +109,11 @@ export function translateRule(expr: unknown, path: string, scope: RuleScope): Tr
     }
     if (kind === 'vmap') {
       if (i !== expr.length - 1) throw new NftError(p, 'statements after a verdict map are not supported');
-      if (!isObject(value) || !isObject(value.data) || !Array.isArray(value.data.set))
-        throw new NftError(`${p}.vmap.data`, 'only anonymous verdict maps ({ set: [[KEY, VERDICT], …] }) are supported');
-      value.data.set.forEach((el, k) => {
-        const ep = `${p}.vmap.data.set[${k}]`;
+      if (!isObject(value)) throw new NftError(`${p}.vmap`, 'a verdict map is { key, data }');
+      const { list, at } = mapElements(value.data, `${p}.vmap.data`, scope.sets);
+      if (kindOf(value.key) === 'concat') refuseOverlaps(b, value.key, list, at);
+      list.forEach((el, k) => {
+        const ep = `${at}[${k}]`;
         if (!Array.isArray(el) || el.length !== 2) throw new NftError(ep, 'a map element is [KEY, VERDICT]');
         const vk = kindOf(el[1]);
         if (!vk || !VERDICTS.has(vk)) throw new NftError(`${ep}[1]`, 'not a verdict');

@@ -74,7 +74,7 @@ function str(o: Record<string, unknown>, k: string, path: string): string {
 }
 
 /** Objects that change nothing where no rule uses them. */
-const INERT = new Set(['metainfo', 'counter', 'quota', 'limit', 'ct helper', 'map']);
+const INERT = new Set(['metainfo', 'counter', 'quota', 'limit', 'ct helper']);
 
 export function parseNftRuleset(text: string, file: string, opts: NftParseOptions = {}): { set: RuleSet; errors: RuleError[] } {
   const errors: RuleError[] = [];
@@ -128,7 +128,8 @@ export function parseNftRuleset(text: string, file: string, opts: NftParseOption
           set.tables.push(table);
           return;
         }
-        case 'set': {
+        case 'set':
+        case 'map': {
           const t = tableOf(o, p);
           const name = str(o, 'name', p);
           if (o.elem !== undefined && !Array.isArray(o.elem)) throw new NftError(`${p}.elem`, 'elements are a list');

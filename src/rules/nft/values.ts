@@ -63,6 +63,8 @@ export interface NamedSetRef {
   readonly elems: unknown[];
   readonly path: string;
   readonly type: unknown;
+  /** a map's data type, undefined for a set */
+  readonly map: unknown;
   readonly kind: ValueKind | null;
   readonly live: LookupRanges;
 }
@@ -159,7 +161,8 @@ export function ranges(kind: ValueKind, right: unknown, path: string, sets: SetD
   if (typeof right === 'string' && right.startsWith('@')) {
     const named = sets.get(right.slice(1));
     if (!named) throw new NftError(path, `no set "${right.slice(1)}" in this table`);
-    if (Array.isArray(named.type)) throw new NftError(named.path, 'concatenated sets are not supported');
+    if (named.map !== undefined) throw new NftError(path, `"${right.slice(1)}" is a map, not a set`);
+    if (Array.isArray(named.type)) throw new NftError(path, `set "${right.slice(1)}" holds concatenations: the rule's key is one field`);
     list = named.elems.map((e, i) => [e, `${named.path}.elem[${i}]`]);
   } else if (kindOf(right) === 'set') {
     const s = (right as { set: unknown }).set;

@@ -50,7 +50,7 @@ test('nor do the matches of issue 17 (mark, connmark, recent, mac, ttl, length, 
   assert.ok(res.minor <= MAX_SCAVENGES, `${res.minor} scavenges (and ${res.major} other collections) during ${res.packets} packets: a match allocates`);
 });
 
-test('nor do lookups of nftables named sets, which change at run time (test/unit/pipeline/sets.nft.json)', () => {
+test('nor do lookups of nftables named sets, which change at run time, concatenations, nft limits, iif, ip6 nexthdr (test/unit/pipeline/sets.nft.json)', () => {
   const res = scavenges(path.join(__dirname, 'sets.nft.json'));
   assert.ok(res.minor <= MAX_SCAVENGES, `${res.minor} scavenges (and ${res.major} other collections) during ${res.packets} packets: a set lookup allocates`);
 });
