@@ -28,6 +28,7 @@ const host: TrackerHost = {
   },
   timeoutLeft: (e, now) => Math.max(0, Math.floor((expiry[e] - now) / 1000)),
   createdAt: () => 0,
+  seqOffset: () => 0,
   kill: () => {},
   logInvalid: () => {},
 };

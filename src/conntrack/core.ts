@@ -10,7 +10,7 @@
  */
 import { IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_NONE, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE, type PacketView } from '../packet/view';
 import { verifyL4Checksum } from '../packet/checksum';
-import { NF_ACCEPT, NF_DROP, NF_INET_LOCAL_OUT, PKTF_CSUM_NOT_READY, PKTF_CSUM_VERIFIED } from '../queue/layout';
+import { NF_ACCEPT, NF_DROP, NF_INET_LOCAL_IN, NF_INET_LOCAL_OUT, PKTF_CSUM_NOT_READY, PKTF_CSUM_VERIFIED, VERDICT_SET_PAYLOAD } from '../queue/layout';
 import {
   CTSTATE_INVALID,
   CTSTATE_UNTRACKED,
@@ -37,7 +37,11 @@ import { admissionLimit } from './mgmt';
 import { ConntrackOps } from './ops';
 import { ICMP_NOT_ERROR, ICMP_UNTRACKED, icmpv4Error } from './proto/icmp';
 import { icmpv6Error } from './proto/icmpv6';
+import { IPS_SEQ_ADJUST } from './seqadj';
 import { invertPorts, tupleFromView } from './tuple';
+
+/** The loopback device's ifindex (registered first in every network namespace). */
+const LOOPBACK_IFINDEX = 1;
 
 export const TABLE_FULL_MSG = 'nf_conntrack: table full, dropping packet';
 export const PER_SOURCE_MSG = 'nfqwall: per-source limit reached, dropping packet';
@@ -198,6 +202,11 @@ export class Conntrack extends ConntrackOps {
         }
       }
     }
+    if ((tb.status(e) & IPS_SEQ_ADJUST) !== 0 && ctinfo !== IP_CT_RELATED_REPLY && this.seqAdjust(ctx, e) < 0) {
+      this.stats.drop++;
+      if (ctx.unconfirmed) this.abort(ctx);
+      return NF_DROP;
+    }
     if (ctx.unconfirmed) {
       ctx.unconfirmed = 0;
       e = this.insertEntry(e, now);
@@ -206,6 +215,22 @@ export class Conntrack extends ConntrackOps {
       ctx.ctstatus = tb.status(e);
     }
     return NF_ACCEPT;
+  }
+
+  /**
+   * nf_confirm's nf_ct_seq_adjust, after the helper: the packet's seq/ack (and SACK edges) moved
+   * by the offsets of the payload a NAT helper resized, the bytes then go back in the verdict.
+   * Only TCP packets (the kernel would also run it on an ICMP error of the original direction,
+   * reading the ICMP header as TCP); not a packet that came in over loopback
+   * (nf_is_loopback_packet). -1: malformed options, the packet is dropped.
+   */
+  private seqAdjust(ctx: PacketContext, e: number): number {
+    const v = ctx.view;
+    if (v.proto !== IPPROTO_TCP || v.malformed !== 0 || (ctx.hook === NF_INET_LOCAL_IN && ctx.indev === LOOPBACK_IFINDEX)) return 0;
+    const dir = ctx.ctinfo === IP_CT_ESTABLISHED_REPLY ? 1 : 0;
+    const r = this.seqadj.adjust(v, e, dir, (ctx.pktFlags & PKTF_CSUM_NOT_READY) !== 0);
+    if (r > 0) ctx.verdictFlags |= VERDICT_SET_PAYLOAD;
+    return r;
   }
 
   /** The rules dropped the packet: an entry it created goes away unconfirmed. */

@@ -14,6 +14,7 @@ import { randomFillSync } from 'node:crypto';
 import type { PacketView } from '../packet/view';
 import { IPS_ASSURED } from './constants';
 import type { ConntrackHelper } from './helpers/helper';
+import { SeqAdjust } from './seqadj';
 import { ExpectTable } from './expect';
 import { HashKey } from './hash';
 import { T_SRC, TUPLE_WORDS, nodeEquals, nodeLink, recBase, recFamily, timeoutIndex } from './layout';
@@ -52,6 +53,8 @@ export class ConntrackEntries {
   readonly stats: ConntrackStats = newStats();
   readonly table: ConnTable;
   readonly expectations: ExpectTable;
+  /** the TCP sequence offsets of entries whose payload a NAT helper resized (IPS_SEQ_ADJUST) */
+  readonly seqadj = new SeqAdjust();
   /** net_ratelimit, shared by the table-full, expectation-full and per-source messages */
   readonly ratelimit = new RateLimiter();
 
@@ -115,6 +118,7 @@ export class ConntrackEntries {
       else h?.resize(cap);
     }
     this.expectations.resizeMasters(cap);
+    this.seqadj.reserve(cap);
   }
 
   /** Number of entries (confirmed + unconfirmed), nf_conntrack_count. */

@@ -12,6 +12,7 @@ import type { HelperHost } from './helpers/helper';
 import { TUPLE_WORDS, T_DST, T_META, T_PORTS, T_SRC, addrWord, portsIndex, recFamily, recProto } from './layout';
 import type { IcmpErrorHost } from './proto/icmp';
 import { logsInvalid, type TrackerHost } from './proto/tracker';
+import { IPS_SEQ_ADJUST } from './seqadj';
 
 export const EXPECT_FULL_MSG = 'nf_conntrack: expectation table full';
 
@@ -51,6 +52,10 @@ export class ConntrackHost extends ConntrackExpiry implements TrackerHost, Helpe
 
   kill(e: number): void {
     if (this.table.isAlloc(e)) this.destroy(e);
+  }
+
+  seqOffset(e: number, dir: number, seq: number): number {
+    return (this.table.status(e) & IPS_SEQ_ADJUST) === 0 ? 0 : this.seqadj.offset(e, dir, seq);
   }
 
   logInvalid(pkt: PacketView, reason: string): void {
@@ -121,6 +126,16 @@ export class ConntrackHost extends ConntrackExpiry implements TrackerHost, Helpe
     const r = this.expectations.add(e, t, 0, mask, 0, 0, 0, policy.maxExpected, policy.timeoutSec * 1000, this.tun.nf_conntrack_expect_max, now);
     if (r === EXP_TABLE_FULL) this.ratelimit.warn(now, this.logger, EXPECT_FULL_MSG);
     return r === EXP_OK;
+  }
+
+  seqAdjustSet(e: number, dir: number, seq: number, off: number): void {
+    if (off === 0) return;
+    const st = this.table.status(e);
+    if ((st & IPS_SEQ_ADJUST) === 0) {
+      this.seqadj.clear(e);
+      this.table.setStatus(e, st | IPS_SEQ_ADJUST);
+    }
+    this.seqadj.set(e, dir, seq, off);
   }
 
   log(msg: string): void {

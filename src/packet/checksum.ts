@@ -124,3 +124,20 @@ export function l4Checksum(
   const n = coverage === undefined || coverage === 0 ? len : coverage;
   return ~foldSum(sumBytes(buf, off, n, start)) & 0xffff;
 }
+
+/**
+ * Updates the 16-bit checksum at buf[at] for a 32-bit word of the summed data changing from
+ * `from` to `to` (RFC 1624 eqn 3, as the kernel's csum_replace4 / inet_proto_csum_replace4
+ * on a packet whose checksum is complete).
+ */
+export function updateChecksum32(buf: Uint8Array, at: number, from: number, to: number): void {
+  let sum = ~((buf[at] << 8) | buf[at + 1]) & 0xffff;
+  sum += (~from >>> 16) & 0xffff;
+  sum += ~from & 0xffff;
+  sum += (to >>> 16) & 0xffff;
+  sum += to & 0xffff;
+  sum = foldSum(sum);
+  const c = ~sum & 0xffff;
+  buf[at] = c >>> 8;
+  buf[at + 1] = c & 0xff;
+}

@@ -398,6 +398,13 @@ export class TcpTracker implements ProtoTracker {
     // tcp_sack: only when the receiver negotiated SACK-permitted.
     if (u8[rf] & IP_CT_TCP_FLAG_SACK_PERM && pkt.hasSack && after(pkt.sackRight, sack)) sack = pkt.sackRight;
 
+    // Take into account NAT sequence number mangling: the ack is in the receiver's adjusted space
+    const receiverOffset = host.seqOffset(e, dir ^ 1, (ack - 1) >>> 0);
+    if (receiverOffset !== 0) {
+      ack = (ack - receiverOffset) >>> 0;
+      sack = (sack - receiverOffset) >>> 0;
+    }
+
     if (u32[si + TD_MAXWIN] === 0) {
       // Initialize sender data.
       if (isSyn) {

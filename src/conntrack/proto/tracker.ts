@@ -20,6 +20,11 @@ export interface TrackerHost {
   createdAt(e: number): number;
   /** Remove the entry from the table at once (RST before any reply, TIME_WAIT reopen). */
   kill(e: number): void;
+  /**
+   * nf_ct_seq_offset: how far the sequence numbers of direction dir from seq on were shifted
+   * by a payload a NAT helper resized (0 for an entry without IPS_SEQ_ADJUST).
+   */
+  seqOffset(e: number, dir: number, seq: number): number;
   /** Log an invalid packet under nf_conntrack_log_invalid ("nf_ct_proto_6: <reason>"). */
   logInvalid(pkt: PacketView, reason: string): void;
 }

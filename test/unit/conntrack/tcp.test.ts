@@ -4,7 +4,7 @@
  * validate → newConnection → packet like nf_conntrack_in does, setting
  * SEEN_REPLY after an accepted reply packet (§2.2 step 6).
  */
-import { describe, it } from 'node:test';
+import { describe, it, test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   IPS_ASSURED,
@@ -33,6 +33,7 @@ import { defaultTunables, type TunableValues } from '../../../src/conntrack/sysc
 import { parsePacket } from '../../../src/packet/parse';
 import { PacketView } from '../../../src/packet/view';
 import { ipv4, tcp, type TcpOptions } from '../../helpers/packets';
+import { IPS_SEQ_ADJUST, SeqAdjust } from '../../../src/conntrack/seqadj';
 
 export class FakeHost implements TrackerHost {
   tun: TunableValues = defaultTunables(8 * 1024 ** 3);
@@ -71,6 +72,11 @@ export class FakeHost implements TrackerHost {
   }
   logInvalid(_pkt: PacketView, reason: string): void {
     this.logs.push(reason);
+  }
+  /** sequence offsets of entries with IPS_SEQ_ADJUST, as the table keeps them */
+  seqadj = new SeqAdjust();
+  seqOffset(e: number, dir: number, seq: number): number {
+    return this.status(e) & IPS_SEQ_ADJUST ? this.seqadj.offset(e, dir, seq) : 0;
   }
 }
 
@@ -923,4 +929,25 @@ describe('tcp tracker bookkeeping', () => {
     assert.equal(c.state, 'FIN_WAIT');
     assert.equal(h.setTimeoutCalls, calls);
   });
+});
+
+test('tcp_in_window: the ack of bytes a helper added is in window only through the receiver offset', () => {
+  for (const withOffset of [true, false]) {
+    const h = new FakeHost();
+    const c = new Conn(new TcpTracker(), h);
+    assert.equal(c.send(C, { flags: 'S', seq: 100, win: 64000 }), PKT_ACCEPT);
+    assert.equal(c.send(S, { flags: 'SA', seq: 900, ack: 101, win: 64000 }), PKT_ACCEPT);
+    assert.equal(c.send(C, { flags: 'A', seq: 101, ack: 901, win: 64000 }), PKT_ACCEPT);
+    // the client's 20-byte command at 101 went out 25 bytes long
+    assert.equal(c.send(C, { flags: 'PA', seq: 101, ack: 901, win: 64000, len: 20 }), PKT_ACCEPT);
+    if (withOffset) {
+      h.setStatusBits(c.e, IPS_SEQ_ADJUST);
+      h.seqadj.clear(c.e);
+      h.seqadj.set(c.e, C, 101, 5);
+    }
+    // the server acknowledges what it received: 101 + 25
+    const r = c.send(S, { flags: 'A', seq: 901, ack: 126, win: 64000 });
+    if (withOffset) assert.equal(r, PKT_ACCEPT);
+    else assert.notEqual(r, PKT_ACCEPT, 'an ack 5 bytes past what the client sent is over the upper bound');
+  }
 });
