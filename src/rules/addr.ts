@@ -94,7 +94,7 @@ function hostnameError(name: string): string {
 }
 
 /** parse_ipmask / parse_ip6mask: a prefix length (base 0) or a mask in address form. → mask words, or an error. */
-function parseMask(family: 4 | 6, text: string): number[] | string {
+export function parseMask(family: 4 | 6, text: string): number[] | string {
   if (family === 4) {
     const m = numericToIp4(text, true);
     if (m >= 0) return [m, 0, 0, 0];

@@ -25,6 +25,6 @@ export const stateMatch: MatchModule<StateState> = {
   },
   compile(s, env) {
     // Modern iptables implements -m state as an alias of xt_conntrack (state_mask + invert flag).
-    return conntrackMatch.compile({ state: s.mask, stateInv: s.inv, proto: -1, protoInv: false, status: -1, statusInv: false, dir: null }, env);
+    return conntrackMatch.compile({ ...conntrackMatch.create(), state: s.mask, stateInv: s.inv }, env);
   },
 };

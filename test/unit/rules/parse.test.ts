@@ -118,6 +118,8 @@ test('every match parses its options (incl. negation, implicit protocol matches)
       stateInv: true,
       proto: 6,
       protoInv: false,
+      addrs: [null, null, null, null],
+      ports: [null, null, null, null],
       status: 0x4 | 0x2,
       statusInv: false,
       dir: 'REPLY',
@@ -202,7 +204,7 @@ test('errors: unknown match / option / missing argument / bad values, with the o
   expectRuleError('-m foo -j ACCEPT', 'foo', 'unknown match "foo" (iptables has no match of that name)');
   expectRuleError('-m statistic --mode nth --every 2 -j ACCEPT', 'statistic', 'match "statistic" is not supported');
   expectRuleError('-p tcp -m tcp --bogus 1 -j ACCEPT', '--bogus', 'unknown option "--bogus" (matches loaded: tcp)');
-  expectRuleError('-m conntrack --ctorigsrc 1.2.3.4 -j ACCEPT', '--ctorigsrc', 'option "--ctorigsrc" of match conntrack is not supported');
+  expectRuleError('-m conntrack --ctexpire 10 -j ACCEPT', '--ctexpire', 'option "--ctexpire" of match conntrack is not supported');
   expectRuleError('-p tcp --dport', '--dport', 'option "--dport" requires an argument');
   // getopt takes the next word whatever it is: "-j" is the port, "ACCEPT" then a stray word
   assert.deepEqual(errorsOf(forward('-p tcp --dport -j ACCEPT'))[0], 'e.rules:5:27: bad port "-j": not a number and not a service name in /etc/services');
