@@ -5,6 +5,8 @@ import type { Conntrack } from './core';
 /** What a target may change on the packet's connection (the Conntrack of the packet's table). */
 export interface ConnectionWriter {
   setMark(entry: number, mark: number): void;
+  /** a helper for an unconfirmed entry (nft's ct helper set); no change when one is assigned */
+  assignHelper(entry: number, helperId: number): void;
 }
 
 /**

@@ -42,6 +42,17 @@ export class ConntrackOps extends ConntrackHost {
     this.table.mark[e] = mark >>> 0;
   }
 
+  /**
+   * nft_ct_helper_obj_eval (`ct helper set` on the packet's unconfirmed entry): the helper,
+   * unless the entry already has one assigned (IPS_HELPER).
+   */
+  assignHelper(e: number, id: number): void {
+    const tb = this.table;
+    if ((tb.status(e) & IPS_HELPER) !== 0) return;
+    this.attachHelper(e, id);
+    tb.setStatus(e, tb.status(e) | IPS_HELPER);
+  }
+
   helperOf(e: number): number {
     return this.table.helper[e];
   }

@@ -5,9 +5,9 @@
  * (family × protocol class) so a packet only visits rules that can match its family
  * and protocol.
  */
-import type { CompiledMatch, CompiledTarget, HookSlot, MatchModule, MatchRuntime, ParsedRule, RuleSet, TargetServices } from './types';
+import type { CompiledMatch, CompiledTarget, HookSlot, MatchModule, MatchRuntime, ParsedRule, RuleSet, TargetModule, TargetServices } from './types';
 import { MATCHES } from './matches/index';
-import { NFT_MATCHES } from './nft/matches';
+import { NFT_MATCHES, NFT_TARGETS } from './nft/matches';
 import { TARGETS } from './targets/index';
 import { NF_ACCEPT, NF_DROP } from '../queue/layout';
 import { runSteps, SLICE, type Steps } from './steps';
@@ -303,6 +303,11 @@ export function matchModule(name: string): MatchModule {
   return MATCHES[name] ?? NFT_MATCHES[name];
 }
 
+/** A target module by name: the iptables extensions, then the nftables-only ones. */
+export function targetModule(name: string): TargetModule {
+  return TARGETS[name] ?? NFT_TARGETS[name];
+}
+
 export class CompiledRuleSet {
   chains: CompiledChain[] = [];
   /** per slot (HOOK_SLOTS order): the base chains walked, in order */
@@ -398,7 +403,7 @@ export function* compileRulesSteps(set: RuleSet, deps: CompileDeps): Steps<Compi
             pending.push([r, t.name, tg.name]);
             break;
           case 'ext': {
-            const mod = TARGETS[tg.name];
+            const mod = targetModule(tg.name);
             if (!mod) throw new Error(`unknown target ${tg.name}`);
             r.target = T_ACTION;
             r.action = mod.compile(tg.state, env);

@@ -2,9 +2,8 @@
 import type { ParsedRule, RuleSet } from './types';
 import { formatAddrSpec } from './addr';
 import { protoName } from './matches/basic';
-import { matchModule } from './compile';
+import { matchModule, targetModule } from './compile';
 import { formatNft } from './nft/format';
-import { TARGETS } from './targets/index';
 import type { Counters } from './eval';
 
 export interface FormatOptions {
@@ -35,7 +34,7 @@ export function ruleWords(r: ParsedRule): string[] {
       w.push('-g', t.name);
       break;
     case 'ext':
-      w.push('-j', t.name, ...TARGETS[t.name].save(t.state, r.family));
+      w.push('-j', t.name, ...targetModule(t.name).save(t.state, r.family));
       break;
   }
   return w;

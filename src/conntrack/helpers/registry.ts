@@ -16,6 +16,8 @@ export const HELPER_FTP = 1;
 
 /** Names by id; index 0 (no helper) is the empty string. */
 export const HELPER_NAMES: readonly string[] = ['', 'ftp'];
+/** The transport protocol each helper is registered for, by id (nf_conntrack_helper's tuple.dst.protonum). */
+export const HELPER_PROTOS: readonly number[] = [0, 6];
 
 /** Id of the helper called `name` (as given to `-j CT --helper NAME`), 0 if unknown. */
 export function helperId(name: string): number {

@@ -3,6 +3,7 @@ import { addIptablesMatch, addLookup, type RuleBuild } from './build';
 import { opRanges, type MatchOp } from './ops';
 import { kindOf, NftError } from './path';
 import { isSingle, liveRanges } from './values';
+import { fieldMatch } from './payload';
 
 const STATES = new Set(['new', 'established', 'related', 'invalid', 'untracked']);
 const STATUS: Record<string, [string, string]> = {
@@ -14,9 +15,20 @@ const STATUS: Record<string, [string, string]> = {
   dnat: ['ctstate', 'DNAT'],
 };
 
-const WHY_NOT: Record<string, string> = {
-  helper: "ct helper is the connection's own helper in nftables (xt_helper tests the master's): not supported",
-};
+const WHY_NOT: Record<string, string> = {};
+
+/** ct helper names as the helper ids nfqwall keeps per connection (the kernel compares helper->name). */
+function helperIds(b: RuleBuild, right: unknown, path: string): unknown {
+  const list = kindOf(right) === 'set' ? (right as { set: unknown }).set : null;
+  const one = (x: unknown, p: string): number => {
+    const id = typeof x === 'string' && !x.startsWith('@') ? b.helperId(x) : -1;
+    if (id < 0) throw new NftError(p, 'a helper name');
+    if (id === 0) throw new NftError(p, `nfqwall has no conntrack helper ${JSON.stringify(x)}`);
+    return id;
+  };
+  if (Array.isArray(list)) return { set: list.map((x, i) => one(x, `${path}.set[${i}]`)) };
+  return one(right, path);
+}
 
 /** The names of a value or an anonymous set of names. */
 function names(right: unknown, path: string): string[] {
@@ -54,6 +66,9 @@ export function ctMatch(b: RuleBuild, op: MatchOp, key: string, mask: number | n
       addIptablesMatch(b, 'conntrack', [['ctdir', [(right === 'original') !== inv ? 'ORIGINAL' : 'REPLY'], false]], path);
       return;
     }
+    case 'helper':
+      // the connection's own helper (xt_helper, -m helper, tests the master's)
+      return fieldMatch(b, 'ct helper', op, null, helperIds(b, right, `${path}.right`), path);
     case 'mark': {
       if ((op === '==' || op === '!=') && isSingle(right)) {
         const { ranges } = opRanges('mark', '==', right, `${path}.right`, b.sets, 0xffffffff);

@@ -31,6 +31,7 @@ export const LOOKUP_FIELDS = {
   'ct mark': 1,
   'meta iif': 1,
   'meta oif': 1,
+  'ct helper': 1,
 } as const;
 
 export type LookupField = keyof typeof LOOKUP_FIELDS;
@@ -99,6 +100,7 @@ const F_CTMARK = 17;
 const F_NEXTHDR = 18;
 const F_IIF = 19;
 const F_OIF = 20;
+const F_CTHELPER = 21;
 
 const FIELD_IDS: Record<LookupField, number> = {
   'ip saddr': F_SADDR4,
@@ -121,6 +123,7 @@ const FIELD_IDS: Record<LookupField, number> = {
   'ip6 nexthdr': F_NEXTHDR,
   'meta iif': F_IIF,
   'meta oif': F_OIF,
+  'ct helper': F_CTHELPER,
 };
 
 /** Whether a transport header load at this offset and length succeeds (nft_payload: no fragment, header present). */
@@ -179,8 +182,16 @@ function load1(f: number, ctx: PacketContext): number {
       return ctx.indev | 0;
     case F_OIF:
       return ctx.outdev | 0;
+    case F_CTHELPER:
+      return ctHelper(ctx);
   }
   return fail();
+}
+
+/** nft_ct_get_eval NFT_CT_HELPER: the helper of the packet's own connection; no connection or no helper fails the load */
+function ctHelper(ctx: PacketContext): number {
+  const h = ctx.entry >= 0 && ctx.conntrack !== null ? ctx.conntrack.helperOf(ctx.entry) : 0;
+  return h !== 0 ? h : fail();
 }
 
 function fail(): number {

@@ -44,6 +44,7 @@ export const FIELDS: Record<string, FieldInfo> = {
   'meta oif': { lookup: 'meta oif', kind: 'ifindex', max: 0xffffffff },
   'meta mark': { lookup: 'meta mark', kind: 'mark', max: 0xffffffff },
   'ct mark': { lookup: 'ct mark', kind: 'mark', max: 0xffffffff },
+  'ct helper': { lookup: 'ct helper', kind: 'helper', max: 0xffffffff },
 };
 
 /** A prefix test as -s / -d say it: one prefix (or address) of the field's family. */

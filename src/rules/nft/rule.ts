@@ -9,6 +9,7 @@ import type { ParsedChain, ParsedRule, ParsedTarget } from '../types';
 import { newRule, type RuleBuild } from './build';
 import { logTarget } from './log';
 import { limitMatch } from './limit';
+import { ctHelperTarget, type CtHelperObjects } from './ct-helper';
 import { concatElement, concatField, elementsOverlap } from './concat';
 import { matchExpr } from './match';
 import { notrackTarget } from './notrack';
@@ -25,6 +26,8 @@ export interface RuleScope {
   sets: SetDirectory;
   helperId(name: string): number;
   ifindex(name: string): number;
+  /** the table's ct helper objects */
+  ctHelpers: CtHelperObjects;
   /** an nft chain of this table by name → the engine's chain name */
   chainName(name: string, path: string): string;
   /** a new chain of the engine's own for this rule's statements */
@@ -40,7 +43,6 @@ export interface TranslatedRule {
 }
 
 const WHY_NOT: Record<string, string> = {
-  'ct helper': 'ct helper set is not supported (nftables assigns it to the new connection after conntrack; nfqwall assigns helpers before it)',
   mangle: 'setting a mark (meta mark set, ct mark set) is not supported',
   queue: 'queue is not supported (nfqwall is the queue reader)',
 };
@@ -51,6 +53,7 @@ function targetOf(b: RuleBuild, kind: string, value: unknown, path: string, scop
   if (kind === 'log') return logTarget(b, value, path);
   if (kind === 'reject') return rejectTarget(b, value, path);
   if (kind === 'notrack') return notrackTarget(b, path);
+  if (kind === 'ct helper') return ctHelperTarget(value, path, scope.ctHelpers, scope.family);
   return null;
 }
 

@@ -15,6 +15,7 @@ import { translateRule } from './rule';
 import type { SetDirectory } from './values';
 import { NamedSet, type NamedSets } from './named-sets';
 import { sysIfindex } from '../ifname';
+import type { CtHelperObjects } from './ct-helper';
 
 export interface NftParseOptions {
   helperId?(name: string): number;
@@ -63,6 +64,7 @@ interface TableInfo {
   name: string;
   key: string;
   sets: Map<string, NamedSet>;
+  ctHelpers: CtHelperObjects;
   table: ParsedTable;
   chains: Map<string, { chain: ParsedChain; path: string; slot: HookSlot | null }>;
 }
@@ -74,7 +76,7 @@ function str(o: Record<string, unknown>, k: string, path: string): string {
 }
 
 /** Objects that change nothing where no rule uses them. */
-const INERT = new Set(['metainfo', 'counter', 'quota', 'limit', 'ct helper']);
+const INERT = new Set(['metainfo', 'counter', 'quota', 'limit']);
 
 export function parseNftRuleset(text: string, file: string, opts: NftParseOptions = {}): { set: RuleSet; errors: RuleError[] } {
   const errors: RuleError[] = [];
@@ -124,7 +126,7 @@ export function parseNftRuleset(text: string, file: string, opts: NftParseOption
           const key = `${family} ${name}`;
           if (tables.has(key)) throw new NftError(p, `table ${key} listed twice`);
           const table: ParsedTable = { name: 'filter', line: 0, chains: [] };
-          tables.set(key, { family: FAMILIES[family], name, key, sets: new Map(), table, chains: new Map() });
+          tables.set(key, { family: FAMILIES[family], name, key, sets: new Map(), ctHelpers: new Map(), table, chains: new Map() });
           set.tables.push(table);
           return;
         }
@@ -173,6 +175,13 @@ export function parseNftRuleset(text: string, file: string, opts: NftParseOption
         case 'rule':
           rules.push([o, p, i]);
           return;
+        case 'ct helper': {
+          const t = tableOf(o, p);
+          const name = str(o, 'name', p);
+          if (t.ctHelpers.has(name)) throw new NftError(p, `ct helper ${name} listed twice in table ${t.key}`);
+          t.ctHelpers.set(name, { obj: o, path: `${path}["ct helper"]` });
+          return;
+        }
       }
       if (!INERT.has(kind)) throw new NftError(path, `unsupported object "${kind}"`);
     } catch (e) {
@@ -197,6 +206,7 @@ export function parseNftRuleset(text: string, file: string, opts: NftParseOption
         sets,
         helperId: opts.helperId ?? (() => 1),
         ifindex: opts.ifindex ?? sysIfindex,
+        ctHelpers: t.ctHelpers,
         chainName: (n, at) => {
           const target = t.chains.get(n);
           if (!target) throw new NftError(at, `no chain ${n} in table ${t.key}`);

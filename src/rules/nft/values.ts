@@ -8,7 +8,7 @@ import type { LookupRanges } from './lookup';
 import { isObject, kindOf, NftError } from './path';
 
 /** How the values of a field are written. */
-export type ValueKind = 'addr4' | 'addr6' | 'port' | 'proto' | 'icmp' | 'icmp6' | 'tcpflags' | 'mark' | 'ifindex';
+export type ValueKind = 'addr4' | 'addr6' | 'port' | 'proto' | 'icmp' | 'icmp6' | 'tcpflags' | 'mark' | 'ifindex' | 'helper';
 
 export const ICMP_TYPES: Record<string, number> = {
   'echo-reply': 0,
@@ -79,6 +79,7 @@ const MAX: Record<ValueKind, number> = {
   tcpflags: 0xff,
   mark: 0xffffffff,
   ifindex: 0xffffffff,
+  helper: 0xffffffff,
 };
 
 /** One scalar value (a number, a name, an address). */
