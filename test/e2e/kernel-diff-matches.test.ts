@@ -8,7 +8,8 @@
  * stamps), also after removing the address from it at run time; -m mac and -m ttl in FORWARD,
  * -m owner in OUTPUT for connections the gateway itself opens as different users and groups,
  * -m addrtype in OUTPUT before, while and after the gateway holds an extra address, -m connlimit
- * with connections held open and closed, -m hashlimit per source.
+ * with connections held open and closed, -m hashlimit per source, in byte mode and with
+ * --hashlimit-rate-match, -m time with windows around now.
  * Needs root. Both labs are destroyed in after() even on failure.
  */
 import { after, before, describe, test } from 'node:test';
@@ -33,6 +34,32 @@ const CLI_MAC = '02:00:00:00:00:01';
 /** an address the gateway takes for a moment (-m addrtype LOCAL) */
 const EXTRA_ADDR = '198.19.2.50';
 
+/**
+ * -m time rules for one datagram to port 7003, each with a window that includes or excludes the
+ * time the test runs, by margins of hours and days (robust over a midnight while it runs):
+ * included, excluded, included, … (the kernel's timezone, sys_tz, is the same for both gateways).
+ */
+const TIME_RULES = (() => {
+  const t = Math.floor(Date.now() / 1000);
+  const hm = (s: number) => {
+    const d = (((s % 86400) + 86400) % 86400) / 60;
+    return `${String(Math.floor(d / 60)).padStart(2, '0')}:${String(Math.floor(d % 60)).padStart(2, '0')}`;
+  };
+  const DAYS = ['Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat', 'Sun'];
+  const today = (new Date(t * 1000).getUTCDay() + 6) % 7;
+  const near = [DAYS[today], DAYS[(today + 1) % 7]];
+  const date = (s: number) => new Date(s * 1000).toISOString().slice(0, 19);
+  const time = (opts: string) => `-A FORWARD -p udp -m udp --dport 7003 -m time ${opts}`;
+  return [
+    time(`--timestart ${hm(t - 7200)} --timestop ${hm(t + 7200)}`),
+    time(`--timestart ${hm(t + 3 * 3600)} --timestop ${hm(t + 5 * 3600)}`),
+    time(`--weekdays ${near.join(',')} --timestart ${hm(t - 7200)} --timestop ${hm(t + 7200)} --kerneltz`),
+    time(`--weekdays ${DAYS.filter((d) => !near.includes(d)).join(',')}`),
+    time(`--datestart ${date(t - 86400)}`),
+    time(`--datestop ${date(t - 86400)}`),
+  ].join('\n');
+})();
+
 const RULES = `*filter
 :INPUT ACCEPT [0:0]
 :FORWARD DROP [0:0]
@@ -50,6 +77,9 @@ const RULES = `*filter
 -A FORWARD -p tcp -m tcp --dport 8085 -m ttl --ttl-gt 63 -j ACCEPT
 -A FORWARD -p tcp -m tcp --dport 7001 --tcp-flags FIN,SYN,RST,ACK SYN -m connlimit --connlimit-above 2 --connlimit-mask 32 --connlimit-saddr -j DROP
 -A FORWARD -p tcp -m tcp --dport 7001 -j ACCEPT
+${TIME_RULES}
+-A FORWARD -p udp -m udp --dport 7005 -m hashlimit --hashlimit-upto 512b/s --hashlimit-burst 2kb --hashlimit-mode srcip --hashlimit-name B7005 -j ACCEPT
+-A FORWARD -p udp -m udp --dport 7007 -m hashlimit --hashlimit-upto 3/min --hashlimit-rate-match --hashlimit-mode srcip --hashlimit-name R7007 -j ACCEPT
 -A FORWARD -p udp -m udp --dport 7002 -m hashlimit --hashlimit-upto 1/min --hashlimit-burst 3 --hashlimit-mode srcip --hashlimit-name U7002 -j ACCEPT
 -A OUTPUT -p tcp -m tcp --dport 8080 -m conntrack --ctstate NEW -m owner --uid-owner 1000 -j ACCEPT
 -A OUTPUT -p tcp -m tcp --dport 8080 -m conntrack --ctstate NEW -m owner --gid-owner 2000-2010 -j ACCEPT
@@ -226,6 +256,22 @@ describe('matches differential: recent, mark, connmark, mac, ttl, owner, addrtyp
     await established(lab, 1);
     res['7001 after one closed'] = await connect(lab, 7001);
     await lab.kill(held[1]);
+    // -m time: one datagram, counted by the rules whose window holds now
+    const dgrams = (port: number, n: number, size: number) =>
+      lab.exec(
+        'cli',
+        [
+          '/usr/bin/python3',
+          '-c',
+          `import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\nfor i in range(${n}): s.sendto(b'x'*${size},('${A.srv4}',${port}))`,
+        ],
+        { check: true },
+      );
+    await dgrams(7003, 1, 1);
+    // -m hashlimit byte rate: ten 1028-byte packets at once, 512b/s with a 2kb burst (1 + 4 refills)
+    await dgrams(7005, 10, 1000);
+    // --hashlimit-rate-match: twelve at once, 3/min: rate 3 + burst 5 in the first 60 s window
+    await dgrams(7007, 12, 1);
     // -m hashlimit: six datagrams at once from each of two sources, burst 3 each
     for (const src of [A.cli4, MARKED_SRC])
       await lab.exec(
@@ -282,6 +328,11 @@ describe('matches differential: recent, mark, connmark, mac, ttl, owner, addrtyp
     assert.deepEqual(nc.slice(1), kc.slice(1), `per-rule counters differ\nkernel:\n${ksave}\nnfqwall:\n${nl.stdout}`);
     assert.deepEqual(chainCounters(nl.stdout, 'OUTPUT'), chainCounters(ksave, 'OUTPUT'), 'OUTPUT counters differ');
     assert.equal(chainCounters(ksave, 'FORWARD').at(-1), 6, 'the kernel hashlimit: three of six per source');
+    const fwd = RULES.split('\n').filter((l) => l.startsWith('-A FORWARD'));
+    const at = (needle: string) => fwd.findIndex((l) => l.includes(needle));
+    const t0 = at('--dport 7003');
+    assert.deepEqual(kc.slice(t0, t0 + 6), [1, 0, 1, 0, 1, 0], 'the kernel -m time: windows holding now count the datagram');
+    assert.deepEqual([kc[at('B7005')], kc[at('R7007')]], [5, 8], 'the kernel hashlimit byte rate (5 of 10) and rate-match (8 of 12)');
     assert.deepEqual(
       chainCounters(ksave, 'OUTPUT').slice(-4),
       [1, 2, 1, 3],
