@@ -18,6 +18,7 @@ import { markMatch } from './mark';
 import { multiportMatch } from './multiport';
 import { ownerMatch } from './owner';
 import { recentMatch } from './recent';
+import { sctpMatch } from './sctp';
 import { stateMatch } from './state';
 import { stringMatch } from './string';
 import { tcpMatch } from './tcp';
@@ -50,13 +51,14 @@ export const MATCHES: Record<string, MatchModule> = {
   hashlimit: hashlimitMatch,
   string: stringMatch,
   time: timeMatch,
+  sctp: sctpMatch,
 };
 
 /** -m aliases iptables accepts. */
 export const MATCH_ALIASES: Record<string, string> = { icmpv6: 'icmp6', 'ipv6-icmp': 'icmp6' };
 
 /** The match a protocol loads implicitly when its options follow -p (iptables' "implicit match"). */
-export const PROTO_MATCH: Record<number, string> = { 6: 'tcp', 17: 'udp', 1: 'icmp', 58: 'icmp6' };
+export const PROTO_MATCH: Record<number, string> = { 6: 'tcp', 17: 'udp', 1: 'icmp', 58: 'icmp6', 132: 'sctp' };
 
 /**
  * Why nfqwall refuses a match it cannot evaluate exactly from what NFQUEUE delivers (added to
@@ -107,7 +109,6 @@ export const KNOWN_UNSUPPORTED_MATCHES = [
   'realm',
   'rpfilter',
   'rt',
-  'sctp',
   'set',
   'socket',
   'statistic',

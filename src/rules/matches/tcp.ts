@@ -1,7 +1,7 @@
 /** -m tcp: libxt_tcp.c options, xt_tcpudp.c tcp_mt semantics. */
 import type { CompiledMatch, MatchModule, MatchRuntime, ParseEnv, Token } from '../types';
 import type { PacketContext } from '../../conntrack/context';
-import { createPorts, l4HeaderReadable, parsePortOption, PORT_OPTIONS, savePortOptions, splitList, type PortsState } from './util';
+import { createPorts, l4HeaderReadable, parsePortOption, PORT_OPTIONS, PortRanges, savePortOptions, splitList, type PortsState } from './util';
 
 export const TCP_FLAG_NAMES: readonly [string, number][] = [
   ['FIN', 0x01],
@@ -111,12 +111,7 @@ export const tcpMatch: MatchModule<TcpState> = {
 };
 
 class TcpMatch implements CompiledMatch {
-  private readonly sLo: number;
-  private readonly sHi: number;
-  private readonly sInv: boolean;
-  private readonly dLo: number;
-  private readonly dHi: number;
-  private readonly dInv: boolean;
+  private readonly ports: PortRanges;
   private readonly fMask: number;
   private readonly fCmp: number;
   private readonly fInv: boolean;
@@ -126,12 +121,7 @@ class TcpMatch implements CompiledMatch {
     s: TcpState,
     private readonly rt: MatchRuntime,
   ) {
-    this.sLo = s.sport ? s.sport[0] : 0;
-    this.sHi = s.sport ? s.sport[1] : 65535;
-    this.sInv = s.sportInv;
-    this.dLo = s.dport ? s.dport[0] : 0;
-    this.dHi = s.dport ? s.dport[1] : 65535;
-    this.dInv = s.dportInv;
+    this.ports = new PortRanges(s);
     this.fMask = s.flagsSet ? s.flagMask : 0;
     this.fCmp = s.flagsSet ? s.flagCmp : 0;
     this.fInv = s.flagsInv;
@@ -149,10 +139,7 @@ class TcpMatch implements CompiledMatch {
       this.rt.hotdrop = 1;
       return false;
     }
-    const sp = v.sport;
-    if ((sp >= this.sLo && sp <= this.sHi) === this.sInv) return false;
-    const dp = v.dport;
-    if ((dp >= this.dLo && dp <= this.dHi) === this.dInv) return false;
+    if (!this.ports.match(v.sport, v.dport)) return false;
     if (((v.tcpFlags & this.fMask) === this.fCmp) === this.fInv) return false;
     if (this.opt !== 0) {
       if (v.tcpHeaderLen < 20) {

@@ -1,7 +1,7 @@
 /** -m udp: libxt_udp.c options, xt_tcpudp.c udp_mt semantics. */
 import type { CompiledMatch, MatchModule, MatchRuntime } from '../types';
 import type { PacketContext } from '../../conntrack/context';
-import { createPorts, l4HeaderReadable, parsePortOption, PORT_OPTIONS, savePortOptions, type PortsState } from './util';
+import { createPorts, l4HeaderReadable, parsePortOption, PORT_OPTIONS, PortRanges, savePortOptions, type PortsState } from './util';
 
 export type UdpState = PortsState;
 
@@ -22,22 +22,12 @@ export const udpMatch: MatchModule<UdpState> = {
 };
 
 class UdpMatch implements CompiledMatch {
-  private readonly sLo: number;
-  private readonly sHi: number;
-  private readonly sInv: boolean;
-  private readonly dLo: number;
-  private readonly dHi: number;
-  private readonly dInv: boolean;
+  private readonly ports: PortRanges;
   constructor(
     s: UdpState,
     private readonly rt: MatchRuntime,
   ) {
-    this.sLo = s.sport ? s.sport[0] : 0;
-    this.sHi = s.sport ? s.sport[1] : 65535;
-    this.sInv = s.sportInv;
-    this.dLo = s.dport ? s.dport[0] : 0;
-    this.dHi = s.dport ? s.dport[1] : 65535;
-    this.dInv = s.dportInv;
+    this.ports = new PortRanges(s);
   }
   match(ctx: PacketContext): boolean {
     const v = ctx.view;
@@ -46,8 +36,6 @@ class UdpMatch implements CompiledMatch {
       this.rt.hotdrop = 1;
       return false;
     }
-    if ((v.sport >= this.sLo && v.sport <= this.sHi) === this.sInv) return false;
-    if ((v.dport >= this.dLo && v.dport <= this.dHi) === this.dInv) return false;
-    return true;
+    return this.ports.match(v.sport, v.dport);
   }
 }

@@ -121,6 +121,28 @@ export function parsePortOption(s: PortsState, opt: string, arg: Token, inv: boo
   return false;
 }
 
+/** --sport / --dport as tcp_mt, udp_mt and sctp_mt test them: each range, inverted if asked; an absent option matches. */
+export class PortRanges {
+  private readonly sLo: number;
+  private readonly sHi: number;
+  private readonly sInv: boolean;
+  private readonly dLo: number;
+  private readonly dHi: number;
+  private readonly dInv: boolean;
+  constructor(s: PortsState) {
+    this.sLo = s.sport ? s.sport[0] : 0;
+    this.sHi = s.sport ? s.sport[1] : 65535;
+    this.sInv = s.sportInv;
+    this.dLo = s.dport ? s.dport[0] : 0;
+    this.dHi = s.dport ? s.dport[1] : 65535;
+    this.dInv = s.dportInv;
+  }
+  match(sport: number, dport: number): boolean {
+    if ((sport >= this.sLo && sport <= this.sHi) === this.sInv) return false;
+    return (dport >= this.dLo && dport <= this.dHi) !== this.dInv;
+  }
+}
+
 /** The port options as iptables-save writes them. */
 export function savePortOptions(s: PortsState): string[] {
   const out: string[] = [];
