@@ -10,12 +10,13 @@
  *
  * Filters (ORIG tuple, as conntrack-tools applies them): -p/--proto PROTO, -s/--src/--orig-src
  * ADDR[/LEN], -d/--dst/--orig-dst ADDR[/LEN], -r/--reply-src, -q/--reply-dst, --sport/
- * --orig-port-src N, --dport/--orig-port-dst N, -f/--family ipv4|ipv6, -m/--mark N.
+ * --orig-port-src N, --dport/--orig-port-dst N, -f/--family ipv4|ipv6, -m/--mark MARK[/MASK].
  * Plus --control PATH / --queue N to find the daemon.
  */
 import { summary } from '../conntrack/format';
 import type { CtFilter } from '../daemon/control';
 import { ClientError, printLines, quietEpipe, request, takeTarget } from './client';
+import { parseUint } from '../rules/matches/util';
 
 const USAGE = `usage: nfqwall conntrack COMMAND [options] [--control PATH | --queue N]
 commands:
@@ -33,7 +34,7 @@ filters:
   --sport, --orig-port-src N      original source port
   --dport, --orig-port-dst N      original destination port
   -f, --family ipv4|ipv6          address family
-  -m, --mark N                    mark
+  -m, --mark MARK[/MASK]          mark (entries whose mark & MASK == MARK)
   -o extended                     /proc/net/nf_conntrack-like lines (layer 3 name and number first)
 `;
 
@@ -150,10 +151,14 @@ export function parseConntrackArgs(argv: string[]): Parsed {
       }
       case '-m':
       case '--mark': {
+        // parse_u32_mask: MARK[/MASK], each as strtoul base 0 reads it (0x hex, leading-0 octal)
         const v = val();
-        const n = Number(v);
-        if (!/^(0x[0-9a-f]+|\d+)$/i.test(v) || n > 0xffffffff) throw new UsageError(`bad mark '${v}'`);
-        filter.mark = n;
+        const [m, mask, more] = v.split('/');
+        const mv = parseUint(m);
+        const mm = mask === undefined ? 0xffffffff : parseUint(mask);
+        if (more !== undefined || mv < 0 || mm < 0) throw new UsageError(`unexpected value '${v}' with -m option`);
+        filter.mark = mv;
+        filter.markMask = mm;
         break;
       }
       case '-o':

@@ -18,7 +18,9 @@ export interface CtFilter {
   replyDst?: string;
   sport?: number; // ORIG source port
   dport?: number; // ORIG destination port
+  /** entries whose mark & markMask (default all ones) == mark, as conntrack-tools' mark_cmp */
   mark?: number;
+  markMask?: number;
 }
 
 interface AddrMatch {
@@ -75,6 +77,7 @@ export function compileFilter(ct: Conntrack, f: CtFilter = {}): (e: number) => b
   const sport = num(f.sport, 'source port', 65535);
   const dport = num(f.dport, 'destination port', 65535);
   const mark = num(f.mark, 'mark', 0xffffffff);
+  const markMask = num(f.markMask, 'mark mask', 0xffffffff) ?? 0xffffffff;
   const src = addr(f.src, 'source address');
   const dst = addr(f.dst, 'destination address');
   const rsrc = addr(f.replySrc, 'reply source address');
@@ -93,7 +96,7 @@ export function compileFilter(ct: Conntrack, f: CtFilter = {}): (e: number) => b
       if (sport !== undefined && w >>> 16 !== sport) return false;
       if (dport !== undefined && (w & 0xffff) !== dport) return false;
     }
-    if (mark !== undefined && ct.mark(e) >>> 0 !== mark) return false;
+    if (mark !== undefined && (ct.mark(e) & markMask) >>> 0 !== mark) return false;
     return true;
   };
 }

@@ -141,3 +141,46 @@ export function updateChecksum32(buf: Uint8Array, at: number, from: number, to: 
   buf[at] = c >>> 8;
   buf[at + 1] = c & 0xff;
 }
+
+/**
+ * The kernel's csum_replace2: the 16-bit checksum at buf[at] after a 16-bit word of what it
+ * covers changed from `from` to `to` (RFC 1624 eqn. 3, HC' = ~(~HC + ~m + m')).
+ */
+export function replaceChecksum16(buf: Uint8Array, at: number, from: number, to: number): void {
+  let s = (~((buf[at] << 8) | buf[at + 1]) & 0xffff) + (~from & 0xffff);
+  s = (s & 0xffff) + (s >>> 16);
+  s += to & 0xffff;
+  s = (s & 0xffff) + (s >>> 16);
+  s = ~s & 0xffff;
+  buf[at] = s >>> 8;
+  buf[at + 1] = s & 0xff;
+}
+
+/**
+ * Writes the complete L4 checksum of the parsed, well-formed, unfragmented packet v into its
+ * header (TCP, UDP, UDP-Lite, ICMP, ICMPv6; others have none): what skb_checksum_help does to
+ * a CHECKSUM_PARTIAL packet. A UDP checksum that comes out 0 is stored as 0xffff.
+ */
+export function fillL4Checksum(v: PacketView): void {
+  if (v.isFragment !== 0 || v.malformed !== 0) return;
+  const proto = v.proto;
+  const at =
+    proto === IPPROTO_TCP
+      ? 16
+      : proto === IPPROTO_UDP || proto === IPPROTO_UDPLITE
+        ? 6
+        : (proto === IPPROTO_ICMP && v.ipVersion === 4) || (proto === IPPROTO_ICMPV6 && v.ipVersion === 6)
+          ? 2
+          : -1;
+  const l4 = v.l4off;
+  const len = v.off + v.len - l4;
+  if (at < 0 || len < at + 2) return;
+  const buf = v.buf;
+  buf[l4 + at] = 0;
+  buf[l4 + at + 1] = 0;
+  const cov = proto === IPPROTO_UDPLITE && v.udpLen !== 0 ? v.udpLen : len;
+  let c = l4Checksum(v.ipVersion, v.src, v.dst, proto, buf, l4, len, cov);
+  if (c === 0 && (proto === IPPROTO_UDP || proto === IPPROTO_UDPLITE)) c = 0xffff;
+  buf[l4 + at] = c >>> 8;
+  buf[l4 + at + 1] = c & 0xff;
+}

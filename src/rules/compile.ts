@@ -291,12 +291,28 @@ function cannotRun(): never {
 const CHECK_ONLY: TargetServices = { ifname: cannotRun, log: cannotRun, reject: cannotRun };
 
 /** The slots, in the order of CompiledRuleSet.bases. */
-export const HOOK_SLOTS: readonly HookSlot[] = ['raw/PREROUTING', 'raw/OUTPUT', 'filter/INPUT', 'filter/FORWARD', 'filter/OUTPUT'];
+export const HOOK_SLOTS: readonly HookSlot[] = [
+  'raw/PREROUTING',
+  'raw/OUTPUT',
+  'filter/INPUT',
+  'filter/FORWARD',
+  'filter/OUTPUT',
+  'mangle/PREROUTING',
+  'mangle/INPUT',
+  'mangle/FORWARD',
+  'mangle/OUTPUT',
+  'mangle/POSTROUTING',
+];
 export const SLOT_RAW_PREROUTING = 0;
 export const SLOT_RAW_OUTPUT = 1;
 export const SLOT_FILTER_INPUT = 2;
 export const SLOT_FILTER_FORWARD = 3;
 export const SLOT_FILTER_OUTPUT = 4;
+export const SLOT_MANGLE_PREROUTING = 5;
+export const SLOT_MANGLE_INPUT = 6;
+export const SLOT_MANGLE_FORWARD = 7;
+export const SLOT_MANGLE_OUTPUT = 8;
+export const SLOT_MANGLE_POSTROUTING = 9;
 
 /** A match module by name: the iptables extensions, then the nftables-only ones (never reachable with -m). */
 export function matchModule(name: string): MatchModule {

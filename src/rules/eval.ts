@@ -16,6 +16,11 @@ import {
   SLOT_FILTER_FORWARD,
   SLOT_FILTER_INPUT,
   SLOT_FILTER_OUTPUT,
+  SLOT_MANGLE_FORWARD,
+  SLOT_MANGLE_INPUT,
+  SLOT_MANGLE_OUTPUT,
+  SLOT_MANGLE_POSTROUTING,
+  SLOT_MANGLE_PREROUTING,
   SLOT_RAW_OUTPUT,
   SLOT_RAW_PREROUTING,
   T_ACCEPT,
@@ -61,6 +66,20 @@ function candidates(ch: CompiledChain, cls: number, dport: number, src4: number)
   return ch.cand[cls];
 }
 
+/**
+ * The slots walked after conntrack at the queue crossing, by the hook the packet was queued
+ * from, in the kernel's order (priorities: conntrack -200, mangle -150, filter 0; a forwarded
+ * or local packet goes on to POSTROUTING's mangle chain once FORWARD or OUTPUT accepted it).
+ * mangle PREROUTING holds no rules here (tables.ts chainRefusal), only its ACCEPT policy.
+ */
+const AFTER_CONNTRACK: readonly (readonly number[])[] = [
+  /* PRE_ROUTING */ [SLOT_MANGLE_PREROUTING],
+  /* LOCAL_IN */ [SLOT_MANGLE_PREROUTING, SLOT_MANGLE_INPUT, SLOT_FILTER_INPUT],
+  /* FORWARD */ [SLOT_MANGLE_PREROUTING, SLOT_MANGLE_FORWARD, SLOT_FILTER_FORWARD, SLOT_MANGLE_POSTROUTING],
+  /* LOCAL_OUT */ [SLOT_MANGLE_OUTPUT, SLOT_FILTER_OUTPUT, SLOT_MANGLE_POSTROUTING],
+  /* POST_ROUTING */ [SLOT_MANGLE_POSTROUTING],
+];
+
 /** Largest ifindex kept in the dense per-pattern caches; larger ones go to a Map. */
 const DENSE_IFINDEX = 1 << 16;
 
@@ -71,6 +90,8 @@ export class RuleEngine {
   private linkGen = 0;
   private readonly chainStack = new Int32Array(MAX_CHAIN_DEPTH + 2);
   private readonly posStack = new Int32Array(MAX_CHAIN_DEPTH + 2);
+  /** per hook: the base chains of AFTER_CONNTRACK's slots that have rules or a DROP policy, in order */
+  private readonly afterCt: Int32Array[];
 
   constructor(
     readonly compiled: CompiledRuleSet,
@@ -86,6 +107,7 @@ export class RuleEngine {
     this.ifCache = compiled.ifacePatterns.map(() => new Uint8Array(64));
     this.ifBig = compiled.ifacePatterns.map(() => new Map());
     this.linkGen = deps.linkGeneration ? deps.linkGeneration() : 0;
+    this.afterCt = AFTER_CONNTRACK.map((slots) => Int32Array.from(slots.flatMap((sl) => [...compiled.bases[sl]])));
   }
 
   /** Forget cached interface matches (a link appeared, vanished or was renamed). */
@@ -106,14 +128,13 @@ export class RuleEngine {
     return NF_ACCEPT;
   }
 
-  /** filter INPUT / FORWARD / OUTPUT by ctx.hook (no chain → ACCEPT). REJECT sends, then DROPs. */
+  /**
+   * The tables after conntrack by ctx.hook (AFTER_CONNTRACK): mangle, filter, then mangle
+   * POSTROUTING for forwarded and local packets (no chain → ACCEPT). REJECT sends, then DROPs.
+   */
   evalFilter(ctx: PacketContext, now: number): number {
     const h = ctx.hook;
-    const b = this.compiled.bases;
-    if (h === NF_INET_LOCAL_IN) return this.walkBases(b[SLOT_FILTER_INPUT], ctx, now);
-    if (h === NF_INET_FORWARD) return this.walkBases(b[SLOT_FILTER_FORWARD], ctx, now);
-    if (h === NF_INET_LOCAL_OUT) return this.walkBases(b[SLOT_FILTER_OUTPUT], ctx, now);
-    return NF_ACCEPT;
+    return h < this.afterCt.length ? this.walkBases(this.afterCt[h], ctx, now) : NF_ACCEPT;
   }
 
   /**

@@ -8,7 +8,7 @@ import { splitArgs } from './argv';
 import { ruleWords } from './format';
 import { parseRuleLine, type RuleCommand } from './parse-rule';
 import { checkChainName, MAX_CHAIN_DEPTH } from './chains';
-import { BUILTIN_CHAINS, IPTABLES_TABLES, isSupportedTable, SUPPORTED_TABLES, type SupportedTable } from './tables';
+import { BUILTIN_CHAINS, chainRefusal, IPTABLES_TABLES, isSupportedTable, SUPPORTED_TABLES, type SupportedTable } from './tables';
 import type { ParseEnv, ParsedChain, ParsedRule, ParsedTable, RuleError, RuleSet, Token } from './types';
 import { runSteps, SLICE, type Steps } from './steps';
 
@@ -109,7 +109,7 @@ export function* parseRulesSteps(text: string, file: string, opts: ParseOptions 
         continue;
       }
       if (!isSupportedTable(name)) {
-        sink.error(nameTok, `table "${name}" is not supported (nfqwall implements ${SUPPORTED_TABLES.join(' and ')}); its lines up to COMMIT are not read`);
+        sink.error(nameTok, `table "${name}" is not supported (nfqwall implements ${SUPPORTED_TABLES.join(', ')}); its lines up to COMMIT are not read`);
         skip = nameTok;
         continue;
       }
@@ -120,7 +120,7 @@ export function* parseRulesSteps(text: string, file: string, opts: ParseOptions 
     }
     if (!inTable) {
       const w = splitArgs(line, lineNo)[0] ?? at1;
-      sink.error(w, `"${w.text}" outside a table (a section starts with *filter or *raw and ends with COMMIT)`);
+      sink.error(w, `"${w.text}" outside a table (a section starts with *filter, *mangle or *raw and ends with COMMIT)`);
       continue;
     }
     if (skip) continue;
@@ -219,6 +219,7 @@ function declareChain(ts: TableState, line: string, lineNo: number, sink: ParseE
       sink.error(polTok, `bad policy "${polTok.text}" for built-in chain ${nameTok.text} (ACCEPT or DROP)`);
       return;
     }
+    if (polTok.text === 'DROP' && !policyAllowed(ts, existing, polTok, sink)) return;
     existing.policy = polTok.text;
     const m = words[2] ? COUNTERS_RE.exec(words[2].text) : null;
     if (m) existing.counters = [Number(m[1]), Number(m[2])];
@@ -238,6 +239,11 @@ function applyCommand(ts: TableState, cmd: RuleCommand, sink: ParseEnv): void {
       const chain = ts.byName.get(cmd.chain.text);
       if (!chain) {
         sink.error(cmd.chain, `chain "${cmd.chain.text}" does not exist (declare it first with ":${cmd.chain.text} - [0:0]" or -N)`);
+        return;
+      }
+      const refusal = chain.builtin ? chainRefusal(ts.t.name, chain.name) : null;
+      if (refusal) {
+        sink.error(cmd.chain, refusal);
         return;
       }
       let pos = chain.rules.length;
@@ -326,11 +332,19 @@ function applyCommand(ts: TableState, cmd: RuleCommand, sink: ParseEnv): void {
         sink.error(cmd.policy, `bad policy "${cmd.policy.text}" (ACCEPT or DROP)`);
         return;
       }
+      if (cmd.policy.text === 'DROP' && !policyAllowed(ts, chain, cmd.policy, sink)) return;
       chain.policy = cmd.policy.text;
       if (cmd.counters) chain.counters = cmd.counters;
       return;
     }
   }
+}
+
+/** A DROP policy acts where its chain runs: refused with the chain's reason where nfqwall cannot run it there. */
+function policyAllowed(ts: TableState, chain: ParsedChain, at: Token, sink: ParseEnv): boolean {
+  const refusal = chainRefusal(ts.t.name, chain.name);
+  if (refusal) sink.error(at, `policy DROP: ${refusal}`);
+  return refusal === null;
 }
 
 function existingChain(ts: TableState, tok: Token, sink: ParseEnv): ParsedChain | null {

@@ -231,8 +231,18 @@ export interface ParsedTable {
   chains: ParsedChain[];
 }
 
-/** Where the engine walks a base chain: the raw slots come before conntrack, the filter slots after it. */
-export type HookSlot = 'raw/PREROUTING' | 'raw/OUTPUT' | 'filter/INPUT' | 'filter/FORWARD' | 'filter/OUTPUT';
+/** Where the engine walks a base chain: the raw slots come before conntrack, the mangle and filter slots after it. */
+export type HookSlot =
+  | 'raw/PREROUTING'
+  | 'raw/OUTPUT'
+  | 'filter/INPUT'
+  | 'filter/FORWARD'
+  | 'filter/OUTPUT'
+  | 'mangle/PREROUTING'
+  | 'mangle/INPUT'
+  | 'mangle/FORWARD'
+  | 'mangle/OUTPUT'
+  | 'mangle/POSTROUTING';
 
 /** A base chain placed on a slot, for the packets of one family (0 = both). */
 export interface BaseChain {

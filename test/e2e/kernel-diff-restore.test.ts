@@ -11,6 +11,7 @@
  * those rules from their addresses). `ok-` files must load, `bad-` ones be refused by both;
  * `unsup-` files use a table or match nfqwall does not implement: iptables loads them, nfqwall
  * gives exactly one error per such table or rule, on that line (nothing cascades from it).
+ * (mangle PREROUTING rules and TCPMSS --clamp-mss-to-pmtu are refused that way too.)
  * Needs root; each namespace is deleted after its file.
  */
 import { test } from 'node:test';
@@ -116,7 +117,12 @@ for (const name of files) {
     const nfqErrors = nfq.errors.map((e) => `${e.line}:${e.col}: ${e.message}`).join('\n');
     assert.equal(!name.startsWith('bad-'), accepted, `corpus file named for the wrong outcome:\n${report}`);
     if (name.startsWith('unsup-')) {
-      const unsupported = text.split('\n').flatMap((l, i) => (/^\*(nat|mangle|security)\b|-m pkttype\b/.test(l) ? [i + 1] : []));
+      // refused: a table nfqwall lacks, -m pkttype, TCPMSS --clamp-mss-to-pmtu, every rule in mangle PREROUTING (tables.ts chainRefusal)
+      let table = '';
+      const unsupported = text.split('\n').flatMap((l, i) => {
+        if (l.startsWith('*')) table = l.slice(1).trim();
+        return /^\*(nat|security)\b|-m pkttype\b|--clamp-mss-to-pmtu\b/.test(l) || (table === 'mangle' && /^-[AI] PREROUTING\b/.test(l)) ? [i + 1] : [];
+      });
       assert.deepEqual(
         nfq.errors.map((e) => e.line),
         unsupported,

@@ -52,7 +52,7 @@ const FLAG_OPTS: Record<string, number> = {
 
 export const logTarget: TargetModule<LogState> = {
   name: 'LOG',
-  tables: ['raw', 'filter'],
+  tables: ['raw', 'mangle', 'filter'],
   options: [
     { name: 'log-level', invertible: false, args: 1 },
     { name: 'log-prefix', invertible: false, args: 1 },

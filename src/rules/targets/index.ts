@@ -1,14 +1,28 @@
 /** Extension targets by name (-j NAME); ACCEPT/DROP/RETURN and chains are handled by the parser. */
 import type { TargetModule } from '../types';
+import { checksumTarget } from './CHECKSUM';
+import { connmarkTarget } from './CONNMARK';
 import { ctTarget, notrackTarget } from './CT';
+import { dscpTarget } from './DSCP';
+import { hlTarget } from './HL';
 import { logTarget } from './LOG';
+import { markTarget } from './MARK';
 import { rejectTarget } from './REJECT';
+import { tcpmssTarget } from './TCPMSS';
+import { ttlTarget } from './TTL';
 
 export const TARGETS: Record<string, TargetModule> = {
   LOG: logTarget,
   REJECT: rejectTarget,
   CT: ctTarget,
   NOTRACK: notrackTarget,
+  MARK: markTarget,
+  CONNMARK: connmarkTarget,
+  TCPMSS: tcpmssTarget,
+  CHECKSUM: checksumTarget,
+  TTL: ttlTarget,
+  HL: hlTarget,
+  DSCP: dscpTarget,
 };
 
 export const STANDARD_VERDICTS = ['ACCEPT', 'DROP', 'RETURN'] as const;
@@ -16,19 +30,14 @@ export const STANDARD_VERDICTS = ['ACCEPT', 'DROP', 'RETURN'] as const;
 /** Targets iptables has that nfqwall does not implement. */
 export const KNOWN_UNSUPPORTED_TARGETS = [
   'AUDIT',
-  'CHECKSUM',
   'CLASSIFY',
   'CLUSTERIP',
-  'CONNMARK',
   'CONNSECMARK',
   'DNAT',
-  'DSCP',
   'ECN',
-  'HL',
   'HMARK',
   'IDLETIMER',
   'LED',
-  'MARK',
   'MASQUERADE',
   'NETMAP',
   'NFLOG',
@@ -40,12 +49,10 @@ export const KNOWN_UNSUPPORTED_TARGETS = [
   'SET',
   'SNAT',
   'SYNPROXY',
-  'TCPMSS',
   'TCPOPTSTRIP',
   'TEE',
   'TOS',
   'TPROXY',
   'TRACE',
-  'TTL',
   'ULOG',
 ];

@@ -50,6 +50,11 @@ test('nor do the matches of issue 17 (mark, connmark, recent, mac, ttl, length, 
   assert.ok(res.minor <= MAX_SCAVENGES, `${res.minor} scavenges (and ${res.major} other collections) during ${res.packets} packets: a match allocates`);
 });
 
+test('nor do the mangle targets (MARK, CONNMARK, DSCP, TTL, TCPMSS, CHECKSUM rewriting packets: test/unit/pipeline/mangle.rules)', () => {
+  const res = scavenges(path.join(__dirname, 'mangle.rules'));
+  assert.ok(res.minor <= MAX_SCAVENGES, `${res.minor} scavenges (and ${res.major} other collections) during ${res.packets} packets: a target allocates`);
+});
+
 test('nor do lookups of nftables named sets, which change at run time, concatenations, nft limits, iif, ip6 nexthdr (test/unit/pipeline/sets.nft.json)', () => {
   const res = scavenges(path.join(__dirname, 'sets.nft.json'));
   assert.ok(res.minor <= MAX_SCAVENGES, `${res.minor} scavenges (and ${res.major} other collections) during ${res.packets} packets: a set lookup allocates`);

@@ -304,17 +304,19 @@ test('errors: targets (unknown, missing chain, table, tcp-reset, goto)', () => {
 });
 
 test('errors: table and section structure, as iptables-nft-restore reads them', () => {
-  assert.deepEqual(errorsOf('-A INPUT -j ACCEPT\n'), ['e.rules:1:1: "-A" outside a table (a section starts with *filter or *raw and ends with COMMIT)']);
+  assert.deepEqual(errorsOf('-A INPUT -j ACCEPT\n'), [
+    'e.rules:1:1: "-A" outside a table (a section starts with *filter, *mangle or *raw and ends with COMMIT)',
+  ]);
   // iptables-restore: "COMMIT expected at line 3", the line after the last
   assert.deepEqual(errorsOf('*filter\n-A INPUT -j ACCEPT\n'), ['e.rules:3:1: COMMIT expected: table "filter" (line 1) is not closed']);
   assert.deepEqual(errorsOf('*raw\n*filter\nCOMMIT\n'), ['e.rules:2:1: "*filter" inside table raw (line 1): close that table with COMMIT first']);
   // one error for a table nfqwall does not implement; its lines are not read as another table's
   assert.deepEqual(errorsOf('*nat\n-A POSTROUTING -o eth0 -j MASQUERADE\n-A PREROUTING -j NOPE\nCOMMIT\n*filter\n-A INPUT -j nowhere\nCOMMIT\n'), [
-    'e.rules:1:2: table "nat" is not supported (nfqwall implements raw and filter); its lines up to COMMIT are not read',
+    'e.rules:1:2: table "nat" is not supported (nfqwall implements raw, mangle, filter); its lines up to COMMIT are not read',
     'e.rules:6:13: jump to missing chain "nowhere" (a chain must be declared before the rules that jump to it)',
   ]);
   assert.deepEqual(errorsOf('*bogus\nCOMMIT\n'), ['e.rules:1:2: unknown table "bogus" (iptables has filter, nat, mangle, raw, security)']);
-  assert.deepEqual(errorsOf('COMMIT\n'), ['e.rules:1:1: "COMMIT" outside a table (a section starts with *filter or *raw and ends with COMMIT)']);
+  assert.deepEqual(errorsOf('COMMIT\n'), ['e.rules:1:1: "COMMIT" outside a table (a section starts with *filter, *mangle or *raw and ends with COMMIT)']);
   // a second section of a table replaces the first (iptables-restore flushes the table at *filter)
   const twice = parseOk('*filter\n-A INPUT -j DROP\nCOMMIT\n*filter\n-A INPUT -j ACCEPT\nCOMMIT\n');
   assert.deepEqual(
