@@ -8,7 +8,8 @@
  * INIT_ACK, COOKIE_ECHO, COOKIE_ACK, DATA/SACK, HEARTBEAT, SHUTDOWN, SHUTDOWN_ACK,
  * SHUTDOWN_COMPLETE), B (picked up by its HEARTBEAT, closed by an ABORT with the T flag) and
  * packets that must not pass (wrong vtags, a bad CRC32c, chunks out of state or out of order,
- * chunks that cannot start an association, a NEW association from outside). After each step,
+ * chunks that cannot start an association, a NEW association from outside) and D (over IPv6:
+ * the file has no addresses, so the same rules hold for both families). After each step,
  * compared: whether the packet arrived at the other end (each step is followed by a datagram the
  * policy passes; when it has arrived, so has the step's packet if it passed), and the SCTP
  * entries (`conntrack -L -p sctp` vs `nfqwall conntrack -L -p sctp`: state, tuples, [UNREPLIED],
@@ -92,10 +93,17 @@ const STEPS: [name: string, from: 'cli' | 'srv', passes: boolean, kernelState?: 
   ['a_data_after_close', 'cli', true, 'CLOSED'],
   ['c_cookie_ack_ootb', 'cli', false],
   ['c_abort_ootb', 'cli', false],
+  ['d_init', 'cli', true, 'CLOSED'],
+  ['d_init_ack', 'srv', true, 'COOKIE_WAIT'],
+  ['d_cookie_echo', 'cli', true, 'COOKIE_ECHOED'],
+  ['d_cookie_ack', 'srv', true, 'ESTABLISHED'],
+  ['d_data', 'cli', true],
+  ['d_data_wrong_vtag', 'srv', false, 'ESTABLISHED'],
+  ['d_abort', 'srv', true, 'CLOSED'],
 ];
 
 /** the client port of each association (sctp_peer.py) */
-const ASSOC_PORT: Record<string, number> = { a: 40001, b: 40002 };
+const ASSOC_PORT: Record<string, number> = { a: 40001, b: 40002, d: 40011 };
 
 /** `[pkts:bytes] -A FORWARD …` counters in order. */
 function forwardCounters(save: string): number[] {
@@ -143,9 +151,12 @@ describe('SCTP differential: nf_conntrack_proto_sctp and xt_sctp in the kernel v
     for (const lab of [kLab, nLab]) {
       // no SCTP in these kernels: without the rule each end would answer every SCTP packet with
       // an ICMP protocol unreachable (the sniffers see the packets before the rule drops them)
-      for (const end of ['cli', 'srv']) await lab.exec(end, ['iptables', '-w', '-A', 'INPUT', '-p', 'sctp', '-j', 'DROP'], { check: true });
+      for (const end of ['cli', 'srv'])
+        for (const bin of ['iptables', 'ip6tables']) await lab.exec(end, [bin, '-w', '-A', 'INPUT', '-p', 'sctp', '-j', 'DROP'], { check: true });
     }
+    // the file has no addresses: the same rules for both families, as nfqwall applies it
     await kLab.exec('gw', ['iptables-restore', '-w'], { input: RULES, check: true });
+    await kLab.exec('gw', ['ip6tables-restore', '-w'], { input: RULES, check: true });
     for (const s of sysctls) await kLab.exec('gw', ['sysctl', '-qw', s], { check: true });
     nfq = nLab.spawn(
       'gw',
@@ -178,7 +189,7 @@ describe('SCTP differential: nf_conntrack_proto_sctp and xt_sctp in the kernel v
     const to = ends[from === 'cli' ? 'srv' : 'cli'];
     const mark = ++nMark;
     const before = to.out.length;
-    ends[from].child.stdin!.write(`send ${name}\nmark ${mark}\n`);
+    ends[from].child.stdin!.write(`send ${name}\n${name.startsWith('d_') ? 'mark6' : 'mark'} ${mark}\n`);
     const re = new RegExp(`^MARK ${mark}$`, 'm');
     await to.waitFor(re);
     const seen = to.out.slice(before, to.out.search(re));
@@ -186,10 +197,15 @@ describe('SCTP differential: nf_conntrack_proto_sctp and xt_sctp in the kernel v
   }
 
   async function tables(): Promise<[CtEntry[], CtEntry[]]> {
-    const k = await kLab.exec('gw', ['conntrack', '-L', '-p', 'sctp'], { check: true });
-    const n = await nfqwall(['conntrack', '-L', '-p', 'sctp']);
-    assert.equal(n.code, 0, n.stderr);
-    return [parseCtList(k.stdout), parseCtList(n.stdout)];
+    const k: CtEntry[] = [];
+    const n: CtEntry[] = [];
+    for (const f of ['ipv4', 'ipv6']) {
+      k.push(...parseCtList((await kLab.exec('gw', ['conntrack', '-L', '-p', 'sctp', '-f', f], { check: true })).stdout));
+      const r = await nfqwall(['conntrack', '-L', '-p', 'sctp', '-f', f]);
+      assert.equal(r.code, 0, r.stderr);
+      n.push(...parseCtList(r.stdout));
+    }
+    return [k, n];
   }
 
   test('each step: the same packets arrive and the same SCTP entries; then the same rule counters', T, async (t) => {
@@ -208,10 +224,12 @@ describe('SCTP differential: nf_conntrack_proto_sctp and xt_sctp in the kernel v
       }
     }
     const ksave = (await kLab.exec('gw', ['iptables-save', '-c'], { check: true })).stdout;
+    const ksave6 = (await kLab.exec('gw', ['ip6tables-save', '-c'], { check: true })).stdout;
     const nl = await nfqwall(['rules', '-L', '-v']);
     assert.equal(nl.code, 0, nl.stderr);
-    const kc = forwardCounters(ksave);
-    assert.deepEqual(forwardCounters(nl.stdout), kc, `FORWARD counters differ\nkernel:\n${ksave}\nnfqwall:\n${nl.stdout}`);
-    assert.equal(kc[1], 10, 'the kernel dropped the ten invalid packets as INVALID');
+    // nfqwall counts each rule over both families
+    const kc = forwardCounters(ksave).map((c, i) => c + forwardCounters(ksave6)[i]);
+    assert.deepEqual(forwardCounters(nl.stdout), kc, `FORWARD counters differ\nkernel:\n${ksave}\n${ksave6}\nnfqwall:\n${nl.stdout}`);
+    assert.equal(kc[1], 11, 'the kernel dropped the eleven invalid packets as INVALID');
   });
 });

@@ -10,6 +10,7 @@ end can name each packet it sees by its SCTP bytes, which the gateway does not c
 stdin, one command a line:
     send STEP    send STEP's packet (a step of this role)
     mark N       send the datagram "MARK N" to the other end's UDP port 9999
+    mark6 N      the same over IPv6 (after an IPv6 step)
 stdout:
     READY        the sniffer runs and UDP 9999 is bound
     RX NAMES     an SCTP packet arrived: the comma-separated names of the steps with its bytes
@@ -24,7 +25,7 @@ import socket
 import sys
 import threading
 
-from scapy.all import IP, SCTP, AsyncSniffer, Raw, conf, raw, send
+from scapy.all import IP, SCTP, AsyncSniffer, IPv6, Raw, conf, raw, send
 from scapy.layers.sctp import (SCTPChunkAbort, SCTPChunkCookieAck, SCTPChunkCookieEcho, SCTPChunkData,
                                SCTPChunkHeartbeatAck, SCTPChunkHeartbeatReq, SCTPChunkInit, SCTPChunkInitAck,
                                SCTPChunkParamHeartbeatInfo, SCTPChunkSACK, SCTPChunkShutdown, SCTPChunkShutdownAck,
@@ -32,10 +33,12 @@ from scapy.layers.sctp import (SCTPChunkAbort, SCTPChunkCookieAck, SCTPChunkCook
 
 conf.verb = 0
 ADDR = {'cli': '198.18.1.1', 'srv': '198.19.2.1'}
+ADDR6 = {'cli': '2001:2:0:1::1', 'srv': '2001:2:0:2::1'}
 IFACE = {'cli': 'c0', 'srv': 's0'}
 MARK_PORT = 9999
 
-# association A: the full life of an association; B: started by a HEARTBEAT; C: out of the blue
+# association A: the full life of an association; B: started by a HEARTBEAT; C: out of the blue;
+# D: over IPv6
 TC, TS = 0x0C0C0C0C, 0x05050505
 TC2, TS2 = 0x0D0D0D0D, 0x06060606
 
@@ -50,6 +53,20 @@ def c2s(sport, vtag, *chunks, dport=5000, chksum=None):
 
 def s2c(dport, vtag, *chunks, sport=5000):
     p = IP(src=ADDR['srv'], dst=ADDR['cli']) / SCTP(sport=sport, dport=dport, tag=vtag)
+    for c in chunks:
+        p = p / c
+    return ('srv', p)
+
+
+def c2s6(sport, vtag, *chunks):
+    p = IPv6(src=ADDR6['cli'], dst=ADDR6['srv']) / SCTP(sport=sport, dport=5000, tag=vtag)
+    for c in chunks:
+        p = p / c
+    return ('cli', p)
+
+
+def s2c6(dport, vtag, *chunks):
+    p = IPv6(src=ADDR6['srv'], dst=ADDR6['cli']) / SCTP(sport=5000, dport=dport, tag=vtag)
     for c in chunks:
         p = p / c
     return ('srv', p)
@@ -116,12 +133,20 @@ STEPS = {
     'c_abort_ootb': c2s(40004, TS, SCTPChunkAbort()),
     # an INIT with a non-zero tag (Sec 8.5.1 A): INVALID
     'c_init_nonzero_vtag': c2s(40005, 0x1234, init(TC)),
+    'd_init': c2s6(40011, 0, init(TC)),
+    'd_init_ack': s2c6(40011, TC, init_ack(TS)),
+    'd_cookie_echo': c2s6(40011, TS, SCTPChunkCookieEcho(cookie=b'cookie-of-d')),
+    'd_cookie_ack': s2c6(40011, TC, SCTPChunkCookieAck()),
+    'd_data': c2s6(40011, TS, data(1, b'over ipv6')),
+    'd_data_wrong_vtag': s2c6(40011, TS, data(1, b'wrong tag')),
+    # ABORT without the T flag carries the sender's own tag
+    'd_abort': s2c6(40011, TC, SCTPChunkAbort()),
 }
 
 # the SCTP bytes of each step, as the other end will see them
 BY_BYTES = {}
 for name, (_role, pkt) in STEPS.items():
-    BY_BYTES.setdefault(raw(pkt)[20:], []).append(name)
+    BY_BYTES.setdefault(raw(pkt)[40 if IPv6 in pkt else 20:], []).append(name)
 
 
 def main():
@@ -136,19 +161,30 @@ def main():
 
     sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sink.bind((ADDR[role], MARK_PORT))
+    sink6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    sink6.bind((ADDR6[role], MARK_PORT))
 
     def seen(p):
-        if IP not in p or p[IP].dst != ADDR[role]:
+        if IP in p:
+            l3, me = p[IP], ADDR[role]
+            proto = l3.proto
+        elif IPv6 in p:
+            l3, me = p[IPv6], ADDR6[role]
+            proto = l3.nh
+        else:
             return
-        if p[IP].proto == 132:
-            b = raw(p[IP].payload)
+        if l3.dst != me:
+            return
+        if proto == 132:
+            b = raw(l3.payload)
             names = BY_BYTES.get(b)
             say('RX ' + (','.join(names) if names else '? ' + b.hex()))
         elif p.haslayer(Raw) and p[Raw].load.startswith(b'MARK '):
             say(p[Raw].load.decode())
 
     ready = threading.Event()
-    sn = AsyncSniffer(iface=IFACE[role], filter=f'dst host {ADDR[role]} and (ip proto 132 or udp dst port {MARK_PORT})',
+    sn = AsyncSniffer(iface=IFACE[role],
+                      filter=f'(dst host {ADDR[role]} or dst host {ADDR6[role]}) and (ip proto 132 or ip6 proto 132 or udp dst port {MARK_PORT})',
                       prn=seen, store=False, started_callback=ready.set)
     sn.start()
     if not ready.wait(10):
@@ -167,6 +203,8 @@ def main():
             send(pkt)
         elif words[0] == 'mark':
             sink.sendto(('MARK ' + words[1]).encode(), (ADDR[other], MARK_PORT))
+        elif words[0] == 'mark6':
+            sink6.sendto(('MARK ' + words[1]).encode(), (ADDR6[other], MARK_PORT))
     sn.stop()
 
 
