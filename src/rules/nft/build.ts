@@ -21,6 +21,11 @@ export interface RuleBuild {
   /** the named sets of the rule's table */
   sets: SetDirectory;
   helperId(name: string): number;
+  /**
+   * Tests with several values that the engine writes as one rule each (iifname { "a", "b" }):
+   * the rule becomes one engine rule per combination, each applying its setters to a copy.
+   */
+  alternatives: { key: string; path: string; apply: ((r: ParsedRule) => void)[] }[];
   /** an interface name → its index now (0: none), as nft resolves meta iif/oif when it loads a rule */
   ifindex(name: string): number;
 }
@@ -28,6 +33,15 @@ export interface RuleBuild {
 /** A token for what the front end builds: nft rules have no line and column. */
 export function nftToken(text: string): Token {
   return { text, line: 0, col: 0, quoted: true };
+}
+
+/**
+ * A copy of a rule for one more engine rule over the same conditions: its own match list, the
+ * match states shared (a named set's LookupRanges must stay the set's own, which a deep copy
+ * would not keep).
+ */
+export function copyRule(r: ParsedRule): ParsedRule {
+  return { ...r, matches: r.matches.slice() };
 }
 
 export function newRule(table: string, chain: string, family: Family): ParsedRule {

@@ -8,7 +8,7 @@
 import type { PacketContext } from '../../conntrack/context';
 import type { CompiledMatch, MatchModule } from '../types';
 import { hintProto, nftToken, requireFamily, type RuleBuild } from './build';
-import { fieldId, loadField, LOOKUP_FIELDS, type LookupField } from './lookup';
+import { fieldFamily, fieldId, loadField, LOOKUP_FIELDS, type LookupField } from './lookup';
 import type { MatchOp } from './ops';
 import { isObject, kindOf, NftError } from './path';
 import { FIELDS, type FieldInfo } from './payload';
@@ -136,8 +136,7 @@ export const nftConcat: MatchModule<ConcatState> = {
   create: () => ({ fields: [], elems: [], inv: false, text: '' }),
   parse() {},
   finalize() {},
-  familyOf: (s) =>
-    s.fields.some((f) => f.startsWith('ip6 ') || f === 'icmpv6 type') ? 6 : s.fields.some((f) => f.startsWith('ip ') || f === 'icmp type') ? 4 : 0,
+  familyOf: (s) => s.fields.map(fieldFamily).find((f) => f !== 0) ?? 0,
   save: (s) => ['--nft', JSON.stringify(`${s.fields.join(' . ')} ${s.inv ? '!= ' : ''}${s.text}`)],
   compile(s) {
     const widths = Int32Array.from(s.fields.map((f) => LOOKUP_FIELDS[f]));

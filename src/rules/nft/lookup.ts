@@ -27,6 +27,8 @@ export const LOOKUP_FIELDS = {
   'tcp flags': 1,
   'icmp type': 1,
   'icmpv6 type': 1,
+  'icmp code': 1,
+  'icmpv6 code': 1,
   'meta mark': 1,
   'ct mark': 1,
   'meta iif': 1,
@@ -101,6 +103,8 @@ const F_NEXTHDR = 18;
 const F_IIF = 19;
 const F_OIF = 20;
 const F_CTHELPER = 21;
+const F_ICMP_CODE = 22;
+const F_ICMP6_CODE = 23;
 
 const FIELD_IDS: Record<LookupField, number> = {
   'ip saddr': F_SADDR4,
@@ -124,6 +128,8 @@ const FIELD_IDS: Record<LookupField, number> = {
   'meta iif': F_IIF,
   'meta oif': F_OIF,
   'ct helper': F_CTHELPER,
+  'icmp code': F_ICMP_CODE,
+  'icmpv6 code': F_ICMP6_CODE,
 };
 
 /** Whether a transport header load at this offset and length succeeds (nft_payload: no fragment, header present). */
@@ -173,6 +179,10 @@ function load1(f: number, ctx: PacketContext): number {
       return ctx.family === 4 && v.proto === 1 && l4Loadable(ctx, 1) ? v.icmpType : fail();
     case F_ICMP6_TYPE:
       return ctx.family === 6 && v.proto === 58 && l4Loadable(ctx, 1) ? v.icmpType : fail();
+    case F_ICMP_CODE:
+      return ctx.family === 4 && v.proto === 1 && l4Loadable(ctx, 2) ? v.icmpCode : fail();
+    case F_ICMP6_CODE:
+      return ctx.family === 6 && v.proto === 58 && l4Loadable(ctx, 2) ? v.icmpCode : fail();
     case F_MARK:
       return ctx.mark | 0;
     case F_CTMARK:
@@ -198,6 +208,10 @@ function fail(): number {
   loadFailed = true;
   return 0;
 }
+
+/** The family a field exists in only (0: either). */
+export const fieldFamily = (f: LookupField): 0 | 4 | 6 =>
+  f.startsWith('ip6 ') || f.startsWith('icmpv6 ') ? 6 : f.startsWith('ip ') || f.startsWith('icmp ') ? 4 : 0;
 
 /** The id loadField takes for a field. */
 export const fieldId = (f: LookupField): number => FIELD_IDS[f];
@@ -281,7 +295,7 @@ export const lookupMatch: MatchModule<LookupState> = {
   create: () => ({ field: 'meta mark', mask: 0xffffffff, op: 'in', ranges: [], bits: 0, inv: false, text: '' }),
   parse() {},
   finalize() {},
-  familyOf: (s) => (s.field.startsWith('ip6 ') || s.field === 'icmpv6 type' ? 6 : s.field.startsWith('ip ') || s.field === 'icmp type' ? 4 : 0),
+  familyOf: (s) => fieldFamily(s.field),
   save: (s) => ['--nft', JSON.stringify(s.text)],
   compile(s) {
     const f = FIELD_IDS[s.field];

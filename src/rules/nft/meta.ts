@@ -1,5 +1,6 @@
 /** `match` on { meta: { key } }: interfaces, family, protocol, packet mark. */
 import { checkIface } from '../matches/basic';
+import type { ParsedRule } from '../types';
 import { addIptablesMatch, addLookup, requireFamily, type RuleBuild } from './build';
 import { opRanges, type MatchOp } from './ops';
 import { kindOf, NftError } from './path';
@@ -42,19 +43,26 @@ export function metaMatch(b: RuleBuild, op: MatchOp, key: string, mask: number |
   switch (key) {
     case 'iifname':
     case 'oifname': {
-      if (op !== '==' && op !== '!=') throw new NftError(`${path}.op`, `"${op}" on ${key} is not supported`);
-      if (typeof right !== 'string' || right.startsWith('@'))
-        throw new NftError(`${path}.right`, `${key} takes one name here (sets of names are not supported)`);
+      if (op !== '==' && op !== '!=' && op !== 'in') throw new NftError(`${path}.op`, `"${op}" on ${key} is not supported`);
       if (b.impure) throw new NftError(path, `${key} after a limit is not supported`);
       const inv = op === '!=';
-      const pat = ifacePattern(right, `${path}.right`);
-      if (key === 'iifname') {
-        if (r.inIface !== null) throw new NftError(path, 'a second iifname test in one rule is not supported');
-        [r.inIface, r.inInv] = [pat, inv];
-      } else {
-        if (r.outIface !== null) throw new NftError(path, 'a second oifname test in one rule is not supported');
-        [r.outIface, r.outInv] = [pat, inv];
-      }
+      const names = kindOf(right) === 'set' ? (right as { set: unknown }).set : [right];
+      if (!Array.isArray(names) || names.length === 0 || !names.every((n) => typeof n === 'string' && !n.startsWith('@')))
+        throw new NftError(`${path}.right`, `${key} takes a name or an anonymous set of names`);
+      if ((key === 'iifname' ? r.inIface : r.outIface) !== null || b.alternatives.some((a) => a.key === key))
+        throw new NftError(path, `a second ${key} test in one rule is not supported`);
+      const set = (pat: string) => (x: ParsedRule) => {
+        if (key === 'iifname') [x.inIface, x.inInv] = [pat, inv];
+        else [x.outIface, x.outInv] = [pat, inv];
+      };
+      if (names.length === 1) return set(ifacePattern(names[0] as string, `${path}.right`))(r);
+      // several names: one engine rule per name (a packet has one interface: at most one matches)
+      if (inv) throw new NftError(path, `${key} != a set of several names is not supported`);
+      const pats = (names as string[]).map((n, i) => {
+        if (n.endsWith('*')) throw new NftError(`${path}.right.set[${i}]`, 'a wildcard in a set of interface names is not supported');
+        return ifacePattern(n, `${path}.right.set[${i}]`);
+      });
+      b.alternatives.push({ key, path, apply: pats.map(set) });
       return;
     }
     case 'nfproto': {

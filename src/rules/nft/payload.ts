@@ -40,6 +40,8 @@ export const FIELDS: Record<string, FieldInfo> = {
   'tcp flags': { lookup: 'tcp flags', kind: 'tcpflags', max: 0xff, proto: 6, flags: true },
   'icmp type': { lookup: 'icmp type', kind: 'icmp', max: 0xff, family: 4, proto: 1 },
   'icmpv6 type': { lookup: 'icmpv6 type', kind: 'icmp6', max: 0xff, family: 6, proto: 58 },
+  'icmp code': { lookup: 'icmp code', kind: 'icmpcode', max: 0xff, family: 4, proto: 1 },
+  'icmpv6 code': { lookup: 'icmpv6 code', kind: 'icmp6code', max: 0xff, family: 6, proto: 58 },
   'meta iif': { lookup: 'meta iif', kind: 'ifindex', max: 0xffffffff },
   'meta oif': { lookup: 'meta oif', kind: 'ifindex', max: 0xffffffff },
   'meta mark': { lookup: 'meta mark', kind: 'mark', max: 0xffffffff },

@@ -6,7 +6,7 @@
  * of its own that holds them (so a limit is taken once).
  */
 import type { ParsedChain, ParsedRule, ParsedTarget } from '../types';
-import { newRule, type RuleBuild } from './build';
+import { copyRule, newRule, type RuleBuild } from './build';
 import { logTarget } from './log';
 import { limitMatch } from './limit';
 import { ctHelperTarget, type CtHelperObjects } from './ct-helper';
@@ -93,6 +93,7 @@ export function translateRule(expr: unknown, path: string, scope: RuleScope): Tr
     sets: scope.sets,
     helperId: scope.helperId,
     ifindex: scope.ifindex,
+    alternatives: [],
   };
   /** statements after the conditions: a target each, or the per-element rules of a verdict map */
   const steps: { target: ParsedTarget; key?: [unknown, unknown, string] }[] = [];
@@ -131,6 +132,21 @@ export function translateRule(expr: unknown, path: string, scope: RuleScope): Tr
   });
   const base = b.rule;
   base.familyFlag = base.family; // so that rules -L shows -4 / -6
+  if (b.alternatives.length > 0) {
+    if (steps.length > 1 || steps.some((s) => s.key) || b.impure)
+      throw new NftError(b.alternatives[0].path, 'a set of interface names together with several statements or a limit is not supported');
+    if (steps.length === 1) base.target = steps[0].target;
+    let rules = [base];
+    for (const alt of b.alternatives)
+      rules = rules.flatMap((r) =>
+        alt.apply.map((set) => {
+          const c = copyRule(r);
+          set(c);
+          return c;
+        }),
+      );
+    return { rules, chains: [], counted: rules };
+  }
   if (steps.length === 0) return { rules: [base], chains: [], counted: [base] };
   if (steps.length === 1 && !steps[0].key) {
     base.target = steps[0].target;
@@ -139,7 +155,7 @@ export function translateRule(expr: unknown, path: string, scope: RuleScope): Tr
   /** one rule per step over the conditions in `on` */
   const expand = (on: ParsedRule, chain: string): ParsedRule[] =>
     steps.map((s) => {
-      const sb: RuleBuild = { ...b, rule: structuredClone(on), impure: false };
+      const sb: RuleBuild = { ...b, rule: copyRule(on), impure: false };
       sb.rule.chain = chain;
       if (s.key) matchExpr(sb, { op: '==', left: s.key[0], right: s.key[1] }, s.key[2]);
       sb.rule.target = s.target;

@@ -66,7 +66,7 @@ interface TableInfo {
   sets: Map<string, NamedSet>;
   ctHelpers: CtHelperObjects;
   table: ParsedTable;
-  chains: Map<string, { chain: ParsedChain; path: string; slot: HookSlot | null }>;
+  chains: Map<string, { chain: ParsedChain; path: string; slot: HookSlot | null; base: boolean }>;
 }
 
 function str(o: Record<string, unknown>, k: string, path: string): string {
@@ -77,6 +77,37 @@ function str(o: Record<string, unknown>, k: string, path: string): string {
 
 /** Objects that change nothing where no rule uses them. */
 const INERT = new Set(['metainfo', 'counter', 'quota', 'limit']);
+
+/**
+ * Why a base chain nfqwall has no place for (a prerouting chain after conntrack, postrouting,
+ * nat or route chains) could change a packet or what is listed, or null when it cannot: policy
+ * accept, and every rule it reaches ends in nothing, accept, return, jump or goto, without a
+ * counter statement (its counts are listed). Walking such a chain has no effect (a nat chain
+ * without NAT statements gives connections the null binding, which changes no tuple when no
+ * chain translates anything), so it is left out.
+ */
+function unplacedProblem(name: string, policy: string | null, chains: Map<string, ParsedChain>, itemOf: (r: object) => unknown): string | null {
+  if (policy !== 'ACCEPT') return 'its policy drops';
+  const seen = new Set<string>();
+  const walk = (n: string): string | null => {
+    if (seen.has(n)) return null;
+    seen.add(n);
+    for (const r of chains.get(n)?.rules ?? []) {
+      const t = r.target;
+      const item = itemOf(r);
+      const expr = isObject(item) && isObject(item.rule) && Array.isArray(item.rule.expr) ? item.rule.expr : [];
+      if (expr.some((st) => kindOf(st) === 'counter')) return 'a rule reached from it has a counter';
+      if (t.kind === 'ext' || (t.kind === 'standard' && t.name === 'DROP'))
+        return `a rule reached from it has ${t.kind === 'ext' ? `a statement (${t.at?.text ?? t.name})` : 'drop'}`;
+      if (t.kind === 'jump' || t.kind === 'goto') {
+        const w = walk(t.name);
+        if (w) return w;
+      }
+    }
+    return null;
+  };
+  return walk(name);
+}
 
 export function parseNftRuleset(text: string, file: string, opts: NftParseOptions = {}): { set: RuleSet; errors: RuleError[] } {
   const errors: RuleError[] = [];
@@ -105,6 +136,8 @@ export function parseNftRuleset(text: string, file: string, opts: NftParseOption
     return t;
   };
   const bases: (BaseChain & { prio: number; order: number })[] = [];
+  /** base chains with no place in nfqwall: loaded only when they cannot change anything (see unplacedProblem) */
+  const unplaced: { name: string; path: string; why: string; policy: 'ACCEPT' | 'DROP' | null }[] = [];
   const rules: [Record<string, unknown>, string, number][] = [];
   // pass 1: tables, sets, chains (nft -j lists them before the rules, but a hand-written file need not)
   items.forEach((item, i) => {
@@ -151,24 +184,23 @@ export function parseNftRuleset(text: string, file: string, opts: NftParseOption
           let policy: 'ACCEPT' | 'DROP' | null = null;
           if (isBase) {
             const type = str(o, 'type', p);
-            if (type !== 'filter')
-              throw new NftError(
-                `${p}.type`,
-                type === 'nat' ? 'nat chains are not supported (nfqwall has no NAT yet)' : `chains of type "${type}" are not supported`,
-              );
             const prio = typeof o.prio === 'number' ? o.prio : typeof o.prio === 'string' ? PRIORITIES[o.prio] : undefined;
             if (prio === undefined) throw new NftError(`${p}.prio`, `unknown priority ${JSON.stringify(o.prio)}`);
-            const s = slotOf(str(o, 'hook', p), prio);
-            if (!(HOOK_SLOTS as readonly string[]).includes(s)) throw new NftError(`${p}.hook`, s);
-            slot = s as HookSlot;
             const pol = o.policy ?? 'accept';
             if (pol !== 'accept' && pol !== 'drop') throw new NftError(`${p}.policy`, `policy ${JSON.stringify(pol)}`);
             policy = pol === 'drop' ? 'DROP' : 'ACCEPT';
-            bases.push({ slot, table: 'filter', chain: full, family: t.family, prio, order: i });
+            const s = type === 'filter' ? slotOf(str(o, 'hook', p), prio) : null;
+            if (s !== null && (HOOK_SLOTS as readonly string[]).includes(s)) {
+              slot = s as HookSlot;
+              bases.push({ slot, table: 'filter', chain: full, family: t.family, prio, order: i });
+            } else {
+              const why = s ?? (type === 'nat' ? 'nat chains are not supported (nfqwall has no NAT yet)' : `chains of type "${type}" are not supported`);
+              unplaced.push({ name: full, path: `${p}.${s === null ? 'type' : 'hook'}`, why, policy });
+            }
           }
           if (t.chains.has(name)) throw new NftError(p, `chain ${name} listed twice`);
           const chain: ParsedChain = { name: full, builtin: isBase, policy, counters: [0, 0], line: 0, col: 0, rules: [] };
-          t.chains.set(name, { chain, path: p, slot });
+          t.chains.set(name, { chain, path: p, slot, base: isBase });
           t.table.chains.push(chain);
           return;
         }
@@ -192,6 +224,7 @@ export function parseNftRuleset(text: string, file: string, opts: NftParseOption
   const jumps = new Map<string, JumpRef[]>();
   const rulePaths = new Map<object, string>();
   const countsFor = new Map<object, number>();
+  const ruleItem = new Map<object, number>();
   let own = 0;
   for (const [o, p, item] of rules) {
     try {
@@ -210,13 +243,14 @@ export function parseNftRuleset(text: string, file: string, opts: NftParseOption
         chainName: (n, at) => {
           const target = t.chains.get(n);
           if (!target) throw new NftError(at, `no chain ${n} in table ${t.key}`);
-          if (target.slot) throw new NftError(at, `${n} is a base chain: nftables does not jump to base chains`);
+          if (target.base) throw new NftError(at, `${n} is a base chain: nftables does not jump to base chains`);
           return target.chain.name;
         },
         newChain: () => `${c.chain.name}#${++own}`,
       });
       c.chain.rules.push(...out.rules);
       for (const r of out.counted) countsFor.set(r, item);
+      for (const r of [...out.rules, ...out.chains.flatMap((ch) => ch.rules)]) ruleItem.set(r, item);
       t.table.chains.push(...out.chains);
       for (const ch of [c.chain, ...out.chains])
         for (const r of ch === c.chain ? out.rules : ch.rules) {
@@ -233,10 +267,7 @@ export function parseNftRuleset(text: string, file: string, opts: NftParseOption
   }
   if (errors.length) return { set, errors };
   // the kernel's table validation: no loops, the jump stack deep enough
-  const problem = validateGraph(
-    bases.map((b) => b.chain),
-    jumps,
-  );
+  const problem = validateGraph([...bases.map((b) => b.chain), ...unplaced.map((u) => u.name)], jumps);
   if (problem)
     errors.push({
       file,
@@ -262,6 +293,10 @@ export function parseNftRuleset(text: string, file: string, opts: NftParseOption
     }
   };
   for (const b of bases) if (b.slot.startsWith('filter/')) visit(b.chain);
+  for (const u of unplaced) {
+    const why = unplacedProblem(u.name, u.policy, chainByName, (r) => items[ruleItem.get(r) ?? -1]);
+    if (why) errors.push({ file, line: 0, col: 0, message: `${u.path}: ${u.why} (such a chain is loaded only when it can change nothing: ${why})` });
+  }
   bases.sort((a, b) => a.prio - b.prio || a.order - b.order);
   set.nft = {
     doc: doc as { nftables: unknown[] },

@@ -8,7 +8,7 @@ import type { LookupRanges } from './lookup';
 import { isObject, kindOf, NftError } from './path';
 
 /** How the values of a field are written. */
-export type ValueKind = 'addr4' | 'addr6' | 'port' | 'proto' | 'icmp' | 'icmp6' | 'tcpflags' | 'mark' | 'ifindex' | 'helper';
+export type ValueKind = 'addr4' | 'addr6' | 'port' | 'proto' | 'icmp' | 'icmp6' | 'tcpflags' | 'mark' | 'ifindex' | 'helper' | 'icmpcode' | 'icmp6code';
 
 export const ICMP_TYPES: Record<string, number> = {
   'echo-reply': 0,
@@ -50,6 +50,26 @@ export const ICMPV6_TYPES: Record<string, number> = {
   'mld2-listener-report': 143,
 };
 
+/** nft's icmp_code and icmpv6_code names */
+export const ICMP_CODES: Record<string, number> = {
+  'net-unreachable': 0,
+  'host-unreachable': 1,
+  'prot-unreachable': 2,
+  'port-unreachable': 3,
+  'frag-needed': 4,
+  'net-prohibited': 9,
+  'host-prohibited': 10,
+  'admin-prohibited': 13,
+};
+export const ICMPV6_CODES: Record<string, number> = {
+  'no-route': 0,
+  'admin-prohibited': 1,
+  'addr-unreachable': 3,
+  'port-unreachable': 4,
+  'policy-fail': 5,
+  'reject-route': 6,
+};
+
 export const TCP_FLAGS: Record<string, number> = { fin: 0x01, syn: 0x02, rst: 0x04, psh: 0x08, ack: 0x10, urg: 0x20, ecn: 0x40, cwr: 0x80 };
 
 export type Range = [number[], number[]];
@@ -80,6 +100,8 @@ const MAX: Record<ValueKind, number> = {
   mark: 0xffffffff,
   ifindex: 0xffffffff,
   helper: 0xffffffff,
+  icmpcode: 0xff,
+  icmp6code: 0xff,
 };
 
 /** One scalar value (a number, a name, an address). */
@@ -109,9 +131,11 @@ export function scalar(kind: ValueKind, v: unknown, path: string): number[] {
     }
     if (kind === 'icmp' && v in ICMP_TYPES) return [ICMP_TYPES[v]];
     if (kind === 'icmp6' && v in ICMPV6_TYPES) return [ICMPV6_TYPES[v]];
+    if (kind === 'icmpcode' && v in ICMP_CODES) return [ICMP_CODES[v]];
+    if (kind === 'icmp6code' && v in ICMPV6_CODES) return [ICMPV6_CODES[v]];
   }
   return bad(
-    `not a ${kind === 'port' ? 'port' : kind === 'proto' ? 'protocol' : kind === 'mark' ? 'mark' : kind.startsWith('icmp') ? 'type' : 'value'} nfqwall knows`,
+    `not a ${kind === 'port' ? 'port' : kind === 'proto' ? 'protocol' : kind === 'mark' ? 'mark' : kind.endsWith('code') ? 'code' : kind.startsWith('icmp') ? 'type' : 'value'} nfqwall knows`,
   );
 }
 

@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ctxFor, engineFor, errorsOf } from '../util';
-import { ipv4, ipv6, tcp, udp } from '../../../helpers/packets';
+import { icmp, icmpv6, ipv4, ipv6, tcp, udp } from '../../../helpers/packets';
 import { NF_ACCEPT, NF_DROP } from '../../../../src/queue/layout';
 import { formatRuleSet } from '../../../../src/rules/index';
 
@@ -93,4 +93,20 @@ test('vmap with a concatenated key, anonymous and named (type verdict); overlapp
   const overlap = { set: [anon.set[2], [cat('198.18.3.9', 50), { drop: null }]] };
   assert.match(errorsOf(doc([vm(overlap)]), 'gw.json')[0], /vmap\.data\.set\[1\]\[0\]: overlaps element 0 of the map/);
   assert.match(errorsOf(doc([vm('@s')], [{ name: 's', type: ['ipv4_addr', 'inet_service'], elem: [] }]), 'gw.json')[0], /"s" is not a verdict map/);
+});
+
+test('icmpv6 type . icmpv6 code and icmp code, as fw4 writes them', () => {
+  const k = cat(pl('icmpv6', 'type'), pl('icmpv6', 'code'));
+  const set = { set: [cat('packet-too-big', 'no-route'), cat('parameter-problem', 'admin-prohibited')] };
+  const p6 = (type: number, code: number) => ipv6({}, icmpv6({ type, code }));
+  assert.equal(verdicts(doc([[m(k, set), { accept: null }]]), [p6(2, 0), p6(2, 1), p6(4, 1), p6(4, 0), ipv4({}, icmp({ type: 3, code: 0 }))]), 'ADADD');
+  const c4 = m(pl('icmp', 'code'), { set: ['port-unreachable', 'admin-prohibited'] });
+  assert.equal(
+    verdicts(doc([[c4, { accept: null }]]), [
+      ipv4({}, icmp({ type: 3, code: 3 })),
+      ipv4({}, icmp({ type: 3, code: 13 })),
+      ipv4({}, icmp({ type: 3, code: 1 })),
+    ]),
+    'AAD',
+  );
 });

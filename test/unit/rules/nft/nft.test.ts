@@ -294,6 +294,16 @@ test('limit: packets (burst default 5), over, bytes (rate_unit, burst_unit), ref
   assert.match(errorsOf(fwd([[{ limit: 'lim1' }, ACCEPT]]))[0], /expr\[0\]\.limit: named limits/);
 });
 
+test('iifname / oifname against an anonymous set of names: one engine rule per name, counted together', () => {
+  assert.equal(v([m(meta('iifname'), { set: ['eth0', 'g0'] }, 'in')], t4()), A);
+  assert.equal(v([m(meta('iifname'), { set: ['eth0', 'eth1'] })], t4()), D);
+  assert.equal(v([m(meta('iifname'), { set: ['g0'] }), m(meta('oifname'), { set: ['g1'] })], t4()), A, 'firewalld writes one-name sets');
+  assert.equal(v([m(meta('iifname'), { set: ['g0', 'eth0'] }), m(meta('oifname'), { set: ['eth1', 'g1'] })], t4()), A);
+  assert.equal(v([m(meta('iifname'), { set: ['g0', 'eth0'] }), m(meta('oifname'), { set: ['eth1', 'eth0'] })], t4()), D);
+  assert.match(errorsOf(fwd([[m(meta('iifname'), { set: ['g0', 'eth0'] }, '!='), ACCEPT]]))[0], /!= a set of several names is not supported/);
+  assert.match(errorsOf(fwd([[m(meta('iifname'), { set: ['g*', 'eth0'] }), ACCEPT]]))[0], /right\.set\[0\]: a wildcard in a set/);
+});
+
 test('meta iif / oif: the interface index nft resolved at load; 0 without a device', () => {
   // IFNAMES: g0 = 2, g1 = 3 (ctxFor: in g0, out g1)
   assert.equal(v([m(meta('iif'), 'g0')], t4()), A);
@@ -335,6 +345,34 @@ test('reject: icmp, icmpv6, icmpx and tcp reset per family', () => {
   assert.deepEqual(tcpRst.rejects, [RJ_TCP_RESET]);
 });
 
+test('base chains nfqwall has no place for load when they can change nothing (firewalld and fw4 write empty nat, mangle, route chains)', () => {
+  const text = doc([
+    {
+      chains: [
+        { name: 'nat_pre', base: { hook: 'prerouting', prio: -90, type: 'nat' }, rules: [[m(meta('iifname'), 'g0'), { goto: { target: 'zone' } }]] },
+        { name: 'mangle_pre', base: { hook: 'prerouting', prio: -140 }, rules: [[{ jump: { target: 'zone' } }], [ACCEPT]] },
+        { name: 'srcnat', base: { hook: 'postrouting', prio: 100, type: 'nat' } },
+        { name: 'route_out', base: { hook: 'output', prio: -150, type: 'route' } },
+        { name: 'zone', rules: [[m(pl('tcp', 'dport'), 22), { return: null }]] },
+        { name: 'fwd', base: { hook: 'forward', prio: 0, policy: 'drop' }, rules: [[m(pl('tcp', 'dport'), 22), ACCEPT]] },
+      ],
+    },
+  ]);
+  const { engine } = engineFor(text);
+  assert.equal(engine.evalFilter(ctxFor(t4({ dport: 22 })), 0), A);
+  assert.equal(engine.evalFilter(ctxFor(t4({ dport: 23 })), 0), D);
+  // a regular chain they reach may not act either
+  const acts = doc([
+    {
+      chains: [
+        { name: 'pre', base: { hook: 'prerouting', prio: 0 }, rules: [[{ jump: { target: 'z' } }]] },
+        { name: 'z', rules: [[{ log: null }]] },
+      ],
+    },
+  ]);
+  assert.match(errorsOf(acts, 'gw.json')[0], /nftables\[2\]\.chain\.hook: .*a rule reached from it has a statement \(LOG\)/);
+});
+
 test('what is not supported is refused with its JSON path', () => {
   const err = (text: string) => errorsOf(text, 'gw.json');
   assert.deepEqual(err(fwd([[m(pl('tcp', 'dport'), 22), { osf: { key: 'name' } }, ACCEPT]])), [
@@ -345,13 +383,14 @@ test('what is not supported is refused with its JSON path', () => {
     /^gw\.json: nftables\[3\]\.rule\.expr\[0\]\.match\.left: meta pkttype is not supported: the queue does not deliver/,
   );
   assert.match(
-    err(doc([{ chains: [{ name: 'n', base: { hook: 'prerouting', prio: -100, type: 'nat' } }] }]))[0],
-    /^gw\.json: nftables\[2\]\.chain\.type: nat chains are not supported/,
+    err(doc([{ chains: [{ name: 'n', base: { hook: 'prerouting', prio: -100, type: 'nat' }, rules: [[{ drop: null }]] }] }]))[0],
+    /^gw\.json: nftables\[2\]\.chain\.type: nat chains are not supported .*can change nothing: a rule reached from it has drop/,
   );
   assert.match(
-    err(doc([{ chains: [{ name: 'p', base: { hook: 'prerouting', prio: 0 } }] }]))[0],
-    /nftables\[2\]\.chain\.hook: a prerouting chain after conntrack/,
+    err(doc([{ chains: [{ name: 'p', base: { hook: 'prerouting', prio: 0 }, rules: [[{ counter: { packets: 0, bytes: 0 } }]] }] }]))[0],
+    /nftables\[2\]\.chain\.hook: a prerouting chain after conntrack.*a rule reached from it has a counter/,
   );
+  assert.match(err(doc([{ chains: [{ name: 'p', base: { hook: 'postrouting', prio: 0, policy: 'drop' } }] }]))[0], /postrouting chains .*its policy drops/);
   assert.match(err(doc([{ family: 'bridge', chains: [] }]))[0], /nftables\[1\]\.table\.family: tables of family "bridge"/);
   assert.match(err(fwd([[{ notrack: null }]]))[0], /nftables\[3\]\.rule: notrack after conntrack/);
   assert.match(

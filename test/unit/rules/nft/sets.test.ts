@@ -42,7 +42,7 @@ test('element syntax: family, table, set, values, prefixes, ranges; refusals', (
   assert.throws(() => parseElementCommand(words('add element foo t s { 1 }')), /unexpected "foo"/);
 });
 
-/** inet t: forward (policy drop) accepts tcp from @allow to a port of @ports, and ip6 from @allow6. */
+/** inet t: forward (policy drop) accepts tcp from @allow to a port of @ports, and logs and accepts ip6 from @allow6 (two engine rules sharing the set). */
 function ruleset(): string {
   const m = (left: unknown, right: unknown) => ({ match: { op: '==', left, right } });
   const pl = (protocol: string, field: string) => ({ payload: { protocol, field } });
@@ -54,7 +54,7 @@ function ruleset(): string {
       { set: { family: 'inet', table: 't', name: 'allow6', type: 'ipv6_addr', flags: ['interval'], elem: [] } },
       { chain: { family: 'inet', table: 't', name: 'fwd', type: 'filter', hook: 'forward', prio: 0, policy: 'drop' } },
       { rule: { family: 'inet', table: 't', chain: 'fwd', expr: [m(pl('ip', 'saddr'), '@allow'), m(pl('tcp', 'dport'), '@ports'), { accept: null }] } },
-      { rule: { family: 'inet', table: 't', chain: 'fwd', expr: [m(pl('ip6', 'saddr'), '@allow6'), { accept: null }] } },
+      { rule: { family: 'inet', table: 't', chain: 'fwd', expr: [m(pl('ip6', 'saddr'), '@allow6'), { log: { prefix: 'six ' } }, { accept: null }] } },
     ],
   });
 }
