@@ -73,19 +73,35 @@ export function sctpNextChunk(buf: Uint8Array, off: number): number {
   return off + ((sctpChunkLength(buf, off) + 3) & ~3);
 }
 
-/** CRC32c (Castagnoli, reflected polynomial 0x82f63b78), one table of 256 words. */
-const CRC32C = new Uint32Array(256);
+/**
+ * CRC32c (Castagnoli, reflected polynomial 0x82f63b78), sliced by 8: T[k * 256 + n] is the CRC
+ * register after byte n followed by k zero bytes, so eight bytes take one step.
+ */
+const T = new Uint32Array(8 * 256);
 for (let n = 0; n < 256; n++) {
   let c = n;
   for (let k = 0; k < 8; k++) c = c & 1 ? (c >>> 1) ^ 0x82f63b78 : c >>> 1;
-  CRC32C[n] = c >>> 0;
+  T[n] = c >>> 0;
 }
+for (let k = 1; k < 8; k++) for (let n = 0; n < 256; n++) T[k * 256 + n] = (T[(k - 1) * 256 + n] >>> 8) ^ T[T[(k - 1) * 256 + n] & 0xff];
 
 /** Continues a CRC32c register `crc` (not inverted) over buf[off, off+len). */
 export function crc32cUpdate(crc: number, buf: Uint8Array, off: number, len: number): number {
-  const t = CRC32C;
   const end = off + len;
-  for (let i = off; i < end; i++) crc = t[(crc ^ buf[i]) & 0xff] ^ (crc >>> 8);
+  let i = off;
+  for (; i + 8 <= end; i += 8) {
+    const w = crc ^ (buf[i] | (buf[i + 1] << 8) | (buf[i + 2] << 16) | (buf[i + 3] << 24));
+    crc =
+      T[1792 + (w & 0xff)] ^
+      T[1536 + ((w >>> 8) & 0xff)] ^
+      T[1280 + ((w >>> 16) & 0xff)] ^
+      T[1024 + (w >>> 24)] ^
+      T[768 + buf[i + 4]] ^
+      T[512 + buf[i + 5]] ^
+      T[256 + buf[i + 6]] ^
+      T[buf[i + 7]];
+  }
+  for (; i < end; i++) crc = T[(crc ^ buf[i]) & 0xff] ^ (crc >>> 8);
   return crc >>> 0;
 }
 
@@ -100,7 +116,7 @@ export function crc32c(buf: Uint8Array, off: number, len: number): number {
  */
 export function sctpChecksum(buf: Uint8Array, off: number, len: number): number {
   let crc = crc32cUpdate(0xffffffff, buf, off, 8);
-  for (let i = 0; i < 4; i++) crc = CRC32C[crc & 0xff] ^ (crc >>> 8);
+  for (let i = 0; i < 4; i++) crc = T[crc & 0xff] ^ (crc >>> 8);
   crc = crc32cUpdate(crc >>> 0, buf, off + SCTP_HEADER_LEN, len - SCTP_HEADER_LEN);
   return ~crc >>> 0;
 }

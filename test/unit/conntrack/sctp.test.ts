@@ -302,3 +302,51 @@ test('SCTP state file: save/restore round trip; restoreLimit refuses NONE, HEART
   assert.notEqual(pass(ct2, c2s(TAG_S, data()), 10).ctstate, CTSTATE_INVALID);
   assert.equal(pass(ct2, c2s(TAG_C, data()), 20).ctstate, CTSTATE_INVALID);
 });
+
+/**
+ * sctp_conntracks[][][] as nf_conntrack_proto_sctp.c writes it (copied here from the kernel
+ * source, not from sctp.ts), rows in sctp_new_state's order, columns sNO sCL sCW sCE sES sSS
+ * sSR sSA sHS; 10 = sIV.
+ */
+// prettier-ignore
+const KERNEL_TABLE = [
+  [
+    [1, 1, 2, 3, 4, 1, 1, 7, 2], [1, 1, 2, 3, 4, 5, 6, 7, 1], [1, 1, 1, 1, 1, 1, 1, 1, 1], [1, 1, 2, 3, 5, 5, 6, 7, 1],
+    [7, 1, 2, 3, 4, 7, 7, 7, 7], [1, 1, 2, 3, 4, 5, 6, 7, 1], [1, 1, 3, 3, 4, 5, 6, 7, 1], [1, 1, 2, 4, 4, 5, 6, 7, 1],
+    [1, 1, 2, 3, 4, 5, 6, 1, 1], [8, 1, 2, 3, 4, 5, 6, 7, 8], [1, 1, 2, 3, 4, 5, 6, 7, 8],
+  ],
+  [
+    [10, 1, 2, 3, 4, 5, 6, 7, 10], [10, 2, 2, 3, 4, 5, 6, 7, 10], [10, 1, 1, 1, 1, 1, 1, 1, 10], [10, 1, 2, 3, 6, 5, 6, 7, 10],
+    [10, 1, 2, 3, 4, 7, 7, 7, 10], [10, 1, 2, 1, 4, 5, 6, 7, 10], [10, 1, 3, 3, 4, 5, 6, 7, 10], [10, 1, 2, 4, 4, 5, 6, 7, 10],
+    [10, 1, 2, 3, 4, 5, 6, 1, 10], [10, 1, 2, 3, 4, 5, 6, 7, 8], [10, 1, 2, 3, 4, 5, 6, 7, 4],
+  ],
+];
+const ROW_CHUNKS = [INIT, INIT_ACK, ABORT, SHUTDOWN, SHUTDOWN_ACK, ERROR, COOKIE_ECHO, COOKIE_ACK, SHUTDOWN_COMPLETE, HEARTBEAT, HEARTBEAT_ACK];
+
+test('SCTP: every cell of the kernel table, driven by a packet on a confirmed entry in that state (vtags that pass the checks)', () => {
+  for (let dir = 0; dir < 2; dir++) {
+    for (let row = 0; row < ROW_CHUNKS.length; row++) {
+      for (let state = 1; state <= 8; state++) {
+        const { ct, e } = established();
+        const tr = ct.tracker(132);
+        tr.restore(e, [state, TAG_S, TAG_C, 0, 0, 0, 0]);
+        const type = ROW_CHUNKS[row];
+        const own = dir === 0 ? TAG_S : TAG_C;
+        const peer = dir === 0 ? TAG_C : TAG_S;
+        const value = type === INIT || type === INIT_ACK ? sctpInitValue(peer) : type === HEARTBEAT || type === HEARTBEAT_ACK ? [0, 1, 0, 4] : [];
+        const c = { type, data: value };
+        const p = dir === 0 ? c2s(type === INIT ? 0 : own, c) : s2c(type === INIT ? 0 : own, c);
+        const ctx = pass(ct, p, 100);
+        const want = KERNEL_TABLE[dir][row][state];
+        const cell = `dir ${dir} chunk ${type} from ${state}`;
+        if (want === 10) {
+          assert.equal(ctx.ctstate, CTSTATE_INVALID, cell);
+          assert.equal(tr.save(e)[0], state, cell);
+        } else {
+          assert.notEqual(ctx.ctstate, CTSTATE_INVALID, cell);
+          assert.equal(tr.save(e)[0], want, cell);
+        }
+      }
+    }
+  }
+});

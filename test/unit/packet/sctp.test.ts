@@ -83,3 +83,16 @@ test('SCTP parse: shorter than the common header is TRUNCATED_L4, ports read fro
   assert.ok(!parsePacket(q, 0, q.length, v));
   assert.equal(v.sport, 0);
 });
+
+test('CRC32c: every length 0..64 and every offset agree with the bitwise definition (slicing by 8 and the tail)', () => {
+  const bitwise = (b: Uint8Array, off: number, len: number) => {
+    let c = 0xffffffff;
+    for (let i = off; i < off + len; i++) {
+      c ^= b[i];
+      for (let k = 0; k < 8; k++) c = c & 1 ? (c >>> 1) ^ 0x82f63b78 : c >>> 1;
+    }
+    return ~c >>> 0;
+  };
+  const b = Uint8Array.from({ length: 80 }, (_, i) => (i * 167 + 13) & 0xff);
+  for (let off = 0; off < 8; off++) for (let len = 0; len <= 64; len++) assert.equal(crc32c(b, off, len), bitwise(b, off, len), `off ${off} len ${len}`);
+});
