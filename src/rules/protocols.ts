@@ -48,3 +48,10 @@ export function protocolNumber(text: string): number {
   cached ??= parseProtocols(readEtcFile(PROTOCOLS_FILE) ?? '');
   return cached.get(text) ?? -1;
 }
+
+/** getprotobynumber()'s name for N (the first /etc/protocols line with that number), or null. */
+export function protocolName(n: number): string | null {
+  cached ??= parseProtocols(readEtcFile(PROTOCOLS_FILE) ?? '');
+  for (const [name, v] of cached) if (v === n) return name;
+  return null;
+}

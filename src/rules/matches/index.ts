@@ -19,6 +19,7 @@ import { multiportMatch } from './multiport';
 import { ownerMatch } from './owner';
 import { recentMatch } from './recent';
 import { sctpMatch } from './sctp';
+import { setMatch } from './set';
 import { stateMatch } from './state';
 import { stringMatch } from './string';
 import { tcpMatch } from './tcp';
@@ -52,6 +53,7 @@ export const MATCHES: Record<string, MatchModule> = {
   string: stringMatch,
   time: timeMatch,
   sctp: sctpMatch,
+  set: setMatch,
 };
 
 /** -m aliases iptables accepts. */
@@ -109,7 +111,6 @@ export const KNOWN_UNSUPPORTED_MATCHES = [
   'realm',
   'rpfilter',
   'rt',
-  'set',
   'socket',
   'statistic',
   'tcpmss',

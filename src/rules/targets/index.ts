@@ -10,6 +10,7 @@ import { markTarget } from './MARK';
 import { rejectTarget } from './REJECT';
 import { tcpmssTarget } from './TCPMSS';
 import { ttlTarget } from './TTL';
+import { setTarget } from './SET';
 
 export const TARGETS: Record<string, TargetModule> = {
   LOG: logTarget,
@@ -23,6 +24,7 @@ export const TARGETS: Record<string, TargetModule> = {
   TTL: ttlTarget,
   HL: hlTarget,
   DSCP: dscpTarget,
+  SET: setTarget,
 };
 
 export const STANDARD_VERDICTS = ['ACCEPT', 'DROP', 'RETURN'] as const;
@@ -46,7 +48,6 @@ export const KNOWN_UNSUPPORTED_TARGETS = [
   'RATEEST',
   'REDIRECT',
   'SECMARK',
-  'SET',
   'SNAT',
   'SYNPROXY',
   'TCPOPTSTRIP',

@@ -12,7 +12,9 @@ import { loadRuleFile } from '../../../src/pipeline/load-rules';
 import { defaultTunables } from '../../../src/conntrack/sysctl';
 import { NF_ACCEPT, VERDICT_MASK } from '../../../src/queue/layout';
 import { batchOf } from '../../helpers/batch';
-import { ipv4, sctp, sctpInitValue, tcp, udp } from '../../helpers/packets';
+import { ipv4, ipv6, sctp, sctpInitValue, tcp, udp } from '../../helpers/packets';
+import * as fs from 'node:fs';
+import { runIpset } from '../../../src/rules/sets/command';
 
 const FLOWS = 512;
 
@@ -41,7 +43,7 @@ function sctpAssociations(setup: Uint8Array[], steady: Uint8Array[]): void {
   }
 }
 
-function packets(withSctp: boolean): { setup: Uint8Array[]; steady: Uint8Array[] } {
+function packets(withSctp: boolean, withV6: boolean): { setup: Uint8Array[]; steady: Uint8Array[] } {
   const setup: Uint8Array[] = [];
   const steady: Uint8Array[] = [];
   const pay = new Uint8Array(64).fill(0x61);
@@ -67,16 +69,31 @@ function packets(withSctp: boolean): { setup: Uint8Array[]; steady: Uint8Array[]
   // new flows: UDP from other sources, each a NEW entry the first time it is seen after a sweep
   for (let k = 0; k < FLOWS; k++) steady.push(ipv4({ src: `198.18.100.${k & 255}`, dst: '198.19.2.1' }, udp({ sport: 30000 + k, dport: 5211, payload: pay })));
   if (withSctp) sctpAssociations(setup, steady);
+  // IPv6 UDP flows (with an ipset file: the sets are looked up in both families)
+  if (withV6)
+    for (let k = 0; k < FLOWS; k++) {
+      const q = ipv6({ src: `2001:2::${(k + 1).toString(16)}`, dst: '2001:2:1::1' }, udp({ sport: 30000 + k, dport: 5212, payload: pay }));
+      setup.push(q);
+      steady.push(q);
+    }
   return { setup, steady };
 }
 
 async function main(): Promise<void> {
+  // after the rules: 'sctp' (SCTP associations too), a *.ipset file (an `ipset restore` file,
+  // loaded before the rules that name its sets; IPv6 flows too)
+  const extra = process.argv.slice(4);
+  const ipsetFile = extra.find((a) => a.endsWith('.ipset'));
+  if (ipsetFile) {
+    const r = runIpset(['restore'], 0, fs.readFileSync(ipsetFile, 'utf8'));
+    assert.equal(r.status, 0, r.err ?? '');
+  }
   const loaded = loadRuleFile(process.argv[3] ?? path.join(__dirname, '..', '..', '..', 'rules', 'bench.rules'), { log: () => {} });
   assert.ok(loaded.rules, loaded.errors.join('\n'));
   const tun = defaultTunables();
   tun.nf_conntrack_max = 8192;
   const fw = new Firewall({ tun, rules: loaded.rules! });
-  const { setup, steady } = packets(process.argv[4] === 'sctp');
+  const { setup, steady } = packets(extra.includes('sctp'), ipsetFile !== undefined);
   const sb = batchOf(setup);
   const st = batchOf(steady);
   let now = 1000.5;

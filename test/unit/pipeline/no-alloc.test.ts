@@ -16,7 +16,7 @@ import * as path from 'node:path';
 
 const MAX_SCAVENGES = 15;
 
-function scavenges(rules?: string, sctp = false): { minor: number; major: number; packets: number } {
+function scavenges(rules?: string, sctp = false, ipsetFile?: string): { minor: number; major: number; packets: number } {
   // --single-threaded: V8 compiles on this thread, so the code is optimised after the same warm-up
   // however loaded the machine is; with background compilation a busy machine left it unoptimised
   // longer (heap numbers): 15 scavenges measured on a loaded 2-core machine, 6-7 otherwise.
@@ -29,6 +29,7 @@ function scavenges(rules?: string, sctp = false): { minor: number; major: number
     '1000000',
     ...(rules ? [rules] : []),
     ...(sctp ? ['sctp'] : []),
+    ...(ipsetFile ? [ipsetFile] : []),
   ];
   const r = spawnSync(process.execPath, args, { encoding: 'utf8', timeout: 300_000 });
   assert.equal(r.status, 0, r.stderr);
@@ -58,4 +59,9 @@ test('nor do the mangle targets (MARK, CONNMARK, DSCP, TTL, TCPMSS, CHECKSUM rew
 test('nor do lookups of nftables named sets, which change at run time, concatenations, nft limits, iif, ip6 nexthdr (test/unit/pipeline/sets.nft.json)', () => {
   const res = scavenges(path.join(__dirname, 'sets.nft.json'));
   assert.ok(res.minor <= MAX_SCAVENGES, `${res.minor} scavenges (and ${res.major} other collections) during ${res.packets} packets: a set lookup allocates`);
+});
+
+test('nor do ipset lookups and -j SET adds, IPv4 and IPv6 (test/unit/pipeline/sets.rules over sets.ipset)', () => {
+  const res = scavenges(path.join(__dirname, 'sets.rules'), false, path.join(__dirname, 'sets.ipset'));
+  assert.ok(res.minor <= MAX_SCAVENGES, `${res.minor} scavenges (and ${res.major} other collections) during ${res.packets} packets: an ipset lookup allocates`);
 });
