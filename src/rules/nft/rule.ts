@@ -11,6 +11,7 @@ import { logTarget } from './log';
 import { limitMatch } from './limit';
 import { ctHelperTarget, type CtHelperObjects } from './ct-helper';
 import { concatElement, concatField, elementsOverlap } from './concat';
+import { mangleTarget } from './mangle';
 import { matchExpr } from './match';
 import { notrackTarget } from './notrack';
 import { isObject, kindOf, NftError } from './path';
@@ -43,7 +44,6 @@ export interface TranslatedRule {
 }
 
 const WHY_NOT: Record<string, string> = {
-  mangle: 'setting a mark (meta mark set, ct mark set) is not supported',
   queue: 'queue is not supported (nfqwall is the queue reader)',
 };
 
@@ -53,6 +53,7 @@ function targetOf(b: RuleBuild, kind: string, value: unknown, path: string, scop
   if (kind === 'log') return logTarget(b, value, path);
   if (kind === 'reject') return rejectTarget(b, value, path);
   if (kind === 'notrack') return notrackTarget(b, path);
+  if (kind === 'mangle') return mangleTarget(b, value, path);
   if (kind === 'ct helper') return ctHelperTarget(value, path, scope.ctHelpers, scope.family);
   return null;
 }
@@ -101,6 +102,10 @@ export function translateRule(expr: unknown, path: string, scope: RuleScope): Tr
     const p = `${path}.expr[${i}]`;
     const kind = kindOf(st);
     const value = kind ? (st as Record<string, unknown>)[kind] : undefined;
+    // meta mark set ct mark without a connection ends the rule there (NFT_BREAK), CONNMARK goes on
+    const prev = i > 0 ? expr[i - 1] : null;
+    if (kindOf(prev) === 'mangle' && JSON.stringify((prev as { mangle: { value?: unknown } }).mangle.value ?? null).includes('"ct"'))
+      throw new NftError(p, 'a statement after setting a mark from ct mark is not supported (nft stops the rule there when the packet has no connection)');
     if (kind === 'counter') {
       if (typeof value === 'string') throw new NftError(p, 'named counters are not supported');
       return; // every engine rule counts its packets
