@@ -5,6 +5,7 @@ import { CTSTATE_INVALID, CTSTATE_NEW, CTSTATE_RELATED, IPS_ASSURED, IPS_SEEN_RE
 import { formatConntrack, formatProcConntrack } from '../../../src/conntrack/format';
 import { SCTP_CONNTRACK_HEARTBEAT_SENT, SCTP_CONNTRACKS, SctpTracker, sctpNewState } from '../../../src/conntrack/proto/sctp';
 import { NF_INET_LOCAL_OUT, PKTF_CSUM_VERIFIED } from '../../../src/queue/layout';
+import { checkRestoredEntry } from '../../../src/conntrack/restore-check';
 import { makeCt, pass, tunables } from './util';
 
 const C = '198.18.0.2';
@@ -349,4 +350,17 @@ test('SCTP: every cell of the kernel table, driven by a packet on a confirmed en
       }
     }
   }
+});
+
+test("SCTP state file check: a saved entry is accepted with its timeout capped at its state's; a forged state is refused", () => {
+  const { ct, e } = established();
+  const d = JSON.parse(JSON.stringify(ct.exportEntry(e, 100)));
+  const ok = checkRestoredEntry(ct, { ...d, timeoutMs: 10 ** 12 }, 0);
+  assert.ok(typeof ok !== 'string', String(ok));
+  assert.equal(ok.timeoutMs, 210_000);
+  assert.match(String(checkRestoredEntry(ct, { ...d, proto: [0, 1, 2, 0, 0, 0, 0] }, 0)), /a sctp entry no packets could have produced/);
+  assert.match(String(checkRestoredEntry(ct, { ...d, proto: [8, 1, 2, 0, 0, 0, 0] }, 0)), /a sctp entry no packets could have produced/);
+  const hb = checkRestoredEntry(ct, { ...d, status: 0, proto: [8, 1, 2, 0, 0, 0, 0] }, 0);
+  assert.ok(typeof hb !== 'string');
+  assert.equal(hb.timeoutMs, 30_000);
 });
