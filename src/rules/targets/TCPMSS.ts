@@ -1,6 +1,6 @@
 /**
  * -j TCPMSS (libxt_TCPMSS.c, xt_TCPMSS.c tcpmss_mangle_packet): --set-mss N (0-65515 for
- * IPv4, 65495 for IPv6) lowers the MSS option of a TCP packet to N, never raises it, and keeps
+ * IPv4, 0-65495 for IPv6) lowers the MSS option of a TCP packet to N, never raises it, and keeps
  * the TCP checksum valid. The kernel requires -p tcp (.proto); through iptables-nft (nft_compat)
  * it does not require --syn. A non-first fragment passes; a TCP header that does not fit the
  * packet is dropped, as the kernel does.
@@ -51,7 +51,9 @@ export const tcpmssTarget: TargetModule<TcpmssState> = {
   },
   finalize(s, rule, at, env) {
     if (s.mss < 0) return env.error(at, 'TCPMSS target: At least one parameter is required');
-    if (rule.proto !== 6 || rule.protoInv) env.error(at, 'TCPMSS target needs "-p tcp" (the kernel registers it for TCP only)');
+    if (rule.proto !== 6 || rule.protoInv) return env.error(at, 'TCPMSS target needs "-p tcp" (the kernel registers it for TCP only)');
+    // libip6t's range leaves room for the 40-byte IPv6 header: a rule for both families is an IPv6 rule too
+    if (rule.family !== 4 && s.mss > 0xffff - 40) env.error(at, 'TCPMSS: bad value for option "--set-mss", or out of range (0-65495) for IPv6');
   },
   familyOf: () => 0,
   save: (s) => ['--set-mss', String(s.mss)],

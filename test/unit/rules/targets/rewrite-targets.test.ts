@@ -168,6 +168,8 @@ test('rewrite targets: iptables refusals with LINE:COL', () => {
   assert.deepEqual(e('-j TCPMSS --set-mss 1000'), ['e.rules:2:15: TCPMSS target needs "-p tcp" (the kernel registers it for TCP only)']);
   assert.deepEqual(e('! -p tcp -j TCPMSS --set-mss 1000'), ['e.rules:2:24: TCPMSS target needs "-p tcp" (the kernel registers it for TCP only)']);
   assert.deepEqual(e('-p tcp -j TCPMSS'), ['e.rules:2:22: TCPMSS target: At least one parameter is required']);
+  assert.deepEqual(e('-4 -p tcp -j TCPMSS --set-mss 65515'), []);
+  assert.deepEqual(e('-p tcp -j TCPMSS --set-mss 65496'), ['e.rules:2:22: TCPMSS: bad value for option "--set-mss", or out of range (0-65495) for IPv6']);
   assert.deepEqual(e('-p tcp -j TCPMSS --set-mss 65516'), ['e.rules:2:39: TCPMSS: bad value for option "--set-mss", or out of range (0-65515)']);
   assert.match(e('-p tcp -j TCPMSS --clamp-mss-to-pmtu')[0], /^e\.rules:2:29: TCPMSS --clamp-mss-to-pmtu is not supported: the kernel takes the path MTU/);
   assert.deepEqual(e('-p udp -j CHECKSUM'), ['e.rules:2:22: CHECKSUM: option "--checksum-fill" must be specified']);
