@@ -99,7 +99,7 @@ export class Conntrack extends ConntrackOps {
       this.stats.invalid++;
       return NF_ACCEPT;
     } else if (!this.checksumOk(ctx, v)) {
-      this.logInvalid(v, 'bad checksum');
+      this.logInvalid(v, this.byProto[proto].badChecksumReason ?? 'bad checksum');
       this.stats.invalid++;
       return NF_ACCEPT;
     }

@@ -176,6 +176,8 @@ const SAVE_MAX = [SCTP_CONNTRACK_HEARTBEAT_SENT, 0xffffffff, 0xffffffff, 1, 1, 1
 export class SctpTracker implements ProtoTracker {
   readonly protonum = IPPROTO_SCTP;
   readonly name = 'sctp';
+  /** sctp_error's words */
+  readonly badChecksumReason = 'nf_ct_sctp: bad CRC';
 
   private cap = 0;
   /** rows below this were initialised at some point (highest entry id + 1) */

@@ -47,6 +47,8 @@ export interface ProtoTracker {
   readonly protonum: number;
   /** Name as conntrack -L prints it: 'tcp', 'udp', 'icmp', 'icmpv6', 'unknown'. */
   readonly name: string;
+  /** What nf_conntrack_log_invalid logs for a bad checksum when the kernel's words are not "bad checksum" (SCTP: "nf_ct_sctp: bad CRC"). */
+  readonly badChecksumReason?: string;
   /**
    * Sanity checks before the lookup (the kernel's tcp_error / udp_error): header
    * shape, flag combinations. Checksums are checked by the core. Return false if

@@ -249,6 +249,13 @@ test('SCTP CRC32c: a bad checksum is INVALID unless nf_conntrack_checksum=0, loc
   assert.equal(pass(makeCt().ct, bad, 0, { hook: NF_INET_LOCAL_OUT }).ctstate, CTSTATE_NEW);
   assert.equal(pass(makeCt().ct, bad, 0, { pktFlags: PKTF_CSUM_VERIFIED }).ctstate, CTSTATE_NEW);
   assert.equal(pass(makeCt().ct, good, 0).ctstate, CTSTATE_NEW);
+  // logged under nf_conntrack_log_invalid in sctp_error's words
+  const { ct, logs } = makeCt({ nf_conntrack_log_invalid: 132 });
+  pass(ct, bad, 0);
+  assert.deepEqual(
+    logs.map((l) => l.msg),
+    ['nf_ct_proto_132: nf_ct_sctp: bad CRC SRC=198.18.0.2 DST=198.19.0.2 PROTO=132'],
+  );
 });
 
 test('SCTP timeouts are the live sysctls net.netfilter.nf_conntrack_sctp_timeout_*', () => {
