@@ -95,7 +95,7 @@ export function checkConntrack(ct: Conntrack, opts: CheckOptions = {}): string[]
       nodesInHash++;
       if ((tb.flags[e] & F_ALLOC) === 0 && bad(`bucket ${b}: node ${n} of a free row ${e}`)) break chains;
       if ((tb.flags[e] & F_HASHED) === 0 && bad(`bucket ${b}: node ${n} of unhashed entry ${e}`)) break chains;
-      nodeTuple(tb.rec, n, scratch, 0);
+      nodeTuple(tb.rec, tb.nat, n, scratch, 0);
       const hb = tb.bucketOf(tp.hkey.hashTuple(scratch, 0));
       if (hb !== b && bad(`node ${n} in bucket ${b}, its tuple hashes to bucket ${hb}`)) break chains;
     }

@@ -33,6 +33,13 @@ export const IPS_EXPECTED = 1 << 0;
 export const IPS_SEEN_REPLY = 1 << 1;
 export const IPS_ASSURED = 1 << 2;
 export const IPS_CONFIRMED = 1 << 3;
+export const IPS_SRC_NAT = 1 << 4;
+export const IPS_DST_NAT = 1 << 5;
+/** both NAT kinds: the REPLY tuple is stored (ConnTable.nat), it is not the inverted ORIG tuple */
+export const IPS_NAT_MASK = IPS_SRC_NAT | IPS_DST_NAT;
+export const IPS_SRC_NAT_DONE = 1 << 7;
+export const IPS_DST_NAT_DONE = 1 << 8;
+export const IPS_NAT_DONE_MASK = IPS_SRC_NAT_DONE | IPS_DST_NAT_DONE;
 export const IPS_DYING = 1 << 9;
 export const IPS_FIXED_TIMEOUT = 1 << 10;
 export const IPS_HELPER = 1 << 13;

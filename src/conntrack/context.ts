@@ -1,12 +1,17 @@
 import { PacketView } from '../packet/view';
 import { CTSTATE_INVALID, IP_CT_NONE } from './constants';
 import type { Conntrack } from './core';
+import type { NatRange } from './nat';
 
 /** What a target may change on the packet's connection (the Conntrack of the packet's table). */
 export interface ConnectionWriter {
   setMark(entry: number, mark: number): void;
   /** a helper for an unconfirmed entry (nft's ct helper set); no change when one is assigned */
   assignHelper(entry: number, helperId: number): void;
+  /** nf_nat_setup_info (src/conntrack/nat.ts): false when no free tuple was found (drop the packet) */
+  natSetup(entry: number, range: NatRange, manip: number, now: number): boolean;
+  /** MASQUERADE: the entry dies with this interface's address (nf_conn_nat.masq_index) */
+  setMasqIndex(entry: number, ifindex: number): void;
 }
 
 /**
@@ -33,6 +38,8 @@ export class PacketContext {
    * captured length): a rewrite that changes the length (FTP NAT) stays within it.
    */
   room = 0;
+  /** NF_INET_* hook of the nat chain being walked (NAT targets: HOOK2MANIP), set by the pipeline */
+  natHook = 0;
   /** PKTF_* flags from the queue (checksum not ready, GSO, truncated, UID/GID and MAC present) */
   pktFlags = 0;
   /** NFQA_UID / NFQA_GID of a local socket's packet; valid only with PKTF_UID_GID */
@@ -60,6 +67,8 @@ export class PacketContext {
   ctmark = 0;
   /** 1 when the entry was created by this packet and is not yet confirmed. */
   unconfirmed = 0;
+  /** 1 when the entry was hashed at the pre-routing crossing and this is the second crossing deciding its first packet (F_PENDING). */
+  pending = 0;
 
   /**
    * Set by targets: VERDICT_SET_MARK (ctx.mark changed), VERDICT_SET_PAYLOAD (the bytes were
@@ -80,5 +89,6 @@ export class PacketContext {
     this.masterHelper = 0;
     this.ctmark = 0;
     this.unconfirmed = 0;
+    this.pending = 0;
   }
 }

@@ -23,7 +23,11 @@ import {
   IP_CT_UNTRACKED,
   IPS_CONFIRMED,
   IPS_EXPECTED,
+  IPS_DST_NAT,
   IPS_HELPER,
+  IPS_NAT_DONE_MASK,
+  IPS_NAT_MASK,
+  IPS_SRC_NAT,
   IPS_SEEN_REPLY,
   PKT_DROP,
   PKT_INVALID,
@@ -34,11 +38,12 @@ import type { PacketContext } from './context';
 import { NF_CT_EXPECT_PERMANENT } from './expect';
 import { R_STATUS, TUPLE_WORDS, T_META, T_PORTS, T_SRC, nodeEquals, nodeTuple, recBase, recProto, storeTuple } from './layout';
 import { admissionLimit } from './mgmt';
-import { ConntrackOps } from './ops';
+import { ConntrackNat } from './nat';
 import { ICMP_NOT_ERROR, ICMP_UNTRACKED, icmpv4Error } from './proto/icmp';
 import { icmpv6Error } from './proto/icmpv6';
 import { IPS_SEQ_ADJUST } from './seqadj';
-import { invertPorts, tupleFromView } from './tuple';
+import { invertPorts, invertTuple, tupleFromView } from './tuple';
+import { F_PENDING } from './table';
 
 /** The loopback device's ifindex (registered first in every network namespace). */
 const LOOPBACK_IFINDEX = 1;
@@ -55,11 +60,15 @@ function allowClash(proto: number): boolean {
   return proto === IPPROTO_UDP || proto === IPPROTO_UDPLITE || proto === IPPROTO_ICMP || proto === IPPROTO_ICMPV6;
 }
 
-export class Conntrack extends ConntrackOps {
+export class Conntrack extends ConntrackNat {
   /** the packet's tuple (scratch) */
   private readonly key = new Uint32Array(TUPLE_WORDS);
   /** the hash of newRow's ORIG tuple, for its confirm */
   private newHash = 0;
+  /** the packet's tuple inverted (resume) */
+  private readonly invKey = new Uint32Array(TUPLE_WORDS);
+  /** the entry insertEntry last inserted (not an existing one a clash resolved to) */
+  private lastInserted = -1;
   private readonly masterConfirmed = (m: number): boolean => (this.table.status(m) & IPS_CONFIRMED) !== 0;
 
   /**
@@ -67,13 +76,7 @@ export class Conntrack extends ConntrackOps {
    * Returns NF_ACCEPT, or NF_DROP when conntrack itself drops the packet.
    */
   in(ctx: PacketContext, now: number): number {
-    ctx.entry = -1;
-    ctx.ctinfo = IP_CT_NONE;
-    ctx.ctstate = CTSTATE_INVALID;
-    ctx.ctstatus = 0;
-    ctx.masterHelper = 0;
-    ctx.unconfirmed = 0;
-    this.lastNow = now;
+    this.clearCt(ctx, now);
     if (ctx.notrack) {
       ctx.ctinfo = IP_CT_UNTRACKED;
       ctx.ctstate = CTSTATE_UNTRACKED;
@@ -181,6 +184,18 @@ export class Conntrack extends ConntrackOps {
     }
   }
 
+  /** ctx's conntrack fields before a lookup: no entry, INVALID. */
+  private clearCt(ctx: PacketContext, now: number): void {
+    ctx.entry = -1;
+    ctx.ctinfo = IP_CT_NONE;
+    ctx.ctstate = CTSTATE_INVALID;
+    ctx.ctstatus = 0;
+    ctx.masterHelper = 0;
+    ctx.unconfirmed = 0;
+    ctx.pending = 0;
+    this.lastNow = now;
+  }
+
   /**
    * After the rules accepted the packet: run the entry's helper, confirm an
    * unconfirmed entry (nf_confirm → __nf_conntrack_confirm). NF_ACCEPT or NF_DROP.
@@ -213,6 +228,9 @@ export class Conntrack extends ConntrackOps {
       ctx.entry = e;
       if (e < 0) return NF_DROP;
       ctx.ctstatus = tb.status(e);
+    } else if (ctx.pending) {
+      ctx.pending = 0;
+      tb.flags[e] &= ~F_PENDING;
     }
     return NF_ACCEPT;
   }
@@ -233,14 +251,78 @@ export class Conntrack extends ConntrackOps {
     return r;
   }
 
-  /** The rules dropped the packet: an entry it created goes away unconfirmed. */
+  /** The rules dropped the packet: an entry it created goes away unconfirmed (or pending: hashed at the pre-routing crossing). */
   abort(ctx: PacketContext): void {
     const e = ctx.entry;
-    if (ctx.unconfirmed && e >= 0 && this.table.isAlloc(e) && (this.table.status(e) & IPS_CONFIRMED) === 0) {
+    const tb = this.table;
+    if (ctx.unconfirmed && e >= 0 && tb.isAlloc(e) && (tb.status(e) & IPS_CONFIRMED) === 0) {
+      this.destroy(e);
+      ctx.entry = -1;
+    } else if (ctx.pending && e >= 0 && tb.isAlloc(e) && (tb.flags[e] & F_PENDING) !== 0) {
       this.destroy(e);
       ctx.entry = -1;
     }
     ctx.unconfirmed = 0;
+    ctx.pending = 0;
+  }
+
+  /**
+   * The pre-routing crossing accepted the first packet of a new entry: it is hashed now, so
+   * that the packet's second crossing (and the next packets) find it, and marked F_PENDING
+   * until that crossing decides the packet (confirm clears the mark, abort destroys the entry).
+   */
+  confirmEarly(ctx: PacketContext, now: number): number {
+    if (!ctx.unconfirmed) return NF_ACCEPT;
+    ctx.unconfirmed = 0;
+    const e = this.insertEntry(ctx.entry, now);
+    ctx.entry = e;
+    if (e < 0) return NF_DROP;
+    const tb = this.table;
+    if (e === this.lastInserted) tb.flags[e] |= F_PENDING;
+    ctx.ctstatus = tb.status(e);
+    return NF_ACCEPT;
+  }
+
+  /**
+   * The second crossing of a packet tracked at the pre-routing crossing in direction dir: its
+   * entry found again from the packet's tuple as that crossing left it (destination rewritten:
+   * the ORIG direction's (orig src → reply src), the REPLY's (reply src → orig src)), without
+   * running the tracker again; ctx filled as in(). No entry (gone since): ctx stays INVALID.
+   * An entry both SNATed and DNATed (hairpin) is not found this way after its first packet:
+   * such packets are left INVALID and counted in nat_drop (the pipeline drops them).
+   */
+  resume(ctx: PacketContext, dir: number, now: number): void {
+    this.clearCt(ctx, now);
+    const v = ctx.view;
+    const key = this.key;
+    if (v.malformed !== 0 || v.fragOffset !== 0 || !tupleFromView(v, key, 0)) return;
+    const tb = this.table;
+    // the node that tuple must be, and the NAT bits its entry must (not) have
+    let n = this.find(key, this.hkey.hashTuple(key, 0), now);
+    let e = -1;
+    if (n >= 0 && (n & 1) === dir && (tb.status(n >> 1) & (dir === 0 ? IPS_DST_NAT : IPS_SRC_NAT)) === 0) e = n >> 1;
+    else {
+      const inv = this.invKey;
+      if (!invertTuple(key, 0, inv, 0)) return;
+      n = this.find(inv, this.hkey.hashTuple(inv, 0), now);
+      if (n >= 0 && (n & 1) !== dir) {
+        const st = tb.status(n >> 1) & IPS_NAT_MASK;
+        if (st === (dir === 0 ? IPS_DST_NAT : IPS_SRC_NAT)) e = n >> 1;
+      }
+    }
+    if (e < 0) {
+      this.stats.nat_drop++;
+      return;
+    }
+    const st = tb.status(e);
+    const ctinfo = dir === 1 ? IP_CT_ESTABLISHED_REPLY : st & IPS_SEEN_REPLY ? IP_CT_ESTABLISHED : st & IPS_EXPECTED ? IP_CT_RELATED : IP_CT_NEW;
+    ctx.entry = e;
+    ctx.ctinfo = ctinfo;
+    ctx.ctstate = ctstateBit(ctinfo);
+    ctx.ctstatus = st;
+    ctx.masterHelper = tb.masterHelper[e];
+    ctx.ctmark = tb.mark[e];
+    ctx.pending = (tb.flags[e] & F_PENDING) !== 0 ? 1 : 0;
   }
 
   /** Checksums are verified (nf_conntrack_checksum) unless locally generated or already verified / not ready (offload). */
@@ -351,15 +433,6 @@ export class Conntrack extends ConntrackOps {
     return e;
   }
 
-  private nextRandom(): number {
-    let x = this.rnd[0];
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    this.rnd[0] = x;
-    return this.rnd[0];
-  }
-
   /**
    * __nf_conntrack_confirm for unconfirmed entry e: clash and chain-length checks
    * on both tuples' buckets, then insertion. Returns the entry the packet is now
@@ -372,14 +445,14 @@ export class Conntrack extends ConntrackOps {
     let h0 = 0;
     let h1 = 0;
     for (let d = 0; d < 2; d++) {
-      nodeTuple(tb.rec, 2 * e + d, k, 0);
+      nodeTuple(tb.rec, tb.nat, 2 * e + d, k, 0);
       // the ORIG hash was computed for the lookup that created e (unless another entry came since)
       const h = d === 0 && e === this.newRow ? this.newHash : this.hkey.hashTuple(k, 0);
       if (d === 0) h0 = h;
       else h1 = h;
       let chainlen = 0;
       for (let n = tb.head(tb.bucketOf(h)); n >= 0; n = tb.next(n)) {
-        if (nodeEquals(tb.rec, n, k)) {
+        if (nodeEquals(tb.rec, tb.nat, n, k)) {
           return this.resolveClash(e, n, d);
         }
         if (chainlen++ > maxChain) {
@@ -393,7 +466,15 @@ export class Conntrack extends ConntrackOps {
     tb.setStatus(e, tb.status(e) | IPS_CONFIRMED);
     tb.setTimeout(e, tb.timeout(e) + now);
     tb.insert(e, h0, h1);
+    this.lastInserted = e;
     return e;
+  }
+
+  private sameReply(a: number, b: number): boolean {
+    const tb = this.table;
+    const k = this.key;
+    nodeTuple(tb.rec, tb.nat, 2 * a + 1, k, 0);
+    return nodeEquals(tb.rec, tb.nat, 2 * b + 1, k);
   }
 
   /** nf_ct_resolve_clash: our tuple of direction d equals node n of an existing entry. */
@@ -401,8 +482,9 @@ export class Conntrack extends ConntrackOps {
     const tb = this.table;
     const proto = recProto(tb.rec, e);
     const existing = n >> 1;
-    // without NAT the entries can be merged when the existing ORIG tuple is our ORIG tuple
-    if (allowClash(proto) && d === 0 && (n & 1) === 0) {
+    // __nf_ct_resolve_clash: merged when the existing ORIG tuple is ours and the existing entry
+    // has no NAT binding, or the same REPLY tuple (nf_ct_match)
+    if (allowClash(proto) && d === 0 && (n & 1) === 0 && ((tb.status(existing) & IPS_NAT_DONE_MASK) === 0 || this.sameReply(e, existing))) {
       this.destroy(e);
       this.stats.clash_resolve++;
       return existing;

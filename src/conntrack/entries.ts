@@ -164,6 +164,16 @@ export class ConntrackEntries {
     hp.init(e);
   }
 
+  /** xorshift32: chain-length limits, NAT port offsets */
+  protected nextRandom(): number {
+    let x = this.rnd[0];
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    this.rnd[0] = x;
+    return this.rnd[0];
+  }
+
   // ---------------------------------------------------------------- lookup
 
   /**
@@ -176,6 +186,7 @@ export class ConntrackEntries {
     for (;;) {
       const rec = tb.rec;
       const recf = tb.recf;
+      const nat = tb.nat;
       let n = tb.heads[b] - 1;
       let reaped = false;
       while (n >= 0) {
@@ -185,7 +196,7 @@ export class ConntrackEntries {
           reaped = true;
           break;
         }
-        if (nodeEquals(rec, n, k)) return n;
+        if (nodeEquals(rec, nat, n, k)) return n;
         n = rec[nodeLink(n)] - 1;
       }
       if (!reaped) return -1;

@@ -9,7 +9,7 @@ import { IPS_CONFIRMED, IPS_FIXED_TIMEOUT } from './constants';
 import { EXP_MASK_SRC_ADDR, EXP_MASK_SRC_PORT, EXP_OK, EXP_TABLE_FULL } from './expect';
 import { ConntrackExpiry } from './gc';
 import type { HelperHost } from './helpers/helper';
-import { TUPLE_WORDS, T_DST, T_META, T_PORTS, T_SRC, addrWord, portsIndex, recFamily, recProto } from './layout';
+import { TUPLE_WORDS, T_DST, T_META, T_PORTS, T_SRC, addrWord, hasNatReply, portsIndex, recFamily, recProto } from './layout';
 import type { IcmpErrorHost } from './proto/icmp';
 import { logsInvalid, type TrackerHost } from './proto/tracker';
 import { IPS_SEQ_ADJUST } from './seqadj';
@@ -82,9 +82,18 @@ export class ConntrackHost extends ConntrackExpiry implements TrackerHost, Helpe
     return recProto(this.table.rec, e);
   }
 
+  /** An address of the tuple of direction dir (which 0 source, 1 destination); a NATed entry's REPLY tuple from the NAT column. */
   tupleAddr(e: number, dir: number, which: number, out: Uint32Array): void {
-    const off = addrWord(e, dir, which);
-    const t = this.table.rec;
+    const tb = this.table;
+    let off: number;
+    let t: Uint32Array;
+    if (dir === 1 && hasNatReply(tb.rec, e)) {
+      off = e * TUPLE_WORDS + (which === 0 ? T_SRC : T_DST);
+      t = tb.nat;
+    } else {
+      off = addrWord(e, dir, which);
+      t = tb.rec;
+    }
     out[0] = t[off];
     out[1] = t[off + 1];
     out[2] = t[off + 2];

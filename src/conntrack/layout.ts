@@ -18,7 +18,10 @@
  * that the walk, the expiry check and the tuple compare touch one cache line per node:
  *
  *   0..9   ORIG tuple (layout above)
- *   10     R_RPORTS   ports word of the REPLY tuple (its addresses are the ORIG ones swapped: no NAT)
+ *   10     R_RPORTS   ports word of the REPLY tuple; without NAT its addresses are the ORIG ones
+ *                     swapped. With IPS_SRC_NAT or IPS_DST_NAT in R_STATUS the whole REPLY tuple is
+ *                     in the NAT column (ConnTable.nat, TUPLE_WORDS words at e * TUPLE_WORDS), as
+ *                     nf_conntrack_alter_reply leaves it; R_RPORTS still holds its ports word
  *   11     R_NEXT     next link of node 2e   (node + 1; 0 = end of chain; the free list's link too)
  *   12     R_NEXT + 1 next link of node 2e+1 (node + 1; 0 = end of chain)
  *   13     R_STATUS   status (IPS_*)
@@ -28,7 +31,14 @@
  * Node n = 2e + dir names the tuple of direction dir (0 ORIG, 1 REPLY) of entry e in a hash chain.
  */
 
+import { IPS_NAT_MASK } from './constants';
+
 export const TUPLE_WORDS = 10;
+/**
+ * Word 0 of an entry's NAT row (its T_META is the record's, never read from there): the
+ * interface index a MASQUERADE bound the entry to (nf_conn_nat.masq_index), 0 = none.
+ */
+export const NAT_MASQ_WORD = 0;
 export const T_META = 0;
 export const T_SRC = 1;
 export const T_DST = 5;
@@ -86,12 +96,21 @@ export function origTuple(rec: Uint32Array, e: number): Uint32Array {
   return rec.subarray(r, r + TUPLE_WORDS);
 }
 
-/** The tuple of node n into out@o. */
-export function nodeTuple(rec: Uint32Array, n: number, out: Uint32Array, o: number): void {
-  const r = (n >> 1) << REC_SHIFT;
+/** Whether entry e's REPLY tuple is stored in the NAT column (it differs from the inverted ORIG tuple). */
+export function hasNatReply(rec: Uint32Array, e: number): boolean {
+  return (rec[(e << REC_SHIFT) + R_STATUS] & IPS_NAT_MASK) !== 0;
+}
+
+/** The tuple of node n into out@o (nat: ConnTable.nat, where NATed entries' REPLY tuples are). */
+export function nodeTuple(rec: Uint32Array, nat: Uint32Array, n: number, out: Uint32Array, o: number): void {
+  const e = n >> 1;
+  const r = e << REC_SHIFT;
   out[o + T_META] = rec[r + T_META];
   if ((n & 1) === 0) {
     for (let i = 1; i < TUPLE_WORDS; i++) out[o + i] = rec[r + i];
+  } else if ((rec[r + R_STATUS] & IPS_NAT_MASK) !== 0) {
+    const t = e * TUPLE_WORDS;
+    for (let i = 1; i < TUPLE_WORDS; i++) out[o + i] = nat[t + i];
   } else {
     for (let i = 0; i < 4; i++) {
       out[o + T_SRC + i] = rec[r + T_DST + i];
@@ -101,8 +120,11 @@ export function nodeTuple(rec: Uint32Array, n: number, out: Uint32Array, o: numb
   }
 }
 
-/** Does node n's tuple equal tuple k? The words that differ most between flows first. */
-export function nodeEquals(rec: Uint32Array, n: number, k: Uint32Array): boolean {
+/**
+ * Does node n's tuple equal tuple k? The words that differ most between flows first. A NATed
+ * entry's REPLY node compares the NAT column (its status word is on the record's cache line).
+ */
+export function nodeEquals(rec: Uint32Array, nat: Uint32Array, n: number, k: Uint32Array): boolean {
   const r = (n >> 1) << REC_SHIFT;
   if (rec[r + T_META] !== k[T_META]) return false;
   if ((n & 1) === 0) {
@@ -110,7 +132,13 @@ export function nodeEquals(rec: Uint32Array, n: number, k: Uint32Array): boolean
     for (let i = 1; i < 4; i++) if (rec[r + T_SRC + i] !== k[T_SRC + i] || rec[r + T_DST + i] !== k[T_DST + i]) return false;
     return true;
   }
-  if (rec[r + R_RPORTS] !== k[T_PORTS] || rec[r + T_DST] !== k[T_SRC] || rec[r + T_SRC] !== k[T_DST]) return false;
+  if (rec[r + R_RPORTS] !== k[T_PORTS]) return false;
+  if ((rec[r + R_STATUS] & IPS_NAT_MASK) !== 0) {
+    const t = (n >> 1) * TUPLE_WORDS;
+    for (let i = 1; i < 9; i++) if (nat[t + i] !== k[i]) return false;
+    return true;
+  }
+  if (rec[r + T_DST] !== k[T_SRC] || rec[r + T_SRC] !== k[T_DST]) return false;
   for (let i = 1; i < 4; i++) if (rec[r + T_DST + i] !== k[T_SRC + i] || rec[r + T_SRC + i] !== k[T_DST + i]) return false;
   return true;
 }
@@ -120,4 +148,15 @@ export function storeTuple(rec: Uint32Array, e: number, key: Uint32Array, rports
   const r = e << REC_SHIFT;
   for (let i = 0; i < TUPLE_WORDS; i++) rec[r + i] = key[i];
   rec[r + R_RPORTS] = rports;
+}
+
+/**
+ * Entry e's REPLY tuple becomes k@ko (nf_conntrack_alter_reply): stored in the NAT column with
+ * its ports in R_RPORTS. The caller sets IPS_SRC_NAT / IPS_DST_NAT in the status (and unlinks and
+ * relinks the REPLY node of a hashed entry around this).
+ */
+export function storeNatReply(rec: Uint32Array, nat: Uint32Array, e: number, k: Uint32Array, ko: number): void {
+  const t = e * TUPLE_WORDS;
+  for (let i = 1; i < TUPLE_WORDS; i++) nat[t + i] = k[ko + i];
+  rec[(e << REC_SHIFT) + R_RPORTS] = k[ko + T_PORTS];
 }

@@ -175,7 +175,7 @@ export class ConntrackOps extends ConntrackHost {
     storeTuple(tb.rec, e, key, rports);
     // the reply tuple must not clash either
     const rk = this.importReply;
-    nodeTuple(tb.rec, 2 * e + 1, rk, 0);
+    nodeTuple(tb.rec, tb.nat, 2 * e + 1, rk, 0);
     const hr = this.hkey.hashTuple(rk, 0);
     if (this.find(rk, hr, now) >= 0) {
       tb.free(e);

@@ -25,6 +25,8 @@ const STATS = {
   expect_delete: { cpuLine: false },
   /** nfqwall: NEW packets dropped because their source address reached nfqwall.per_source_max */
   per_source_drop: { cpuLine: false },
+  /** nfqwall: first packets dropped because NAT found no free tuple in the range (get_unique_tuple exhausted or clashed) */
+  nat_drop: { cpuLine: false },
 } as const;
 
 export type StatName = keyof typeof STATS;

@@ -2,8 +2,10 @@
  * The connection table: one 64-byte record per entry in one ArrayBuffer, plus a few
  * narrow columns (no object per entry).
  *
- * Entry e (a row id) holds the ORIG tuple; the REPLY tuple is derived (no NAT):
- * addresses swapped, ports word R_RPORTS. Both tuples are linked into the hash:
+ * Entry e (a row id) holds the ORIG tuple; the REPLY tuple is derived when the entry is not
+ * NATed (addresses swapped, ports word R_RPORTS), else it is in the NAT column `nat`
+ * (TUPLE_WORDS words per row, written only for NATed entries, so a table without NAT commits
+ * none of its pages). Both tuples are linked into the hash:
  * node 2e is the ORIG tuple, node 2e+1 the REPLY tuple. The record's words are described
  * in layout.ts.
  *
@@ -14,16 +16,21 @@
  * as rows are first used (no copy when the table fills up, no growth stall).
  *
  * Bytes per entry: 64 record + 4 created + 4 mark + 4 gen + 1 helper + 1 master helper +
- * 1 flags = 79, plus 4 per bucket, plus tracker state; expected entries (RELATED by an
+ * 1 flags = 79 (+ 40 of NAT column address space, committed for NATed rows only), plus 4 per bucket, plus tracker state; expected entries (RELATED by an
  * expectation) also have a master in a side map.
  */
 import * as os from 'node:os';
 import { HashKey, scaleHash } from './hash';
-import { REC_WORDS, R_NEXT, R_RPORTS, R_STATUS, TUPLE_WORDS, nodeLink, nodeTuple, recBase, timeoutIndex } from './layout';
+import { NAT_MASQ_WORD, REC_WORDS, R_NEXT, R_RPORTS, R_STATUS, TUPLE_WORDS, nodeLink, nodeTuple, recBase, timeoutIndex } from './layout';
 
 /** flags[] bits */
 export const F_ALLOC = 1;
 export const F_HASHED = 2;
+/**
+ * Hashed at the pre-routing crossing, its first packet not yet decided at the second one (a
+ * drop there destroys it, as the kernel drops an unconfirmed entry with its packet).
+ */
+export const F_PENDING = 4;
 
 /**
  * Records start this many bytes into their ArrayBuffer. A large buffer comes from mmap
@@ -36,12 +43,12 @@ const REC_PAD_BYTES = 48;
 const INITIAL_CAPACITY = 1024;
 /**
  * Reserve at most this many rows up front: 8M (~670 MB of table address space), and no more
- * than a quarter of the machine's memory at ~200 bytes a row (table and TCP records), so that
+ * than a quarter of the machine's memory at ~240 bytes a row (table, NAT column and TCP records), so that
  * a large nf_conntrack_max on a small machine does not ask for more address space than the
  * kernel's overcommit heuristic grants at once. A larger nf_conntrack_max grows by doubling
  * from there, as the table fills.
  */
-const RESERVE_MAX_ROWS = Math.max(INITIAL_CAPACITY, Math.min(1 << 23, Math.floor(os.totalmem() / 4 / 200)));
+const RESERVE_MAX_ROWS = Math.max(INITIAL_CAPACITY, Math.min(1 << 23, Math.floor(os.totalmem() / 4 / 240)));
 
 export class ConnTable {
   capacity = 0;
@@ -55,6 +62,10 @@ export class ConnTable {
   /** creation time in ms, modulo 2^32 (ages up to 49.7 days are exact; see createdAge) */
   created: Uint32Array = new Uint32Array(0);
   mark: Uint32Array = new Uint32Array(0);
+  /** NATed entries' REPLY tuples, TUPLE_WORDS words per row (layout.ts: storeNatReply) */
+  nat: Uint32Array = new Uint32Array(0);
+  /** a MASQUERADE has bound an entry to an interface (NAT_MASQ_WORD): freed rows clear it */
+  masqUsed = false;
   helper: Uint8Array = new Uint8Array(0);
   masterHelper: Uint8Array = new Uint8Array(0);
   flags: Uint8Array = new Uint8Array(0);
@@ -196,6 +207,8 @@ export class ConnTable {
     this.gen[e] = (this.gen[e] + 1) >>> 0;
     const r = recBase(e);
     this.rec[r + R_STATUS] = 0;
+    // MASQUERADE's interface (NAT_MASQ_WORD), once a MASQUERADE has set any: a table without NAT never touches the column
+    if (this.masqUsed) this.nat[e * TUPLE_WORDS + NAT_MASQ_WORD] = 0;
     this.rec[r + R_NEXT] = this.freeHead + 1;
     if (this.masters.size !== 0) this.masters.delete(e);
     this.freeHead = e;
@@ -229,35 +242,45 @@ export class ConnTable {
   /** The keyed hash of node n's tuple (ORIG for even n, REPLY for odd). */
   nodeHash(n: number): number {
     const k = this.scratch;
-    nodeTuple(this.rec, n, k, 0);
+    nodeTuple(this.rec, this.nat, n, k, 0);
     return this.hkey.hashTuple(k, 0);
   }
 
   /** Unlink both nodes of e from their chains (their buckets from the tuples' hashes). */
   unlink(e: number): void {
-    const rec = this.rec;
-    for (let d = 0; d < 2; d++) {
-      const n = 2 * e + d;
-      const link = nodeLink(n);
-      const b = scaleHash(this.nodeHash(n), this.nbuckets);
-      let p = this.heads[b] - 1;
-      if (p === n) {
-        this.heads[b] = rec[link];
-      } else {
-        while (p >= 0) {
-          const pl = nodeLink(p);
-          const q = rec[pl] - 1;
-          if (q === n) {
-            rec[pl] = rec[link];
-            break;
-          }
-          p = q;
-        }
-      }
-      rec[link] = 0;
-    }
+    this.unlinkNode(2 * e);
+    this.unlinkNode(2 * e + 1);
     this.flags[e] &= ~F_HASHED;
     this.hashed--;
+  }
+
+  /** Take node n out of its chain (its bucket from its tuple's hash); the entry stays counted as hashed. */
+  unlinkNode(n: number): void {
+    const rec = this.rec;
+    const link = nodeLink(n);
+    const b = scaleHash(this.nodeHash(n), this.nbuckets);
+    let p = this.heads[b] - 1;
+    if (p === n) {
+      this.heads[b] = rec[link];
+    } else {
+      while (p >= 0) {
+        const pl = nodeLink(p);
+        const q = rec[pl] - 1;
+        if (q === n) {
+          rec[pl] = rec[link];
+          break;
+        }
+        p = q;
+      }
+    }
+    rec[link] = 0;
+  }
+
+  /** Put node n (unlinked by unlinkNode) back at the head of the chain of hash h. */
+  linkNode(n: number, h: number): void {
+    const b = scaleHash(h, this.nbuckets);
+    this.rec[nodeLink(n)] = this.heads[b];
+    this.heads[b] = n + 1;
   }
 
   /** Resize the bucket array and relink every hashed node (nf_conntrack_hash_resize). */
@@ -288,13 +311,14 @@ export class ConnTable {
    */
   private grow(cap: number): boolean {
     const old = this.capacity;
-    let buf: ArrayBuffer, created: Uint32Array, mark: Uint32Array, gen: Uint32Array;
+    let buf: ArrayBuffer, created: Uint32Array, mark: Uint32Array, gen: Uint32Array, nat: Uint32Array;
     let helper: Uint8Array, masterHelper: Uint8Array, flags: Uint8Array;
     try {
       buf = new ArrayBuffer(REC_PAD_BYTES + cap * REC_WORDS * 4);
       created = growU32(this.created, cap);
       mark = growU32(this.mark, cap);
       gen = growU32(this.gen, cap);
+      nat = growU32(this.nat, cap * TUPLE_WORDS);
       helper = growU8(this.helper, cap);
       masterHelper = growU8(this.masterHelper, cap);
       flags = growU8(this.flags, cap);
@@ -310,6 +334,7 @@ export class ConnTable {
     this.created = created;
     this.mark = mark;
     this.gen = gen;
+    this.nat = nat;
     this.helper = helper;
     this.masterHelper = masterHelper;
     this.flags = flags;

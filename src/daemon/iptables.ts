@@ -24,6 +24,7 @@
  * stop under --fail-open) takes the jumps and chains away the same way.
  */
 import { execFile } from 'node:child_process';
+import { NO_PREROUTING, type PreroutingNeed } from '../rules/prerouting';
 
 export type QueueSpec = { first: number; last: number };
 
@@ -33,6 +34,8 @@ export interface IptablesOptions {
   kernelConntrack: 'keep' | 'notrack';
   /** Families to manage (default both). */
   families?: Array<4 | 6>;
+  /** the packets the rules need before routing (src/rules/prerouting.ts): the raw `CHAIN-pre` chain queues them */
+  prerouting?: PreroutingNeed;
   log?: { info(o: object, msg?: string): void; warn(o: object, msg?: string): void };
 }
 
@@ -81,21 +84,52 @@ export class IptablesRules {
     return fams.map((f) => (f === 4 ? 'iptables' : 'ip6tables'));
   }
 
-  /** What is there now: does our chain exist in bin/table, and every rule elsewhere that jumps to it (as `-S` prints it). */
-  private async current(bin: Bin, table: Table): Promise<{ exists: boolean; jumps: string[][] }> {
+  /** What is there now: does chain `chain` exist in bin/table, and every rule elsewhere that jumps to it (as `-S` prints it). */
+  private async current(bin: Bin, table: Table, chain = this.chain): Promise<{ exists: boolean; jumps: string[][] }> {
     const r = await run(bin, ['-w', '-t', table, '-S']);
     if (r.code !== 0) throw new Error(`${bin} -t ${table} -S: ${r.stderr.trim() || `exit ${r.code}`}`);
     let exists = false;
     const jumps: string[][] = [];
     for (const line of r.stdout.split('\n')) {
       const a = splitRule(line.trim());
-      if (a[0] === '-N' && a[1] === this.chain) exists = true;
-      if (a[0] === '-A' && a[1] !== this.chain) {
+      if (a[0] === '-N' && a[1] === chain) exists = true;
+      if (a[0] === '-A' && a[1] !== chain) {
         const j = a.indexOf('-j');
-        if (j >= 0 && a[j + 1] === this.chain) jumps.push(a.slice(1));
+        if (j >= 0 && a[j + 1] === chain) jumps.push(a.slice(1));
       }
     }
     return { exists, jumps };
+  }
+
+  /** The raw chain of the pre-routing crossing (jumped to from raw PREROUTING after the main chain). */
+  get preChain(): string {
+    return `${this.chain}-pre`;
+  }
+
+  /** The queue target of both crossings. */
+  private queueTarget(): string[] {
+    const { queues, failOpen } = this.opts;
+    const target =
+      queues.first === queues.last
+        ? ['-j', 'NFQUEUE', '--queue-num', String(queues.first)]
+        : ['-j', 'NFQUEUE', '--queue-balance', `${queues.first}:${queues.last}`];
+    if (failOpen) target.push('--queue-bypass');
+    return target;
+  }
+
+  /** The pre-routing chain's rules for a family: one queue rule per match of the rules' need (none: no chain). */
+  private preBody(bin: Bin): string[][] {
+    const need = (this.opts.prerouting ?? NO_PREROUTING)[bin === 'iptables' ? 4 : 6];
+    return need.map((m) => [...m, ...this.queueTarget()]);
+  }
+
+  get prerouting(): PreroutingNeed {
+    return this.opts.prerouting ?? NO_PREROUTING;
+  }
+
+  /** Replace the pre-routing need (a reload changed the rules); install() puts it in force. */
+  setPrerouting(need: PreroutingNeed): void {
+    this.opts.prerouting = need;
   }
 
   /** Runs one iptables-restore --noflush input (each table one commit). */
@@ -106,15 +140,8 @@ export class IptablesRules {
 
   /** The chain's rules in `table`. */
   private body(table: Table): string[][] {
-    const { queues, failOpen, kernelConntrack } = this.opts;
-    if (table === 'filter') {
-      const target =
-        queues.first === queues.last
-          ? ['-j', 'NFQUEUE', '--queue-num', String(queues.first)]
-          : ['-j', 'NFQUEUE', '--queue-balance', `${queues.first}:${queues.last}`];
-      if (failOpen) target.push('--queue-bypass');
-      return [target];
-    }
+    const { kernelConntrack } = this.opts;
+    if (table === 'filter') return [this.queueTarget()];
     // The conntrack match registers the conntrack + defrag hooks in this namespace (CT --notrack
     // alone does not: xt_CT skips nf_ct_netns_get for notrack), so the queue sees whole datagrams.
     const anchor = ['-m', 'conntrack', '--ctstate', 'UNTRACKED', '-m', 'comment', '--comment', 'nfqwall: keeps kernel defragmentation on'];
@@ -139,6 +166,19 @@ export class IptablesRules {
         for (const j of now.jumps) lines.push(restoreLine(['-D', ...j]));
         for (const spec of this.body(table)) lines.push(restoreLine(['-A', this.chain, ...spec]));
         for (const builtin of BUILTIN[table]) lines.push(restoreLine(['-I', builtin, '1', '-j', this.chain]));
+        if (table === 'raw') {
+          // the pre-routing crossing: replaced (or removed when no longer needed) in the same commit
+          const pre = await this.current(bin, table, this.preChain);
+          const body = this.preBody(bin);
+          if (pre.exists) stale += 1 + pre.jumps.length;
+          for (const j of pre.jumps) lines.push(restoreLine(['-D', ...j]));
+          if (body.length > 0) {
+            lines.splice(1, 0, `:${this.preChain} - [0:0]`);
+            lines.push(restoreLine(['-F', this.preChain]));
+            for (const spec of body) lines.push(restoreLine(['-A', this.preChain, ...spec]));
+            lines.push(restoreLine(['-I', 'PREROUTING', '2', '-j', this.preChain]));
+          } else if (pre.exists) lines.push(restoreLine(['-F', this.preChain]), restoreLine(['-X', this.preChain]));
+        }
         lines.push('COMMIT');
       }
       await this.restore(bin, lines.join('\n') + '\n');
@@ -169,6 +209,11 @@ export class IptablesRules {
         lines.push(`*${table}`);
         for (const j of now.jumps) lines.push(restoreLine(['-D', ...j]));
         if (now.exists) lines.push(restoreLine(['-F', this.chain]), restoreLine(['-X', this.chain]));
+        if (table === 'raw') {
+          const pre = await this.current(bin, table, this.preChain).catch(() => ({ exists: false, jumps: [] as string[][] }));
+          for (const j of pre.jumps) lines.push(restoreLine(['-D', ...j]));
+          if (pre.exists) lines.push(restoreLine(['-F', this.preChain]), restoreLine(['-X', this.preChain]));
+        }
         lines.push('COMMIT');
       }
       if (lines.length === 0) continue;

@@ -20,12 +20,13 @@ import type { Backend } from './backend';
 import { ControlServer } from './control';
 import { DaemonControl, type ControlHost } from './control-ops';
 import { IptablesRules } from './iptables';
+import { samePrerouting } from '../rules/prerouting';
 import { LocalBackend } from './local';
 import { createLogger, type Logger } from './log';
 import { createRegistry, MetricsServer } from './metrics';
 import { startedFields, startTunables, type DaemonOptions } from './options';
 import { WorkerPool } from './pool';
-import { DaemonRules } from './ruleset';
+import { DaemonRules, natQueuesError } from './ruleset';
 import { StateFileWriter } from './state';
 
 function createBackend(opts: DaemonOptions, tun: TunableValues, log: Logger, rules: DaemonRules | undefined, onLost: (why: string) => void): Backend {
@@ -95,6 +96,16 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
       log.error({ file: opts.rules, errors: err.errors }, 'invalid rule file');
       return 1;
     }
+  }
+
+  if (rules && opts.queues.first !== opts.queues.last) {
+    const natRefusal = natQueuesError(rules.file, rules.current.rules);
+    if (natRefusal) {
+      process.stderr.write(natRefusal + '\n');
+      log.error({ file: opts.rules, errors: [natRefusal] }, 'invalid rule file');
+      return 1;
+    }
+    rules.multiQueue = true;
   }
 
   let resolveDone!: (code: number) => void;
@@ -181,8 +192,24 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
 
   let ipt: IptablesRules | undefined;
   if (opts.iptables === 'auto') {
-    ipt = new IptablesRules({ queues: opts.queues, failOpen: opts.failOpen, kernelConntrack: opts.kernelConntrack, log });
+    ipt = new IptablesRules({
+      queues: opts.queues,
+      failOpen: opts.failOpen,
+      kernelConntrack: opts.kernelConntrack,
+      log,
+      prerouting: rules?.current.rules.prerouting,
+    });
     const ours = ipt;
+    if (rules)
+      rules.onSwapped = async (next) => {
+        if (samePrerouting(next.prerouting, ours.prerouting)) return;
+        ours.setPrerouting(next.prerouting);
+        try {
+          await ours.install();
+        } catch (err) {
+          log.error({ err }, `iptables: the pre-routing crossing of the new rules could not be installed: ${(err as Error).message}`);
+        }
+      };
     try {
       await ipt.install();
     } catch (err) {

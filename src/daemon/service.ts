@@ -6,6 +6,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { Firewall } from '../pipeline/firewall';
+import { ifaceAddrs } from '../rules/iface-addrs';
 import type { LoadedRules, RuleDeps } from '../pipeline/load-rules';
 import type { TunableValues } from '../conntrack/sysctl';
 import type { Batch } from '../queue/queue';
@@ -55,6 +56,13 @@ export class FirewallService {
       tun: opts.tun,
       rules: this.rules,
       log: { warn: (m) => log.warn(m), info: (m) => log.info(m), debug: (m) => log.debug(m) },
+    });
+    // MASQUERADE's entries die with their interface's address or link (nf_nat_masquerade.c)
+    ifaceAddrs().onChange((c) => {
+      let n = 0;
+      for (const a of c.removed) n += this.fw.ct.masqueradeGone(a.ifindex, Uint32Array.from(a.addr));
+      for (const i of c.down) n += this.fw.ct.masqueradeGone(i, null);
+      if (n > 0) log.info({ entries: n, removed: c.removed.length, down: c.down }, 'masqueraded entries removed: their address or interface went away');
     });
   }
 

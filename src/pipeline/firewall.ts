@@ -5,7 +5,9 @@
  *   parse → raw chain (notrack / helper template) → conntrack → filter chain →
  *   ACCEPT: confirm (+ helper) | DROP: discard the unconfirmed entry
  *
- * One Firewall owns one connection table; nothing here allocates per packet.
+ * With a *nat table the packet takes the path of crossings.ts instead (two queue crossings,
+ * pre-routing and filter). One Firewall owns one connection table; nothing here allocates
+ * per packet.
  */
 import { parsePacket } from '../packet/parse';
 import { Conntrack } from '../conntrack/core';
@@ -30,6 +32,7 @@ import {
   IX_UID,
   NF_ACCEPT,
   NF_DROP,
+  NF_INET_PRE_ROUTING,
   VERDICT_SET_MARK,
   VERDICT_SET_PAYLOAD,
 } from '../queue/layout';
@@ -37,6 +40,7 @@ import type { Batch } from '../queue/queue';
 import { PacketContext } from '../conntrack/context';
 import { MALFORMED_NAMES } from '../packet/view';
 import { wallClock } from '../rules/wallclock';
+import { NatCrossings } from './crossings';
 
 /** What the pipeline needs from a rule set (src/rules RuleEngine). */
 export interface RuleEvaluator {
@@ -44,15 +48,21 @@ export interface RuleEvaluator {
   evalRaw(ctx: PacketContext, now: number): number;
   /** filter INPUT / FORWARD / OUTPUT by ctx.hook: NF_ACCEPT or NF_DROP */
   evalFilter(ctx: PacketContext, now: number): number;
+  /**
+   * The rules need the two-crossing path of crossings.ts (a *nat table; what else runs before
+   * routing goes there too): packets queued at the pre-routing crossing and at the filter one.
+   * Without it a packet queued at PRE_ROUTING (iptables rules of a previous rule set, during a
+   * reload) is accepted untouched.
+   */
+  readonly twoCrossings?: boolean;
+  /** the nat chain of ctx.natHook, for a connection's first packet: NF_ACCEPT or NF_DROP */
+  evalNat?(ctx: PacketContext, now: number): number;
 }
 
 export const HOOK_NAMES = ['PREROUTING', 'INPUT', 'FORWARD', 'OUTPUT', 'POSTROUTING'] as const;
 
-/** Where the verdict of a packet came from (for counters and replay). */
-export const DECIDED_BY_RAW = 0;
-export const DECIDED_BY_CONNTRACK = 1;
-export const DECIDED_BY_FILTER = 2;
-export const DECIDED_BY_HELPER = 3;
+import { DECIDED_BY_CONNTRACK, DECIDED_BY_FILTER, DECIDED_BY_HELPER, DECIDED_BY_RAW } from './decided';
+export { DECIDED_BY_CONNTRACK, DECIDED_BY_FILTER, DECIDED_BY_HELPER, DECIDED_BY_RAW, DECIDED_BY_NAT } from './decided';
 
 export interface FirewallOptions {
   tun: TunableValues;
@@ -75,6 +85,8 @@ export class Firewall {
   readonly malformed = new Float64Array(MALFORMED_NAMES.length + 8);
   /** how the last packet was decided (DECIDED_BY_*) */
   decidedBy = DECIDED_BY_FILTER;
+  /** the per-crossing path taken when the rules have a *nat table */
+  private readonly nat: NatCrossings;
   private pfHashes = new Int32Array(64);
   /** what prefetchBatch read (kept so that the reads stay) */
   private pfSink = 0;
@@ -85,6 +97,7 @@ export class Firewall {
     this.ct = new Conntrack(opts.tun, { helpers: createHelpers(), log: opts.log, random: opts.random });
     this.ctx.conn = this.ct;
     this.ctx.conntrack = this.ct;
+    this.nat = new NatCrossings(this);
   }
 
   /** Swap the rule set (reload). Takes effect with the next packet; the table is untouched. */
@@ -177,6 +190,8 @@ export class Firewall {
     ctx.length = origlen;
     ctx.pktFlags = flags;
     if (!parsePacket(buf, off, caplen, ctx.view, family)) this.malformed[ctx.view.malformed]++;
+    if (this.rules.twoCrossings === true) return this.nat.decide(ctx, now);
+    if (hook === NF_INET_PRE_ROUTING) return this.count(hook, NF_ACCEPT, origlen);
 
     let verdict = this.rules.evalRaw(ctx, now);
     if (verdict !== NF_ACCEPT) {
@@ -204,7 +219,8 @@ export class Firewall {
     return this.count(hook, NF_ACCEPT, origlen) | ctx.verdictFlags;
   }
 
-  private count(hook: number, verdict: number, len: number): number {
+  /** Counts a packet's verdict by hook (the NAT path's too). */
+  count(hook: number, verdict: number, len: number): number {
     const i = (hook < 5 ? hook : 4) * 2 + (verdict === NF_ACCEPT ? 1 : 0);
     this.packets[i]++;
     this.bytes[i] += len;

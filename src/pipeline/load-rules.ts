@@ -9,6 +9,8 @@ import { helperId as registryHelperId } from '../conntrack/helpers/registry';
 import type { PacketContext } from '../conntrack/context';
 import { NF_ACCEPT } from '../queue/layout';
 import { sysIfnames } from '../rules/ifname';
+import { activeIfaceAddrs, ifaceAddrs } from '../rules/iface-addrs';
+import { preroutingNeed, type PreroutingNeed } from '../rules/prerouting';
 import type { NamedSets } from '../rules/nft/named-sets';
 import { formatError, formatRuleSet, loadRulesSteps, runSteps, runStepsSliced, type Counters, type Steps } from '../rules/index';
 import { createRejectSender, type RejectSender } from '../rules/targets/REJECT';
@@ -23,6 +25,8 @@ export interface LoadedRules extends RuleEvaluator {
   format(verbose: boolean, counters?: Counters): string;
   /** an nftables rule set's named sets (`nfqwall nft add/delete element`) */
   readonly nftSets?: NamedSets;
+  /** the packets these rules need at the pre-routing crossing (src/rules/prerouting.ts; iptables.ts installs it) */
+  readonly prerouting: PreroutingNeed;
   /**
    * Live per-rule and per-policy counters (metrics). Rule numbers count from 1 within their
    * chain, as `iptables -L --line-numbers` shows them.
@@ -46,6 +50,8 @@ export interface RuleDeps {
   linkGeneration?(): number;
   /** sends the REJECT reply of kind RJ_*; default: this thread's sender (threadRejectSender) */
   reject?(kind: number, ctx: PacketContext): void;
+  /** MASQUERADE / REDIRECT's interface address (TargetServices.natAddress); default: the machine's (iface-addrs.ts) */
+  natAddress?(ifindex: number, family: number, dst: Uint32Array | null, out: Uint32Array): boolean;
 }
 
 /** Every packet ACCEPT (replay without --rules). */
@@ -71,6 +77,10 @@ function threadReject(kind: number, ctx: PacketContext): void {
 /** ICMP errors REJECT did not send because of the per-host or the global rate limit (this thread). */
 export function rejectRateLimited(): { host: number; global: number } {
   return threadSender ? { host: threadSender.limiter.limitedHost, global: threadSender.limiter.limitedGlobal } : { host: 0, global: 0 };
+}
+
+function machineNatAddress(ifindex: number, family: number, dst: Uint32Array | null, out: Uint32Array): boolean {
+  return ifaceAddrs().select(ifindex, family, dst, out);
 }
 
 /** A rule file that cannot be used; `errors` are `FILE:LINE:COL: message` lines. */
@@ -137,10 +147,12 @@ function* loadRuleTextSteps(text: string, file: string, deps: RuleDeps): Steps<{
   if (!deps.reject) threadSenderLog = (line, level) => deps.log(line, level);
   const r = yield* loadRulesSteps(text, file, {
     helperId: deps.helperId ?? registryHelperId,
-    deps: { ifname, linkGeneration, log: (l, lv) => deps.log(l, lv), reject: deps.reject ?? threadReject },
+    deps: { ifname, linkGeneration, log: (l, lv) => deps.log(l, lv), reject: deps.reject ?? threadReject, natAddress: deps.natAddress ?? machineNatAddress },
   });
   if (!r.engine) return { errors: r.errors.map(formatError) };
   const engine = r.engine;
+  // the interface addresses are read (and followed) before the first packet needs them
+  if (engine.hasNat && !deps.natAddress) activeIfaceAddrs();
   const set = r.set;
   const counters = engine.counters;
   return {
@@ -148,6 +160,9 @@ function* loadRuleTextSteps(text: string, file: string, deps: RuleDeps): Steps<{
     rules: {
       evalRaw: (ctx, now) => engine.evalRaw(ctx, now),
       evalFilter: (ctx, now) => engine.evalFilter(ctx, now),
+      twoCrossings: engine.hasNat,
+      prerouting: preroutingNeed(set),
+      evalNat: (ctx, now) => engine.evalNat(ctx, now),
       ruleCount: engine.compiled.ruleCount,
       counters,
       format: (verbose, c = counters) => formatRuleSet(set, verbose ? { counters: c } : {}),

@@ -302,6 +302,10 @@ export const HOOK_SLOTS: readonly HookSlot[] = [
   'mangle/FORWARD',
   'mangle/OUTPUT',
   'mangle/POSTROUTING',
+  'nat/PREROUTING',
+  'nat/INPUT',
+  'nat/OUTPUT',
+  'nat/POSTROUTING',
 ];
 export const SLOT_RAW_PREROUTING = 0;
 export const SLOT_RAW_OUTPUT = 1;
@@ -313,6 +317,10 @@ export const SLOT_MANGLE_INPUT = 6;
 export const SLOT_MANGLE_FORWARD = 7;
 export const SLOT_MANGLE_OUTPUT = 8;
 export const SLOT_MANGLE_POSTROUTING = 9;
+export const SLOT_NAT_PREROUTING = 10;
+export const SLOT_NAT_INPUT = 11;
+export const SLOT_NAT_OUTPUT = 12;
+export const SLOT_NAT_POSTROUTING = 13;
 
 /** A match module by name: the iptables extensions, then the nftables-only ones (never reachable with -m). */
 export function matchModule(name: string): MatchModule {
@@ -334,6 +342,8 @@ export class CompiledRuleSet {
   filterInput = -1;
   filterForward = -1;
   filterOutput = -1;
+  /** a *nat table is present: connections get NAT bindings (null ones without a matching rule) */
+  nat = false;
   ruleCount = 0;
   /** distinct interface patterns (-i/-o), by id */
   ifacePatterns: string[] = [];
@@ -487,5 +497,6 @@ export function* compileRulesSteps(set: RuleSet, deps: CompileDeps): Steps<Compi
   out.filterInput = first(SLOT_FILTER_INPUT);
   out.filterForward = first(SLOT_FILTER_FORWARD);
   out.filterOutput = first(SLOT_FILTER_OUTPUT);
+  out.nat = set.tables.some((t) => t.name === 'nat');
   return out;
 }

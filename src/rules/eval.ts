@@ -5,7 +5,7 @@
  * closures per packet.
  */
 import type { PacketContext } from '../conntrack/context';
-import { NF_ACCEPT, NF_DROP, NF_INET_FORWARD, NF_INET_LOCAL_IN, NF_INET_LOCAL_OUT, NF_INET_PRE_ROUTING } from '../queue/layout';
+import { NF_ACCEPT, NF_DROP, NF_INET_FORWARD, NF_INET_LOCAL_IN, NF_INET_LOCAL_OUT, NF_INET_POST_ROUTING, NF_INET_PRE_ROUTING } from '../queue/layout';
 import {
   CompiledRuleSet,
   KEY_SRC4,
@@ -21,6 +21,10 @@ import {
   SLOT_MANGLE_OUTPUT,
   SLOT_MANGLE_POSTROUTING,
   SLOT_MANGLE_PREROUTING,
+  SLOT_NAT_INPUT,
+  SLOT_NAT_OUTPUT,
+  SLOT_NAT_POSTROUTING,
+  SLOT_NAT_PREROUTING,
   SLOT_RAW_OUTPUT,
   SLOT_RAW_PREROUTING,
   T_ACCEPT,
@@ -135,6 +139,25 @@ export class RuleEngine {
   evalFilter(ctx: PacketContext, now: number): number {
     const h = ctx.hook;
     return h < this.afterCt.length ? this.walkBases(this.afterCt[h], ctx, now) : NF_ACCEPT;
+  }
+
+  /** Whether the rule set has a *nat table (the pipeline then makes NAT bindings). */
+  get hasNat(): boolean {
+    return this.compiled.nat;
+  }
+
+  /**
+   * The nat chain of ctx.natHook (PREROUTING, INPUT, OUTPUT, POSTROUTING), for a connection's
+   * first packet: its NAT targets bind the entry and end the walk. NF_ACCEPT or NF_DROP.
+   */
+  evalNat(ctx: PacketContext, now: number): number {
+    const h = ctx.natHook;
+    const b = this.compiled.bases;
+    if (h === NF_INET_PRE_ROUTING) return this.walkBases(b[SLOT_NAT_PREROUTING], ctx, now);
+    if (h === NF_INET_POST_ROUTING) return this.walkBases(b[SLOT_NAT_POSTROUTING], ctx, now);
+    if (h === NF_INET_LOCAL_OUT) return this.walkBases(b[SLOT_NAT_OUTPUT], ctx, now);
+    if (h === NF_INET_LOCAL_IN) return this.walkBases(b[SLOT_NAT_INPUT], ctx, now);
+    return NF_ACCEPT;
   }
 
   /**

@@ -7,7 +7,9 @@
  * re-reads the table, so an address added or removed changes LOCAL as soon as the daemon's
  * event loop reads the change. Lookups (per packet) allocate nothing.
  */
-import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, execFileSync, type ChildProcess } from 'node:child_process';
+import { followIpMonitor } from './ip-monitor';
+import * as fs from 'node:fs';
 import { formatAddr, parseIp4, parseIp6 } from './addr';
 import { sysIfindex } from './ifname';
 
@@ -193,15 +195,8 @@ function refresh(): void {
 export function activeLocalRoutes(): LocalRoutes {
   if (fixed || monitor) return routes;
   readSync();
-  const child = spawn('ip', ['-o', 'monitor', 'route', 'address'], { stdio: ['ignore', 'pipe', 'ignore'] });
-  child.stdout!.on('data', () => refresh());
-  child.on('exit', () => {
-    if (monitor === child) monitor = null;
-  });
-  child.unref();
-  (child.stdout as unknown as { unref?: () => void }).unref?.();
-  process.once('exit', () => {
-    if (child.exitCode === null) child.kill();
+  const child = followIpMonitor(['route', 'address'], refresh, (c) => {
+    if (monitor === c) monitor = null;
   });
   monitor = child;
   // a change between the first read and the subscription

@@ -8,6 +8,7 @@ import { splitArgs } from './argv';
 import { ruleWords } from './format';
 import { parseRuleLine, type RuleCommand } from './parse-rule';
 import { checkChainName, MAX_CHAIN_DEPTH } from './chains';
+import { TARGETS } from './targets';
 import { BUILTIN_CHAINS, chainRefusal, IPTABLES_TABLES, isSupportedTable, SUPPORTED_TABLES, type SupportedTable } from './tables';
 import type { ParseEnv, ParsedChain, ParsedRule, ParsedTable, RuleError, RuleSet, Token } from './types';
 import { runSteps, SLICE, type Steps } from './steps';
@@ -437,5 +438,42 @@ function commitTable(ts: TableState, set: RuleSet, sink: ParseEnv): void {
     else sink.error(j.tok, `jump to "${j.rule.target.name}" nests user chains ${p.depth} deep (the kernel allows ${MAX_CHAIN_DEPTH})`);
     list.pop();
   }
+  checkTargetHooks(ts, edges, builtins, sink);
   set.tables.push(ts.t);
+}
+
+/**
+ * xt_check_target's hook mask, as nf_tables validates it at commit: a target with `hooks`
+ * (SNAT only in POSTROUTING and INPUT, …) in a chain some other built-in chain reaches is
+ * refused at its -j.
+ */
+function checkTargetHooks(ts: TableState, edges: Map<string, JumpRef[]>, builtins: string[], sink: ParseEnv): void {
+  const reachedBy = new Map<string, Set<string>>();
+  for (const root of builtins) {
+    const stack = [root];
+    const seen = new Set<string>();
+    while (stack.length > 0) {
+      const c = stack.pop()!;
+      if (seen.has(c)) continue;
+      seen.add(c);
+      let by = reachedBy.get(c);
+      if (!by) reachedBy.set(c, (by = new Set()));
+      by.add(root);
+      for (const j of edges.get(c) ?? []) stack.push(j.rule.target.name);
+    }
+  }
+  for (const chain of ts.t.chains) {
+    for (const r of chain.rules) {
+      if (r.target.kind !== 'ext') continue;
+      const hooks = TARGETS[r.target.name]?.hooks;
+      if (!hooks) continue;
+      const bad = [...(reachedBy.get(chain.name) ?? [])].filter((h) => !hooks.includes(h));
+      if (bad.length > 0)
+        sink.error(
+          r.target.at!,
+          `target ${r.target.name} is only valid in the ${ts.t.name} table's ${hooks.join(' and ')} chains` +
+            (chain.builtin ? '' : ` (chain ${chain.name} is reached from ${bad.join(', ')})`),
+        );
+    }
+  }
 }

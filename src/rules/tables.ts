@@ -11,7 +11,7 @@ export const IPTABLES_TABLES: Readonly<Record<string, readonly string[]>> = {
   security: ['INPUT', 'FORWARD', 'OUTPUT'],
 };
 
-export const SUPPORTED_TABLES = ['raw', 'mangle', 'filter'] as const;
+export const SUPPORTED_TABLES = ['raw', 'mangle', 'nat', 'filter'] as const;
 
 export type SupportedTable = (typeof SUPPORTED_TABLES)[number];
 

@@ -64,6 +64,13 @@ export interface TargetServices {
   log(line: string, level: number): void;
   /** send the reply for reject kind RJ_* (see targets/REJECT.ts; createRejectSender builds one) */
   reject(kind: number, ctx: PacketContext): void;
+  /**
+   * The address NAT takes on interface ifindex into out (4 words; IPv4 word 0), false when it
+   * has none: toward dst (MASQUERADE: inet_select_addr / ipv6_dev_get_saddr), or with dst null
+   * its first address (REDIRECT). Called for a connection's first packet only. Absent (tests,
+   * check): MASQUERADE and REDIRECT find no address and drop.
+   */
+  natAddress?(ifindex: number, family: number, dst: Uint32Array | null, out: Uint32Array): boolean;
 }
 
 export interface CompileEnv {
@@ -153,6 +160,11 @@ export interface TargetModule<S = any> {
   readonly unsupported?: readonly string[];
   /** Tables the target is allowed in. */
   readonly tables: readonly string[];
+  /**
+   * Built-in chains the target is allowed in (xt_target.hooks), also through user chains: a
+   * rule is refused when a chain outside these reaches it (checked at COMMIT). Absent: any.
+   */
+  readonly hooks?: readonly string[];
   create(): S;
   parse(s: S, opt: string, args: Token[], inv: boolean, optTok: Token, env: ParseEnv): void;
   finalize(s: S, rule: RuleInfo, at: Token, env: ParseEnv): void;
@@ -231,7 +243,7 @@ export interface ParsedTable {
   chains: ParsedChain[];
 }
 
-/** Where the engine walks a base chain: the raw slots come before conntrack, the mangle and filter slots after it. */
+/** Where the engine walks a base chain: the raw slots come before conntrack, the mangle, filter and nat slots after it. */
 export type HookSlot =
   | 'raw/PREROUTING'
   | 'raw/OUTPUT'
@@ -242,7 +254,11 @@ export type HookSlot =
   | 'mangle/INPUT'
   | 'mangle/FORWARD'
   | 'mangle/OUTPUT'
-  | 'mangle/POSTROUTING';
+  | 'mangle/POSTROUTING'
+  | 'nat/PREROUTING'
+  | 'nat/INPUT'
+  | 'nat/OUTPUT'
+  | 'nat/POSTROUTING';
 
 /** A base chain placed on a slot, for the packets of one family (0 = both). */
 export interface BaseChain {

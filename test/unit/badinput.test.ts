@@ -89,7 +89,7 @@ const RULE_CASES: { name: string; text: string | Uint8Array; line?: number }[] =
   // iptables-restore reads "*filter\r" as the table "filter\r": refused at line 1
   { name: 'crlf-bad-port', text: '*filter\r\n:INPUT ACCEPT [0:0]\r\n-A INPUT -p tcp --dport 99999 -j ACCEPT\r\nCOMMIT\r\n', line: 1 },
   { name: 'rule-before-table', text: '-A INPUT -j ACCEPT\n*filter\nCOMMIT\n', line: 1 },
-  { name: 'unknown-table', text: '*nat\n:PREROUTING ACCEPT [0:0]\nCOMMIT\n', line: 1 },
+  { name: 'unknown-table', text: '*security\n:INPUT ACCEPT [0:0]\nCOMMIT\n', line: 1 },
   { name: 'bad-cidr', text: '*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -s 198.18.0.0/99 -j ACCEPT\n-A INPUT -s 2001:2::/200 -j ACCEPT\nCOMMIT\n', line: 3 },
 ];
 

@@ -11,6 +11,11 @@ import { rejectTarget } from './REJECT';
 import { tcpmssTarget } from './TCPMSS';
 import { ttlTarget } from './TTL';
 import { setTarget } from './SET';
+import { snatTarget } from './SNAT';
+import { dnatTarget } from './DNAT';
+import { masqueradeTarget } from './MASQUERADE';
+import { redirectTarget } from './REDIRECT';
+import { netmapTarget } from './NETMAP';
 
 export const TARGETS: Record<string, TargetModule> = {
   LOG: logTarget,
@@ -25,6 +30,11 @@ export const TARGETS: Record<string, TargetModule> = {
   HL: hlTarget,
   DSCP: dscpTarget,
   SET: setTarget,
+  SNAT: snatTarget,
+  DNAT: dnatTarget,
+  MASQUERADE: masqueradeTarget,
+  REDIRECT: redirectTarget,
+  NETMAP: netmapTarget,
 };
 
 export const STANDARD_VERDICTS = ['ACCEPT', 'DROP', 'RETURN'] as const;
@@ -35,20 +45,15 @@ export const KNOWN_UNSUPPORTED_TARGETS = [
   'CLASSIFY',
   'CLUSTERIP',
   'CONNSECMARK',
-  'DNAT',
   'ECN',
   'HMARK',
   'IDLETIMER',
   'LED',
-  'MASQUERADE',
-  'NETMAP',
   'NFLOG',
   'NFQUEUE',
   'QUEUE',
   'RATEEST',
-  'REDIRECT',
   'SECMARK',
-  'SNAT',
   'SYNPROXY',
   'TCPOPTSTRIP',
   'TEE',

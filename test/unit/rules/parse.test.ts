@@ -282,7 +282,7 @@ test('errors: family conflicts', () => {
 test('errors: targets (unknown, missing chain, table, tcp-reset, goto)', () => {
   expectRuleError('-j NOPE', 'NOPE', 'unknown target "NOPE" (no target or chain of that name)');
   expectRuleError('-j nochain', 'nochain', 'jump to missing chain "nochain" (a chain must be declared before the rules that jump to it)');
-  expectRuleError('-j MASQUERADE', 'MASQUERADE', 'target "MASQUERADE" is not supported');
+  expectRuleError('-j MASQUERADE', 'MASQUERADE', 'target MASQUERADE is not allowed in table filter (only in nat)');
   expectRuleError('-j CT --notrack', 'CT', 'target CT is not allowed in table filter (only in raw)');
   expectRuleError('-j NOTRACK', 'NOTRACK', 'target NOTRACK is not allowed in table filter (only in raw)');
   expectRuleError('-j REJECT --reject-with tcp-reset', 'REJECT', 'REJECT --reject-with tcp-reset needs "-p tcp"');
@@ -311,8 +311,8 @@ test('errors: table and section structure, as iptables-nft-restore reads them', 
   assert.deepEqual(errorsOf('*filter\n-A INPUT -j ACCEPT\n'), ['e.rules:3:1: COMMIT expected: table "filter" (line 1) is not closed']);
   assert.deepEqual(errorsOf('*raw\n*filter\nCOMMIT\n'), ['e.rules:2:1: "*filter" inside table raw (line 1): close that table with COMMIT first']);
   // one error for a table nfqwall does not implement; its lines are not read as another table's
-  assert.deepEqual(errorsOf('*nat\n-A POSTROUTING -o eth0 -j MASQUERADE\n-A PREROUTING -j NOPE\nCOMMIT\n*filter\n-A INPUT -j nowhere\nCOMMIT\n'), [
-    'e.rules:1:2: table "nat" is not supported (nfqwall implements raw, mangle, filter); its lines up to COMMIT are not read',
+  assert.deepEqual(errorsOf('*security\n-A INPUT -j SECMARK --selctx x\n-A INPUT -j NOPE\nCOMMIT\n*filter\n-A INPUT -j nowhere\nCOMMIT\n'), [
+    'e.rules:1:2: table "security" is not supported (nfqwall implements raw, mangle, nat, filter); its lines up to COMMIT are not read',
     'e.rules:6:13: jump to missing chain "nowhere" (a chain must be declared before the rules that jump to it)',
   ]);
   assert.deepEqual(errorsOf('*bogus\nCOMMIT\n'), ['e.rules:1:2: unknown table "bogus" (iptables has filter, nat, mangle, raw, security)']);

@@ -17,7 +17,12 @@ function run(rule: string, mark: number, ctmark = 0, ctinfo = IP_CT_ESTABLISHED)
   const ctx = ctxFor(pkt, { mark, ctinfo, entry: 5 });
   ctx.ctmark = ctmark;
   const writes: number[] = [];
-  ctx.conn = { setMark: (e, m) => writes.push(e, m >>> 0), assignHelper: () => assert.fail('no helper here') };
+  ctx.conn = {
+    setMark: (e, m) => writes.push(e, m >>> 0),
+    assignHelper: () => assert.fail('no helper here'),
+    natSetup: () => assert.fail('no NAT here'),
+    setMasqIndex: () => assert.fail('no NAT here'),
+  };
   assert.equal(engine.evalFilter(ctx, 0), A);
   return [ctx.mark, ctx.ctmark, ctx.verdictFlags, writes];
 }

@@ -1,0 +1,60 @@
+/**
+ * Which packets a rule set needs to see before the kernel routes them (the pre-routing queue
+ * crossing, src/pipeline/crossings.ts): a destination rewrite must happen there. With a *nat
+ * table these are the first packets that nat PREROUTING may DNAT and the later packets of DNAT
+ * flows (any rule in nat PREROUTING: every packet), and the replies of SNAT flows, which arrive
+ * addressed to the SNAT address: MASQUERADE's and nat OUTPUT's are the gateway's own (iptables'
+ * `-m addrtype --dst-type LOCAL`), SNAT's and NETMAP's the range given (`-m iprange
+ * --dst-range`, `-d NET/PREFIX`); an SNAT without an address (ports only) keeps any source: every
+ * packet. The answer is what src/daemon/iptables.ts installs, as iptables match words per
+ * family: an empty list queues nothing there, `[[]]` everything.
+ */
+import { NF_NAT_RANGE_MAP_IPS } from '../conntrack/nat';
+import { formatAddr } from './addr';
+import type { NatToState } from './nat-action';
+import type { NetmapState } from './targets/NETMAP';
+import type { RuleSet } from './types';
+
+export interface PreroutingNeed {
+  4: string[][];
+  6: string[][];
+}
+
+export const NO_PREROUTING: PreroutingNeed = { 4: [], 6: [] };
+
+const LOCAL = ['-m', 'addrtype', '--dst-type', 'LOCAL'];
+
+export function preroutingNeed(set: RuleSet): PreroutingNeed {
+  const nat = set.tables.find((t) => t.name === 'nat');
+  if (!nat) return NO_PREROUTING;
+  const all: PreroutingNeed = { 4: [[]], 6: [[]] };
+  const need: PreroutingNeed = { 4: [], 6: [] };
+  const add = (fam: 0 | 4 | 6, words: string[]) => {
+    for (const f of fam === 0 ? ([4, 6] as const) : [fam]) if (!need[f].some((w) => w.join(' ') === words.join(' '))) need[f].push(words);
+  };
+  for (const ch of nat.chains) {
+    if (ch.builtin && ch.name === 'PREROUTING' && ch.rules.length > 0) return all;
+    if (ch.builtin && ch.name === 'OUTPUT' && ch.rules.length > 0) add(0, LOCAL);
+    for (const r of ch.rules) {
+      if (r.target.kind !== 'ext') continue;
+      const name = r.target.name;
+      if (name === 'MASQUERADE') add(r.family, LOCAL);
+      else if (name === 'SNAT') {
+        const s = (r.target.state as NatToState).range;
+        if ((s.flags & NF_NAT_RANGE_MAP_IPS) === 0) return all;
+        const fam = s.family === 6 ? 6 : 4;
+        const lo = formatAddr(fam, s.minAddr);
+        const hi = formatAddr(fam, s.maxAddr);
+        add(fam, lo === hi ? ['-d', lo] : ['-m', 'iprange', '--dst-range', `${lo}-${hi}`]);
+      } else if (name === 'NETMAP') {
+        const s = r.target.state as NetmapState;
+        add(s.family === 6 ? 6 : 4, ['-d', `${formatAddr(s.family === 6 ? 6 : 4, s.addr)}/${s.prefix}`]);
+      }
+    }
+  }
+  return need;
+}
+
+export function samePrerouting(a: PreroutingNeed, b: PreroutingNeed): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
+}
