@@ -17,7 +17,10 @@ stdout:
                  (several when steps send the same bytes), or "?" and its hex
     MARK N       the datagram N arrived: everything the other end sent before it has arrived
 
-Packets and marks are reported by one sniffer, in the order they arrived. The test runs both
+Packets go out through the kernel's raw sockets (IPPROTO_RAW: the bytes as built, the kernel
+routes them and resolves the neighbour, where scapy's own ARP would fall back to a broadcast
+frame after a 2 s wait, which a gateway does not forward). Packets and marks are reported by
+one sniffer, in the order they arrived. The test runs both
 ends on one CPU (taskset), so that a packet and the mark sent after it cross the gateway in
 that order.
 """
@@ -25,7 +28,7 @@ import socket
 import sys
 import threading
 
-from scapy.all import IP, SCTP, AsyncSniffer, IPv6, Raw, conf, raw, send
+from scapy.all import IP, SCTP, AsyncSniffer, IPv6, Raw, conf, raw
 from scapy.layers.sctp import (SCTPChunkAbort, SCTPChunkCookieAck, SCTPChunkCookieEcho, SCTPChunkData,
                                SCTPChunkHeartbeatAck, SCTPChunkHeartbeatReq, SCTPChunkInit, SCTPChunkInitAck,
                                SCTPChunkParamHeartbeatInfo, SCTPChunkSACK, SCTPChunkShutdown, SCTPChunkShutdownAck,
@@ -163,6 +166,8 @@ def main():
     sink.bind((ADDR[role], MARK_PORT))
     sink6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
     sink6.bind((ADDR6[role], MARK_PORT))
+    raw4 = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+    raw6 = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_RAW)
 
     def seen(p):
         if IP in p:
@@ -200,7 +205,10 @@ def main():
             if r != role:
                 sys.stderr.write(f'sctp_peer: {words[1]} is sent by {r}\n')
                 sys.exit(2)
-            send(pkt)
+            if IPv6 in pkt:
+                raw6.sendto(raw(pkt), (pkt[IPv6].dst, 0, 0, 0))
+            else:
+                raw4.sendto(raw(pkt), (pkt[IP].dst, 0))
         elif words[0] == 'mark':
             sink.sendto(('MARK ' + words[1]).encode(), (ADDR[other], MARK_PORT))
         elif words[0] == 'mark6':
