@@ -9,16 +9,18 @@
  * steps the rules drop wait 0.5 s, less than the first SYN retransmission, so each is one packet.
  * Then the same `nft add element` / `delete element` on a named set in both gateways (the
  * real nft, `nfqwall nft`): the same exit codes, and the same fate for the traffic after each.
- * Needs root and nft. Both labs and the namespace are removed in after() even on failure.
+ * The rule set also checks concatenated sets and maps, ip6 nexthdr, meta iif, meta mark set and
+ * ct mark set (the entry's mark in conntrack -L of both), limit over. Needs root and nft. Both labs and the namespace are removed in after() even on failure.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ChildProcess, execFileSync } from 'node:child_process';
+import { ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Lab, LAB_ADDR as A } from '../../src/lab/netns';
 import { NFQWALL, ROOT, sleep, warmNeighbours, watch } from '../helpers/kernel';
+import { nftJson, ruleCounters, tcpOutcome, udpEcho, udpProbe } from '../helpers/nft-diff';
 
 const isRoot = process.getuid?.() === 0;
 const ADDON = path.join(ROOT, 'build', 'Release', 'nfqwall.node');
@@ -29,71 +31,9 @@ if (skip) process.stderr.write(`kernel-diff-nft skipped: ${skip}\n`);
 const NFT_FILE = path.join(ROOT, 'test', 'e2e', 'nft', 'gateway.nft');
 const T = { timeout: 180_000 };
 const BLOCKED_SRC = '198.18.1.77';
-const TCP_PORTS = [8080, 8443, 7000, 7001, 7002, 9050];
+const TCP_PORTS = [8080, 8443, 7000, 7001, 7002, 9050, 7010, 7011, 7012, 7013, 7014, 7015, 7016];
 /** the TCP steps the rule set drops (asserted below from the kernel's own outcome) */
-const DROPPED = new Set(['tcp4 8443', 'tcp4 9050', 'tcp6 9050', `tcp4 8080 from ${BLOCKED_SRC}`]);
-
-/** Each rule's counter by chain and position: "FAMILY TABLE CHAIN #N" → packets. */
-function ruleCounters(json: string): Record<string, number> {
-  const out: Record<string, number> = {};
-  const seen: Record<string, number> = {};
-  for (const item of (JSON.parse(json) as { nftables: Record<string, unknown>[] }).nftables) {
-    const r = item.rule as { family: string; table: string; chain: string; expr: Record<string, unknown>[] } | undefined;
-    if (!r) continue;
-    const chain = `${r.family} ${r.table} ${r.chain}`;
-    const n = (seen[chain] = (seen[chain] ?? 0) + 1);
-    const c = r.expr.find((e) => 'counter' in e)?.counter as { packets: number } | undefined;
-    if (c) out[`${chain} #${n}`] = c.packets;
-  }
-  return out;
-}
-
-/** `nft -j list ruleset` of an nft file, loaded in a namespace of its own that is removed after. */
-function nftJson(file: string): string {
-  const ns = `nfqw-nftj-${process.pid}`;
-  execFileSync('ip', ['netns', 'add', ns]);
-  try {
-    execFileSync('ip', ['netns', 'exec', ns, 'nft', '-f', file]);
-    return execFileSync('ip', ['netns', 'exec', ns, 'nft', '-j', 'list', 'ruleset'], { encoding: 'utf8' });
-  } finally {
-    execFileSync('ip', ['netns', 'del', ns]);
-  }
-}
-
-/** srv's UDP echo on PORT (both families, one process, no fork per datagram). */
-const udpEcho = (port: number): string => `
-import socket
-s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
-s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-s.bind(('::', ${port}))
-while True:
-    d, a = s.recvfrom(100)
-    s.sendto(b'r', a)
-`;
-
-/**
- * A UDP request to srv:PORT from one socket, sent up to 3 times while no answer comes;
- * prints ok, refused (ICMP port unreachable) or failed (no answer).
- */
-const udpProbe = (fam: 4 | 6, port: number): string => `
-import socket
-s = socket.socket(socket.AF_INET${fam === 6 ? '6' : ''}, socket.SOCK_DGRAM)
-s.connect(('${fam === 6 ? A.srv6 : A.srv4}', ${port}))
-s.settimeout(1)
-out = 'failed'
-for i in range(3):
-    s.send(b'q')
-    try:
-        s.recv(10)
-        out = 'ok'
-        break
-    except ConnectionRefusedError:
-        out = 'refused'
-        break
-    except socket.timeout:
-        continue
-print(out)
-`;
+const DROPPED = new Set(['tcp4 8443', 'tcp4 9050', 'tcp6 9050', 'tcp4 7015', 'tcp6 7016', `tcp4 8080 from ${BLOCKED_SRC}`]);
 
 describe('nftables differential: nft -j JSON in the kernel vs nfqwall run', { skip }, () => {
   let kLab: Lab;
@@ -107,7 +47,7 @@ describe('nftables differential: nft -j JSON in the kernel vs nfqwall run', { sk
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nfqw-nft-'));
     fs.chmodSync(dir, 0o755);
     const jsonFile = path.join(dir, 'gw.json');
-    fs.writeFileSync(jsonFile, nftJson(NFT_FILE));
+    fs.writeFileSync(jsonFile, nftJson(NFT_FILE, 'gw'));
     [kLab, nLab] = await Promise.all([Lab.create({ prefix: 'ndk' }), Lab.create({ prefix: 'ndn' })]);
     for (const lab of [kLab, nLab]) {
       await lab.exec('cli', ['ip', 'addr', 'add', `${BLOCKED_SRC}/24`, 'dev', 'c0'], { check: true });
@@ -142,14 +82,12 @@ describe('nftables differential: nft -j JSON in the kernel vs nfqwall run', { sk
 
   async function traffic(lab: Lab): Promise<Record<string, string>> {
     const res: Record<string, string> = {};
-    const outcome = (code: number | null, stderr: string): string =>
-      code === 0 ? 'ok' : /refused/i.test(stderr) ? 'refused' : /no route|unreachable|permission|prohibited/i.test(stderr) ? 'unreachable' : 'failed';
     const tcp = async (fam: 4 | 6, port: number, bind?: string) => {
       const to = fam === 6 ? `TCP6:[${A.srv6}]:${port}` : `TCP4:${A.srv4}:${port}`;
       const name = `tcp${fam} ${port}${bind ? ` from ${bind}` : ''}`;
       const wait = DROPPED.has(name) ? 0.5 : 3;
       const r = await lab.exec('cli', ['sh', '-c', `echo x | socat -u - ${to},connect-timeout=${wait}${bind ? `,bind=${bind}` : ''}`], { timeoutMs: 30_000 });
-      res[name] = outcome(r.code, r.stderr);
+      res[name] = tcpOutcome(r.code, r.stderr);
     };
     for (const fam of [4, 6] as const) {
       for (const p of [...TCP_PORTS, 23]) await tcp(fam, p);
@@ -181,6 +119,16 @@ describe('nftables differential: nft -j JSON in the kernel vs nfqwall run', { sk
     assert.equal(k['udp4 5002'], 'ok');
     assert.equal(k['udp4 5001'], 'failed', 'notrack: the answer is a new connection from the server side, refused at the gateway');
     for (const d of DROPPED) assert.equal(k[d], 'failed', d);
+    // concatenated set, ip6 nexthdr, iif, mark set and tested, concatenated verdict map, limit over
+    assert.equal(k['tcp4 7010'], 'ok');
+    assert.equal(k['tcp6 7010'], 'unreachable');
+    assert.equal(k['tcp6 7011'], 'ok');
+    assert.equal(k['tcp4 7011'], 'unreachable');
+    assert.equal(k['tcp4 7012'], 'ok');
+    assert.equal(k['tcp6 7013'], 'ok');
+    assert.equal(k['tcp4 7014'], 'ok');
+    assert.equal(k['tcp6 7015'], 'unreachable', 'the map holds IPv4 keys only');
+    assert.equal(k['tcp4 7016'], 'ok', 'the bucket holds one packet');
 
     const kj = (await kLab.exec('gw', ['nft', '-j', 'list', 'ruleset'], { check: true })).stdout;
     const nl = await nLab.exec('gw', ['node', NFQWALL, 'rules', '-L', '-v', '--control', control], {
@@ -192,6 +140,22 @@ describe('nftables differential: nft -j JSON in the kernel vs nfqwall run', { sk
     t.diagnostic(JSON.stringify(kc));
     assert.deepEqual(ruleCounters(nl.stdout), kc, 'per-rule counters differ (nfqwall vs kernel)');
     assert.equal(kc['inet filter lan_to_wan #3'], 2, 'tcp 23: one SYN per family');
+    // ct mark set on the 7016 connection (IPv4: the IPv6 one was dropped by limit over): the entry holds it in both
+    const ct7016 = await Promise.all([
+      kLab.exec('gw', ['conntrack', '-L', '-p', 'tcp', '--dport', '7016']),
+      nLab.exec('gw', ['node', NFQWALL, 'conntrack', '-L', '-p', 'tcp', '--dport', '7016', '--control', control], {
+        cwd: ROOT,
+        env: { ...process.env, NFQWALL_FROM_SOURCE: '1' },
+      }),
+    ]);
+    for (const [who, r] of [
+      ['kernel', ct7016[0]],
+      ['nfqwall', ct7016[1]],
+    ] as const) {
+      const lines = r.stdout.split('\n').filter((l) => l.includes('dport=7016'));
+      assert.equal(lines.length, 1, `${who}: ${r.stdout}${r.stderr}`);
+      assert.match(lines[0], /mark=5/, `${who}: ${lines[0]}`);
+    }
   });
 
   test('the same nft add/delete element in both gateways: the same fate after each', T, async () => {

@@ -61,7 +61,7 @@ export function limitMatch(b: RuleBuild, v: unknown, path: string): void {
       throw new NftError(`${p}.per`, `byte rates per ${per} are not supported (the kernel's cost, nanoseconds per ${per} × packet length, wraps at 64 bits)`);
   } else if (s.burst === 0) s.burst = PKT_BURST_DEFAULT; // json_parse_limit_stmt, then nft_limit_init
   const { tokensMax, q, r } = bucket(s);
-  if (!Number.isSafeInteger(tokensMax) || !Number.isSafeInteger(q * MAX_LEN) || !Number.isSafeInteger(r * MAX_LEN))
+  if (!Number.isSafeInteger(tokensMax) || (s.bytes && (!Number.isSafeInteger(q * MAX_LEN) || !Number.isSafeInteger(r * MAX_LEN))))
     throw new NftError(p, 'rate and burst too large for an exact bucket');
   b.rule.matches.push({ name: nftLimit.name, at: nftToken('limit'), explicit: true, state: s });
   b.impure = true;

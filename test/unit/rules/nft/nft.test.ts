@@ -281,6 +281,7 @@ test('limit: packets (burst default 5), over, bytes (rate_unit, burst_unit), ref
   assert.equal(run({ rate: 1, per: 'second', burst: 3 }, [0, 10, 20, 30, 40]), 'AAADD');
   assert.equal(run({ rate: 1, per: 'second', burst: 3, inv: true }, [0, 10, 20, 30, 40]), 'DDDAA');
   assert.equal(run({ rate: 1, per: 'second' }, [0, 1, 2, 3, 4, 5, 6]), 'AAAAADD', 'no burst: 5');
+  assert.equal(run({ rate: 1, per: 'hour', burst: 1 }, [0, 1000]), 'AD', 'per hour: a packet costs 3.6e12 ns');
   // 2/second: one packet's worth of tokens every 500 ms, and no more than the burst
   assert.equal(run({ rate: 2, per: 'second', burst: 1 }, [0, 100, 499.999, 500, 501, 2000, 2000.1]), 'ADDADAD');
   // bytes: 10 kbytes/second with a burst of 2000 bytes: the bucket is 1 s * (10240 + 2000) / 10240 of credit
