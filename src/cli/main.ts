@@ -26,6 +26,10 @@ const COMMANDS: Record<string, { load: () => Promise<CommandModule>; summary: st
     load: async () => require('./nft') as CommandModule,
     summary: "nft add element / delete element on the named sets of the running daemon's nftables rules (until a reload)",
   },
+  nflog: {
+    load: async () => require('./nflog') as CommandModule,
+    summary: 'the packets -j NFLOG logs to a group, as lines or a pcap stream (tcpdump -r -), while it runs',
+  },
   recent: {
     load: async () => require('./recent') as CommandModule,
     summary: "the running daemon's -m recent lists: names, addresses, and changes as written to /proc/net/xt_recent/NAME",

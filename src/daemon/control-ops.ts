@@ -35,6 +35,8 @@ export interface ControlHost {
   reload(): { ok: boolean; errors: string[] } | Promise<{ ok: boolean; errors: string[] }>;
   /** `nfqwall nft add/delete element …` (the words after `nft`) on the loaded rules' named sets, in every table */
   nftElement?(words: string[]): void | Promise<void>;
+  /** `nfqwall nflog --group N`: the group's -j NFLOG packets streamed until the reader goes away */
+  nflog?(group: number, out: ControlOutput): Promise<Res>;
   /** test hooks (NFQWALL_TEST_HOOKS=1), when the daemon has them */
   debug?(req: Res): Promise<Res>;
 }
@@ -185,6 +187,10 @@ export class DaemonControl implements ControlBackend {
         await this.host.nftElement(r.words);
         log.info({ command: r.words.join(' ') }, 'nft set changed');
         return { ok: true };
+      }
+      case 'nflog': {
+        if (!this.host.nflog) throw new Error('nflog: not available here');
+        return this.host.nflog(Number(r.group), out);
       }
       case 'reload': {
         const res = await this.host.reload();

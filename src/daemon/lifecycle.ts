@@ -18,6 +18,7 @@ import { defaultTunables, type TunableValues } from '../conntrack/sysctl';
 import { RuleLoadError } from '../pipeline/load-rules';
 import type { Backend } from './backend';
 import { ControlServer } from './control';
+import { nflogHub } from './nflog';
 import { DaemonControl, type ControlHost } from './control-ops';
 import { IptablesRules } from './iptables';
 import { samePrerouting } from '../rules/prerouting';
@@ -155,6 +156,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
       rulesText: (verbose) => r.text(verbose),
       reload: () => r.reload(),
       nftElement: (words) => r.nftElement(words),
+      nflog: (group, out) => nflogHub.subscribe(group, out),
       debug: backend.debug ? (req) => backend.debug!(req) : undefined,
     };
     const c = new ControlServer({ path: opts.control, backend: new DaemonControl(host, log), log, maxSessions: opts.controlMaxClients });
@@ -261,6 +263,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
   log.info({ reason, stats }, 'nfqwall stopped');
   await save();
   await backend.close();
+  nflogHub.close();
   await control?.close();
   await metrics?.close();
   return code;

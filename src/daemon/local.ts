@@ -10,6 +10,8 @@ import type { QueueStats } from '../queue/queue';
 import { NF_ACCEPT } from '../queue/layout';
 import type { Backend, Started } from './backend';
 import { localTable, type TableLink } from './control-ops';
+import { nflogHub } from './nflog';
+import { nflogBus } from '../rules/nflog-ring';
 import type { QueueSpec } from './iptables';
 import type { Logger } from './log';
 import { snapshotService, type Collected } from './metrics';
@@ -42,6 +44,7 @@ export class LocalBackend implements Backend {
     if (opts.rules) {
       if (opts.queues.first !== opts.queues.last) throw new Error('one queue per thread: several queues run in worker threads');
       this.svc = new FirewallService({ rules: opts.rules, tun: opts.tun, log: opts.log });
+      nflogBus.attach(nflogHub.newRing(), nflogHub.listeners);
       this.tables.push(localTable(this.svc, opts.queues.first));
     }
   }

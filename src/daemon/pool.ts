@@ -18,6 +18,7 @@ import type { LoadedRules } from '../pipeline/load-rules';
 import type { QueueStats } from '../queue/queue';
 import type { Backend, Started } from './backend';
 import type { TableLink } from './control-ops';
+import { nflogHub } from './nflog';
 import { compileFilter, type CtFilter } from './ct-filter';
 import type { QueueSpec } from './iptables';
 import type { Logger } from './log';
@@ -95,6 +96,7 @@ export class WorkerPool implements Backend {
         sharedCount: this.shared.buffer as SharedArrayBuffer,
         restore: this.restored ? { buffers: this.restored.store.buffers, builtAt: this.restored.builtAt } : undefined,
         testHooks: opts.testHooks,
+        nflog: { ring: nflogHub.newRing().sab, listeners: nflogHub.listeners },
       };
       const worker = new Worker(src, { eval: true, workerData: init, stdout: false, stderr: false });
       const h = new WorkerHandle(i, q, worker);

@@ -15,6 +15,7 @@ import { performance } from 'node:perf_hooks';
 import { ControlAborted, TableOps, type ControlOutput } from './table-ops';
 import { createLogger } from './log';
 import { FirewallService, ruleDeps } from './service';
+import { NflogRing, nflogBus } from '../rules/nflog-ring';
 import { readRules, readRulesSliced, RuleLoadError } from '../pipeline/load-rules';
 import { QueueRunner, type QueueRunnerOptions } from './queue-runner';
 import { RestoreStore, type RestoreStoreBuffers } from './restore-store';
@@ -37,6 +38,8 @@ export interface WorkerInit {
   sharedCount: SharedArrayBuffer;
   restore?: { buffers: RestoreStoreBuffers; builtAt: number };
   testHooks: boolean;
+  /** this worker's -j NFLOG ring and the shared readers-per-group table (src/rules/nflog-ring.ts) */
+  nflog: { ring: SharedArrayBuffer; listeners: SharedArrayBuffer };
 }
 
 /** What a restored entry carries in the store (src/daemon/restore-store.ts). */
@@ -59,6 +62,7 @@ export function workerMain(): void {
     port.postMessage({ t: 'fatal', message: msg });
     return;
   }
+  nflogBus.attach(new NflogRing(init.nflog.ring), init.nflog.listeners);
   const ct = svc.fw.ct;
   ct.attachSharedCount(new Int32Array(init.sharedCount));
   if (init.restore) attachRestore(svc, init.index, init.restore, new Int32Array(init.sharedCount));

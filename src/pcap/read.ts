@@ -24,6 +24,7 @@
  * by at least one record header, so garbage cannot cause an infinite loop.
  */
 import * as fs from 'node:fs';
+import { LINKTYPE_NFLOG, NFULA_PAYLOAD } from './nflog';
 
 export const LINKTYPE_NULL = 0;
 export const LINKTYPE_ETHERNET = 1;
@@ -442,6 +443,16 @@ export class PcapReader implements Iterable<PcapPacket> {
       case LINKTYPE_LINUX_SLL2:
         if (len < 20) return false;
         return this.ethertype((b[off] << 8) | b[off + 1], off + 20, end);
+      case LINKTYPE_NFLOG: {
+        // nfgenmsg, then TLVs (little-endian headers, as written on this machine): the payload's
+        for (let p = off + 4; p + 4 <= end;) {
+          const tl = b[p] | (b[p + 1] << 8);
+          if (tl < 4 || p + tl > end) return false;
+          if ((b[p + 2] | ((b[p + 3] & 0x7f) << 8)) === NFULA_PAYLOAD) return this.set(p + 4, b[off] === 10 ? 6 : 4, p + tl);
+          p += (tl + 3) & ~3;
+        }
+        return false;
+      }
       case LINKTYPE_NULL:
       case LINKTYPE_LOOP: {
         if (len < 4) return false;

@@ -7,6 +7,7 @@ import { dscpTarget } from './DSCP';
 import { hlTarget } from './HL';
 import { logTarget } from './LOG';
 import { markTarget } from './MARK';
+import { nflogTarget } from './NFLOG';
 import { rejectTarget } from './REJECT';
 import { tcpmssTarget } from './TCPMSS';
 import { ttlTarget } from './TTL';
@@ -19,6 +20,7 @@ import { netmapTarget } from './NETMAP';
 
 export const TARGETS: Record<string, TargetModule> = {
   LOG: logTarget,
+  NFLOG: nflogTarget,
   REJECT: rejectTarget,
   CT: ctTarget,
   NOTRACK: notrackTarget,
@@ -49,7 +51,6 @@ export const KNOWN_UNSUPPORTED_TARGETS = [
   'HMARK',
   'IDLETIMER',
   'LED',
-  'NFLOG',
   'NFQUEUE',
   'QUEUE',
   'RATEEST',

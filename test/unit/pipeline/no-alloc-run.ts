@@ -15,6 +15,7 @@ import { batchOf } from '../../helpers/batch';
 import { ipv4, ipv6, sctp, sctpInitValue, tcp, udp } from '../../helpers/packets';
 import * as fs from 'node:fs';
 import { runIpset } from '../../../src/rules/sets/command';
+import { newListenerTable, NflogRing, nflogBus } from '../../../src/rules/nflog-ring';
 
 const FLOWS = 512;
 
@@ -92,6 +93,8 @@ async function main(): Promise<void> {
   assert.ok(loaded.rules, loaded.errors.join('\n'));
   const tun = defaultTunables();
   tun.nf_conntrack_max = 8192;
+  // as in the daemon: a ring and the readers table, no reader (-j NFLOG copies nothing)
+  nflogBus.attach(new NflogRing(), newListenerTable());
   const fw = new Firewall({ tun, rules: loaded.rules! });
   const { setup, steady } = packets(extra.includes('sctp'), ipsetFile !== undefined);
   const sb = batchOf(setup);
