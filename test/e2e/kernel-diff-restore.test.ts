@@ -12,6 +12,13 @@
  * `unsup-` files use a table or match nfqwall does not implement: iptables loads them, nfqwall
  * gives exactly one error per such table or rule, on that line (nothing cascades from it).
  * (mangle PREROUTING rules and TCPMSS --clamp-mss-to-pmtu are refused that way too.)
+ *
+ * `real-` files are what tools and operators' setups write (Docker, ufw, kube-proxy, Tailscale,
+ * OpenWrt fw3, fail2ban, Shorewall): iptables must accept them, and nfqwall must load them,
+ * or refuse exactly the rules the file names in `# nfqwall refuses /LINE-RE/ because /MESSAGE-RE/`
+ * comment lines (iptables-restore skips comments), each with that reason; a rule nfqwall comes
+ * to load is a failure until its annotation goes. A file's sets come from NAME.ipset beside it
+ * (an `ipset save` file), restored into the namespace and into nfqwall's ipsets first.
  * Needs root; each namespace is deleted after its file.
  */
 import { test } from 'node:test';
@@ -21,6 +28,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { helperId } from '../../src/conntrack/helpers/registry';
 import { loadRules } from '../../src/rules/index';
+import { runIpset } from '../../src/rules/sets/command';
+import { resetIpsets } from '../../src/rules/sets/registry';
 import { ROOT } from '../helpers/kernel';
 
 const CORPUS = path.join(ROOT, 'test', 'e2e', 'restore-corpus');
@@ -65,12 +74,47 @@ function errorLine(out: string): number | null {
 }
 
 function load(ns: string, fam: 4 | 6, file: string): ToolResult {
+  const sets = ipsetFile(file);
+  if (sets) {
+    const r = spawnSync('ip', ['netns', 'exec', ns, 'ipset', 'restore'], { input: fs.readFileSync(sets), encoding: 'utf8', timeout: 60_000 });
+    assert.equal(r.status, 0, `ipset restore ${sets}: ${r.stderr}`);
+  }
   const r = spawnSync('ip', ['netns', 'exec', ns, TOOLS[fam]], { input: fs.readFileSync(file), encoding: 'utf8', timeout: 60_000 });
   const output = `${r.stdout}${r.stderr}`;
   if (r.status !== 0) return { ok: false, line: errorLine(output), output, rules: 0 };
   const save = spawnSync('ip', ['netns', 'exec', ns, SAVE[fam]], { encoding: 'utf8', timeout: 60_000 });
   assert.equal(save.status, 0, save.stderr);
   return { ok: true, line: null, output, rules: save.stdout.split('\n').filter((l) => l.startsWith('-A ')).length };
+}
+
+/** NAME.ipset beside NAME.rules, or null */
+function ipsetFile(file: string): string | null {
+  const sets = file.replace(/\.rules$/, '.ipset');
+  return fs.existsSync(sets) ? sets : null;
+}
+
+/** nfqwall's ipsets for a file: a fresh registry, filled from its NAME.ipset */
+function nfqwallIpsets(file: string): void {
+  const reg = resetIpsets();
+  const sets = ipsetFile(file);
+  if (!sets) return;
+  const r = runIpset(['restore'], Date.now(), fs.readFileSync(sets, 'utf8'), reg);
+  assert.equal(r.status, 0, `nfqwall ipset restore ${sets}: ${r.err}`);
+}
+
+interface Refusal {
+  rule: RegExp;
+  because: RegExp;
+  /** the annotation's own line */
+  line: number;
+}
+
+/** The `# nfqwall refuses /LINE-RE/ because /MESSAGE-RE/` annotations of a real- file. */
+function refusals(text: string): Refusal[] {
+  return text.split('\n').flatMap((l, i) => {
+    const m = /^# nfqwall refuses \/(.+)\/ because \/(.+)\/$/.exec(l);
+    return m ? [{ rule: new RegExp(m[1]), because: new RegExp(m[2]), line: i + 1 }] : [];
+  });
 }
 
 /**
@@ -95,7 +139,7 @@ const files = fs
   .sort();
 
 test('the corpus has accepted and refused files of every kind', () => {
-  for (const kind of ['ok-dual-', 'ok-v4-', 'ok-v6-', 'bad-dual-', 'bad-v4-', 'bad-v6-', 'unsup-dual-'])
+  for (const kind of ['ok-dual-', 'ok-v4-', 'ok-v6-', 'bad-dual-', 'bad-v4-', 'bad-v6-', 'unsup-dual-', 'real-v4-', 'real-v6-'])
     assert.ok(
       files.some((f) => f.startsWith(kind)),
       kind,
@@ -111,17 +155,41 @@ for (const name of files) {
     withNetns((ns) => {
       for (const f of fams) kernel.set(f, load(ns, f, file));
     });
+    nfqwallIpsets(file);
     const nfq = loadRules(text, name, { helperId });
     const accepted = [...kernel.values()].every((r) => r.ok);
     const report = [...kernel].map(([f, r]) => `${TOOLS[f]}: ${r.ok ? 'ok' : r.output.trim()}`).join('\n');
     const nfqErrors = nfq.errors.map((e) => `${e.line}:${e.col}: ${e.message}`).join('\n');
     assert.equal(!name.startsWith('bad-'), accepted, `corpus file named for the wrong outcome:\n${report}`);
+    if (name.startsWith('real-')) {
+      const expect = refusals(text);
+      const lines = text.split('\n');
+      const want = lines.flatMap((l, i) => (/^-[AI] /.test(l) && expect.some((x) => x.rule.test(l)) ? [i + 1] : []));
+      for (const x of expect)
+        assert.ok(
+          want.some((n) => x.rule.test(lines[n - 1])),
+          `the annotation on line ${x.line} names no rule of ${name}`,
+        );
+      const got = [...new Set(nfq.errors.map((e) => e.line))];
+      for (const n of want)
+        if (!got.includes(n))
+          assert.fail(`nfqwall now loads line ${n} of ${name} (${lines[n - 1]}): remove its "# nfqwall refuses" annotation\nnfqwall:\n${nfqErrors}`);
+      assert.deepEqual(got, want, `nfqwall refuses lines of ${name} that no annotation names:\n${nfqErrors}`);
+      for (const e of nfq.errors) {
+        const x = expect.filter((r) => r.rule.test(lines[e.line - 1]));
+        assert.ok(
+          x.some((r) => r.because.test(e.message)),
+          `${name}:${e.line}:${e.col}: ${e.message}\nis not the reason its annotation gives (${x.map((r) => r.because.source).join(' | ')})`,
+        );
+      }
+      if (want.length > 0) return;
+    }
     if (name.startsWith('unsup-')) {
       // refused: a table nfqwall lacks, -m pkttype, TCPMSS --clamp-mss-to-pmtu, every rule in mangle PREROUTING (tables.ts chainRefusal)
       let table = '';
       const unsupported = text.split('\n').flatMap((l, i) => {
         if (l.startsWith('*')) table = l.slice(1).trim();
-        return /^\*(nat|security)\b|-m pkttype\b|--clamp-mss-to-pmtu\b/.test(l) || (table === 'mangle' && /^-[AI] PREROUTING\b/.test(l)) ? [i + 1] : [];
+        return /^\*security\b|-m pkttype\b|--clamp-mss-to-pmtu\b/.test(l) || (table === 'mangle' && /^-[AI] PREROUTING\b/.test(l)) ? [i + 1] : [];
       });
       assert.deepEqual(
         nfq.errors.map((e) => e.line),
