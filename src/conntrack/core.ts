@@ -211,7 +211,10 @@ export class Conntrack extends ConntrackNat {
       const v = ctx.view;
       if (helper !== undefined && (helper.protonum !== IPPROTO_TCP || v.payloadLen > 0)) {
         const dir = ctinfo === IP_CT_ESTABLISHED_REPLY ? 1 : 0;
-        if (helper.help(this, e, dir, ctinfo, v, now) === PKT_DROP) {
+        this.helpCtx = ctx;
+        const hr = helper.help(this, e, dir, ctinfo, v, now);
+        this.helpCtx = null;
+        if (hr === PKT_DROP) {
           if (ctx.unconfirmed) this.abort(ctx);
           return NF_DROP;
         }

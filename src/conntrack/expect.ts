@@ -25,6 +25,7 @@ export const EXP_EALREADY = -1; // identical expectation of another master/class
 export const EXP_EBUSY = -2; // overlapping expectation
 export const EXP_EMFILE = -3; // helper's max_expected reached and nothing to evict
 export const EXP_TABLE_FULL = -4; // nf_conntrack_expect_max reached
+export const EXP_ESHUTDOWN = -5; // the master has no helper (any more)
 
 export interface ExpectStats {
   expect_create: number;
@@ -42,6 +43,15 @@ export class ExpectTable {
   /** helper id given to the new connection (0 = none; FTP data connections get none) */
   helper: Uint8Array = new Uint8Array(0);
   timeout: Float64Array = new Float64Array(0);
+  /**
+   * The expectation of a NATed master (nf_nat_ftp): the direction of the master its connection
+   * comes from (exp->dir; -1: not NATed) and the port the command announced (exp->saved_proto),
+   * which nf_nat_follow_master maps the connection back to.
+   */
+  natDir: Int8Array = new Int8Array(0);
+  savedPort: Uint16Array = new Uint16Array(0);
+  /** the slot the last successful add() filled */
+  lastAdded = -1;
   private live: Uint8Array = new Uint8Array(0);
   private hnext: Int32Array = new Int32Array(0);
   private hval: Int32Array = new Int32Array(0);
@@ -195,6 +205,9 @@ export class ExpectTable {
     this.cls[x] = cls;
     this.helper[x] = helper;
     this.flags[x] = flags;
+    this.natDir[x] = -1;
+    this.savedPort[x] = 0;
+    this.lastAdded = x;
     this.timeout[x] = now + timeoutMs;
     this.live[x] = 1;
     this.hval[x] = h;
@@ -345,6 +358,12 @@ export class ExpectTable {
     this.cls = g8(this.cls, cap);
     this.flags = g8(this.flags, cap);
     this.helper = g8(this.helper, cap);
+    const nd = new Int8Array(cap);
+    nd.set(this.natDir);
+    this.natDir = nd;
+    const sp = new Uint16Array(cap);
+    sp.set(this.savedPort);
+    this.savedPort = sp;
     const t = new Float64Array(cap);
     t.set(this.timeout);
     this.timeout = t;

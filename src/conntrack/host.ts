@@ -5,8 +5,13 @@
  */
 import { IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE, type PacketView } from '../packet/view';
 import { addrToString } from '../packet/format';
-import { IPS_CONFIRMED, IPS_FIXED_TIMEOUT } from './constants';
-import { EXP_MASK_SRC_ADDR, EXP_MASK_SRC_PORT, EXP_OK, EXP_TABLE_FULL } from './expect';
+import { IPS_CONFIRMED, IPS_FIXED_TIMEOUT, IPS_NAT_MASK } from './constants';
+import type { PacketContext } from './context';
+import { put16 } from '../packet/bytes';
+import { ipv4HeaderChecksum, l4Checksum } from '../packet/checksum';
+import { parsePacket } from '../packet/parse';
+import { PKTF_TRUNCATED, VERDICT_SET_PAYLOAD } from '../queue/layout';
+import { EXP_ESHUTDOWN, EXP_MASK_SRC_ADDR, EXP_MASK_SRC_PORT, EXP_OK, EXP_TABLE_FULL } from './expect';
 import { ConntrackExpiry } from './gc';
 import type { HelperHost } from './helpers/helper';
 import { TUPLE_WORDS, T_DST, T_META, T_PORTS, T_SRC, addrWord, hasNatReply, portsIndex, recFamily, recProto } from './layout';
@@ -19,6 +24,8 @@ export const EXPECT_FULL_MSG = 'nf_conntrack: expectation table full';
 export class ConntrackHost extends ConntrackExpiry implements TrackerHost, HelperHost, IcmpErrorHost {
   /** the `now` of the packet being tracked (createdAt) */
   protected lastNow = 0;
+  /** the packet a helper is looking at (Conntrack.confirm sets it around help()), for mangleTcp */
+  protected helpCtx: PacketContext | null = null;
   /** scratch tuple of expect() */
   private readonly expectScratch = new Uint32Array(TUPLE_WORDS);
 
@@ -119,9 +126,11 @@ export class ConntrackHost extends ConntrackExpiry implements TrackerHost, Helpe
     dport: number,
     policy: { maxExpected: number; timeoutSec: number },
     now: number,
-  ): boolean {
+    natDir = -1,
+    savedPort = 0,
+  ): number {
     const tb = this.table;
-    if (!tb.isAlloc(e) || tb.helper[e] === 0) return false; // master without helper: -ESHUTDOWN
+    if (!tb.isAlloc(e) || tb.helper[e] === 0) return EXP_ESHUTDOWN; // master without helper
     const t = this.expectScratch;
     t[T_META] = (this.family(e) << 8) | (proto & 0xff);
     let mask = 0;
@@ -134,7 +143,46 @@ export class ConntrackHost extends ConntrackExpiry implements TrackerHost, Helpe
     t[T_PORTS] = (((sport >= 0 ? sport & 0xffff : 0) << 16) | (dport & 0xffff)) >>> 0;
     const r = this.expectations.add(e, t, 0, mask, 0, 0, 0, policy.maxExpected, policy.timeoutSec * 1000, this.tun.nf_conntrack_expect_max, now);
     if (r === EXP_TABLE_FULL) this.ratelimit.warn(now, this.logger, EXPECT_FULL_MSG);
-    return r === EXP_OK;
+    else if (r === EXP_OK && natDir >= 0) {
+      const x = this.expectations.lastAdded;
+      this.expectations.natDir[x] = natDir;
+      this.expectations.savedPort[x] = savedPort;
+    }
+    return r;
+  }
+
+  unexpectLast(): void {
+    const x = this.expectations.lastAdded;
+    if (x >= 0 && this.expectations.isLive(x)) this.expectations.remove(x);
+  }
+
+  natted(e: number): boolean {
+    return (this.table.status(e) & IPS_NAT_MASK) !== 0;
+  }
+
+  mangleTcp(e: number, dir: number, matchOff: number, matchLen: number, text: Uint8Array, textLen: number): boolean {
+    const ctx = this.helpCtx;
+    if (ctx === null || (ctx.pktFlags & PKTF_TRUNCATED) !== 0) return false;
+    const v = ctx.view;
+    const buf = v.buf;
+    const diff = textLen - matchLen;
+    const newLen = v.len + diff;
+    // enlarge_skb: at most 65535 bytes; here also within the packet's room in the queue's slot
+    if (newLen > 0xffff || newLen > ctx.room || v.off + newLen > buf.length) return false;
+    const seq = v.seq;
+    buf.copyWithin(matchOff + textLen, matchOff + matchLen, v.off + v.len);
+    for (let i = 0; i < textLen; i++) buf[matchOff + i] = text[i];
+    if (v.ipVersion === 4) {
+      put16(buf, v.off + 2, newLen);
+      put16(buf, v.off + 10, ipv4HeaderChecksum(buf, v.off));
+    } else put16(buf, v.off + 4, newLen - 40);
+    const th = v.l4off;
+    put16(buf, th + 16, 0);
+    put16(buf, th + 16, l4Checksum(v.ipVersion, v.src, v.dst, IPPROTO_TCP, buf, th, v.off + newLen - th));
+    parsePacket(buf, v.off, newLen, v, v.ipVersion);
+    if (diff !== 0) this.seqAdjustSet(e, dir, seq, diff);
+    ctx.verdictFlags |= VERDICT_SET_PAYLOAD;
+    return true;
   }
 
   seqAdjustSet(e: number, dir: number, seq: number, off: number): void {

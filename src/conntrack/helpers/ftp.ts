@@ -11,7 +11,9 @@
  *    character missing, numbers unparsable) drops the packet;
  *  - the announced address must equal the sender's address of the control
  *    connection unless `loose` (tunable ftp_loose) is set;
- *  - an expectation that cannot be added drops the packet.
+ *  - an expectation that cannot be added drops the packet;
+ *  - on a NATed connection the command is rewritten to the NATed address and port and the
+ *    expectation NATed as its master (nf_nat_ftp, ftp-nat.ts).
  *
  * Parsing works directly on pkt.buf and allocates nothing per packet: numbers go
  * into preallocated typed arrays, addresses into scratch Uint32Arrays.
@@ -19,16 +21,14 @@
 import type { PacketView } from '../../packet/view';
 import { IP_CT_ESTABLISHED, IP_CT_ESTABLISHED_REPLY, PKT_ACCEPT, PKT_DROP } from '../constants';
 import type { ConntrackHelper, HelperHost } from './helper';
+import { EXP_OK } from '../expect';
+import { FtpNat, NF_CT_FTP_EPRT, NF_CT_FTP_EPSV, NF_CT_FTP_PASV, NF_CT_FTP_PORT } from './ftp-nat';
 import type { TunableValues } from '../sysctl';
 
 /** include/linux/netfilter/nf_conntrack_ftp.h */
 export const NUM_SEQ_TO_REMEMBER = 2;
 
-/** enum nf_ct_ftp_type */
-export const NF_CT_FTP_PORT = 0;
-export const NF_CT_FTP_PASV = 1;
-export const NF_CT_FTP_EPRT = 2;
-export const NF_CT_FTP_EPSV = 3;
+export { NF_CT_FTP_PORT, NF_CT_FTP_PASV, NF_CT_FTP_EPRT, NF_CT_FTP_EPSV };
 
 const CH_0 = 0x30;
 const CH_9 = 0x39;
@@ -142,6 +142,10 @@ export class FtpHelper implements ConntrackHelper {
   private readonly in6buf = new Uint8Array(16);
   private readonly in6out = new Uint8Array(16);
   private readonly in4buf = new Uint8Array(4);
+  /** find_pattern's numoff (from the payload start) and numlen of the last full match */
+  private numOff = 0;
+  private numLen = 0;
+  private readonly nat = new FtpNat();
   /** end offset written by in4pton/in6pton (the kernel's **end) */
   private pEnd = 0;
   private readonly policy = { maxExpected: 1, timeoutSec: 300 };
@@ -222,7 +226,7 @@ export class FtpHelper implements ConntrackHelper {
         return PKT_DROP;
       }
       if (found === 1) {
-        ret = this.expectData(host, e, dir, now);
+        ret = this.expectData(host, e, dir, searches[i].ftptype, data, now);
       }
     }
     if (endsInNl) this.updateNlSeq(nextSeq, e, dir);
@@ -230,7 +234,7 @@ export class FtpHelper implements ConntrackHelper {
   }
 
   /** The part of help() after a full match: address check and nf_ct_expect_related(). */
-  private expectData(host: HelperHost, e: number, dir: number, now: number): number {
+  private expectData(host: HelperHost, e: number, dir: number, ftptype: number, data: number, now: number): number {
     const odir = dir ^ 1;
     const sender = this.senderAddr;
     host.tupleAddr(e, dir, 0, sender);
@@ -247,7 +251,9 @@ export class FtpHelper implements ConntrackHelper {
     const policy = this.policy;
     policy.maxExpected = host.tun.ftp_max_expected;
     policy.timeoutSec = host.tun.ftp_expect_timeout;
-    if (!host.expect(e, 6, this.otherAddr, -1, daddr, this.cmdPort, policy, now)) {
+    // NAT might want to mangle the packet, and register the (possibly changed) expectation itself
+    if (host.natted(e)) return this.nat.help(host, e, dir, ftptype, data + this.numOff, this.numLen, this.otherAddr, daddr, this.cmdPort, policy, now);
+    if (host.expect(e, 6, this.otherAddr, -1, daddr, this.cmdPort, policy, now) !== EXP_OK) {
       host.log('cannot add expectation');
       return PKT_DROP;
     }
@@ -296,8 +302,10 @@ export class FtpHelper implements ConntrackHelper {
       for (i = plen; buf[data + i] !== sr.skip; i++) if (i === dlen - 1) return -1;
       i++; // skip over the skip character
     }
+    this.numOff = i;
     const numlen = this.getnum(sr.getnum, buf, data + i, dlen - i, sr.term);
     if (numlen === 0) return -1;
+    this.numLen = numlen;
     return 1;
   }
 
@@ -354,6 +362,7 @@ export class FtpHelper implements ConntrackHelper {
     let i = 0;
     for (; i < dlen; i++) if (isDigit(buf[data + i])) break;
     if (i === dlen) return 0;
+    this.numOff += i;
     return this.tryRfc959(buf, data + i, dlen - i, 0);
   }
 

@@ -20,8 +20,11 @@ export interface HelperHost {
    * Create an expectation for a future connection of master e (nf_ct_expect_related):
    * protocol `proto`, exact source address `src` (null = any), source port `sport`
    * (-1 = any), destination `dst`:`dport`. Applies the helper's max_expected and
-   * timeout (`policy`) and nf_conntrack_expect_max. Returns false when it could not
-   * be added (the helper then drops the packet, as the kernel does).
+   * timeout (`policy`) and nf_conntrack_expect_max. Returns EXP_OK or the EXP_* refusal
+   * (expect.ts: the kernel's errno; the helper then drops the packet, as the kernel does).
+   * natDir >= 0: the expectation of a NATed master, its connection coming from direction
+   * natDir and announced at port savedPort (exp->dir, exp->saved_proto, which
+   * nf_nat_follow_master binds the new entry from).
    */
   expect(
     e: number,
@@ -32,7 +35,21 @@ export interface HelperHost {
     dport: number,
     policy: { maxExpected: number; timeoutSec: number },
     now: number,
-  ): boolean;
+    natDir?: number,
+    savedPort?: number,
+  ): number;
+  /** nf_ct_unexpect_related of the expectation the last successful expect() added. */
+  unexpectLast(): void;
+  /** Whether entry e is NATed (IPS_SRC_NAT or IPS_DST_NAT). */
+  natted(e: number): boolean;
+  /**
+   * nf_nat_mangle_tcp_packet on the packet being helped (entry e, direction dir): replace
+   * buf[matchOff, +matchLen) with text[0, textLen), moving what follows; the IP length, the
+   * IPv4 header checksum and the TCP checksum updated, the sequence offset recorded
+   * (nf_ct_seqadj_set) when the length changed, the view parsed again. False when it cannot
+   * (a truncated copy, no room in the queue's slot, over 65535 bytes): the packet is dropped.
+   */
+  mangleTcp(e: number, dir: number, matchOff: number, matchLen: number, text: Uint8Array, textLen: number): boolean;
   /** Helper debug/diagnostic log (e.g. "partial matching of `PORT'"). */
   log(msg: string): void;
 }

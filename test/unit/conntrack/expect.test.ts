@@ -5,6 +5,7 @@ import type { ConntrackHelper, HelperHost } from '../../../src/conntrack/helpers
 import type { PacketView } from '../../../src/packet/view';
 import { IP_CT_ESTABLISHED_REPLY, IP_CT_NEW, IP_CT_RELATED, IPS_EXPECTED, PKT_ACCEPT, PKT_DROP } from '../../../src/conntrack/constants';
 import { EXPECT_FULL_MSG } from '../../../src/conntrack/host';
+import { EXP_OK } from '../../../src/conntrack/expect';
 import { formatExpect, formatProcExpect } from '../../../src/conntrack/format';
 import { NF_DROP } from '../../../src/queue/layout';
 import { makeCt, pass } from './util';
@@ -35,7 +36,7 @@ class ToyHelper implements ConntrackHelper {
     const dst = new Uint32Array(4);
     host.tupleAddr(e, dir, 1, src); // the other party
     host.tupleAddr(e, dir, 0, dst); // the sender
-    const ok = host.expect(e, 17, m[1] === 'ANY' ? null : src, -1, dst, Number(m[2]), this.policy, now);
+    const ok = host.expect(e, 17, m[1] === 'ANY' ? null : src, -1, dst, Number(m[2]), this.policy, now) === EXP_OK;
     return ok ? PKT_ACCEPT : PKT_DROP;
   }
   expectTimeout(): number {
@@ -154,7 +155,7 @@ test('an expectation of an unconfirmed master is not matched; an aborted master 
   const c = ctxOf(ipv4({ src: C, dst: S }, udp({ sport: 4000, dport: 7, payload: 'x' })), { helper: 1 });
   ct.in(c, 0);
   const dst = new Uint32Array([0xc6130002, 0, 0, 0]);
-  assert.ok(ct.expect(c.entry, 17, null, -1, dst, 9000, toy.policy, 0));
+  assert.equal(ct.expect(c.entry, 17, null, -1, dst, 9000, toy.policy, 0), EXP_OK);
   assert.equal(pass(ct, data(1, 9000), 1).ctinfo, IP_CT_NEW, 'master unconfirmed');
   ct.abort(c);
   assert.equal(ct.expectations.count, 0);

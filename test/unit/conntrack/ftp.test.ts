@@ -7,6 +7,7 @@ import type { HelperHost } from '../../../src/conntrack/helpers/helper';
 import { IP_CT_ESTABLISHED, IP_CT_ESTABLISHED_REPLY, IP_CT_NEW, IP_CT_RELATED, PKT_ACCEPT, PKT_DROP } from '../../../src/conntrack/constants';
 import { defaultTunables, type TunableValues } from '../../../src/conntrack/sysctl';
 import { PacketView } from '../../../src/packet/view';
+import { EXP_EMFILE, EXP_OK } from '../../../src/conntrack/expect';
 import { parseAddr } from '../../../src/packet/format';
 
 // ---------------------------------------------------------------------------
@@ -77,7 +78,7 @@ class FakeHost implements HelperHost {
     dport: number,
     policy: { maxExpected: number; timeoutSec: number },
     now: number,
-  ): boolean {
+  ): number {
     this.calls.push({
       e,
       proto,
@@ -88,10 +89,20 @@ class FakeHost implements HelperHost {
       policy: { ...policy },
       now,
     });
-    return this.expectResult;
+    return this.expectResult ? EXP_OK : EXP_EMFILE;
   }
   log(msg: string): void {
     this.logs.push(msg);
+  }
+  // the NAT part of the helper is tested through the real table (ftp-nat.test.ts): never NATed here
+  natted(): boolean {
+    return false;
+  }
+  unexpectLast(): void {
+    throw new Error('not NATed: unexpectLast is not called');
+  }
+  mangleTcp(): boolean {
+    throw new Error('not NATed: mangleTcp is not called');
   }
 }
 
