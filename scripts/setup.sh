@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PKGS=(build-essential nftables python3 pkg-config libnetfilter-queue-dev libmnl-dev libnfnetlink-dev
+PKGS=(build-essential nftables ipset python3 pkg-config libnetfilter-queue-dev libmnl-dev libnfnetlink-dev
       iptables conntrack iproute2 procps kmod util-linux vsftpd lftp iperf3 tcpdump socat python3-scapy
       iputils-ping curl conntrackd keepalived)
 

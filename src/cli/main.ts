@@ -30,6 +30,10 @@ const COMMANDS: Record<string, { load: () => Promise<CommandModule>; summary: st
     load: async () => require('./nflog') as CommandModule,
     summary: 'the packets -j NFLOG logs to a group, as lines or a pcap stream (tcpdump -r -), while it runs',
   },
+  ipset: {
+    load: async () => require('./ipset') as CommandModule,
+    summary: "the running daemon's ipsets in ipset(8)'s syntax: create, add, del, test, list, save, restore, flush, destroy, rename, swap",
+  },
   recent: {
     load: async () => require('./recent') as CommandModule,
     summary: "the running daemon's -m recent lists: names, addresses, and changes as written to /proc/net/xt_recent/NAME",

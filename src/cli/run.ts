@@ -5,7 +5,7 @@
  *               [--kernel-conntrack keep|notrack] [--copy-range N] [--queue-maxlen N]
  *               [--batch N] [--rcvbuf BYTES] [--no-gso] [--log-level LEVEL]
  *               [--set NAME=VALUE]... [--sysctl FILE] [--control PATH] [--metrics HOST:PORT]
- *               [--state FILE] [--state-interval SEC]
+ *               [--state FILE] [--state-interval SEC] [--ipsets FILE]
  *   nfqwall run --accept-all …   data-path benchmark/diagnostic mode: no tracking, no rules,
  *                                every packet ACCEPT.
  *
@@ -47,6 +47,7 @@ const USAGE = `usage: nfqwall run --rules FILE [options]
   --metrics HOST:PORT          Prometheus metrics at http://HOST:PORT/metrics
   --state FILE                 save the connection table on exit (and every --state-interval s), restore it at start
   --state-interval SEC         seconds between periodic state saves (default 60, 0 = only on exit)
+  --ipsets FILE                restore these ipsets (an \`ipset save\` file) at start; \`nfqwall ipset\` changes them
   --stall-timeout SEC          reopen a queue that holds packets for nfqwall but delivered none for SEC s (default 5, 0 = off)
 
 With --queues A:B (B > A) each queue runs in its own worker thread with its own connection
@@ -98,6 +99,7 @@ export function parseRunArgs(argv: string[]): RunOptions {
       metrics: { type: 'string' },
       state: { type: 'string' },
       'state-interval': { type: 'string' },
+      ipsets: { type: 'string' },
       'stall-timeout': { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
@@ -138,6 +140,7 @@ export function parseRunArgs(argv: string[]): RunOptions {
     controlMaxClients: int('--control-max-clients', values['control-max-clients'], DEFAULT_MAX_SESSIONS, 1, 1 << 20),
     metrics: values.metrics,
     state: values.state,
+    ipsets: values.ipsets,
     stateIntervalSec: int('--state-interval', values['state-interval'], 60, 0, 86400 * 365),
     stallChecks: int('--stall-timeout', values['stall-timeout'], 5, 0, 86400),
   };

@@ -11,6 +11,7 @@ import type { TunableValues } from '../conntrack/sysctl';
 import type { TableLink } from './control-ops';
 import type { Collected } from './metrics';
 import type { Res } from './table-ops';
+import type { SetDescriptor } from '../rules/sets/registry';
 import type { ExpectationData, StateFileWriter } from './state';
 
 export interface Started {
@@ -48,6 +49,8 @@ export interface Backend {
   stateExpectations(savedAt: number): Promise<ExpectationData[]>;
   /** Writes every table's entries (and the unclaimed restored ones) into w. */
   saveInto(w: StateFileWriter, savedAt: number): Promise<void>;
+  /** Gives every worker thread this list of ipsets (their storage is shared); absent: one thread. */
+  syncIpsets?(sets: SetDescriptor[]): Promise<void>;
   /** test hooks (NFQWALL_TEST_HOOKS=1) */
   debug?(req: Res): Promise<Res>;
   /** Closes the queues (the kernel gets a verdict for every packet they hold); the tables stay for the final save. */

@@ -11,6 +11,7 @@ import { findSysctl, SYSCTLS, type TunableValues } from '../conntrack/sysctl';
 import { elementChange, parseElementCommand } from '../rules/nft/element-command';
 import type { NamedSets } from '../rules/nft/named-sets';
 import type { Logger } from './log';
+import type { IpsetResult } from '../rules/sets/command';
 import { CHUNK_ENTRIES, ControlAborted, TableOps, type ControlOutput, type Res, type TableSource } from './table-ops';
 
 /** One connection table as the control requests reach it (in this thread, or a worker's). */
@@ -37,6 +38,8 @@ export interface ControlHost {
   nftElement?(words: string[]): void | Promise<void>;
   /** `nfqwall nflog --group N`: the group's -j NFLOG packets streamed until the reader goes away */
   nflog?(group: number, out: ControlOutput): Promise<Res>;
+  /** `nfqwall ipset …` (ipset's words; stdin for restore) on the daemon's sets, shared by every table */
+  ipset?(argv: string[], stdin: string): IpsetResult | Promise<IpsetResult>;
   /** test hooks (NFQWALL_TEST_HOOKS=1), when the daemon has them */
   debug?(req: Res): Promise<Res>;
 }
@@ -191,6 +194,16 @@ export class DaemonControl implements ControlBackend {
       case 'nflog': {
         if (!this.host.nflog) throw new Error('nflog: not available here');
         return this.host.nflog(Number(r.group), out);
+      }
+      case 'ipset': {
+        if (!Array.isArray(r.argv) || !r.argv.every((w) => typeof w === 'string')) throw new Error('ipset needs argv');
+        if (!this.host.ipset) throw new Error('this daemon has no ipsets (accept-all mode)');
+        const res = await this.host.ipset(r.argv as string[], typeof r.stdin === 'string' ? r.stdin : '');
+        for (let i = 0; i < res.out.length; i += CHUNK_ENTRIES) await out.sendLines(res.out.slice(i, i + CHUNK_ENTRIES));
+        const w = (r.argv as string[]).find((x) => !x.startsWith('-'));
+        if (w && !['list', 'l', '-L', 'save', 's', '-S', 'test', 't', '-T', 'version', 'v', '-V'].includes(w))
+          log.info({ command: (r.argv as string[]).join(' '), status: res.status, error: res.err ?? undefined }, 'ipset command');
+        return { ok: true, status: res.status, err: res.err };
       }
       case 'reload': {
         const res = await this.host.reload();

@@ -28,6 +28,7 @@ import { createRegistry, MetricsServer } from './metrics';
 import { startedFields, startTunables, type DaemonOptions } from './options';
 import { WorkerPool } from './pool';
 import { DaemonRules, natQueuesError } from './ruleset';
+import { DaemonIpsets, loadIpsetFile } from './ipsets';
 import { StateFileWriter } from './state';
 
 function createBackend(opts: DaemonOptions, tun: TunableValues, log: Logger, rules: DaemonRules | undefined, onLost: (why: string) => void): Backend {
@@ -85,6 +86,14 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
     return 1;
   }
   let rules: DaemonRules | undefined;
+  if (opts.ipsets !== undefined && !opts.acceptAll) {
+    const errs = loadIpsetFile(opts.ipsets, log);
+    if (errs.length > 0) {
+      for (const line of errs) process.stderr.write(line + '\n');
+      log.error({ file: opts.ipsets, errors: errs }, 'invalid ipset file');
+      return 1;
+    }
+  }
   if (opts.acceptAll) {
     if (opts.rules) log.warn({ rules: opts.rules }, '--accept-all: the rule file is ignored');
     log.warn('accept-all mode: no connection tracking, no rules, every packet is accepted');
@@ -146,6 +155,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
   });
 
   let control: ControlServer | undefined;
+  const sets = rules ? new DaemonIpsets(backend.syncIpsets ? (d) => backend.syncIpsets!(d) : undefined) : undefined;
   if (rules) {
     const r = rules;
     const host: ControlHost = {
@@ -157,6 +167,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
       reload: () => r.reload(),
       nftElement: (words) => r.nftElement(words),
       nflog: (group, out) => nflogHub.subscribe(group, out),
+      ipset: (argv, stdin) => sets!.run(argv, stdin),
       debug: backend.debug ? (req) => backend.debug!(req) : undefined,
     };
     const c = new ControlServer({ path: opts.control, backend: new DaemonControl(host, log), log, maxSessions: opts.controlMaxClients });
@@ -262,6 +273,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
     );
   log.info({ reason, stats }, 'nfqwall stopped');
   await save();
+  sets?.close();
   await backend.close();
   nflogHub.close();
   await control?.close();

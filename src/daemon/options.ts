@@ -32,6 +32,8 @@ export interface DaemonOptions {
   metrics?: string;
   state?: string;
   stateIntervalSec: number;
+  /** an `ipset save` file restored at start (before the rules that name its sets) */
+  ipsets?: string;
 }
 
 /** Parses `N` or `A:B` (0..65535, A <= B). */

@@ -29,6 +29,7 @@ import { restoreStateFile, type ExpectationData, type StateFileWriter } from './
 import { CHUNK_ENTRIES, type ControlOutput, type Res } from './table-ops';
 import type { WorkerInit } from './worker';
 import { WorkerHandle } from './worker-link';
+import { ipsets, type SetDescriptor } from '../rules/sets/registry';
 
 export interface PoolOptions {
   queues: QueueSpec;
@@ -95,6 +96,7 @@ export class WorkerPool implements Backend {
         logPretty: opts.logPretty,
         sharedCount: this.shared.buffer as SharedArrayBuffer,
         restore: this.restored ? { buffers: this.restored.store.buffers, builtAt: this.restored.builtAt } : undefined,
+        ipsets: ipsets().descriptors(),
         testHooks: opts.testHooks,
         nflog: { ring: nflogHub.newRing().sab, listeners: nflogHub.listeners },
       };
@@ -158,6 +160,12 @@ export class WorkerPool implements Backend {
     const bad = res.find((x) => x.ok !== true);
     const batches = res.reduce((n, x) => n + (typeof x.batches === 'number' ? x.batches : 0), 0);
     return { errors: bad ? ((bad.errors as string[] | undefined) ?? [String(bad.error)]) : [], batches };
+  }
+
+  async syncIpsets(sets: SetDescriptor[]): Promise<void> {
+    const res = await this.all({ op: 'ipset.sync', sets });
+    const bad = res.find((x) => x.ok !== true);
+    if (bad) throw new Error(String(bad.error));
   }
 
   batchesHere(): number {

@@ -3,6 +3,8 @@
  * table, rules instance, GC timer), its own pino logger (same destination, `queue` field).
  * The main thread talks to it over parentPort (src/daemon/pool.ts has the other end):
  *
+ * ipset.sync gives the thread the daemon's list of ipsets (their elements are shared memory).
+ *
  *   in:  {t:'req', id, req}  {t:'ack', id, abort?}  {t:'close'}  {t:'exit'}
  *   out: {t:'ready', portid}  {t:'fatal', message, code?}  {t:'lines', id, lines}
  *        {t:'done', id, res}  {t:'closed', stats}
@@ -24,6 +26,7 @@ import { snapshotService } from './metrics';
 import type { TunableValues } from '../conntrack/sysctl';
 import type { ConntrackEntryData } from '../conntrack/ops';
 import { TUPLE_WORDS } from '../conntrack/layout';
+import { ipsets, type SetDescriptor } from '../rules/sets/registry';
 
 export interface WorkerInit {
   /** 0-based worker number (the `cpu=` of conntrack -S) */
@@ -37,6 +40,8 @@ export interface WorkerInit {
   /** Int32Array cell 0: entries of every table (nf_conntrack_max bounds it) */
   sharedCount: SharedArrayBuffer;
   restore?: { buffers: RestoreStoreBuffers; builtAt: number };
+  /** the daemon's ipsets (shared storage), before the rules that name them are compiled */
+  ipsets: SetDescriptor[];
   testHooks: boolean;
   /** this worker's -j NFLOG ring and the shared readers-per-group table (src/rules/nflog-ring.ts) */
   nflog: { ring: SharedArrayBuffer; listeners: SharedArrayBuffer };
@@ -55,6 +60,7 @@ export function workerMain(): void {
   const init = workerData as WorkerInit;
   const log = createLogger({ level: init.logLevel, pretty: init.logPretty }).child({ queue: init.queue.queue });
   let svc: FirewallService;
+  ipsets().adopt(init.ipsets);
   try {
     svc = new FirewallService({ rules: readRules(init.rulesFile, ruleDeps(log), init.rulesText).rules, tun: init.tun, log });
   } catch (err) {
@@ -102,6 +108,9 @@ export function workerMain(): void {
         } catch (err) {
           return { ok: false, errors: err instanceof RuleLoadError ? err.errors : [(err as Error).message] };
         }
+      case 'ipset.sync':
+        ipsets().adopt(req.sets as SetDescriptor[]);
+        return { ok: true };
       case 'snapshot':
         return { ok: true, snap: snapshotService(svc, runner) };
       case 'state.export': {
