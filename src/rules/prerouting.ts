@@ -13,7 +13,7 @@ import { NF_NAT_RANGE_MAP_IPS } from '../conntrack/nat';
 import { formatAddr } from './addr';
 import type { NatToState } from './nat-action';
 import type { NetmapState } from './targets/NETMAP';
-import type { RuleSet } from './types';
+import type { ParsedChain, RuleSet } from './types';
 
 export interface PreroutingNeed {
   4: string[][];
@@ -25,16 +25,19 @@ export const NO_PREROUTING: PreroutingNeed = { 4: [], 6: [] };
 const LOCAL = ['-m', 'addrtype', '--dst-type', 'LOCAL'];
 
 export function preroutingNeed(set: RuleSet): PreroutingNeed {
-  const nat = set.tables.find((t) => t.name === 'nat');
-  if (!nat) return NO_PREROUTING;
+  const nats = set.tables.filter((t) => t.name === 'nat');
+  if (nats.length === 0) return NO_PREROUTING;
+  // an iptables nat table's built-in chains by name; an nftables rule set's nat chains by their slot
+  const isBase = (ch: ParsedChain, hook: string): boolean =>
+    set.bases ? set.bases.some((b) => b.table === 'nat' && b.chain === ch.name && b.slot === `nat/${hook}`) : ch.builtin && ch.name === hook;
   const all: PreroutingNeed = { 4: [[]], 6: [[]] };
   const need: PreroutingNeed = { 4: [], 6: [] };
   const add = (fam: 0 | 4 | 6, words: string[]) => {
     for (const f of fam === 0 ? ([4, 6] as const) : [fam]) if (!need[f].some((w) => w.join(' ') === words.join(' '))) need[f].push(words);
   };
-  for (const ch of nat.chains) {
-    if (ch.builtin && ch.name === 'PREROUTING' && ch.rules.length > 0) return all;
-    if (ch.builtin && ch.name === 'OUTPUT' && ch.rules.length > 0) add(0, LOCAL);
+  for (const ch of nats.flatMap((t) => t.chains)) {
+    if (isBase(ch, 'PREROUTING') && ch.rules.length > 0) return all;
+    if (isBase(ch, 'OUTPUT') && ch.rules.length > 0) add(0, LOCAL);
     for (const r of ch.rules) {
       if (r.target.kind !== 'ext') continue;
       const name = r.target.name;

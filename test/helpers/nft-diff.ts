@@ -36,20 +36,21 @@ export function nftJson(file: string, tag: string): string {
   }
 }
 
-/** srv's UDP echo on PORT (both families, one process, no fork per datagram). */
-export const udpEcho = (port: number): string => `
+/** srv's UDP echo on PORT (both families, one process, no fork per datagram); whoami: the answer is the source address it saw. */
+export const udpEcho = (port: number, whoami = false): string => `
 import socket
 s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
 s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
 s.bind(('::', ${port}))
 while True:
     d, a = s.recvfrom(100)
-    s.sendto(b'r', a)
+    s.sendto(${whoami ? 'a[0].encode()' : "b'r'"}, a)
 `;
 
 /**
  * A UDP request to srv:PORT from one socket, sent up to 3 times while no answer comes;
- * prints ok, refused (ICMP port unreachable), unreachable (another ICMP error) or failed (no answer).
+ * prints ok (with the answer when it is not the echo's "r"), refused (ICMP port unreachable),
+ * unreachable (another ICMP error) or failed (no answer).
  */
 export const udpProbe = (fam: 4 | 6, port: number): string => `
 import socket
@@ -60,8 +61,8 @@ out = 'failed'
 for i in range(3):
     s.send(b'q')
     try:
-        s.recv(10)
-        out = 'ok'
+        r = s.recv(100)
+        out = 'ok' if r == b'r' else 'ok ' + r.decode()
         break
     except ConnectionRefusedError:
         out = 'refused'

@@ -12,6 +12,7 @@ import { limitMatch } from './limit';
 import { ctHelperTarget, type CtHelperObjects } from './ct-helper';
 import { concatElement, concatField, elementsOverlap } from './concat';
 import { mangleTarget } from './mangle';
+import { NAT_STATEMENTS, natTarget } from './nat';
 import { matchExpr } from './match';
 import { notrackTarget } from './notrack';
 import { isObject, kindOf, NftError } from './path';
@@ -54,6 +55,7 @@ function targetOf(b: RuleBuild, kind: string, value: unknown, path: string, scop
   if (kind === 'reject') return rejectTarget(b, value, path);
   if (kind === 'notrack') return notrackTarget(b, path);
   if (kind === 'mangle') return mangleTarget(b, value, path);
+  if (NAT_STATEMENTS.has(kind)) return natTarget(b, kind, value, path);
   if (kind === 'ct helper') return ctHelperTarget(value, path, scope.ctHelpers, scope.family);
   return null;
 }

@@ -78,6 +78,69 @@ function str(o: Record<string, unknown>, k: string, path: string): string {
 /** Objects that change nothing where no rule uses them. */
 const INERT = new Set(['metainfo', 'counter', 'quota', 'limit']);
 
+/** the hooks nat chains attach to (nft_chain_nat's) */
+const NAT_HOOKS = new Set(['prerouting', 'input', 'output', 'postrouting']);
+
+/** The chains a chain reaches through jump and goto, itself included. */
+function reachable(name: string, chains: Map<string, ParsedChain>, out = new Set<string>()): Set<string> {
+  if (out.has(name)) return out;
+  out.add(name);
+  for (const r of chains.get(name)?.rules ?? []) if (r.target.kind === 'jump' || r.target.kind === 'goto') reachable(r.target.name, chains, out);
+  return out;
+}
+
+/**
+ * nat base chains that translate: on the engine's nat slot of their hook, in a table named nat
+ * of their own (with the regular chains they reach, which no other base chain may reach: the
+ * NAT targets exist in nat tables only); one per hook and family, since the kernel stops at the
+ * first nat chain that binds the connection and nfqwall's walk would go on. nat chains that
+ * change nothing stay out (the null binding every connection gets then changes no tuple).
+ */
+function placeNatChains(
+  set: RuleSet,
+  nats: { name: string; path: string; slot: HookSlot; family: Family; prio: number; order: number; policy: 'ACCEPT' | 'DROP' | null; info: TableInfo }[],
+  bases: (BaseChain & { prio: number; order: number })[],
+  chains: Map<string, ParsedChain>,
+  itemOf: (r: object) => unknown,
+  error: (m: string) => void,
+): void {
+  const others = new Set<string>();
+  for (const b of bases) reachable(b.chain, chains, others);
+  const natTables = new Map<TableInfo, ParsedTable>();
+  const placed: typeof nats = [];
+  for (const n of nats) {
+    if (unplacedProblem(n.name, n.policy, chains, itemOf) === null) continue;
+    const clash = placed.find((p) => p.slot === n.slot && (p.family === 0 || n.family === 0 || p.family === n.family));
+    if (clash) {
+      error(
+        `${n.path}: a second nat chain on the ${n.slot.slice(4).toLowerCase()} hook is not supported (the kernel stops at the first that binds the connection)`,
+      );
+      continue;
+    }
+    const reach = reachable(n.name, chains);
+    const shared = [...reach].find((c) => others.has(c));
+    if (shared) {
+      error(`${n.path}: chain ${shared.split('/').pop()} is reached from a nat chain and from another base chain: not supported`);
+      continue;
+    }
+    let nt = natTables.get(n.info);
+    if (!nt) {
+      nt = { name: 'nat', line: 0, chains: [] };
+      natTables.set(n.info, nt);
+      set.tables.push(nt);
+    }
+    for (const c of reach) {
+      const ch = chains.get(c)!;
+      const from = set.tables.find((t) => t.chains.includes(ch));
+      if (from && from !== nt) from.chains.splice(from.chains.indexOf(ch), 1);
+      if (!nt.chains.includes(ch)) nt.chains.push(ch);
+      for (const r of ch.rules) r.table = 'nat';
+    }
+    placed.push(n);
+    bases.push({ slot: n.slot, table: 'nat', chain: n.name, family: n.family, prio: n.prio, order: n.order });
+  }
+}
+
 /**
  * Why a base chain nfqwall has no place for (a prerouting chain after conntrack, postrouting,
  * nat or route chains) could change a packet or what is listed, or null when it cannot: policy
@@ -138,6 +201,17 @@ export function parseNftRuleset(text: string, file: string, opts: NftParseOption
   const bases: (BaseChain & { prio: number; order: number })[] = [];
   /** base chains with no place in nfqwall: loaded only when they cannot change anything (see unplacedProblem) */
   const unplaced: { name: string; path: string; why: string; policy: 'ACCEPT' | 'DROP' | null }[] = [];
+  /** nat base chains: placed on the engine's nat slots when they hold NAT (else, changing nothing, left out) */
+  const natBases: {
+    name: string;
+    path: string;
+    slot: HookSlot;
+    family: Family;
+    prio: number;
+    order: number;
+    policy: 'ACCEPT' | 'DROP' | null;
+    info: TableInfo;
+  }[] = [];
   const rules: [Record<string, unknown>, string, number][] = [];
   // pass 1: tables, sets, chains (nft -j lists them before the rules, but a hand-written file need not)
   items.forEach((item, i) => {
@@ -190,7 +264,19 @@ export function parseNftRuleset(text: string, file: string, opts: NftParseOption
             if (pol !== 'accept' && pol !== 'drop') throw new NftError(`${p}.policy`, `policy ${JSON.stringify(pol)}`);
             policy = pol === 'drop' ? 'DROP' : 'ACCEPT';
             const s = type === 'filter' ? slotOf(str(o, 'hook', p), prio) : null;
-            if (s !== null && (HOOK_SLOTS as readonly string[]).includes(s)) {
+            const hook = str(o, 'hook', p);
+            if (type === 'nat' && NAT_HOOKS.has(hook)) {
+              natBases.push({
+                name: full,
+                path: `${p}.type`,
+                slot: `nat/${hook.toUpperCase()}` as HookSlot,
+                family: t.family,
+                prio,
+                order: i,
+                policy,
+                info: t,
+              });
+            } else if (s !== null && (HOOK_SLOTS as readonly string[]).includes(s)) {
               slot = s as HookSlot;
               bases.push({ slot, table: 'filter', chain: full, family: t.family, prio, order: i });
             } else {
@@ -267,7 +353,7 @@ export function parseNftRuleset(text: string, file: string, opts: NftParseOption
   }
   if (errors.length) return { set, errors };
   // the kernel's table validation: no loops, the jump stack deep enough
-  const problem = validateGraph([...bases.map((b) => b.chain), ...unplaced.map((u) => u.name)], jumps);
+  const problem = validateGraph([...bases.map((b) => b.chain), ...unplaced.map((u) => u.name), ...natBases.map((n) => n.name)], jumps);
   if (problem)
     errors.push({
       file,
@@ -297,6 +383,14 @@ export function parseNftRuleset(text: string, file: string, opts: NftParseOption
     const why = unplacedProblem(u.name, u.policy, chainByName, (r) => items[ruleItem.get(r) ?? -1]);
     if (why) errors.push({ file, line: 0, col: 0, message: `${u.path}: ${u.why} (such a chain is loaded only when it can change nothing: ${why})` });
   }
+  placeNatChains(
+    set,
+    natBases,
+    bases,
+    chainByName,
+    (r) => items[ruleItem.get(r) ?? -1],
+    (m) => errors.push({ file, line: 0, col: 0, message: m }),
+  );
   bases.sort((a, b) => a.prio - b.prio || a.order - b.order);
   set.nft = {
     doc: doc as { nftables: unknown[] },

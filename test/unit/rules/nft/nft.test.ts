@@ -384,8 +384,8 @@ test('what is not supported is refused with its JSON path', () => {
     /^gw\.json: nftables\[3\]\.rule\.expr\[0\]\.match\.left: meta pkttype is not supported: the queue does not deliver/,
   );
   assert.match(
-    err(doc([{ chains: [{ name: 'n', base: { hook: 'prerouting', prio: -100, type: 'nat' }, rules: [[{ drop: null }]] }] }]))[0],
-    /^gw\.json: nftables\[2\]\.chain\.type: nat chains are not supported .*can change nothing: a rule reached from it has drop/,
+    err(doc([{ chains: [{ name: 'n', base: { hook: 'output', prio: -150, type: 'route' }, rules: [[{ drop: null }]] }] }]))[0],
+    /^gw\.json: nftables\[2\]\.chain\.type: chains of type "route" are not supported .*can change nothing: a rule reached from it has drop/,
   );
   assert.match(
     err(doc([{ chains: [{ name: 'p', base: { hook: 'prerouting', prio: 0 }, rules: [[{ counter: { packets: 0, bytes: 0 } }]] }] }]))[0],
