@@ -234,6 +234,38 @@ export class HashSet extends StoreSet {
     return out.join(',');
   }
 
+  /**
+   * ipset test: an address given for the net dimension (no prefix) is tested at every prefix
+   * the set holds, most specific first, as mtype_test does (a nomatch element: not in the set);
+   * a network given tests that very network.
+   */
+  override utest(elem: string, now: number): boolean {
+    if (this.netDim < 0) return super.utest(elem, now);
+    const keys = this.userKeys(elem);
+    const s = this.store;
+    const o = this.offs[this.netDim];
+    s.lock();
+    try {
+      return keys.every((k) => {
+        if (k[this.cidrOff] !== this.host) {
+          const e = s.find(k);
+          return e >= 0 && !s.expired(e, now) && !s.nomatch(e);
+        }
+        const addr = k.slice(o, o + this.aw);
+        for (let c = this.host; c > 0; c--) {
+          if (s.cidrCount(c) === 0) continue;
+          for (let w = 0; w < this.aw; w++) k[o + w] = addr[w] & this.masks[c * 4 + w];
+          k[this.cidrOff] = c;
+          const e = s.find(k);
+          if (e >= 0 && !s.expired(e, now)) return !s.nomatch(e);
+        }
+        return false;
+      });
+    } finally {
+      s.unlock();
+    }
+  }
+
   protected cidrOf(key: Int32Array): number {
     return this.netDim >= 0 ? key[this.cidrOff] : -1;
   }
