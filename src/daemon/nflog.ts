@@ -3,7 +3,7 @@
  * (`nfqwall nflog --group N`, a control request that streams until the reader goes away) and
  * the rings the packet threads write (src/rules/nflog-ring.ts: the main thread's own with one
  * queue, one per worker thread with --queues), drained here every POLL_MS while a reader
- * exists. A reader's backlog is bounded (MAX_BACKLOG records): what a slow reader cannot take
+ * exists. A reader's backlog is bounded (MAX_BACKLOG records, MAX_BACKLOG_CHARS): what a slow reader cannot take
  * is dropped and counted, as are records a full ring could not hold; the reader gets the counts
  * ("D N" lines) before the next record. One per daemon process (the main thread).
  *
@@ -16,15 +16,22 @@ import { sysIfnames } from '../rules/ifname';
 
 export const POLL_MS = 10;
 export const MAX_BACKLOG = 8192;
+/** and at most this many characters of lines (64 KiB packets are 87 KiB of base64 each) */
+export const MAX_BACKLOG_CHARS = 16 * 1024 * 1024;
 const LINES_PER_SEND = 256;
 
 interface Reader {
   group: number;
   out: ControlOutput;
   backlog: string[];
+  /** characters in backlog */
+  chars: number;
   dropped: number;
   wake: (() => void) | null;
 }
+
+/** An upper bound of a record's line length, known before the line is made. */
+const REC_CHARS_MAX = (rec: NflogRecord) => 200 + Math.ceil((rec.data.length + rec.prefix.length * 3) / 3) * 4;
 
 export class NflogHub {
   /** readers per group, shared with every packet thread */
@@ -46,7 +53,7 @@ export class NflogHub {
   /** Streams the group's records to out until its reader goes away (or the hub closes). */
   async subscribe(group: number, out: ControlOutput): Promise<Res> {
     if (!Number.isInteger(group) || group < 0 || group > 65535) throw new Error('nflog: the group must be 0..65535');
-    const r: Reader = { group, out, backlog: [], dropped: 0, wake: null };
+    const r: Reader = { group, out, backlog: [], chars: 0, dropped: 0, wake: null };
     if (this.readers.size === 0) {
       // what the rings hold is from before anyone read them
       for (const e of this.rings) {
@@ -71,7 +78,9 @@ export class NflogHub {
         }
         const lines = r.dropped !== 0 ? [`D ${r.dropped}`] : [];
         r.dropped = 0;
-        lines.push(...r.backlog.splice(0, LINES_PER_SEND));
+        const taken = r.backlog.splice(0, LINES_PER_SEND);
+        for (const l of taken) r.chars -= l.length;
+        lines.push(...taken);
         await out.sendLines(lines);
       }
     } catch (err) {
@@ -106,7 +115,7 @@ export class NflogHub {
     let line: string | undefined;
     for (const rd of this.readers) {
       if (rd.group !== rec.group) continue;
-      if (rd.backlog.length >= MAX_BACKLOG) {
+      if (rd.backlog.length >= MAX_BACKLOG || rd.chars + REC_CHARS_MAX(rec) > MAX_BACKLOG_CHARS) {
         rd.dropped++;
         continue;
       }
@@ -126,6 +135,7 @@ export class NflogHub {
         Buffer.from(rec.data).toString('base64') || '-',
       ].join(' ');
       rd.backlog.push(line);
+      rd.chars += line.length;
     }
   }
 

@@ -5,7 +5,7 @@ import { ipv4, udp } from '../../helpers/packets';
 import { NF_ACCEPT as A, NF_DROP as D } from '../../../src/queue/layout';
 import { newListenerTable, NflogRing, nflogBus, type NflogRecord } from '../../../src/rules/nflog-ring';
 import { wallClock } from '../../../src/rules/wallclock';
-import { MAX_BACKLOG, NflogHub } from '../../../src/daemon/nflog';
+import { MAX_BACKLOG, MAX_BACKLOG_CHARS, NflogHub } from '../../../src/daemon/nflog';
 import { ControlAborted, type ControlOutput } from '../../../src/daemon/table-ops';
 import { formatNflogText, parseNflogLine } from '../../../src/cli/nflog';
 import { encodeNflogFrame, LINKTYPE_NFLOG, nflogAttributes, NFULA_PREFIX, pcapFileHeader, pcapRecord } from '../../../src/pcap/nflog';
@@ -154,6 +154,35 @@ test("NFLOG hub: a reader gets its group's records as lines; a slow reader's bac
   hub.close();
   assert.deepEqual(await ended, { ok: true, stopped: true }, 'the daemon stops: the stream ends');
   assert.equal(count[5], 0);
+});
+
+test("NFLOG hub: a slow reader's backlog is bounded in bytes too (large packets)", async () => {
+  const hub = new NflogHub();
+  const ring = hub.newRing();
+  const out = new FakeOut();
+  let open!: () => void;
+  out.gate = new Promise((res) => (open = res));
+  const done = hub.subscribe(1, out);
+  await tick();
+  const big = new Uint8Array(60000);
+  const n = Math.ceil(MAX_BACKLOG_CHARS / 80000) + 20;
+  for (let i = 0; i < n; i++) {
+    assert.ok(ring.push(1, 4, 2, 0, 0, big.length, i, 0, Buffer.from(''), big, 0, big.length));
+    if (i % 10 === 9) hub.poll();
+  }
+  hub.poll();
+  const waiting = out.sent.flat().filter((l) => l.startsWith('P ')).length;
+  open();
+  out.gate = null;
+  for (let i = 0; i < 200 && !out.sent.flat().some((l) => l.startsWith('D ')); i++) await tick();
+  const lines = out.sent.flat();
+  const got = lines.filter((l) => l.startsWith('P ')).length;
+  const dropped = lines.filter((l) => l.startsWith('D ')).reduce((a, l) => a + Number(l.slice(2)), 0);
+  assert.ok(dropped > 0 && got + dropped === n, `${got} delivered (${waiting} before the reader stalled) + ${dropped} dropped of ${n}`);
+  assert.ok((got - waiting) * 80000 <= MAX_BACKLOG_CHARS, 'what waited fits the bound');
+  out.alive = false;
+  hub.poll();
+  await done;
 });
 
 test('nflog --pcap frames: the NFLOG link type as tcpdump writes it, read back by the capture reader', () => {
