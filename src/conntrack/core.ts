@@ -38,7 +38,7 @@ import type { PacketContext } from './context';
 import { NF_CT_EXPECT_PERMANENT } from './expect';
 import { R_STATUS, TUPLE_WORDS, T_META, T_PORTS, T_SRC, nodeEquals, nodeTuple, recBase, recProto, storeTuple } from './layout';
 import { admissionLimit } from './mgmt';
-import { ConntrackNat } from './nat';
+import { ConntrackNat, NAT_MANIP_DST, NAT_MANIP_SRC, NF_NAT_RANGE_MAP_IPS, NF_NAT_RANGE_PROTO_SPECIFIED, NatRange } from './nat';
 import { ICMP_NOT_ERROR, ICMP_UNTRACKED, icmpv4Error } from './proto/icmp';
 import { icmpv6Error } from './proto/icmpv6';
 import { IPS_SEQ_ADJUST } from './seqadj';
@@ -65,6 +65,8 @@ export class Conntrack extends ConntrackNat {
   private readonly key = new Uint32Array(TUPLE_WORDS);
   /** the hash of newRow's ORIG tuple, for its confirm */
   private newHash = 0;
+  /** nf_nat_follow_master's range (scratch) */
+  private readonly followRange = new NatRange();
   /** the packet's tuple inverted (resume) */
   private readonly invKey = new Uint32Array(TUPLE_WORDS);
   /** the entry insertEntry last inserted (not an existing one a clash resolved to) */
@@ -422,8 +424,14 @@ export class Conntrack extends ConntrackNat {
         const xh = this.expectations.helper[x];
         if (xh !== 0) this.attachHelper(e, xh);
         this.stats.expect_new++;
+        const natDir = this.expectations.natDir[x];
+        const saved = this.expectations.savedPort[x];
         if ((this.expectations.flags[x] & NF_CT_EXPECT_PERMANENT) === 0) this.expectations.remove(x);
         expected = true;
+        if (natDir >= 0 && !this.natFollowMaster(e, m, natDir, saved, now)) {
+          this.destroy(e);
+          return -2;
+        }
       }
     }
     if (!expected && ctx.helper !== 0) {
@@ -434,6 +442,26 @@ export class Conntrack extends ConntrackNat {
       }
     }
     return e;
+  }
+
+  /**
+   * nf_nat_follow_master (the expectfn of a NATed helper's expectation): the new entry e of
+   * master m gets its source mapped to where the master sends to (the destination of m's
+   * tuple of direction !expDir) and its destination to the master's peer (the source of that
+   * tuple) at the announced port. False when no binding could be made (the packet and entry
+   * are dropped, as the kernel's confirm would).
+   */
+  private natFollowMaster(e: number, m: number, expDir: number, savedPort: number, now: number): boolean {
+    const r = this.followRange;
+    r.flags = NF_NAT_RANGE_MAP_IPS;
+    this.tupleAddr(m, expDir ^ 1, 1, r.minAddr);
+    r.maxAddr.set(r.minAddr);
+    if (!this.natSetup(e, r, NAT_MANIP_SRC, now)) return false;
+    r.flags = NF_NAT_RANGE_MAP_IPS | NF_NAT_RANGE_PROTO_SPECIFIED;
+    r.minProto = r.maxProto = savedPort;
+    this.tupleAddr(m, expDir ^ 1, 0, r.minAddr);
+    r.maxAddr.set(r.minAddr);
+    return this.natSetup(e, r, NAT_MANIP_DST, now);
   }
 
   /**
