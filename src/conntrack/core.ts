@@ -293,8 +293,9 @@ export class Conntrack extends ConntrackNat {
    * entry found again from the packet's tuple as that crossing left it (destination rewritten:
    * the ORIG direction's (orig src → reply src), the REPLY's (reply src → orig src)), without
    * running the tracker again; ctx filled as in(). No entry (gone since): ctx stays INVALID.
-   * An entry both SNATed and DNATed (hairpin) is not found this way after its first packet:
-   * such packets are left INVALID and counted in nat_drop (the pipeline drops them).
+   * An entry both SNATed and DNATed (hairpin) has neither tuple: it is found in ConntrackNat's
+   * crossing index (TCP/UDP; a hairpin ICMP echo is not found after its first packet). Not found:
+   * counted in nat_drop, the pipeline drops the packet.
    */
   resume(ctx: PacketContext, dir: number, now: number): void {
     this.clearCt(ctx, now);
@@ -314,6 +315,8 @@ export class Conntrack extends ConntrackNat {
         const st = tb.status(n >> 1) & IPS_NAT_MASK;
         if (st === (dir === 0 ? IPS_DST_NAT : IPS_SRC_NAT)) e = n >> 1;
       }
+      // both SNATed and DNATed: the crossing tuple is the ORIG packet's, the REPLY's inverted
+      if (e < 0) e = this.mixFind(dir === 0 ? key : inv, now);
     }
     if (e < 0) {
       this.stats.nat_drop++;

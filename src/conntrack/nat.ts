@@ -17,7 +17,21 @@ import { rewriteEndpoint } from '../packet/rewrite';
 import { PKTF_TRUNCATED, VERDICT_SET_PAYLOAD } from '../queue/layout';
 import { IPS_DST_NAT, IPS_DST_NAT_DONE, IPS_NAT_MASK, IPS_SRC_NAT, IPS_SRC_NAT_DONE } from './constants';
 import type { PacketContext } from './context';
-import { NAT_MASQ_WORD, TUPLE_WORDS, T_DST, T_META, T_PORTS, T_SRC, nodeEquals, nodeTuple, storeNatReply, timeoutIndex } from './layout';
+import {
+  NAT_MASQ_WORD,
+  R_RPORTS,
+  TUPLE_WORDS,
+  T_DST,
+  T_META,
+  T_PORTS,
+  T_SRC,
+  nodeEquals,
+  nodeTuple,
+  recBase,
+  recProto,
+  storeNatReply,
+  timeoutIndex,
+} from './layout';
 import { ConntrackOps } from './ops';
 import { invertTuple, tupleEquals } from './tuple';
 
@@ -159,6 +173,78 @@ export class ConntrackNat extends ConntrackOps {
   /** the null binding's range (nf_nat_alloc_null_binding) */
   private readonly nullRange = new NatRange();
 
+  /**
+   * Entries both SNATed and DNATed (hairpin), by the hash of their crossing tuple (orig src:port
+   * → reply src:port, what the filter crossing sees of either direction after the pre-routing
+   * one rewrote its destination; no other node of theirs has it): head entry + 1, chained
+   * through ConnTable.mixNext. TCP/UDP/UDP-Lite only.
+   */
+  private readonly mixHeads = new Map<number, number>();
+  private readonly mixKey = new Uint32Array(TUPLE_WORDS);
+
+  /** The crossing tuple of entry e into k (see mixHeads). */
+  private mixTuple(e: number, k: Uint32Array): void {
+    const tb = this.table;
+    nodeTuple(tb.rec, tb.nat, 2 * e, k, 0);
+    const r = e * TUPLE_WORDS;
+    for (let i = 0; i < 4; i++) k[T_DST + i] = tb.nat[r + T_SRC + i];
+    k[T_PORTS] = ((k[T_PORTS] & 0xffff0000) | (tb.rec[recBase(e) + R_RPORTS] >>> 16)) >>> 0;
+  }
+
+  private mixHash(k: Uint32Array): number {
+    return this.hkey.hashTuple(k, 0) & 0x3fffffff;
+  }
+
+  private mixInsert(e: number): void {
+    const k = this.mixKey;
+    this.mixTuple(e, k);
+    const h = this.mixHash(k);
+    this.table.mixNext[e] = this.mixHeads.get(h) ?? 0;
+    this.mixHeads.set(h, e + 1);
+  }
+
+  private mixRemove(e: number): void {
+    const tb = this.table;
+    const k = this.mixKey;
+    this.mixTuple(e, k);
+    const h = this.mixHash(k);
+    let p = this.mixHeads.get(h) ?? 0;
+    if (p === e + 1) {
+      const nx = tb.mixNext[e];
+      if (nx === 0) this.mixHeads.delete(h);
+      else this.mixHeads.set(h, nx);
+    } else {
+      while (p !== 0) {
+        const q = tb.mixNext[p - 1];
+        if (q === e + 1) {
+          tb.mixNext[p - 1] = tb.mixNext[e];
+          break;
+        }
+        p = q;
+      }
+    }
+    tb.mixNext[e] = 0;
+  }
+
+  /** The hairpin entry whose crossing tuple is k, -1 if none (expired entries do not count). */
+  protected mixFind(k: Uint32Array, now: number): number {
+    if (this.mixHeads.size === 0) return -1;
+    const tb = this.table;
+    const t = this.mixKey;
+    for (let p = this.mixHeads.get(this.mixHash(k)) ?? 0; p !== 0; p = tb.mixNext[p - 1]) {
+      const e = p - 1;
+      if (tb.timeout(e) <= now) continue;
+      this.mixTuple(e, t);
+      if (tupleEquals(t, 0, k, 0)) return e;
+    }
+    return -1;
+  }
+
+  override destroy(e: number): void {
+    if ((this.table.status(e) & IPS_NAT_MASK) === IPS_NAT_MASK && natPorts(recProto(this.table.rec, e))) this.mixRemove(e);
+    super.destroy(e);
+  }
+
   /** Whether entry e has its binding of manip type `manip` (nf_nat_initialized). */
   natInitialized(e: number, manip: number): boolean {
     return (this.table.status(e) & (manip === NAT_MANIP_SRC ? IPS_SRC_NAT_DONE : IPS_DST_NAT_DONE)) !== 0;
@@ -183,10 +269,14 @@ export class ConntrackNat extends ConntrackOps {
       const reply = this.natInv;
       invertTuple(nw, 0, reply, 0);
       const hashed = tb.isHashed(e);
+      const mixed = (st & IPS_NAT_MASK) === IPS_NAT_MASK && natPorts(reply[T_META] & 0xff);
+      if (mixed) this.mixRemove(e);
       if (hashed) tb.unlinkNode(2 * e + 1);
       storeNatReply(tb.rec, tb.nat, e, reply, 0);
-      tb.setStatus(e, st | (manip === NAT_MANIP_SRC ? IPS_SRC_NAT : IPS_DST_NAT));
+      const nst = st | (manip === NAT_MANIP_SRC ? IPS_SRC_NAT : IPS_DST_NAT);
+      tb.setStatus(e, nst);
       if (hashed) tb.linkNode(2 * e + 1, this.hkey.hashTuple(reply, 0));
+      if ((nst & IPS_NAT_MASK) === IPS_NAT_MASK && natPorts(reply[T_META] & 0xff)) this.mixInsert(e);
     }
     tb.setStatus(e, tb.status(e) | (manip === NAT_MANIP_SRC ? IPS_SRC_NAT_DONE : IPS_DST_NAT_DONE));
     nodeTuple(tb.rec, tb.nat, 2 * e + 1, this.natInv, 0);

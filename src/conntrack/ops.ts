@@ -3,7 +3,7 @@
  * plus the state file): listing, deletion, flush, tunables with their side effects, export and
  * import of entries, and the per-source counting behind nfqwall.per_source_max. Not hot path.
  */
-import { IPS_CONFIRMED, IPS_EXPECTED, IPS_HELPER } from './constants';
+import { IPS_CONFIRMED, IPS_EXPECTED, IPS_HELPER, IPS_NAT_DONE_MASK, IPS_NAT_MASK } from './constants';
 import { ConntrackHost } from './host';
 import { TUPLE_WORDS, T_META, T_PORTS, T_SRC, nodeTuple, origTuple, recBase, recFamily, recProto, storeTuple } from './layout';
 import type { TunableValues } from './sysctl';
@@ -183,7 +183,9 @@ export class ConntrackOps extends ConntrackHost {
       this.tun.nf_conntrack_count = tb.count;
       return -1;
     }
-    tb.setStatus(e, ((data.status >>> 0) | IPS_CONFIRMED) & ~IPS_EXPECTED);
+    // the state file has no NAT bindings (yet): an entry comes back un-NATed (its stored status bits would
+    // claim a REPLY tuple the NAT column does not hold)
+    tb.setStatus(e, ((data.status >>> 0) | IPS_CONFIRMED) & ~(IPS_EXPECTED | IPS_NAT_MASK | IPS_NAT_DONE_MASK));
     tb.setTimeout(e, now + data.timeoutMs);
     tb.setCreated(e, now - (data.ageMs > 0 ? data.ageMs : 0));
     tb.mark[e] = data.mark >>> 0 || 0;

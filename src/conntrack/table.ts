@@ -66,6 +66,8 @@ export class ConnTable {
   nat: Uint32Array = new Uint32Array(0);
   /** a MASQUERADE has bound an entry to an interface (NAT_MASQ_WORD): freed rows clear it */
   masqUsed = false;
+  /** entries both SNATed and DNATed: next entry + 1 in their chain of ConntrackNat's crossing index */
+  mixNext: Uint32Array = new Uint32Array(0);
   helper: Uint8Array = new Uint8Array(0);
   masterHelper: Uint8Array = new Uint8Array(0);
   flags: Uint8Array = new Uint8Array(0);
@@ -311,7 +313,7 @@ export class ConnTable {
    */
   private grow(cap: number): boolean {
     const old = this.capacity;
-    let buf: ArrayBuffer, created: Uint32Array, mark: Uint32Array, gen: Uint32Array, nat: Uint32Array;
+    let buf: ArrayBuffer, created: Uint32Array, mark: Uint32Array, gen: Uint32Array, nat: Uint32Array, mixNext: Uint32Array;
     let helper: Uint8Array, masterHelper: Uint8Array, flags: Uint8Array;
     try {
       buf = new ArrayBuffer(REC_PAD_BYTES + cap * REC_WORDS * 4);
@@ -319,6 +321,7 @@ export class ConnTable {
       mark = growU32(this.mark, cap);
       gen = growU32(this.gen, cap);
       nat = growU32(this.nat, cap * TUPLE_WORDS);
+      mixNext = growU32(this.mixNext, cap);
       helper = growU8(this.helper, cap);
       masterHelper = growU8(this.masterHelper, cap);
       flags = growU8(this.flags, cap);
@@ -335,6 +338,7 @@ export class ConnTable {
     this.mark = mark;
     this.gen = gen;
     this.nat = nat;
+    this.mixNext = mixNext;
     this.helper = helper;
     this.masterHelper = masterHelper;
     this.flags = flags;

@@ -36,7 +36,7 @@ const GW_OUT = '198.19.0.1';
 const IN = 2; // inside interface
 const OUT = 3; // outside interface
 const ADDRS: Record<number, number[][]> = {
-  [IN]: [[0xc6120101 - 0x100 + 0xfe, 0, 0, 0]], // 198.18.0.254
+  [IN]: [[0xc61200fe, 0, 0, 0]], // 198.18.0.254
   [OUT]: [[0xc6130001, 0, 0, 0]], // 198.19.0.1
 };
 
@@ -208,4 +208,42 @@ test('ICMP echo is NATed by its id; IPv6 MASQUERADE rewrites the pseudo-header c
   const s6 = ipv6({ src: '2001:2:1::5', dst: '2001:2:2::7' }, tcp({ sport: 41000, dport: 443, seq: 1, flags: 'S' }));
   const o6 = forward(fw, s6, IN, OUT);
   assert.equal(src(o6), '2001:2::99:41000');
+});
+
+test('hairpin NAT (DNAT to an inside server, MASQUERADE back into the LAN): every packet of both directions finds its entry', () => {
+  const fw = firewall(
+    [
+      `-A PREROUTING -d ${GW_OUT} -p tcp --dport 80 -j DNAT --to-destination 198.18.1.5:80`,
+      '-A POSTROUTING -o in0 -s 198.18.1.0/24 -d 198.18.1.5 -j MASQUERADE',
+    ].join('\n'),
+  );
+  const GW_IN = '198.18.0.254';
+  const syn = forward(fw, ipv4({ src: CLI, dst: GW_OUT }, tcp({ sport: 40000, dport: 80, seq: 1, flags: 'S', window: 1000 })), IN, IN);
+  assert.equal(syn.verdict & VERDICT_MASK, NF_ACCEPT);
+  assert.equal(`${src(syn)} > ${dst(syn)}`, `${GW_IN}:40000 > 198.18.1.5:80`);
+  const e = fw.ctx.entry;
+  assert.equal(fw.ct.table.status(e) & (IPS_SRC_NAT | IPS_DST_NAT), IPS_SRC_NAT | IPS_DST_NAT);
+  const synack = forward(fw, ipv4({ src: '198.18.1.5', dst: GW_IN }, tcp({ sport: 80, dport: 40000, seq: 100, ack: 2, flags: 'SA', window: 1000 })), IN, IN);
+  assert.equal(synack.verdict & VERDICT_MASK, NF_ACCEPT);
+  assert.equal(fw.ctx.entry, e);
+  assert.equal(`${src(synack)} > ${dst(synack)}`, `${GW_OUT}:80 > ${CLI}:40000`);
+  const ack = forward(fw, ipv4({ src: CLI, dst: GW_OUT }, tcp({ sport: 40000, dport: 80, seq: 2, ack: 101, flags: 'A', window: 1000 })), IN, IN);
+  assert.equal(ack.verdict & VERDICT_MASK, NF_ACCEPT);
+  assert.equal(fw.ctx.entry, e);
+  assert.equal(fw.ctx.ctstate, CTSTATE_ESTABLISHED);
+  assert.equal(`${src(ack)} > ${dst(ack)}`, `${GW_IN}:40000 > 198.18.1.5:80`);
+  assert.equal(fw.ct.stats.nat_drop, 0);
+});
+
+test('MASQUERADE entries die when their address goes away or their interface goes down', () => {
+  const fw = firewall('-A POSTROUTING -o out0 -j MASQUERADE');
+  forward(fw, ipv4({ src: CLI, dst: SRV }, udp({ sport: 5000, dport: 53 })), IN, OUT);
+  forward(fw, ipv4({ src: CLI2, dst: SRV }, udp({ sport: 5000, dport: 53 })), IN, OUT);
+  assert.equal(fw.ct.count, 2);
+  assert.equal(fw.ct.masqueradeGone(OUT, Uint32Array.from([0xc6130002, 0, 0, 0])), 0, 'another address: nothing');
+  assert.equal(fw.ct.masqueradeGone(IN, null), 0, 'another interface: nothing');
+  assert.equal(fw.ct.masqueradeGone(OUT, Uint32Array.from([0xc6130001, 0, 0, 0])), 2);
+  assert.equal(fw.ct.count, 0);
+  forward(fw, ipv4({ src: CLI, dst: SRV }, udp({ sport: 5001, dport: 53 })), IN, OUT);
+  assert.equal(fw.ct.masqueradeGone(OUT, null), 1);
 });

@@ -65,3 +65,8 @@ test('nor do ipset lookups and -j SET adds, IPv4 and IPv6 (test/unit/pipeline/se
   const res = scavenges(path.join(__dirname, 'sets.rules'), false, path.join(__dirname, 'sets.ipset'));
   assert.ok(res.minor <= MAX_SCAVENGES, `${res.minor} scavenges (and ${res.major} other collections) during ${res.packets} packets: an ipset lookup allocates`);
 });
+
+test('nor does NAT at the filter crossing: SNAT bindings (tuple selection over an address and port range) and rewrites with checksums (test/unit/pipeline/nat.rules)', () => {
+  const res = scavenges(path.join(__dirname, 'nat.rules'));
+  assert.ok(res.minor <= MAX_SCAVENGES, `${res.minor} scavenges (and ${res.major} other collections) during ${res.packets} packets: NAT allocates`);
+});
