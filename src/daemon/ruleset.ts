@@ -133,5 +133,8 @@ export class DaemonRules {
  * reach the worker that holds its entry: not done yet, so such a rule set is refused.
  */
 export function natQueuesError(file: string, rules: LoadedRules): string | null {
-  return rules.twoCrossings ? `${file}:0:0: a *nat table needs a single queue: nfqwall does not do NAT with --queues A:B (several worker tables) yet` : null;
+  if (!rules.twoCrossings) return null;
+  return rules.natTable
+    ? `${file}:0:0: a *nat table needs a single queue: nfqwall does not do NAT with --queues A:B (several worker tables) yet`
+    : `${file}:0:0: mangle PREROUTING rules need a single queue: the pre-routing crossing runs with one table only (not --queues A:B) yet`;
 }

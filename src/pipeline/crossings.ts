@@ -5,16 +5,20 @@
  * ip_route_input), so a packet may cross twice:
  *
  *   pre-routing crossing (hook PRE_ROUTING, queued from nfqwall's raw PREROUTING chain):
- *     raw PREROUTING → conntrack (tracker runs here) → [mangle PREROUTING] → nat PREROUTING for a
+ *     raw PREROUTING → conntrack (tracker runs here) → mangle PREROUTING → nat PREROUTING for a
  *     connection's first packet (DST binding, else the null one) → DST rewrite (ORIG of DNAT,
  *     REPLY of SNAT) → the entry hashed (F_PENDING while its first packet is undecided) → ACCEPT
  *     with the crossing mark (CROSS_*) in the packet mark
  *   filter crossing (INPUT / FORWARD / OUTPUT, nfqwall's filter chain):
  *     crossing mark set: the entry found again (Conntrack.resume, no second tracker run), else
- *     raw + conntrack as without NAT; OUTPUT: nat OUTPUT (DST) and its rewrite (the kernel
- *     re-routes the reinjected packet: nf_reroute) → filter → nat POSTROUTING / INPUT for the
+ *     raw + conntrack as without NAT; mangle INPUT/FORWARD/OUTPUT; OUTPUT: nat OUTPUT (DST) and
+ *     its rewrite (the kernel re-routes the reinjected packet: nf_reroute) → filter → mangle
+ *     POSTROUTING (FORWARD, OUTPUT) → nat POSTROUTING / INPUT for the
  *     first packet (SRC binding) → SRC rewrite (ORIG of SNAT, REPLY of DNAT) → confirm + helper
  *     → ACCEPT with the crossing mark cleared
+ *
+ * A rule set whose mangle PREROUTING has rules takes this path too, without a *nat table: every
+ * packet crosses before routing (its marks steer policy routing), and no NAT binding is made.
  *
  * The crossing mark is the packet's only carrier between the two crossings: CROSS_MASK bits of
  * skb->mark, set by the first verdict and cleared by the second. No allocation per packet.
@@ -82,6 +86,8 @@ export class NatCrossings {
     const fw = this.fw;
     const ct = fw.ct;
     const e = ctx.entry;
+    // crossing for mangle PREROUTING only: no NAT bindings without a *nat table (no nf_nat hooks)
+    if (fw.rules.natTable !== true) return true;
     if (e < 0 || ctx.view.hasInner !== 0) return true;
     if (this.firstPacket(ctx) && !ct.natInitialized(e, manip)) {
       if (walk) {
@@ -106,6 +112,8 @@ export class NatCrossings {
     const ct = fw.ct;
     if (fw.rules.evalRaw(ctx, now) !== NF_ACCEPT) return this.drop(ctx, DECIDED_BY_RAW);
     if (ct.in(ctx, now) !== NF_ACCEPT) return this.drop(ctx, DECIDED_BY_CONNTRACK);
+    // mangle PREROUTING (priority -150) before nat's destination hook (-100): its marks reach routing with the verdict
+    if (fw.rules.evalMangle!(ctx, now, NF_INET_PRE_ROUTING) !== NF_ACCEPT) return this.drop(ctx, DECIDED_BY_FILTER);
     if (!this.natHook(ctx, NF_INET_PRE_ROUTING, NAT_MANIP_DST, true, REWRITE_DO, now)) return this.drop(ctx, DECIDED_BY_NAT);
     let cross = CROSS_OTHER;
     if (ctx.entry >= 0 && ctx.view.hasInner === 0) {
@@ -133,11 +141,17 @@ export class NatCrossings {
       if (fw.rules.evalRaw(ctx, now) !== NF_ACCEPT) return this.drop(ctx, DECIDED_BY_RAW);
       if (ct.in(ctx, now) !== NF_ACCEPT) return this.drop(ctx, DECIDED_BY_CONNTRACK);
     }
+    const rules = fw.rules;
+    // mangle PREROUTING ran at the pre-routing crossing; a packet that skipped it (iptables.ts queues
+    // only what nat needs there, and mangle PREROUTING then has no rules) walks its policy here
+    if (cross === 0 && hook !== NF_INET_LOCAL_OUT && rules.evalMangle!(ctx, now, NF_INET_PRE_ROUTING) !== NF_ACCEPT) return this.drop(ctx, DECIDED_BY_FILTER);
+    // the kernel's order: mangle INPUT/FORWARD/OUTPUT (-150), nat's destination hook (OUTPUT, -100), filter (0), mangle POSTROUTING
+    if (rules.evalMangle!(ctx, now, hook) !== NF_ACCEPT) return this.drop(ctx, DECIDED_BY_FILTER);
     // the DST binding: nat OUTPUT for local packets; for a packet that skipped the pre-routing
     // crossing (nat PREROUTING cannot match it, iptables.ts) the null binding
     const dstRewrite = hook === NF_INET_LOCAL_OUT ? REWRITE_DO : cross !== 0 ? REWRITE_DONE : REWRITE_NONE;
     if (!this.natHook(ctx, NF_INET_LOCAL_OUT, NAT_MANIP_DST, hook === NF_INET_LOCAL_OUT, dstRewrite, now)) return this.drop(ctx, DECIDED_BY_NAT);
-    if (fw.rules.evalFilter(ctx, now) !== NF_ACCEPT) return this.drop(ctx, DECIDED_BY_FILTER);
+    if (rules.evalAfterMangle!(ctx, now) !== NF_ACCEPT) return this.drop(ctx, DECIDED_BY_FILTER);
     const srcHook = hook === NF_INET_LOCAL_IN ? NF_INET_LOCAL_IN : NF_INET_POST_ROUTING;
     if (!this.natHook(ctx, srcHook, NAT_MANIP_SRC, true, REWRITE_DO, now)) return this.drop(ctx, DECIDED_BY_NAT);
     const verdict = ct.confirm(ctx, now);

@@ -57,6 +57,11 @@ export interface RuleEvaluator {
   readonly twoCrossings?: boolean;
   /** the nat chain of ctx.natHook, for a connection's first packet: NF_ACCEPT or NF_DROP */
   evalNat?(ctx: PacketContext, now: number): number;
+  /** a *nat table is loaded: the crossings make NAT bindings (without it they cross for mangle PREROUTING only) */
+  readonly natTable?: boolean;
+  /** for the crossings: the mangle chain of a hook, and the filter + mangle POSTROUTING chains after it (src/rules/eval.ts) */
+  evalMangle?(ctx: PacketContext, now: number, hook: number): number;
+  evalAfterMangle?(ctx: PacketContext, now: number): number;
 }
 
 export const HOOK_NAMES = ['PREROUTING', 'INPUT', 'FORWARD', 'OUTPUT', 'POSTROUTING'] as const;

@@ -160,9 +160,12 @@ function* loadRuleTextSteps(text: string, file: string, deps: RuleDeps): Steps<{
     rules: {
       evalRaw: (ctx, now) => engine.evalRaw(ctx, now),
       evalFilter: (ctx, now) => engine.evalFilter(ctx, now),
-      twoCrossings: engine.hasNat,
+      twoCrossings: engine.hasNat || engine.hasManglePrerouting,
+      natTable: engine.hasNat,
       prerouting: preroutingNeed(set),
       evalNat: (ctx, now) => engine.evalNat(ctx, now),
+      evalMangle: (ctx, now, hook) => engine.evalMangle(ctx, now, hook),
+      evalAfterMangle: (ctx, now) => engine.evalAfterMangle(ctx, now),
       ruleCount: engine.compiled.ruleCount,
       counters,
       format: (verbose, c = counters) => formatRuleSet(set, verbose ? { counters: c } : {}),

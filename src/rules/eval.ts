@@ -74,7 +74,10 @@ function candidates(ch: CompiledChain, cls: number, dport: number, src4: number)
  * The slots walked after conntrack at the queue crossing, by the hook the packet was queued
  * from, in the kernel's order (priorities: conntrack -200, mangle -150, filter 0; a forwarded
  * or local packet goes on to POSTROUTING's mangle chain once FORWARD or OUTPUT accepted it).
- * mangle PREROUTING holds no rules here (tables.ts chainRefusal), only its ACCEPT policy.
+ * This is the path of a rule set without a pre-routing crossing, whose mangle PREROUTING has
+ * no rules (only its ACCEPT policy, counted here); with the crossing (src/pipeline/crossings.ts)
+ * mangle PREROUTING runs there and the filter crossing calls evalMangle and evalAfterMangle
+ * around the nat hooks instead.
  */
 const AFTER_CONNTRACK: readonly (readonly number[])[] = [
   /* PRE_ROUTING */ [SLOT_MANGLE_PREROUTING],
@@ -82,6 +85,16 @@ const AFTER_CONNTRACK: readonly (readonly number[])[] = [
   /* FORWARD */ [SLOT_MANGLE_PREROUTING, SLOT_MANGLE_FORWARD, SLOT_FILTER_FORWARD, SLOT_MANGLE_POSTROUTING],
   /* LOCAL_OUT */ [SLOT_MANGLE_OUTPUT, SLOT_FILTER_OUTPUT, SLOT_MANGLE_POSTROUTING],
   /* POST_ROUTING */ [SLOT_MANGLE_POSTROUTING],
+];
+
+/** The mangle slot of each hook the queue reports (PRE_ROUTING … LOCAL_OUT; POST_ROUTING: none). */
+const MANGLE_OF_HOOK: readonly number[] = [SLOT_MANGLE_PREROUTING, SLOT_MANGLE_INPUT, SLOT_MANGLE_FORWARD, SLOT_MANGLE_OUTPUT];
+/** What follows the hook's mangle chain: filter INPUT; filter FORWARD + mangle POSTROUTING; filter OUTPUT + mangle POSTROUTING. */
+const AFTER_MANGLE: readonly (readonly number[])[] = [
+  /* PRE_ROUTING */ [],
+  /* LOCAL_IN */ [SLOT_FILTER_INPUT],
+  /* FORWARD */ [SLOT_FILTER_FORWARD, SLOT_MANGLE_POSTROUTING],
+  /* LOCAL_OUT */ [SLOT_FILTER_OUTPUT, SLOT_MANGLE_POSTROUTING],
 ];
 
 /** Largest ifindex kept in the dense per-pattern caches; larger ones go to a Map. */
@@ -96,6 +109,8 @@ export class RuleEngine {
   private readonly posStack = new Int32Array(MAX_CHAIN_DEPTH + 2);
   /** per hook: the base chains of AFTER_CONNTRACK's slots that have rules or a DROP policy, in order */
   private readonly afterCt: Int32Array[];
+  /** per hook: the base chains of AFTER_MANGLE's slots */
+  private readonly afterMangle: Int32Array[];
 
   constructor(
     readonly compiled: CompiledRuleSet,
@@ -112,6 +127,7 @@ export class RuleEngine {
     this.ifBig = compiled.ifacePatterns.map(() => new Map());
     this.linkGen = deps.linkGeneration ? deps.linkGeneration() : 0;
     this.afterCt = AFTER_CONNTRACK.map((slots) => Int32Array.from(slots.flatMap((sl) => [...compiled.bases[sl]])));
+    this.afterMangle = AFTER_MANGLE.map((slots) => Int32Array.from(slots.flatMap((sl) => [...compiled.bases[sl]])));
   }
 
   /** Forget cached interface matches (a link appeared, vanished or was renamed). */
@@ -139,6 +155,30 @@ export class RuleEngine {
   evalFilter(ctx: PacketContext, now: number): number {
     const h = ctx.hook;
     return h < this.afterCt.length ? this.walkBases(this.afterCt[h], ctx, now) : NF_ACCEPT;
+  }
+
+  /**
+   * The mangle chain of `hook` (PREROUTING, INPUT, FORWARD, OUTPUT): for the crossings, which
+   * interleave it with the nat hooks in the kernel's order. NF_ACCEPT or NF_DROP.
+   */
+  evalMangle(ctx: PacketContext, now: number, hook: number): number {
+    return hook < MANGLE_OF_HOOK.length ? this.walkBases(this.compiled.bases[MANGLE_OF_HOOK[hook]], ctx, now) : NF_ACCEPT;
+  }
+
+  /** What follows the mangle chain of ctx.hook after the nat destination hook: filter, then mangle POSTROUTING. */
+  evalAfterMangle(ctx: PacketContext, now: number): number {
+    const h = ctx.hook;
+    return h < this.afterMangle.length ? this.walkBases(this.afterMangle[h], ctx, now) : NF_ACCEPT;
+  }
+
+  /** Whether mangle PREROUTING has rules or a DROP policy: the packets must cross before routing. */
+  get hasManglePrerouting(): boolean {
+    const c = this.compiled;
+    for (const ci of c.bases[SLOT_MANGLE_PREROUTING]) {
+      const ch = c.chains[ci];
+      if (ch.rules.length > 0 || ch.policy === NF_DROP) return true;
+    }
+    return false;
   }
 
   /** Whether the rule set has a *nat table (the pipeline then makes NAT bindings). */

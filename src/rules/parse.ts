@@ -9,7 +9,7 @@ import { ruleWords } from './format';
 import { parseRuleLine, type RuleCommand } from './parse-rule';
 import { checkChainName, MAX_CHAIN_DEPTH } from './chains';
 import { TARGETS } from './targets';
-import { BUILTIN_CHAINS, chainRefusal, IPTABLES_TABLES, isSupportedTable, SUPPORTED_TABLES, type SupportedTable } from './tables';
+import { BUILTIN_CHAINS, IPTABLES_TABLES, isSupportedTable, SUPPORTED_TABLES, type SupportedTable } from './tables';
 import type { ParseEnv, ParsedChain, ParsedRule, ParsedTable, RuleError, RuleSet, Token } from './types';
 import { runSteps, SLICE, type Steps } from './steps';
 
@@ -220,7 +220,6 @@ function declareChain(ts: TableState, line: string, lineNo: number, sink: ParseE
       sink.error(polTok, `bad policy "${polTok.text}" for built-in chain ${nameTok.text} (ACCEPT or DROP)`);
       return;
     }
-    if (polTok.text === 'DROP' && !policyAllowed(ts, existing, polTok, sink)) return;
     existing.policy = polTok.text;
     const m = words[2] ? COUNTERS_RE.exec(words[2].text) : null;
     if (m) existing.counters = [Number(m[1]), Number(m[2])];
@@ -240,11 +239,6 @@ function applyCommand(ts: TableState, cmd: RuleCommand, sink: ParseEnv): void {
       const chain = ts.byName.get(cmd.chain.text);
       if (!chain) {
         sink.error(cmd.chain, `chain "${cmd.chain.text}" does not exist (declare it first with ":${cmd.chain.text} - [0:0]" or -N)`);
-        return;
-      }
-      const refusal = chain.builtin ? chainRefusal(ts.t.name, chain.name) : null;
-      if (refusal) {
-        sink.error(cmd.chain, refusal);
         return;
       }
       let pos = chain.rules.length;
@@ -333,19 +327,11 @@ function applyCommand(ts: TableState, cmd: RuleCommand, sink: ParseEnv): void {
         sink.error(cmd.policy, `bad policy "${cmd.policy.text}" (ACCEPT or DROP)`);
         return;
       }
-      if (cmd.policy.text === 'DROP' && !policyAllowed(ts, chain, cmd.policy, sink)) return;
       chain.policy = cmd.policy.text;
       if (cmd.counters) chain.counters = cmd.counters;
       return;
     }
   }
-}
-
-/** A DROP policy acts where its chain runs: refused with the chain's reason where nfqwall cannot run it there. */
-function policyAllowed(ts: TableState, chain: ParsedChain, at: Token, sink: ParseEnv): boolean {
-  const refusal = chainRefusal(ts.t.name, chain.name);
-  if (refusal) sink.error(at, `policy DROP: ${refusal}`);
-  return refusal === null;
 }
 
 function existingChain(ts: TableState, tok: Token, sink: ParseEnv): ParsedChain | null {

@@ -1,6 +1,7 @@
 /**
  * Which packets a rule set needs to see before the kernel routes them (the pre-routing queue
- * crossing, src/pipeline/crossings.ts): a destination rewrite must happen there. With a *nat
+ * crossing, src/pipeline/crossings.ts): all of them when mangle PREROUTING has rules (or a DROP
+ * policy); a destination rewrite must happen there. With a *nat
  * table these are the first packets that nat PREROUTING may DNAT and the later packets of DNAT
  * flows (any rule in nat PREROUTING: every packet), and the replies of SNAT flows, which arrive
  * addressed to the SNAT address: MASQUERADE's and nat OUTPUT's are the gateway's own (iptables'
@@ -25,12 +26,16 @@ export const NO_PREROUTING: PreroutingNeed = { 4: [], 6: [] };
 const LOCAL = ['-m', 'addrtype', '--dst-type', 'LOCAL'];
 
 export function preroutingNeed(set: RuleSet): PreroutingNeed {
+  const all: PreroutingNeed = { 4: [[]], 6: [[]] };
+  // mangle PREROUTING runs before the kernel routes the packet (its marks steer policy routing): every packet
+  const mangle = set.tables.find((t) => t.name === 'mangle');
+  const pre = mangle?.chains.find((c) => c.builtin && c.name === 'PREROUTING');
+  if (!set.bases && pre && (pre.rules.length > 0 || pre.policy === 'DROP')) return all;
   const nats = set.tables.filter((t) => t.name === 'nat');
   if (nats.length === 0) return NO_PREROUTING;
   // an iptables nat table's built-in chains by name; an nftables rule set's nat chains by their slot
   const isBase = (ch: ParsedChain, hook: string): boolean =>
     set.bases ? set.bases.some((b) => b.table === 'nat' && b.chain === ch.name && b.slot === `nat/${hook}`) : ch.builtin && ch.name === hook;
-  const all: PreroutingNeed = { 4: [[]], 6: [[]] };
   const need: PreroutingNeed = { 4: [], 6: [] };
   const add = (fam: 0 | 4 | 6, words: string[]) => {
     for (const f of fam === 0 ? ([4, 6] as const) : [fam]) if (!need[f].some((w) => w.join(' ') === words.join(' '))) need[f].push(words);

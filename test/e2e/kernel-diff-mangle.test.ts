@@ -10,9 +10,12 @@
  *    `conntrack -L`, `-L -m MARK[/MASK]` and `-D -m MARK` on both gateways;
  *  - CHECKSUM --checksum-fill: veth passes UDP with the partial checksum its sender left
  *    (CHECKSUM_PARTIAL), so srv sees a bad checksum unless the gateway filled it;
- *  - mangle OUTPUT MARK steering policy routing (`ip rule fwmark 0x7 lookup 100`) for the
+ *  - mangle OUTPUT MARK steering policy routing (`ip rule fwmark 0x7/0xfffffff lookup 100`) for the
  *    gateway's own datagrams: the kernel re-routes after mangle OUTPUT, nfqwall's verdict mark
- *    makes nf_reinject re-route; the marked datagram arrives at srv, the unmarked one at cli.
+ *    makes nf_reinject re-route; the marked datagram arrives at srv, the unmarked one at cli;
+ *  - mangle PREROUTING MARK steering the route of forwarded datagrams the same way (nfqwall's
+ *    pre-routing crossing gives the mark back before the kernel routes), and a TTL test there
+ *    seeing the TTL before ip_forward's decrement.
  * The L4 checksum is compared only for CHECKSUM's ports: a packet whose bytes nfqwall's verdict
  * replaced has a complete checksum (the kernel treats a replaced payload as CHECKSUM_NONE),
  * where the kernel's own rewrite leaves a partial one for the device to finish.
@@ -42,6 +45,8 @@ const RULES = `*mangle
 :FORWARD ACCEPT [0:0]
 :OUTPUT ACCEPT [0:0]
 :POSTROUTING ACCEPT [0:0]
+-A PREROUTING -p udp -m udp --dport 7300 -j MARK --set-mark 0x7
+-A PREROUTING -4 -p udp -m udp --dport 7302 -m ttl --ttl-eq 64 -j TTL --ttl-set 30
 -A FORWARD -p tcp -m tcp --dport 7100 --tcp-flags SYN,RST SYN -j TCPMSS --set-mss 1300
 -A FORWARD -p tcp -m tcp --dport 7108 --tcp-flags SYN,RST SYN -j TCPMSS --set-mss 1480
 -A FORWARD -p tcp -m tcp --dport 7106 -m conntrack --ctstate NEW -j MARK --set-mark 0x5
@@ -100,13 +105,13 @@ function summary(seen: Seen[]): Record<string, string[]> {
   const add = (k: string, v: string) => (by[k] ??= new Set()).add(v);
   for (const p of seen) {
     const fam = p.v6 ? '6' : '4';
-    const port = p.dport >= 7100 && p.dport < 7300 ? p.dport : p.sport >= 7100 && p.sport < 7300 ? -p.sport : 0;
+    const port = p.dport >= 7100 && p.dport < 7400 ? p.dport : p.sport >= 7100 && p.sport < 7400 ? -p.sport : 0;
     if (port === 0) continue;
     const k = `${fam} ${p.proto} ${port > 0 ? `to ${port}` : `from ${-port}`}`;
     add(k, `ttl ${p.ttl} tos 0x${p.tos.toString(16)}`);
     if (p.syn) add(k, `syn mss ${p.mss}`);
     if (port === 7104 || port === 7105) add(k, `cksum ${p.cksum}`);
-    if (port === 7200 || port === 7201) add(k, `dst ${p.dst}`);
+    if (port === 7200 || port === 7201 || port === 7300 || port === 7301) add(k, `dst ${p.dst}`);
   }
   return Object.fromEntries(
     Object.entries(by)
@@ -134,7 +139,9 @@ describe('mangle differential: TCPMSS, TTL/HL, DSCP, CONNMARK, CHECKSUM, OUTPUT 
       await lab.exec('srv', ['ip', 'addr', 'add', `${STEERED}/32`, 'dev', 's0'], { check: true });
       await lab.exec('gw', ['ip', 'route', 'add', `${STEERED}/32`, 'via', A.cli4, 'dev', 'g0'], { check: true });
       await lab.exec('gw', ['ip', 'route', 'add', `${STEERED}/32`, 'via', A.srv4, 'dev', 'g1', 'table', '100'], { check: true });
-      await lab.exec('gw', ['ip', 'rule', 'add', 'fwmark', '0x7', 'lookup', '100'], { check: true });
+      // masked: while a packet is between nfqwall's two crossings its mark also holds the crossing bits
+      // (CROSS_MASK, 0x30000000), which a policy routing rule must not test (README); the same rule in both labs
+      await lab.exec('gw', ['ip', 'rule', 'add', 'fwmark', '0x7/0xfffffff', 'lookup', '100'], { check: true });
       for (const port of [7100, 7106, 7107, 7108]) {
         lab.spawn('srv', ['socat', '-u', `TCP4-LISTEN:${port},fork,reuseaddr`, 'OPEN:/dev/null']);
         lab.spawn('srv', ['socat', '-u', `TCP6-LISTEN:${port},fork,reuseaddr,ipv6only=1`, 'OPEN:/dev/null']);
@@ -214,6 +221,8 @@ describe('mangle differential: TCPMSS, TTL/HL, DSCP, CONNMARK, CHECKSUM, OUTPUT 
               for (const dst of [A.srv4, A.srv6]) for (const port of [7101, 7102, 7103, 7104, 7105]) await udp(lab, 'cli', dst, port);
               await udp(lab, 'gw', STEERED, 7200);
               await udp(lab, 'gw', STEERED, 7201);
+              for (const port of [7300, 7301]) await udp(lab, 'cli', STEERED, port);
+              await udp(lab, 'cli', A.srv4, 7302);
             },
             () => udp(lab, 'cli', A.srv4, 7999),
           );
@@ -251,6 +260,13 @@ describe('mangle differential: TCPMSS, TTL/HL, DSCP, CONNMARK, CHECKSUM, OUTPUT 
     assert.equal(ks['4 udp to 7201'], undefined);
     assert.deepEqual(kc['4 udp to 7201'], ['dst 198.19.9.9', 'ttl 64 tos 0x0'], 'the unmarked one by the main table');
     assert.equal(kc['4 udp to 7200'], undefined);
+    // mangle PREROUTING: the mark set there chose the route (table 100 to srv; unmarked: the main
+    // table's route back out of cli's link), and its TTL test saw the TTL before ip_forward's decrement
+    assert.deepEqual(ks['4 udp to 7300'], ['dst 198.19.9.9', 'ttl 63 tos 0x0']);
+    assert.equal(kc['4 udp to 7300'], undefined);
+    assert.deepEqual(kc['4 udp to 7301'], ['dst 198.19.9.9', 'ttl 63 tos 0x0']);
+    assert.equal(ks['4 udp to 7301'], undefined);
+    assert.deepEqual(ks['4 udp to 7302'], ['ttl 29 tos 0x0']);
     assert.deepEqual(ns, ks, 'at srv');
     assert.deepEqual(nc, kc, 'at cli');
   });

@@ -11,14 +11,8 @@
  * those rules from their addresses). `ok-` files must load, `bad-` ones be refused by both;
  * `unsup-` files use a table or match nfqwall does not implement: iptables loads them, nfqwall
  * gives exactly one error per such table or rule, on that line (nothing cascades from it).
- * (mangle PREROUTING rules and TCPMSS --clamp-mss-to-pmtu are refused that way too.)
- *
- * `real-` files are what tools and operators' setups write (Docker, ufw, kube-proxy, Tailscale,
- * OpenWrt fw3, fail2ban, Shorewall): iptables must accept them, and nfqwall must load them,
- * or refuse exactly the rules the file names in `# nfqwall refuses /LINE-RE/ because /MESSAGE-RE/`
- * comment lines (iptables-restore skips comments), each with that reason; a rule nfqwall comes
- * to load is a failure until its annotation goes. A file's sets come from NAME.ipset beside it
- * (an `ipset save` file), restored into the namespace and into nfqwall's ipsets first.
+      // refused: a table nfqwall lacks, -m pkttype, TCPMSS --clamp-mss-to-pmtu
+      const unsupported = text.split('\n').flatMap((l, i) => (/^\*security\b|-m pkttype\b|--clamp-mss-to-pmtu\b/.test(l) ? [i + 1] : []));
  * Needs root; each namespace is deleted after its file.
  */
 import { test } from 'node:test';
@@ -185,12 +179,8 @@ for (const name of files) {
       if (want.length > 0) return;
     }
     if (name.startsWith('unsup-')) {
-      // refused: a table nfqwall lacks, -m pkttype, TCPMSS --clamp-mss-to-pmtu, every rule in mangle PREROUTING (tables.ts chainRefusal)
-      let table = '';
-      const unsupported = text.split('\n').flatMap((l, i) => {
-        if (l.startsWith('*')) table = l.slice(1).trim();
-        return /^\*security\b|-m pkttype\b|--clamp-mss-to-pmtu\b/.test(l) || (table === 'mangle' && /^-[AI] PREROUTING\b/.test(l)) ? [i + 1] : [];
-      });
+      // refused: a table nfqwall lacks, -m pkttype, TCPMSS --clamp-mss-to-pmtu
+      const unsupported = text.split('\n').flatMap((l, i) => (/^\*security\b|-m pkttype\b|--clamp-mss-to-pmtu\b/.test(l) ? [i + 1] : []));
       assert.deepEqual(
         nfq.errors.map((e) => e.line),
         unsupported,

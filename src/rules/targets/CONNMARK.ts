@@ -35,7 +35,7 @@ export interface ConnmarkState {
 
 export const connmarkTarget: TargetModule<ConnmarkState> = {
   name: 'CONNMARK',
-  tables: ['raw', 'mangle', 'filter'],
+  tables: ['raw', 'mangle', 'nat', 'filter'],
   options: [
     ...MARK_OP_OPTIONS,
     { name: 'save-mark', invertible: false, args: 0 },

@@ -1,6 +1,7 @@
 /**
  * -j MARK (libxt_MARK.c revision 2, xt_MARK.c mark_tg): skb->mark = (skb->mark & ~mask) ^ value.
- * Revision 2 has no table restriction (raw, mangle and filter alike). The new mark goes
+ * Revision 2 has no table restriction (raw, mangle, nat and filter alike; in nat it sees a
+ * connection's first packet only, as the nat chains do). The new mark goes
  * back to the kernel with the verdict (VERDICT_SET_MARK); a locally generated packet whose
  * mark changed is routed again by nf_reinject (nf_ip_reroute / nf_ip6_reroute at LOCAL_OUT),
  * as iptable_mangle's OUTPUT hook re-routes it in the kernel.
@@ -12,7 +13,7 @@ import { exclusive, formatXmark, MARK_OP_OPTIONS, MARK_OPS, parseMarkOp, type Ma
 
 export const markTarget: TargetModule<MarkOp> = {
   name: 'MARK',
-  tables: ['raw', 'mangle', 'filter'],
+  tables: ['raw', 'mangle', 'nat', 'filter'],
   options: MARK_OP_OPTIONS,
   create: () => ({ op: null, value: 0, mask: 0 }),
   parse(s, opt, args, _inv, optTok, env) {

@@ -30,7 +30,7 @@ const WARN_INTERVAL_MS = 5000;
 
 export const tcpmssTarget: TargetModule<TcpmssState> = {
   name: 'TCPMSS',
-  tables: ['raw', 'mangle', 'filter'],
+  tables: ['raw', 'mangle', 'nat', 'filter'],
   options: [
     { name: 'set-mss', invertible: false, args: 1 },
     { name: 'clamp-mss-to-pmtu', invertible: false, args: 0 },

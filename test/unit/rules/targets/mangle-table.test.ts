@@ -68,23 +68,6 @@ test('a DROP in mangle FORWARD ends the walk before filter; a DROP in filter FOR
   assert.deepEqual([...counts], [1, 1, 1, 1], 'mangle FORWARD drop, mangle POSTROUTING mark, filter drop, filter mark');
 });
 
-test('mangle PREROUTING: rules and a DROP policy refused with LINE:COL, its ACCEPT policy loads', () => {
-  const why = /^e\.rules:\d+:\d+: (policy DROP: )?mangle PREROUTING is not supported yet: nfqwall sees packets only after the kernel has routed them/;
-  const e1 = errorsOf(table('mangle', MANGLE, ['-A PREROUTING -j MARK --set-mark 1', '-A FORWARD -j MARK --set-mark 2']).join('\n') + '\n');
-  assert.equal(e1.length, 1);
-  assert.match(e1[0], why);
-  assert.match(e1[0], /^e\.rules:7:4: /);
-  const e2 = errorsOf(['*mangle', ':PREROUTING DROP [0:0]', 'COMMIT', ''].join('\n'));
-  assert.match(e2[0], /^e\.rules:2:13: policy DROP: mangle PREROUTING/);
-  const e3 = errorsOf(['*mangle', '-P PREROUTING DROP', 'COMMIT', ''].join('\n'));
-  assert.match(e3[0], /^e\.rules:2:15: policy DROP: mangle PREROUTING/);
-  const e4 = errorsOf(['*mangle', ':X - [0:0]', '-I PREROUTING 1 -j X', 'COMMIT', ''].join('\n'));
-  assert.match(e4[0], /^e\.rules:3:4: mangle PREROUTING/);
-  assert.deepEqual(errorsOf(['*mangle', ':PREROUTING ACCEPT [3:4]', '-A INPUT -j MARK --set-mark 1', 'COMMIT', ''].join('\n')), []);
-  // raw PREROUTING and nat-free files are untouched
-  assert.deepEqual(errorsOf(['*raw', '-A PREROUTING -j MARK --set-mark 1', 'COMMIT', ''].join('\n')), []);
-});
-
 test('*mangle is printed back with its five chains, between raw and filter as read', () => {
   const text = ['*mangle', '-A FORWARD -j MARK --set-mark 1', 'COMMIT', '*filter', '-A FORWARD -j ACCEPT', 'COMMIT', ''].join('\n');
   const r = loadRules(text, 'x.rules', { helperId: () => 0 });
