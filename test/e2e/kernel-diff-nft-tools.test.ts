@@ -49,6 +49,8 @@ interface Case {
   counted: string[];
   /** steps left out, with why */
   without?: Record<string, string>;
+  /** the FTP control connections carry the helper ct helper set gave them (conntrack -L of both) */
+  helper?: boolean;
 }
 
 const CASES: Case[] = [
@@ -57,6 +59,7 @@ const CASES: Case[] = [
     file: 'firewalld.nft',
     dropped: new Set(),
     counted: [],
+    helper: true,
     expect: {
       'tcp4 8080': 'ok',
       'tcp6 8080': 'ok',
@@ -204,6 +207,21 @@ for (const c of CASES) {
           Object.values(kc).some((n) => n > 0),
           'some compared counter counted',
         );
+      if (c.helper) {
+        const [kl, nl2] = await Promise.all([
+          kLab.exec('gw', ['conntrack', '-L', '-p', 'tcp', '--dport', '21']),
+          nLab.exec('gw', ['node', NFQWALL, 'conntrack', '-L', '-p', 'tcp', '--dport', '21', '--control', control], { cwd: ROOT, env: ENV }),
+        ]);
+        for (const [who, out] of [
+          ['kernel', kl.stdout],
+          ['nfqwall', nl2.stdout],
+        ])
+          assert.equal(
+            out.split('\n').filter((l) => /dport=21 .*helper=ftp/.test(l)).length,
+            2,
+            `${who}: both control connections have the ftp helper:\n${out}`,
+          );
+      }
     });
   });
 }
