@@ -29,6 +29,7 @@ import { restoreStateFile, type ExpectationData, type StateFileWriter } from './
 import { CHUNK_ENTRIES, type ControlOutput, type Res } from './table-ops';
 import type { WorkerInit } from './worker';
 import { WorkerHandle } from './worker-link';
+import { rawSocketTransport, type RejectTransport } from '../rules/targets/REJECT';
 import { ipsets, type SetDescriptor } from '../rules/sets/registry';
 
 export interface PoolOptions {
@@ -60,6 +61,8 @@ export class WorkerPool implements Backend {
   readonly tun: TunableValues;
   /** Int32Array over a SharedArrayBuffer: entries of every table (+ parked); nf_conntrack_max bounds it */
   private readonly shared = new Int32Array(new SharedArrayBuffer(4));
+  /** the raw sockets the workers' REJECT replies leave by (they work only in this thread) */
+  private rejectOut: RejectTransport | undefined;
   private restored: ParkedEntries | undefined;
   private sweep: NodeJS.Timeout | undefined;
   private stopping = false;
@@ -101,7 +104,7 @@ export class WorkerPool implements Backend {
         nflog: { ring: nflogHub.newRing().sab, listeners: nflogHub.listeners },
       };
       const worker = new Worker(src, { eval: true, workerData: init, stdout: false, stderr: false });
-      const h = new WorkerHandle(i, q, worker);
+      const h = new WorkerHandle(i, q, worker, this.rejectTransport());
       this.handles.push(h);
       this.tables.push({ queue: q, request: (req, out) => h.request(req, (lines) => out.sendLines(lines)) });
       started.push(
@@ -218,9 +221,16 @@ export class WorkerPool implements Backend {
     return this.handles.map((w) => w.closedStats).filter((s): s is QueueStats => s !== undefined);
   }
 
+  private rejectTransport(): RejectTransport {
+    const log = this.opts.log;
+    this.rejectOut ??= rawSocketTransport((e) => log.warn(`REJECT: ${e.message}`));
+    return this.rejectOut;
+  }
+
   /** Ends the worker threads (after closeQueues and the final save). */
   async close(): Promise<void> {
     this.stopping = true;
+    this.rejectOut?.close();
     await Promise.all(
       this.handles.map(
         (w) =>

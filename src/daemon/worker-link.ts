@@ -5,6 +5,7 @@
  */
 import type { Worker } from 'node:worker_threads';
 import type { QueueStats } from '../queue/queue';
+import type { RejectSocket, RejectTransport } from '../rules/targets/REJECT';
 
 type Res = Record<string, unknown>;
 
@@ -26,9 +27,13 @@ export class WorkerHandle {
     readonly index: number,
     readonly queue: number,
     readonly worker: Worker,
+    /** sends the REJECT replies the worker hands over */
+    reject: RejectTransport,
   ) {
-    worker.on('message', (m: { t: string; id?: number; lines?: string[]; res?: Res; stats?: QueueStats }) => {
-      if (m.t === 'lines') void this.relay(m.id!, m.lines!);
+    type Msg = { t: string; id?: number; lines?: string[]; res?: Res; stats?: QueueStats; socket?: RejectSocket; bytes?: Uint8Array; dst?: string };
+    worker.on('message', (m: Msg) => {
+      if (m.t === 'reject') reject.send(m.socket!, m.bytes!, 0, m.bytes!.length, m.dst!);
+      else if (m.t === 'lines') void this.relay(m.id!, m.lines!);
       else if (m.t === 'done') {
         const p = this.pending.get(m.id!);
         this.pending.delete(m.id!);

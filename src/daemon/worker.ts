@@ -7,7 +7,8 @@
  *
  *   in:  {t:'req', id, req}  {t:'ack', id, abort?}  {t:'close'}  {t:'exit'}
  *   out: {t:'ready', portid}  {t:'fatal', message, code?}  {t:'lines', id, lines}
- *        {t:'done', id, res}  {t:'closed', stats}
+ *        {t:'done', id, res}  {t:'closed', stats}  {t:'reject', socket, bytes, dst} (a REJECT reply for
+ *        the main thread to send: raw sockets work only there)
  *
  * A request's streamed lines wait for the main thread's ack before the next chunk is made,
  * so a long listing never piles up in memory and a slow reader holds back only itself.
@@ -18,7 +19,8 @@ import { ControlAborted, TableOps, type ControlOutput } from './table-ops';
 import { createLogger } from './log';
 import { FirewallService, ruleDeps } from './service';
 import { NflogRing, nflogBus } from '../rules/nflog-ring';
-import { readRules, readRulesSliced, RuleLoadError } from '../pipeline/load-rules';
+import { readRules, readRulesSliced, RuleLoadError, setThreadRejectTransport } from '../pipeline/load-rules';
+import type { RejectTransport } from '../rules/targets/REJECT';
 import { QueueRunner, type QueueRunnerOptions } from './queue-runner';
 import { RestoreStore, type RestoreStoreBuffers } from './restore-store';
 import { exportEntries, importExpectation, exportExpectations, type ExpectationData } from './state';
@@ -47,6 +49,17 @@ export interface WorkerInit {
   nflog: { ring: SharedArrayBuffer; listeners: SharedArrayBuffer };
 }
 
+/** REJECT replies of this worker go to the main thread, which sends them (pool.ts). */
+function workerRejectTransport(port: NonNullable<typeof parentPort>): RejectTransport {
+  return {
+    send(socket, buf, off, len, dst) {
+      const bytes = buf.slice(off, off + len);
+      port.postMessage({ t: 'reject', socket, bytes, dst }, [bytes.buffer]);
+    },
+    close() {},
+  };
+}
+
 /** What a restored entry carries in the store (src/daemon/restore-store.ts). */
 export interface RestorePayload {
   entry: ConntrackEntryData;
@@ -61,6 +74,7 @@ export function workerMain(): void {
   const log = createLogger({ level: init.logLevel, pretty: init.logPretty }).child({ queue: init.queue.queue });
   let svc: FirewallService;
   ipsets().adopt(init.ipsets);
+  setThreadRejectTransport(workerRejectTransport(port));
   try {
     svc = new FirewallService({ rules: readRules(init.rulesFile, ruleDeps(log), init.rulesText).rules, tun: init.tun, log });
   } catch (err) {

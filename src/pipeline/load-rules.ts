@@ -13,7 +13,7 @@ import { activeIfaceAddrs, ifaceAddrs } from '../rules/iface-addrs';
 import { preroutingNeed, type PreroutingNeed } from '../rules/prerouting';
 import type { NamedSets } from '../rules/nft/named-sets';
 import { formatError, formatRuleSet, loadRulesSteps, runSteps, runStepsSliced, type Counters, type Steps } from '../rules/index';
-import { createRejectSender, type RejectSender } from '../rules/targets/REJECT';
+import { createRejectSender, type RejectSender, type RejectTransport } from '../rules/targets/REJECT';
 import type { RuleEvaluator } from './firewall';
 
 export interface LoadedRules extends RuleEvaluator {
@@ -68,9 +68,21 @@ export const acceptAll: RuleEvaluator = {
  */
 let threadSender: RejectSender | null = null;
 let threadSenderLog: (line: string, level: number) => void = () => {};
+let threadTransport: RejectTransport | undefined;
+
+/**
+ * How this thread's REJECT replies leave (default: raw sockets of this thread). A worker
+ * thread sets one that hands them to the main thread before its first rules are loaded.
+ */
+export function setThreadRejectTransport(t: RejectTransport): void {
+  threadTransport = t;
+}
 
 function threadReject(kind: number, ctx: PacketContext): void {
-  if (!threadSender) threadSender = createRejectSender((e) => threadSenderLog(`REJECT: ${e.message}`, 3));
+  if (!threadSender) {
+    const onError = (e: Error) => threadSenderLog(`REJECT: ${e.message}`, 3);
+    threadSender = createRejectSender(onError, undefined, undefined, threadTransport);
+  }
   threadSender.reject(kind, ctx);
 }
 

@@ -370,6 +370,52 @@ COMMIT
     await stopDaemon(d2);
   });
 
+  test('REJECT from every worker: TCP resets and ICMP port unreachables reach the clients of both queues', T, async () => {
+    // raw-socket polls on the main thread's libuv loop: a worker that opened its own raw
+    // socket crashed or sent nothing, so the workers hand their replies to the main thread
+    const rejectRules = path.join(tmp, 'reject.rules');
+    const extra = `-A FORWARD -p tcp -m tcp --dport ${PORT + 99} -j REJECT --reject-with tcp-reset\n-A FORWARD -p udp -m udp --dport ${PORT + 99} -j REJECT\n`;
+    fs.writeFileSync(rejectRules, RAW + FILTER(extra));
+    const d = await startDaemon(lab, ['--queues', '0:1', '--rules', rejectRules, '--control', ctl, '--metrics', `127.0.0.1:${metricsPort}`]);
+    const probe = `
+import socket, sys
+port = int(sys.argv[1])
+for src in sys.argv[2:]:
+    fam = socket.AF_INET6 if ':' in src else socket.AF_INET
+    dst = ${JSON.stringify(A.srv6)} if fam == socket.AF_INET6 else ${JSON.stringify(A.srv4)}
+    for kind, typ in (('tcp', socket.SOCK_STREAM), ('udp', socket.SOCK_DGRAM)):
+        s = socket.socket(fam, typ)
+        s.settimeout(10)
+        s.bind((src, 0))
+        try:
+            s.connect((dst, port))
+            if kind == 'udp':
+                s.send(b'x')
+                s.recv(10)
+            r = 'open'
+        except ConnectionRefusedError:
+            r = 'refused'
+        except socket.timeout:
+            r = 'timeout'
+        print(src, kind, r, flush=True)
+        s.close()
+`;
+    const srcs = [...SRC4, ...SRC6.slice(0, 4)];
+    const r = await lab.exec('cli', ['/usr/bin/python3', '-c', probe, String(PORT + 99), ...srcs], { check: true });
+    const lines = r.stdout.trim().split('\n');
+    assert.equal(lines.length, 2 * srcs.length, r.stdout);
+    assert.deepEqual(
+      lines.filter((l) => !l.endsWith(' refused')),
+      [],
+      'every TCP connect got a reset and every UDP datagram a port unreachable',
+    );
+    const m = await scrape();
+    const q0 = metric(m, 'nfqwall_queue_packets_total', { queue: '0' });
+    const q1 = metric(m, 'nfqwall_queue_packets_total', { queue: '1' });
+    assert.ok(q0 > 0 && q1 > 0, `both queues decided some of them (queue 0: ${q0}, queue 1: ${q1})`);
+    await stopDaemon(d);
+  });
+
   test('a worker thread that dies stops the daemon: exit 1, logged, its iptables rules kept (fail-closed) until nfqwall uninstall', T, async () => {
     const d = await daemon([], { ...ENV, NFQWALL_TEST_HOOKS: '1' });
     const chains = async () => (await lab.exec('gw', ['iptables', '-S'], { check: true })).stdout;

@@ -388,30 +388,39 @@ export interface RejectSender {
   readonly limiter: IcmpRateLimiter;
 }
 
+/** The raw socket a reject reply leaves by: IPv4 with IP_HDRINCL, IPv6 header included, or ICMPv6. */
+export type RejectSocket = 'v4' | 'v6raw' | 'v6icmp';
+
+/** Sends one built reply (bytes [off, off+len) of buf) to dst through the socket named. */
+export interface RejectTransport {
+  send(socket: RejectSocket, buf: Uint8Array, off: number, len: number, dst: string): void;
+  close(): void;
+}
+
 /**
- * Sends reject replies through raw sockets (npm raw-socket): IPv4 over IPPROTO_RAW with
- * IP_HDRINCL (we write the IP header; a zero source lets the kernel choose it), IPv6 RSTs
- * over an IPPROTO_RAW IPv6 socket (header included), IPv6 ICMP errors over an ICMPv6 raw
- * socket (the kernel chooses the source address and fills in the checksum).
+ * The raw sockets (npm raw-socket) a thread sends reject replies through: IPv4 over
+ * IPPROTO_RAW with IP_HDRINCL (we write the IP header; a zero source lets the kernel choose
+ * it), IPv6 RSTs over an IPPROTO_RAW IPv6 socket (header included), IPv6 ICMP errors over an
+ * ICMPv6 raw socket (the kernel chooses the source address and fills in the checksum). Opened
+ * on first use. Only for the main thread: raw-socket polls its sockets on libuv's default
+ * loop (uv_default_loop()), which is the main thread's, so a worker thread that opens one
+ * crashes or never sends; workers hand their replies to the main thread (workerRejectTransport
+ * in src/daemon/worker.ts).
  */
-export function createRejectSender(
-  onError: (err: Error) => void = () => {},
-  limiter: IcmpRateLimiter = new IcmpRateLimiter(readIcmpLimits()),
-  routes: Ipv6RoutePrefix = new Ipv6RoutePrefix(),
-): RejectSender {
+export function rawSocketTransport(onError: (err: Error) => void = () => {}): RejectTransport {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const raw = require('raw-socket');
-  const sockets: Record<string, RawSocket> = {};
-  const get = (key: 'v4' | 'v6raw' | 'v6icmp'): RawSocket => {
+  const sockets: Partial<Record<RejectSocket, RawSocket>> = {};
+  const get = (key: RejectSocket): RawSocket => {
     let s = sockets[key];
     if (s) return s;
     if (key === 'v4') {
-      s = raw.createSocket({ addressFamily: raw.AddressFamily.IPv4, protocol: 255 });
+      s = raw.createSocket({ addressFamily: raw.AddressFamily.IPv4, protocol: 255 }) as RawSocket;
       s.setOption(raw.SocketLevel.IPPROTO_IP, raw.SocketOption.IP_HDRINCL, 1);
     } else if (key === 'v6raw') {
-      s = raw.createSocket({ addressFamily: raw.AddressFamily.IPv6, protocol: 255 });
+      s = raw.createSocket({ addressFamily: raw.AddressFamily.IPv6, protocol: 255 }) as RawSocket;
     } else {
-      s = raw.createSocket({ addressFamily: raw.AddressFamily.IPv6, protocol: 58 });
+      s = raw.createSocket({ addressFamily: raw.AddressFamily.IPv6, protocol: 58 }) as RawSocket;
     }
     s.pauseRecv();
     s.on('error', (e) => {
@@ -425,28 +434,44 @@ export function createRejectSender(
     if (err) onError(err);
   };
   return {
-    limiter,
-    reject(kind, ctx) {
-      const pkt = buildReject(kind, ctx);
-      if (!pkt) return;
-      const buf = Buffer.from(pkt.buffer, pkt.byteOffset, pkt.byteLength);
+    send(socket, buf, off, len, dst) {
       try {
-        if (ctx.family === 4) {
-          const dst = formatIp4(get32(pkt, 16));
-          if (kind !== RJ_TCP_RESET && !limiter.allow4(dst, pkt[20], pkt[21])) return;
-          get('v4').send(buf, 0, buf.length, dst, null, after);
-        } else {
-          const dst = addrToString(6, [get32(pkt, 24), get32(pkt, 28), get32(pkt, 32), get32(pkt, 36)]);
-          if (kind !== RJ_TCP_RESET && !limiter.allow6(dst, pkt[40], () => routes.plenFor(pkt.subarray(24, 40)))) return;
-          if (kind === RJ_TCP_RESET) get('v6raw').send(buf, 0, buf.length, dst, null, after);
-          else get('v6icmp').send(buf, 40, buf.length - 40, dst, null, after);
-        }
+        get(socket).send(Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength), off, len, dst, null, after);
       } catch (e) {
         onError(e as Error);
       }
     },
     close() {
-      for (const k of Object.keys(sockets)) sockets[k].close();
+      for (const k of Object.keys(sockets) as RejectSocket[]) sockets[k]!.close();
+    },
+  };
+}
+
+/** Builds reject replies, applies the ICMP rate limits and sends them through a transport. */
+export function createRejectSender(
+  onError: (err: Error) => void = () => {},
+  limiter: IcmpRateLimiter = new IcmpRateLimiter(readIcmpLimits()),
+  routes: Ipv6RoutePrefix = new Ipv6RoutePrefix(),
+  transport: RejectTransport = rawSocketTransport(onError),
+): RejectSender {
+  return {
+    limiter,
+    reject(kind, ctx) {
+      const pkt = buildReject(kind, ctx);
+      if (!pkt) return;
+      if (ctx.family === 4) {
+        const dst = formatIp4(get32(pkt, 16));
+        if (kind !== RJ_TCP_RESET && !limiter.allow4(dst, pkt[20], pkt[21])) return;
+        transport.send('v4', pkt, 0, pkt.length, dst);
+      } else {
+        const dst = addrToString(6, [get32(pkt, 24), get32(pkt, 28), get32(pkt, 32), get32(pkt, 36)]);
+        if (kind !== RJ_TCP_RESET && !limiter.allow6(dst, pkt[40], () => routes.plenFor(pkt.subarray(24, 40)))) return;
+        if (kind === RJ_TCP_RESET) transport.send('v6raw', pkt, 0, pkt.length, dst);
+        else transport.send('v6icmp', pkt, 40, pkt.length - 40, dst);
+      }
+    },
+    close() {
+      transport.close();
     },
   };
 }
