@@ -31,6 +31,8 @@ export function preroutingNeed(set: RuleSet): PreroutingNeed {
   const mangle = set.tables.find((t) => t.name === 'mangle');
   const pre = mangle?.chains.find((c) => c.builtin && c.name === 'PREROUTING');
   if (!set.bases && pre && (pre.rules.length > 0 || pre.policy === 'DROP')) return all;
+  // an nftables rule set's prerouting filter chains after conntrack, on the mangle PREROUTING slot
+  if (set.bases?.some((b) => b.slot === 'mangle/PREROUTING')) return all;
   const nats = set.tables.filter((t) => t.name === 'nat');
   if (nats.length === 0) return NO_PREROUTING;
   // an iptables nat table's built-in chains by name; an nftables rule set's nat chains by their slot

@@ -79,6 +79,7 @@ const CASES: Case[] = [
     file: 'fw4.nft',
     dropped: new Set(['tcp4 9050', 'tcp6 9050']),
     counted: ['forward_lan', 'forward_wan', 'reject_to_wan'],
+    helper: true,
     without: {
       // the port unreachable srv sends back to the masqueraded address: nfqwall's NAT core does not
       // translate ICMP errors back yet (issue #16, natx), so the client would not see it

@@ -44,7 +44,7 @@ function slotOf(hook: string, prio: number): HookSlot | string {
   switch (hook) {
     case 'prerouting':
       if (prio < PRI_CONNTRACK) return 'raw/PREROUTING';
-      return 'a prerouting chain after conntrack (priority above -200) has no place in nfqwall (its raw slot is before conntrack, its filter slots at input/forward/output)';
+      return "priority -200 is conntrack's own: the order is not defined";
     case 'output':
       if (prio < PRI_CONNTRACK) return 'raw/OUTPUT';
       if (prio > PRI_CONNTRACK) return 'filter/OUTPUT';
@@ -104,12 +104,15 @@ function placeNatChains(
   itemOf: (r: object) => unknown,
   error: (m: string) => void,
 ): void {
+  // prerouting filter chains after conntrack that act: on the pre-routing crossing (mangle PREROUTING)
+  const early = nats.filter((n) => n.slot === 'mangle/PREROUTING' && unplacedProblem(n.name, n.policy, chains, itemOf) !== null);
+  for (const n of early) bases.push({ slot: n.slot, table: 'filter', chain: n.name, family: n.family, prio: n.prio, order: n.order });
   const others = new Set<string>();
   for (const b of bases) reachable(b.chain, chains, others);
   const natTables = new Map<TableInfo, ParsedTable>();
   const placed: typeof nats = [];
   for (const n of nats) {
-    if (unplacedProblem(n.name, n.policy, chains, itemOf) === null) continue;
+    if (n.slot === 'mangle/PREROUTING' || unplacedProblem(n.name, n.policy, chains, itemOf) === null) continue;
     const clash = placed.find((p) => p.slot === n.slot && (p.family === 0 || n.family === 0 || p.family === n.family));
     if (clash) {
       error(
@@ -138,6 +141,14 @@ function placeNatChains(
     }
     placed.push(n);
     bases.push({ slot: n.slot, table: 'nat', chain: n.name, family: n.family, prio: n.prio, order: n.order });
+  }
+  // the crossing walks mangle PREROUTING before nat PREROUTING, whatever their priorities
+  for (const e of early) {
+    const natFirst = placed.find((n) => n.slot === 'nat/PREROUTING' && n.prio <= e.prio && (n.family === 0 || e.family === 0 || n.family === e.family));
+    if (natFirst)
+      error(
+        `${e.path}: a prerouting chain at priority ${e.prio} after the nat chain at ${natFirst.prio} is not supported (nfqwall runs prerouting filter chains before nat prerouting)`,
+      );
   }
 }
 
@@ -276,6 +287,9 @@ export function parseNftRuleset(text: string, file: string, opts: NftParseOption
                 policy,
                 info: t,
               });
+            } else if (type === 'filter' && hook === 'prerouting' && prio > PRI_CONNTRACK) {
+              // after conntrack, before routing: the pre-routing queue crossing's mangle PREROUTING slot
+              natBases.push({ name: full, path: `${p}.hook`, slot: 'mangle/PREROUTING', family: t.family, prio, order: i, policy, info: t });
             } else if (s !== null && (HOOK_SLOTS as readonly string[]).includes(s)) {
               slot = s as HookSlot;
               bases.push({ slot, table: 'filter', chain: full, family: t.family, prio, order: i });
@@ -378,7 +392,6 @@ export function parseNftRuleset(text: string, file: string, opts: NftParseOption
       if (r.target.kind === 'jump' || r.target.kind === 'goto') visit(r.target.name);
     }
   };
-  for (const b of bases) if (b.slot.startsWith('filter/')) visit(b.chain);
   for (const u of unplaced) {
     const why = unplacedProblem(u.name, u.policy, chainByName, (r) => items[ruleItem.get(r) ?? -1]);
     if (why) errors.push({ file, line: 0, col: 0, message: `${u.path}: ${u.why} (such a chain is loaded only when it can change nothing: ${why})` });
@@ -391,6 +404,7 @@ export function parseNftRuleset(text: string, file: string, opts: NftParseOption
     (r) => items[ruleItem.get(r) ?? -1],
     (m) => errors.push({ file, line: 0, col: 0, message: m }),
   );
+  for (const b of bases) if (!b.slot.startsWith('raw/')) visit(b.chain);
   bases.sort((a, b) => a.prio - b.prio || a.order - b.order);
   set.nft = {
     doc: doc as { nftables: unknown[] },

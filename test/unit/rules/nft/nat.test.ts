@@ -110,3 +110,41 @@ test('the statements as the iptables targets, with ranges, prefixes and flags', 
     /chain c is reached from a nat chain and from another base chain/,
   );
 });
+
+test('a prerouting filter chain after conntrack runs on the pre-routing crossing: ct helper set, meta mark set before routing', async () => {
+  const { HELPER_FTP } = await import('../../../../src/conntrack/helpers/registry');
+  const text = JSON.stringify({
+    nftables: [
+      { table: { family: 'inet', name: 'fw4' } },
+      { 'ct helper': { family: 'inet', table: 'fw4', name: 'ftp', type: 'ftp', protocol: 'tcp', l3proto: 'inet' } },
+      { chain: { family: 'inet', table: 'fw4', name: 'prerouting', type: 'filter', hook: 'prerouting', prio: 0, policy: 'accept' } },
+      { chain: { family: 'inet', table: 'fw4', name: 'mangle_prerouting', type: 'filter', hook: 'prerouting', prio: -150, policy: 'accept' } },
+      { chain: { family: 'inet', table: 'fw4', name: 'forward', type: 'filter', hook: 'forward', prio: 0, policy: 'drop' } },
+      { rule: { family: 'inet', table: 'fw4', chain: 'prerouting', expr: [m(pl('tcp', 'dport'), 21), { 'ct helper': 'ftp' }] } },
+      {
+        rule: {
+          family: 'inet',
+          table: 'fw4',
+          chain: 'mangle_prerouting',
+          expr: [m(pl('tcp', 'dport'), 21), { mangle: { key: { meta: { key: 'mark' } }, value: 7 } }],
+        },
+      },
+      {
+        rule: {
+          family: 'inet',
+          table: 'fw4',
+          chain: 'forward',
+          expr: [m({ ct: { key: 'helper' } }, 'ftp'), m({ meta: { key: 'mark' } }, 7), { accept: null }],
+        },
+      },
+    ],
+  });
+  assert.deepEqual(preroutingNeed(parseNftRuleset(text, 'fw4.json').set), { 4: [[]], 6: [[]] });
+  const fw = firewall(text);
+  const syn = ipv4({ src: '198.18.1.1', dst: '198.19.2.1' }, tcp({ sport: 40000, dport: 21, flags: 'S' }));
+  const first = fw.decide(syn, 0, syn.length, syn.length, NF_INET_PRE_ROUTING, 4, IN, 0, 0, 0, 1000);
+  assert.ok(first & VERDICT_SET_MARK, 'the mark goes back with the pre-routing verdict (policy routing sees it)');
+  const o = forward(fw, ipv4({ src: '198.18.1.1', dst: '198.19.2.1' }, tcp({ sport: 40001, dport: 21, flags: 'S' })));
+  assert.equal(o.verdict & VERDICT_MASK, NF_ACCEPT, 'forward saw the helper and the mark');
+  assert.equal(fw.ct.helperOf(fw.ctx.entry), HELPER_FTP);
+});

@@ -366,12 +366,15 @@ test('base chains nfqwall has no place for load when they can change nothing (fi
   const acts = doc([
     {
       chains: [
-        { name: 'pre', base: { hook: 'prerouting', prio: 0 }, rules: [[{ jump: { target: 'z' } }]] },
+        { name: 'post', base: { hook: 'postrouting', prio: 0 }, rules: [[{ jump: { target: 'z' } }]] },
         { name: 'z', rules: [[{ log: null }]] },
       ],
     },
   ]);
-  assert.match(errorsOf(acts, 'gw.json')[0], /nftables\[2\]\.chain\.hook: .*a rule reached from it has a statement \(LOG\)/);
+  assert.match(
+    errorsOf(acts, 'gw.json')[0],
+    /nftables\[2\]\.chain\.hook: postrouting chains are not supported .*a rule reached from it has a statement \(LOG\)/,
+  );
 });
 
 test('what is not supported is refused with its JSON path', () => {
@@ -387,10 +390,17 @@ test('what is not supported is refused with its JSON path', () => {
     err(doc([{ chains: [{ name: 'n', base: { hook: 'output', prio: -150, type: 'route' }, rules: [[{ drop: null }]] }] }]))[0],
     /^gw\.json: nftables\[2\]\.chain\.type: chains of type "route" are not supported .*can change nothing: a rule reached from it has drop/,
   );
-  assert.match(
-    err(doc([{ chains: [{ name: 'p', base: { hook: 'prerouting', prio: 0 }, rules: [[{ counter: { packets: 0, bytes: 0 } }]] }] }]))[0],
-    /nftables\[2\]\.chain\.hook: a prerouting chain after conntrack.*a rule reached from it has a counter/,
-  );
+  // a prerouting chain after conntrack that acts goes on the pre-routing crossing, before nat prerouting: refused after one
+  assert.deepEqual(err(doc([{ chains: [{ name: 'p', base: { hook: 'prerouting', prio: 0 }, rules: [[{ counter: { packets: 0, bytes: 0 } }]] }] }])), []);
+  const late = doc([
+    {
+      chains: [
+        { name: 'p', base: { hook: 'prerouting', prio: 0 }, rules: [[{ counter: { packets: 0, bytes: 0 } }]] },
+        { name: 'n', base: { hook: 'prerouting', prio: -100, type: 'nat' }, rules: [[m(pl('tcp', 'dport'), 1), { dnat: { addr: '198.19.2.1' } }]] },
+      ],
+    },
+  ]);
+  assert.match(err(late)[0], /nftables\[2\]\.chain\.hook: a prerouting chain at priority 0 after the nat chain at -100 is not supported/);
   assert.match(err(doc([{ chains: [{ name: 'p', base: { hook: 'postrouting', prio: 0, policy: 'drop' } }] }]))[0], /postrouting chains .*its policy drops/);
   assert.match(err(doc([{ family: 'bridge', chains: [] }]))[0], /nftables\[1\]\.table\.family: tables of family "bridge"/);
   assert.match(err(fwd([[{ notrack: null }]]))[0], /nftables\[3\]\.rule: notrack after conntrack/);
