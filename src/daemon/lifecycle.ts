@@ -22,6 +22,7 @@ import { nflogHub } from './nflog';
 import { DaemonControl, type ControlHost } from './control-ops';
 import { IptablesRules } from './iptables';
 import { samePrerouting } from '../rules/prerouting';
+import { warnFwmarkRules } from './fwmark-check';
 import { LocalBackend } from './local';
 import { createLogger, type Logger } from './log';
 import { createRegistry, MetricsServer } from './metrics';
@@ -215,6 +216,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
     const ours = ipt;
     if (rules)
       rules.onSwapped = async (next) => {
+        if (next.twoCrossings === true) await warnFwmarkRules(log);
         if (samePrerouting(next.prerouting, ours.prerouting)) return;
         ours.setPrerouting(next.prerouting);
         try {
@@ -223,6 +225,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
           log.error({ err }, `iptables: the pre-routing crossing of the new rules could not be installed: ${(err as Error).message}`);
         }
       };
+    if (rules?.current.rules.twoCrossings === true) await warnFwmarkRules(log);
     try {
       await ipt.install();
     } catch (err) {

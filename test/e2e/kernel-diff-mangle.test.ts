@@ -124,6 +124,7 @@ describe('mangle differential: TCPMSS, TTL/HL, DSCP, CONNMARK, CHECKSUM, OUTPUT 
   let kLab: Lab;
   let nLab: Lab;
   let nfq: ChildProcess | undefined;
+  let nfqLog: ReturnType<typeof watch>;
   const control = `/tmp/nfqw-mgl-${process.pid}.sock`;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nfqw-mgl-'));
   const rulesFile = path.join(dir, 'mangle.rules');
@@ -142,6 +143,8 @@ describe('mangle differential: TCPMSS, TTL/HL, DSCP, CONNMARK, CHECKSUM, OUTPUT 
       // masked: while a packet is between nfqwall's two crossings its mark also holds the crossing bits
       // (CROSS_MASK, 0x30000000), which a policy routing rule must not test (README); the same rule in both labs
       await lab.exec('gw', ['ip', 'rule', 'add', 'fwmark', '0x7/0xfffffff', 'lookup', '100'], { check: true });
+      // one that does (a bare fwmark is a full mask) and that no packet here carries: nfqwall must name it
+      await lab.exec('gw', ['ip', 'rule', 'add', 'fwmark', '0x99', 'lookup', '100'], { check: true });
       for (const port of [7100, 7106, 7107, 7108]) {
         lab.spawn('srv', ['socat', '-u', `TCP4-LISTEN:${port},fork,reuseaddr`, 'OPEN:/dev/null']);
         lab.spawn('srv', ['socat', '-u', `TCP6-LISTEN:${port},fork,reuseaddr,ipv6only=1`, 'OPEN:/dev/null']);
@@ -153,7 +156,8 @@ describe('mangle differential: TCPMSS, TTL/HL, DSCP, CONNMARK, CHECKSUM, OUTPUT 
       cwd: ROOT,
       env: { ...process.env, NFQWALL_FROM_SOURCE: '1' },
     });
-    await watch(nfq).waitFor(/"portids"/, 'err');
+    nfqLog = watch(nfq);
+    await nfqLog.waitFor(/"portids"/, 'err');
     for (const lab of [kLab, nLab]) {
       for (let i = 0; ; i++) {
         const r = await lab.exec('srv', ['ss', '-Hltn', 'sport = :7108']);
@@ -269,6 +273,12 @@ describe('mangle differential: TCPMSS, TTL/HL, DSCP, CONNMARK, CHECKSUM, OUTPUT 
     assert.deepEqual(ks['4 udp to 7302'], ['ttl 29 tos 0x0']);
     assert.deepEqual(ns, ks, 'at srv');
     assert.deepEqual(nc, kc, 'at cli');
+  });
+
+  test('nfqwall warns about the policy routing rule that tests its crossing bits, and only that one', T, () => {
+    const warn = nfqLog.err.split('\n').find((l) => l.includes('policy routing rules test the mark bits'));
+    assert.ok(warn, nfqLog.err);
+    assert.deepEqual((JSON.parse(warn) as { rules: string[] }).rules, ['ip -4 rule 32764: fwmark 0x99 lookup 100']);
   });
 
   test('connection marks: mark= in conntrack -L, -L -m MARK[/MASK], -D -m MARK, the same on both gateways', T, async () => {
