@@ -39,10 +39,10 @@ import {
 } from '../queue/layout';
 import { DECIDED_BY_CONNTRACK, DECIDED_BY_FILTER, DECIDED_BY_HELPER, DECIDED_BY_NAT, DECIDED_BY_RAW } from './decided';
 import type { Firewall } from './firewall';
+import { CROSS_MASK, CROSS_SHIFT } from '../rules/prerouting';
 
-/** The packet-mark bits nfqwall reserves while a *nat table is loaded (documented in README). */
-export const CROSS_SHIFT = 28;
-export const CROSS_MASK = 3 << CROSS_SHIFT;
+/** The crossing mark's bits (src/rules/prerouting.ts, where rules touching them are refused). */
+export { CROSS_MASK, CROSS_SHIFT };
 /** the pre-routing crossing tracked the packet in the ORIGINAL direction of its entry */
 export const CROSS_ORIG = 1;
 /** … in the REPLY direction */

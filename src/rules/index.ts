@@ -5,6 +5,7 @@
  * supplies the daemon's.
  */
 import { compileRules, compileRulesSteps, type CompiledRuleSet } from './compile';
+import { reservedMarkErrors } from './prerouting';
 import { RuleEngine, type Counters, type EngineDeps } from './eval';
 import { formatRuleSet } from './format';
 import { parseRules, parseRulesSteps } from './parse';
@@ -47,6 +48,7 @@ export function* loadRulesSteps(text: string, fileName: string, env: LoadEnv): S
   const { set, errors } = isNftJson(text)
     ? parseNftRuleset(text, fileName, { helperId: env.helperId, ifindex: env.ifindex })
     : yield* parseRulesSteps(text, fileName, { helperId: env.helperId });
+  if (errors.length === 0) errors.push(...reservedMarkErrors(set, fileName));
   if (errors.length) return { set, compiled: null, engine: null, errors };
   const compiled = yield* compileRulesSteps(set, { helperId: env.helperId, services: env.deps });
   const engine = env.deps ? new RuleEngine(compiled, env.deps) : null;

@@ -14,7 +14,7 @@ import { NF_NAT_RANGE_MAP_IPS } from '../conntrack/nat';
 import { formatAddr } from './addr';
 import type { NatToState } from './nat-action';
 import type { NetmapState } from './targets/NETMAP';
-import type { ParsedChain, RuleSet } from './types';
+import type { ParsedChain, RuleError, RuleSet } from './types';
 
 export interface PreroutingNeed {
   4: string[][];
@@ -67,4 +67,42 @@ export function preroutingNeed(set: RuleSet): PreroutingNeed {
 
 export function samePrerouting(a: PreroutingNeed, b: PreroutingNeed): boolean {
   return JSON.stringify(a) === JSON.stringify(b);
+}
+
+/**
+ * The packet-mark bits nfqwall owns while a *nat table is loaded: the pre-routing crossing leaves
+ * what it found in them for the filter crossing, which clears them (src/pipeline/crossings.ts).
+ */
+export const CROSS_SHIFT = 28;
+export const CROSS_MASK = 3 << CROSS_SHIFT;
+
+/**
+ * With a *nat table, rules that test (-m mark) or set (-j MARK) the crossing bits are refused:
+ * nfqwall overwrites and clears them, so such a rule could not do what it says.
+ */
+export function reservedMarkErrors(set: RuleSet, file: string): RuleError[] {
+  if (!set.tables.some((t) => t.name === 'nat')) return [];
+  const out: RuleError[] = [];
+  const bits = `0x${(CROSS_MASK >>> 0).toString(16)}`;
+  for (const t of set.tables)
+    for (const c of t.chains)
+      for (const r of c.rules) {
+        for (const m of r.matches) {
+          if (m.name === 'mark' && ((m.state as { mask: number }).mask & CROSS_MASK) !== 0)
+            out.push({
+              file,
+              line: m.at.line,
+              col: m.at.col,
+              message: `-m mark tests the packet-mark bits ${bits}, which nfqwall uses with a *nat table (mask them out)`,
+            });
+        }
+        if (r.target.kind === 'ext' && r.target.name === 'MARK' && ((r.target.state as { value: number }).value & CROSS_MASK) !== 0)
+          out.push({
+            file,
+            line: r.target.at!.line,
+            col: r.target.at!.col,
+            message: `-j MARK sets the packet-mark bits ${bits}, which nfqwall uses with a *nat table`,
+          });
+      }
+  return out;
 }

@@ -105,3 +105,15 @@ test("iptables' refusals, at LINE:COL", () => {
     /not allowed in table filter/,
   );
 });
+
+test('with a *nat table, rules that test or set the crossing mark bits 0x30000000 are refused at LINE:COL', () => {
+  const filter = (rule: string) => ['*filter', ':INPUT ACCEPT [0:0]', ':FORWARD ACCEPT [0:0]', ':OUTPUT ACCEPT [0:0]', rule, 'COMMIT', ''].join('\n');
+  const withNat = (rule: string) => nat(['-A POSTROUTING -o eth0 -j MASQUERADE']) + filter(rule);
+  assert.match(
+    errorsOf(withNat('-A FORWARD -m mark --mark 0x10000000/0x10000000 -j ACCEPT'))[0],
+    /e\.rules:12:\d+: -m mark tests the packet-mark bits 0x30000000/,
+  );
+  assert.match(errorsOf(withNat('-A FORWARD -j MARK --set-mark 0x20000001'))[0], /e\.rules:12:\d+: -j MARK sets the packet-mark bits 0x30000000/);
+  assert.deepEqual(errorsOf(withNat('-A FORWARD -m mark --mark 0x1/0xff -j MARK --set-mark 0x2')), []);
+  assert.deepEqual(errorsOf(filter('-A FORWARD -m mark --mark 0x10000000 -j ACCEPT')), [], "without a nat table the bits are the rules' own");
+});
