@@ -4,6 +4,7 @@
  * on stderr).
  *
  *   nfqwall conntrack -L [conntrack|expect] [filters] [-o extended]
+ *   nfqwall conntrack -L --external   the state sync peer's entries (conntrackd -e)
  *   nfqwall conntrack -C | -S
  *   nfqwall conntrack -D [filters]
  *   nfqwall conntrack -F [conntrack|expect]
@@ -36,6 +37,7 @@ filters:
   -f, --family ipv4|ipv6          address family
   -m, --mark MARK[/MASK]          mark (entries whose mark & MASK == MARK)
   -o extended                     /proc/net/nf_conntrack-like lines (layer 3 name and number first)
+  --external                      with -L: the state sync peer's entries, not yet live (run --sync; conntrackd -e)
 `;
 
 const PROTOS: Record<string, number> = { tcp: 6, udp: 17, udplite: 136, icmp: 1, icmpv6: 58, 'ipv6-icmp': 58, sctp: 132, dccp: 33, gre: 47 };
@@ -49,6 +51,7 @@ interface Parsed {
   table: 'conntrack' | 'expect';
   filter: CtFilter;
   extended: boolean;
+  external: boolean;
 }
 
 function port(v: string, name: string): number {
@@ -61,6 +64,7 @@ export function parseConntrackArgs(argv: string[]): Parsed {
   let table = 'conntrack' as 'conntrack' | 'expect';
   const filter: CtFilter = {};
   let extended = false;
+  let external = false;
   const setCmd = (c: Cmd) => {
     if (cmd && cmd !== c) throw new UsageError('only one command (-L, -C, -S, -D, -F) at a time');
     cmd = c;
@@ -169,6 +173,9 @@ export function parseConntrackArgs(argv: string[]): Parsed {
         }
         break;
       }
+      case '--external':
+        external = true;
+        break;
       case '-h':
       case '--help':
         throw new HelpRequested();
@@ -180,7 +187,8 @@ export function parseConntrackArgs(argv: string[]): Parsed {
   const hasFilter = Object.keys(filter).length > 0;
   if (hasFilter && !(cmd === 'list' || cmd === 'delete')) throw new UsageError('filters apply to -L and -D only');
   if (hasFilter && table === 'expect') throw new UsageError('filters apply to the conntrack table only');
-  return { cmd, table, filter, extended };
+  if (external && (cmd !== 'list' || table !== 'conntrack' || hasFilter || extended)) throw new UsageError('--external goes with -L alone');
+  return { cmd, table, filter, extended, external };
 }
 
 class HelpRequested extends Error {}
@@ -202,7 +210,11 @@ export async function main(argv: string[]): Promise<number> {
   quietEpipe();
   const err = (m: string) => process.stderr.write(m + '\n');
   try {
-    if (p.cmd === 'list') {
+    if (p.external) {
+      const r = await request(target.path, { op: 'sync.list' }, printLines);
+      if (!r.ok) throw new ClientError(r.error ?? 'failed');
+      err(summary.shown(Number(r.count)));
+    } else if (p.cmd === 'list') {
       const op = p.table === 'expect' ? 'expect.list' : 'ct.list';
       const r = await request(target.path, { op, filter: p.filter, extended: p.extended }, printLines);
       if (!r.ok) throw new ClientError(r.error ?? 'failed');

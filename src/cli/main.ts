@@ -40,6 +40,10 @@ const COMMANDS: Record<string, { load: () => Promise<CommandModule>; summary: st
   },
   rules: { load: async () => require('./rules') as CommandModule, summary: "the running daemon's rules, iptables-save style (-L [-v] with counters)" },
   sysctl: { load: async () => require('./sysctl') as CommandModule, summary: 'reads or sets tunables of the running daemon (NAME[=VALUE], all without NAME)' },
+  sync: {
+    load: async () => require('./sync') as CommandModule,
+    summary: "the running daemon's state sync (--sync): commit, demote, resync, bulk, flush, stats (conntrackd -c, -n, -B, -f, -s)",
+  },
   replay: {
     load: async () => require('./replay') as CommandModule,
     summary: 'offline: runs a capture through the tracker and the rules, prints state and verdict per packet',

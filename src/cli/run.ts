@@ -5,7 +5,7 @@
  *               [--kernel-conntrack keep|notrack] [--copy-range N] [--queue-maxlen N]
  *               [--batch N] [--rcvbuf BYTES] [--no-gso] [--log-level LEVEL]
  *               [--set NAME=VALUE]... [--sysctl FILE] [--control PATH] [--metrics HOST:PORT]
- *               [--state FILE] [--state-interval SEC] [--ipsets FILE]
+ *               [--state FILE] [--state-interval SEC] [--ipsets FILE] [--sync FILE]
  *   nfqwall run --accept-all …   data-path benchmark/diagnostic mode: no tracking, no rules,
  *                                every packet ACCEPT.
  *
@@ -48,6 +48,8 @@ const USAGE = `usage: nfqwall run --rules FILE [options]
   --state FILE                 save the connection table on exit (and every --state-interval s), restore it at start
   --state-interval SEC         seconds between periodic state saves (default 60, 0 = only on exit)
   --ipsets FILE                restore these ipsets (an \`ipset save\` file) at start; \`nfqwall ipset\` changes them
+  --sync FILE                  state sync with a peer gateway in conntrackd's protocol (NOTRACK over UDP or
+                               multicast; README "State sync"); one queue only
   --stall-timeout SEC          reopen a queue that holds packets for nfqwall but delivered none for SEC s (default 5, 0 = off)
 
 With --queues A:B (B > A) each queue runs in its own worker thread with its own connection
@@ -101,6 +103,7 @@ export function parseRunArgs(argv: string[]): RunOptions {
       'state-interval': { type: 'string' },
       ipsets: { type: 'string' },
       'stall-timeout': { type: 'string' },
+      sync: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -119,6 +122,8 @@ export function parseRunArgs(argv: string[]): RunOptions {
   }
   const ipt = values.iptables!;
   if (ipt !== 'auto' && ipt !== 'off') throw new UsageError(`--iptables must be auto or off (got ${ipt})`);
+  if (values.sync !== undefined && (values['accept-all'] || queues.first !== queues.last))
+    throw new UsageError('--sync needs the connection table of one queue (not --accept-all, not --queues A:B with B > A)');
   const kc = values['kernel-conntrack']!;
   if (kc !== 'keep' && kc !== 'notrack') throw new UsageError(`--kernel-conntrack must be keep or notrack (got ${kc})`);
   return {
@@ -143,6 +148,7 @@ export function parseRunArgs(argv: string[]): RunOptions {
     ipsets: values.ipsets,
     stateIntervalSec: int('--state-interval', values['state-interval'], 60, 0, 86400 * 365),
     stallChecks: int('--stall-timeout', values['stall-timeout'], 5, 0, 86400),
+    sync: values.sync,
   };
 }
 

@@ -21,6 +21,7 @@ import {
   IP_CT_RELATED,
   IP_CT_RELATED_REPLY,
   IP_CT_UNTRACKED,
+  IPS_ASSURED,
   IPS_CONFIRMED,
   IPS_EXPECTED,
   IPS_DST_NAT,
@@ -148,6 +149,8 @@ export class Conntrack extends ConntrackNat {
         return NF_ACCEPT;
       }
       const gen = tb.gen[e];
+      const ev = this.events;
+      const stateBefore = ev !== undefined && !isNew ? tr.stateName(e) : '';
       const ret = tr.packet(this, e, dir, ctinfo, v, now);
       const alive = tb.gen[e] === gen && tb.isAlloc(e);
       if (ret === PKT_REPEAT) {
@@ -177,6 +180,7 @@ export class Conntrack extends ConntrackNat {
         return NF_ACCEPT;
       }
       if (ctinfo === IP_CT_ESTABLISHED_REPLY) tb.setStatus(e, tb.status(e) | IPS_SEEN_REPLY);
+      if (ev !== undefined && !isNew && (((tb.status(e) ^ st) & (IPS_SEEN_REPLY | IPS_ASSURED)) !== 0 || tr.stateName(e) !== stateBefore)) ev.changed(e);
       ctx.entry = e;
       ctx.ctstatus = tb.status(e);
       ctx.masterHelper = tb.masterHelper[e];
@@ -232,6 +236,7 @@ export class Conntrack extends ConntrackNat {
       e = this.insertEntry(e, now);
       ctx.entry = e;
       if (e < 0) return NF_DROP;
+      if (this.events !== undefined) this.events.created(e);
       ctx.ctstatus = tb.status(e);
     } else if (ctx.pending) {
       ctx.pending = 0;

@@ -13,6 +13,7 @@
 import { randomFillSync } from 'node:crypto';
 import type { PacketView } from '../packet/view';
 import { IPS_ASSURED } from './constants';
+import type { ConntrackEvents } from './events';
 import type { ConntrackHelper } from './helpers/helper';
 import { SeqAdjust } from './seqadj';
 import { ExpectTable } from './expect';
@@ -83,6 +84,8 @@ export class ConntrackEntries {
    * return true, so that the lookup is repeated. Not per packet: only new tuples miss.
    */
   claimer: ((key: Uint32Array, now: number) => boolean) | undefined;
+  /** told about confirmed entries created, changed and destroyed (state sync); none by default */
+  events: ConntrackEvents | undefined;
 
   constructor(tun: TunableValues, opts: ConntrackOptions = {}) {
     this.tun = tun;
@@ -291,7 +294,10 @@ export class ConntrackEntries {
   /** Remove entry e (confirmed or not) with its expectations. */
   destroy(e: number): void {
     const tb = this.table;
-    if (tb.isHashed(e)) tb.unlink(e);
+    if (tb.isHashed(e)) {
+      if (this.events !== undefined) this.events.destroyed(e);
+      tb.unlink(e);
+    }
     if (this.expectations.hasExpectations(e)) this.expectations.removeForMaster(e);
     if (this.countingSources) this.perSource.dec(recFamily(tb.rec, e), tb.rec, recBase(e) + T_SRC);
     if (e === this.newRow) this.newRow = -1;

@@ -198,6 +198,7 @@ export class ConntrackOps extends ConntrackHost {
     if (this.countingSources) this.perSource.inc(family, key, T_SRC);
     tb.insert(e, h, hr);
     this.tun.nf_conntrack_count = tb.count;
+    if (this.events !== undefined) this.events.created(e);
     return e;
   }
 

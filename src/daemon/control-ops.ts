@@ -4,6 +4,7 @@
  * listings streamed one table after the other, counts summed, `conntrack -S` one cpu= line per
  * table), and the daemon's own requests (sysctl, `rules -L`, reload) are answered here.
  */
+import type { SyncService } from '../sync/service';
 import type { ConntrackStats } from '../conntrack/stats';
 import { formatStats } from '../conntrack/format';
 import { applySetting } from '../conntrack/settings';
@@ -42,6 +43,8 @@ export interface ControlHost {
   ipset?(argv: string[], stdin: string): IpsetResult | Promise<IpsetResult>;
   /** test hooks (NFQWALL_TEST_HOOKS=1), when the daemon has them */
   debug?(req: Res): Promise<Res>;
+  /** state sync (--sync), when on */
+  readonly sync?: SyncService;
 }
 
 /** Answers a control request (everything but ping); the control socket's side of the daemon. */
@@ -209,12 +212,48 @@ export class DaemonControl implements ControlBackend {
         const res = await this.host.reload();
         return res.ok ? { ok: true } : { ok: false, error: 'the rule file is invalid; the old rules stay in force', errors: res.errors };
       }
+      case 'sync.commit':
+      case 'sync.demote':
+      case 'sync.resync':
+      case 'sync.bulk':
+      case 'sync.flush':
+      case 'sync.list':
+      case 'sync.stats':
+        return this.syncOp(r, out);
       case 'debug.crash':
       case 'debug.stall':
         if (this.host.debug) return this.host.debug(r);
         throw new Error(`unknown op ${JSON.stringify(r.op)}`);
       default:
         throw new Error(`unknown op ${JSON.stringify(r.op)}`);
+    }
+  }
+
+  /** `nfqwall sync …` and `conntrack -L --external` (conntrackd -c, -n, -B, -f, -e, -s). */
+  private async syncOp(r: Res, out: ControlOutput): Promise<Res> {
+    const sync = this.host.sync;
+    if (!sync) throw new Error('state sync is off (nfqwall run --sync FILE)');
+    switch (r.op) {
+      case 'sync.commit': {
+        const c = sync.commit();
+        return { ok: true, committed: c.committed, failed: c.failed, reasons: c.reasons };
+      }
+      case 'sync.demote':
+        return { ok: true, count: sync.demote() };
+      case 'sync.resync':
+        sync.requestResync();
+        return { ok: true };
+      case 'sync.bulk':
+        return { ok: true, count: sync.bulk() };
+      case 'sync.flush':
+        return { ok: true, count: sync.cache.flush() };
+      case 'sync.list': {
+        const lines = sync.cache.lines(performance.now());
+        for (let i = 0; i < lines.length; i += CHUNK_ENTRIES) await out.sendLines(lines.slice(i, i + CHUNK_ENTRIES));
+        return { ok: true, count: lines.length };
+      }
+      default:
+        return { ok: true, stats: sync.stats() };
     }
   }
 

@@ -31,6 +31,9 @@ import { WorkerPool } from './pool';
 import { DaemonRules, natQueuesError } from './ruleset';
 import { DaemonIpsets, loadIpsetFile } from './ipsets';
 import { StateFileWriter } from './state';
+import { parseSyncConfig, SyncConfigError, type SyncConfig } from '../sync/config';
+import { SyncService } from '../sync/service';
+import { readFileSync } from 'node:fs';
 
 function createBackend(opts: DaemonOptions, tun: TunableValues, log: Logger, rules: DaemonRules | undefined, onLost: (why: string) => void): Backend {
   const queue = {
@@ -119,6 +122,18 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
     rules.multiQueue = true;
   }
 
+  let syncCfg: SyncConfig | undefined;
+  if (opts.sync !== undefined) {
+    try {
+      syncCfg = parseSyncConfig(readFileSync(opts.sync, 'utf8'), opts.sync);
+    } catch (err) {
+      const lines = err instanceof SyncConfigError ? err.errors : [`${opts.sync}: ${(err as Error).message}`];
+      for (const line of lines) process.stderr.write(line + '\n');
+      log.error({ file: opts.sync, errors: lines }, 'invalid sync file');
+      return 1;
+    }
+  }
+
   let resolveDone!: (code: number) => void;
   const done = new Promise<{ reason: string; code: number }>((r) => (resolveDone = (code) => r({ reason: stopReason, code })));
   let stopReason = '';
@@ -144,6 +159,20 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
     for (const u of undo.reverse()) await u();
     return 1;
   };
+  // before the queues open: the first packets' entries are announced to the peer
+  let sync: SyncService | undefined;
+  if (syncCfg !== undefined) {
+    const ct = backend instanceof LocalBackend ? backend.conntrack : undefined;
+    if (!ct) return fail('--sync: ', new Error('needs the connection table of one queue'));
+    sync = new SyncService(syncCfg, ct, log);
+    try {
+      await sync.start();
+    } catch (err) {
+      return fail('--sync: ', err);
+    }
+    const sy = sync;
+    undo.push(async () => sy.stop());
+  }
   let started;
   try {
     started = await backend.start();
@@ -170,6 +199,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
       nflog: (group, out) => nflogHub.subscribe(group, out),
       ipset: (argv, stdin) => sets!.run(argv, stdin),
       debug: backend.debug ? (req) => backend.debug!(req) : undefined,
+      sync,
     };
     const c = new ControlServer({ path: opts.control, backend: new DaemonControl(host, log), log, maxSessions: opts.controlMaxClients });
     control = c;
@@ -192,6 +222,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
         ruleCount: r.current.rules.ruleCount,
         reloads: r.reloads,
         reloadFailures: r.reloadFailures,
+        sync: sync?.stats(),
       });
       const m = new MetricsServer(createRegistry({ collect, control: c ? () => c.counters : undefined }), log);
       metrics = m;
@@ -257,14 +288,23 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
 
   const onSignal = (sig: NodeJS.Signals) => stop(sig);
   const onHup = () => void rules?.reload();
+  // keepalived's notify scripts: SIGUSR1 = become primary (nfqwall sync commit), SIGUSR2 = backup (sync demote)
+  const onUsr1 = () => sync?.commit();
+  const onUsr2 = () => sync?.demote();
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
   process.on('SIGHUP', onHup);
+  if (sync) {
+    process.on('SIGUSR1', onUsr1);
+    process.on('SIGUSR2', onUsr2);
+  }
 
   const { reason, code } = await done;
   process.removeListener('SIGTERM', onSignal);
   process.removeListener('SIGINT', onSignal);
   process.removeListener('SIGHUP', onHup);
+  process.removeListener('SIGUSR1', onUsr1);
+  process.removeListener('SIGUSR2', onUsr2);
   if (timer) clearInterval(timer);
   // every packet gets its verdict; then the tables stop changing and are saved
   const stats = await backend.closeQueues();
@@ -275,6 +315,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
       'iptables rules kept (fail-closed): the kernel drops the queued traffic until nfqwall runs again; `nfqwall uninstall` removes them',
     );
   log.info({ reason, stats }, 'nfqwall stopped');
+  sync?.stop();
   await save();
   sets?.close();
   await backend.close();

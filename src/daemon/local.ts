@@ -3,6 +3,7 @@
  * (FirewallService), or with --accept-all every queue of the range answered ACCEPT, without
  * a table, rules, control socket or metrics (a data-path diagnostic).
  */
+import type { Conntrack } from '../conntrack/core';
 import { performance } from 'node:perf_hooks';
 import type { TunableValues } from '../conntrack/sysctl';
 import type { LoadedRules } from '../pipeline/load-rules';
@@ -47,6 +48,11 @@ export class LocalBackend implements Backend {
       nflogBus.attach(nflogHub.newRing(), nflogHub.listeners);
       this.tables.push(localTable(this.svc, opts.queues.first));
     }
+  }
+
+  /** the connection table (none with --accept-all) */
+  get conntrack(): Conntrack | undefined {
+    return this.svc?.fw.ct;
   }
 
   restore(file: string): void {

@@ -6,6 +6,7 @@
  * counters the pipeline keeps anyway. Names of the conntrack metrics mirror node-exporter's
  * (`node_nf_conntrack_*` → `nfqwall_nf_conntrack_*`) and have its types (gauges).
  */
+import type { SyncStats } from '../sync/service';
 import * as http from 'node:http';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { STAT_NAMES, type ConntrackStats } from '../conntrack/stats';
@@ -74,6 +75,8 @@ export interface Collected {
   ruleCount: number;
   reloads: number;
   reloadFailures: number;
+  /** state sync (--sync), when on */
+  sync?: SyncStats;
 }
 
 export interface MetricsSources {
@@ -151,6 +154,72 @@ export function createRegistry(src: MetricsSources): Registry {
   add('nfqwall_nf_conntrack_expect_limit', 'Maximum number of expectations (net.netfilter.nf_conntrack_expect_max).', 'gauge', (c) => [
     { value: c.tun.nf_conntrack_expect_max },
   ]);
+
+  const sync = (f: (s: SyncStats) => Value[]) => (c: Collected) => (c.sync ? f(c.sync) : []);
+  add(
+    'nfqwall_sync_messages_total',
+    'State sync messages sent to and received from the peer (--sync), control messages included.',
+    'counter',
+    sync((s) => [
+      { value: s.msgSent, labels: { direction: 'sent' } },
+      { value: s.msgReceived, labels: { direction: 'received' } },
+    ]),
+  );
+  add(
+    'nfqwall_sync_messages_lost_total',
+    "Peer's messages that never arrived (gaps in its sequence numbers).",
+    'counter',
+    sync((s) => [{ value: s.msgLost }]),
+  );
+  add(
+    'nfqwall_sync_malformed_total',
+    'Received sync messages refused as malformed.',
+    'counter',
+    sync((s) => [{ value: s.malformed }]),
+  );
+  add(
+    'nfqwall_sync_resyncs_total',
+    'Resyncs: requests sent to the peer, requests received, whole-table sends (answers, commits, overruns).',
+    'counter',
+    sync((s) => [
+      { value: s.resyncRequestsSent, labels: { kind: 'requested' } },
+      { value: s.resyncRequestsReceived, labels: { kind: 'received' } },
+      { value: s.bulkSends, labels: { kind: 'table_sent' } },
+    ]),
+  );
+  add(
+    'nfqwall_sync_overruns_total',
+    'Times the queue of table events overflowed (the whole table was sent instead).',
+    'counter',
+    sync((s) => [{ value: s.overruns }]),
+  );
+  add(
+    'nfqwall_sync_committed_total',
+    'External entries made live by commits, and those that could not be.',
+    'counter',
+    sync((s) => [
+      { value: s.committed, labels: { result: 'committed' } },
+      { value: s.commitFailed, labels: { result: 'failed' } },
+    ]),
+  );
+  add(
+    'nfqwall_sync_external_entries',
+    "Entries in the external cache (the peer's).",
+    'gauge',
+    sync((s) => [{ value: s.externalEntries }]),
+  );
+  add(
+    'nfqwall_sync_peer_up',
+    'Whether the sync peer was heard within peer-timeout.',
+    'gauge',
+    sync((s) => [{ value: s.peerUp ? 1 : 0 }]),
+  );
+  add(
+    'nfqwall_sync_peer_losses_total',
+    'Times the sync peer fell silent for peer-timeout.',
+    'counter',
+    sync((s) => [{ value: s.peerLosses }]),
+  );
 
   const byHook = (f: (t: ServiceSnapshot) => number[]) => (c: Collected) => {
     const out: Value[] = [];

@@ -34,6 +34,8 @@ export interface DaemonOptions {
   stateIntervalSec: number;
   /** an `ipset save` file restored at start (before the rules that name its sets) */
   ipsets?: string;
+  /** --sync FILE: state sync with a peer (src/sync/config.ts) */
+  sync?: string;
 }
 
 /** Parses `N` or `A:B` (0..65535, A <= B). */

@@ -734,6 +734,16 @@ export class TcpTracker implements ProtoTracker {
     return TCP_STATE_NAMES[this.u8[e * TCP_REC_BYTES + STATE8]] ?? 'NONE';
   }
 
+  /** Entry e's TCP_CONNTRACK_* state. */
+  state(e: number): number {
+    return this.u8[e * TCP_REC_BYTES + STATE8];
+  }
+
+  /** The window scale (td_scale) of direction dir of entry e. */
+  windowScale(e: number, dir: number): number {
+    return this.u8[e * TCP_REC_BYTES + 2 * dir + TD_SCALE8];
+  }
+
   /**
    * [state, last_dir, retrans, last_index, last_seq, last_ack, last_end,
    *  last_win, last_wscale, last_flags, then for dir 0 and 1:

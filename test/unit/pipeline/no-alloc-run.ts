@@ -12,6 +12,8 @@ import { loadRuleFile } from '../../../src/pipeline/load-rules';
 import { defaultTunables } from '../../../src/conntrack/sysctl';
 import { NF_ACCEPT, VERDICT_MASK } from '../../../src/queue/layout';
 import { batchOf } from '../../helpers/batch';
+import { SyncEventQueue } from '../../../src/sync/event-queue';
+import type { TcpTracker } from '../../../src/conntrack/proto/tcp';
 import { ipv4, ipv6, sctp, sctpInitValue, tcp, udp } from '../../helpers/packets';
 import * as fs from 'node:fs';
 import { runIpset } from '../../../src/rules/sets/command';
@@ -96,6 +98,10 @@ async function main(): Promise<void> {
   // as in the daemon: a ring and the readers table, no reader (-j NFLOG copies nothing)
   nflogBus.attach(new NflogRing(), newListenerTable());
   const fw = new Firewall({ tun, rules: loaded.rules! });
+  // "sync": the table's events are recorded for state sync (the sender, which runs in the event
+  // loop, is replaced by emptying the ring every round)
+  const events = extra.includes('sync') ? new SyncEventQueue(fw.ct.table, fw.ct.tracker(6) as TcpTracker) : undefined;
+  fw.ct.events = events;
   const { setup, steady } = packets(extra.includes('sctp'), ipsetFile !== undefined);
   const sb = batchOf(setup);
   const st = batchOf(steady);
@@ -106,6 +112,10 @@ async function main(): Promise<void> {
       now += 40_000.173; // past the 30 s unreplied-UDP timeout: the new flows expire every round (fractional ms, as performance.now())
       fw.tick(now, 1 << 14);
       fw.processBatch(st, now);
+      if (events) {
+        assert.ok(events.length > 0 && !events.overrun);
+        events.clear();
+      }
     }
   };
   run(300); // warm-up: JIT, table and caches at their size

@@ -16,7 +16,7 @@ import * as path from 'node:path';
 
 const MAX_SCAVENGES = 15;
 
-function scavenges(rules?: string, sctp = false, ipsetFile?: string): { minor: number; major: number; packets: number } {
+function scavenges(rules?: string, sctp = false, ipsetFile?: string, sync = false): { minor: number; major: number; packets: number } {
   // --single-threaded: V8 compiles on this thread, so the code is optimised after the same warm-up
   // however loaded the machine is; with background compilation a busy machine left it unoptimised
   // longer (heap numbers): 15 scavenges measured on a loaded 2-core machine, 6-7 otherwise.
@@ -30,6 +30,7 @@ function scavenges(rules?: string, sctp = false, ipsetFile?: string): { minor: n
     ...(rules ? [rules] : []),
     ...(sctp ? ['sctp'] : []),
     ...(ipsetFile ? [ipsetFile] : []),
+    ...(sync ? ['sync'] : []),
   ];
   const r = spawnSync(process.execPath, args, { encoding: 'utf8', timeout: 300_000 });
   assert.equal(r.status, 0, r.stderr);
@@ -69,4 +70,12 @@ test('nor do ipset lookups and -j SET adds, IPv4 and IPv6 (test/unit/pipeline/se
 test('nor does NAT at the filter crossing: SNAT bindings (tuple selection over an address and port range) and rewrites with checksums (test/unit/pipeline/nat.rules)', () => {
   const res = scavenges(path.join(__dirname, 'nat.rules'));
   assert.ok(res.minor <= MAX_SCAVENGES, `${res.minor} scavenges (and ${res.major} other collections) during ${res.packets} packets: NAT allocates`);
+});
+
+test("nor does recording the table's events for state sync (src/sync/event-queue.ts: new, changed and destroyed entries)", () => {
+  const res = scavenges(path.join(__dirname, '..', '..', '..', 'rules', 'bench.rules'), false, undefined, true);
+  assert.ok(
+    res.minor <= MAX_SCAVENGES,
+    `${res.minor} scavenges (and ${res.major} other collections) during ${res.packets} packets: recording events allocates`,
+  );
 });
