@@ -9,6 +9,7 @@
  * The per-packet path only records events (event-queue.ts); messages are built and sent from
  * the event loop (a 10 ms timer), several per datagram up to the link's MTU as conntrackd does.
  */
+import { IPS_NAT_MASK } from '../conntrack/constants';
 import type { Conntrack } from '../conntrack/core';
 import { T_DST, T_META, T_PORTS, T_SRC, TUPLE_WORDS } from '../conntrack/layout';
 import type { TcpTracker } from '../conntrack/proto/tcp';
@@ -183,7 +184,8 @@ export class SyncService {
   private sendEntry(type: number, e: number): void {
     const c = this.conn;
     connFromEntry(this.ct, e, this.now(), this.cfg.windowTracking, c);
-    if (!this.syncable(c.tuple)) return;
+    // NATed entries would need their NAT attributes, which are not sent yet: not sent at all
+    if (!this.syncable(c.tuple) || (c.status & IPS_NAT_MASK) !== 0) return;
     this.room();
     this.txLen += encodeConn(this.tx, this.txLen, type, this.nextSeq(), c);
     this.counters.msgSent++;
@@ -194,7 +196,7 @@ export class SyncService {
   };
 
   private readonly sendGone = (tuple: Uint32Array, status: number, tcpState: number, mark: number): void => {
-    if (!this.syncable(tuple)) return;
+    if (!this.syncable(tuple) || (status & IPS_NAT_MASK) !== 0) return;
     const c = this.conn;
     c.tuple.set(tuple);
     c.status = status;
