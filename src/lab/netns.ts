@@ -17,6 +17,29 @@ import { ChildProcess, execFileSync, spawn, SpawnOptions } from 'node:child_proc
 import { randomBytes } from 'node:crypto';
 
 export type Role = 'cli' | 'gw' | 'srv';
+/** the namespaces only a high-availability lab has: the second gateway and the switch */
+export type HaRole = 'gwb' | 'sw';
+
+/**
+ * The high-availability lab (LabOptions.ha): a client and a server, each on a segment (a bridge
+ * in the `sw` namespace) shared with two gateways, `gw` (A) and `gwb` (B), which also share a
+ * third segment, the sync link. In both gateways the interfaces have the same names: g0 on the
+ * client's segment, g1 on the server's, gy on the sync link. The client's and the server's
+ * default routes go to the floating addresses (vipCli4, vipSrv4), which moveVip() puts on one
+ * gateway and announces with gratuitous ARP, as keepalived does.
+ */
+export const HA_ADDR = {
+  cli4: '198.18.1.1',
+  vipCli4: '198.18.1.254',
+  gwaCli4: '198.18.1.2',
+  gwbCli4: '198.18.1.3',
+  srv4: '198.19.2.1',
+  vipSrv4: '198.19.2.254',
+  gwaSrv4: '198.19.2.2',
+  gwbSrv4: '198.19.2.3',
+  gwaSync4: '198.18.250.1',
+  gwbSync4: '198.18.250.2',
+} as const;
 
 export const LAB_ADDR = {
   cli4: '198.18.1.1',
@@ -40,6 +63,8 @@ export interface LabOptions {
    * destroy() for an orderly shutdown; the lab is still removed on process exit.
    */
   signalTeardown?: boolean;
+  /** the high-availability lab (HA_ADDR) instead of client – gateway – server */
+  ha?: boolean;
 }
 
 export interface ExecOptions {
@@ -89,7 +114,8 @@ function sleep(ms: number): Promise<void> {
 export class Lab {
   static readonly addr = LAB_ADDR;
   readonly id: string;
-  readonly ns: Readonly<Record<Role, string>>;
+  readonly ns: Readonly<Record<Role, string>> & Readonly<Partial<Record<HaRole, string>>>;
+  private readonly ha: boolean;
   private readonly log: (msg: string) => void;
   /** Whether SIGINT/SIGTERM tear this lab down synchronously (LabOptions.signalTeardown). */
   readonly signalTeardown: boolean;
@@ -103,7 +129,9 @@ export class Lab {
     if (!/^[a-z0-9]{1,6}$/.test(prefix)) throw new Error(`lab prefix must be 1-6 of [a-z0-9] (got ${prefix})`);
     const alphabet = 'abcdefghijklmnopqrstuvwxyz0123456789';
     this.id = Array.from(randomBytes(6), (b) => alphabet[b % alphabet.length]).join('');
-    this.ns = { cli: `${prefix}-cli-${this.id}`, gw: `${prefix}-gw-${this.id}`, srv: `${prefix}-srv-${this.id}` };
+    this.ha = opts.ha === true;
+    const ns = (r: string) => `${prefix}-${r}-${this.id}`;
+    this.ns = this.ha ? { cli: ns('cli'), gw: ns('gw'), gwb: ns('gwb'), srv: ns('srv'), sw: ns('sw') } : { cli: ns('cli'), gw: ns('gw'), srv: ns('srv') };
     this.log = opts.log ?? (() => {});
     this.signalTeardown = opts.signalTeardown ?? true;
   }
@@ -123,13 +151,14 @@ export class Lab {
   }
 
   /** The namespace name for a role or a name of this lab; anything else (e.g. the root namespace) is refused. */
-  nsName(ns: Role | string): string {
+  nsName(ns: Role | HaRole | string): string {
     const name = (this.ns as Record<string, string>)[ns] ?? ns;
     if (!Object.values(this.ns).includes(name)) throw new Error(`not a namespace of this lab: ${ns}`);
     return name;
   }
 
   private async build(): Promise<void> {
+    if (this.ha) return this.buildHa();
     const { cli: c, gw: g, srv: s } = this.ns;
     const A = LAB_ADDR;
     for (const n of [c, g, s]) {
@@ -167,6 +196,60 @@ export class Lab {
     this.log(`lab ${this.id}: namespaces ${c}, ${g}, ${s} up`);
   }
 
+  private async buildHa(): Promise<void> {
+    const { cli: c, gw: a, gwb: b, srv: s, sw } = this.ns as Record<Role | HaRole, string>;
+    const H = HA_ADDR;
+    for (const n of [sw, c, a, b, s]) {
+      await this.host(['ip', 'netns', 'add', n]);
+      this.created.push(n);
+    }
+    const cmds: string[][] = [];
+    for (const br of ['brc', 'brs', 'bry']) cmds.push(['ip', '-n', sw, 'link', 'add', br, 'type', 'bridge'], ['ip', '-n', sw, 'link', 'set', br, 'up']);
+    const port = (n: string, dev: string, swDev: string, br: string, addr: string) => {
+      cmds.push(
+        ['ip', '-n', n, 'link', 'add', dev, 'type', 'veth', 'peer', 'name', swDev, 'netns', sw],
+        ['ip', '-n', sw, 'link', 'set', swDev, 'master', br],
+        ['ip', '-n', sw, 'link', 'set', swDev, 'up'],
+        ['ip', '-n', n, 'addr', 'add', `${addr}/24`, 'dev', dev],
+        ['ip', '-n', n, 'link', 'set', dev, 'up'],
+      );
+    };
+    port(c, 'c0', 'c', 'brc', H.cli4);
+    port(s, 's0', 's', 'brs', H.srv4);
+    port(a, 'g0', 'ac', 'brc', H.gwaCli4);
+    port(a, 'g1', 'as', 'brs', H.gwaSrv4);
+    port(a, 'gy', 'ay', 'bry', H.gwaSync4);
+    port(b, 'g0', 'bc', 'brc', H.gwbCli4);
+    port(b, 'g1', 'bs', 'brs', H.gwbSrv4);
+    port(b, 'gy', 'by', 'bry', H.gwbSync4);
+    for (const n of [c, a, b, s]) cmds.push(['ip', '-n', n, 'link', 'set', 'lo', 'up']);
+    cmds.push(['ip', '-n', c, 'route', 'add', 'default', 'via', H.vipCli4], ['ip', '-n', s, 'route', 'add', 'default', 'via', H.vipSrv4]);
+    for (const cmd of cmds) await this.host(cmd);
+    for (const g of ['gw', 'gwb']) await this.exec(g, ['sysctl', '-qw', 'net.ipv4.ip_forward=1'], { check: true });
+    this.log(`lab ${this.id}: HA namespaces ${[sw, c, a, b, s].join(', ')} up`);
+  }
+
+  /**
+   * Puts the floating addresses on gateway `to` (taking them off the other one) and announces
+   * them with gratuitous ARP on both segments, so the client and the server send to it.
+   */
+  async moveVip(to: 'gw' | 'gwb'): Promise<void> {
+    const from = to === 'gw' ? 'gwb' : 'gw';
+    const H = HA_ADDR;
+    for (const [dev, vip] of [
+      ['g0', H.vipCli4],
+      ['g1', H.vipSrv4],
+    ] as const) {
+      await this.exec(from, ['ip', 'addr', 'del', `${vip}/24`, 'dev', dev]);
+      await this.exec(to, ['ip', 'addr', 'add', `${vip}/24`, 'dev', dev], { check: true });
+      const garp =
+        'import sys\nfrom scapy.all import ARP, Ether, get_if_hwaddr, sendp\n' +
+        'dev, vip = sys.argv[1], sys.argv[2]\nmac = get_if_hwaddr(dev)\n' +
+        "sendp(Ether(src=mac, dst='ff:ff:ff:ff:ff:ff') / ARP(op=1, hwsrc=mac, psrc=vip, hwdst='00:00:00:00:00:00', pdst=vip), iface=dev, count=3, verbose=0)\n";
+      await this.exec(to, ['/usr/bin/python3', '-c', garp, dev, vip], { check: true });
+    }
+  }
+
   /** Runs a namespace-scoped management command from the root namespace (`ip -n NS …`, `ip netns add/del`). */
   private async host(argv: string[]): Promise<void> {
     const r = await this.run(argv, { check: false });
@@ -174,7 +257,7 @@ export class Lab {
   }
 
   /** Runs argv in a namespace of the lab and resolves with its output and exit code. */
-  exec(ns: Role | string, argv: string[], opts: ExecOptions = {}): Promise<ExecResult> {
+  exec(ns: Role | HaRole | string, argv: string[], opts: ExecOptions = {}): Promise<ExecResult> {
     return this.run(['ip', 'netns', 'exec', this.nsName(ns), ...argv], opts);
   }
 
@@ -219,7 +302,7 @@ export class Lab {
    * Starts argv in a namespace of the lab as its own process group and tracks it by PID.
    * stdio defaults to pipes. The caller may stop it with lab.kill(child) or leave it to destroy().
    */
-  spawn(ns: Role | string, argv: string[], opts: SpawnOptions = {}): ChildProcess {
+  spawn(ns: Role | HaRole | string, argv: string[], opts: SpawnOptions = {}): ChildProcess {
     if (this.destroyed) throw new Error('lab destroyed');
     const child = spawn('ip', ['netns', 'exec', this.nsName(ns), ...argv], {
       stdio: 'pipe',

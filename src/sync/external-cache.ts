@@ -71,7 +71,8 @@ export class ExternalCache {
       const d = entryFromConn(ct, conn, now - at);
       if (typeof d === 'string') fail(d);
       else if (!(d.timeoutMs > 0)) fail('expired');
-      else if (ct.importEntry(d, now) < 0) fail('already in the table, or the table is full');
+      else if (ct.lookup(conn.tuple, now) >= 0) fail('already in the table');
+      else if (ct.importEntry(d, now) < 0) fail('the table is full, or its reply tuple is taken');
       else res.committed++;
     }
     this.map.clear();

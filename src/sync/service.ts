@@ -88,7 +88,8 @@ export class SyncService {
   private readonly rxConn = newSyncConn();
   private readonly hdr = newHeader();
   private readonly tuple = new Uint32Array(TUPLE_WORDS);
-  private readonly localAddr: number;
+  /** the sync link's addresses: ours, the peer's or the group */
+  private readonly syncAddrs: number[];
   private readonly counters = {
     msgSent: 0,
     msgReceived: 0,
@@ -115,7 +116,7 @@ export class SyncService {
     const onDatagram = (m: Buffer) => this.receive(m);
     const onError = (err: Error) => this.log.warn({ err }, `sync: ${err.message}`);
     this.channel = link ? link(onDatagram, onError) : new SyncChannel(cfg, onDatagram, onError);
-    this.localAddr = parseIpv4Text(cfg.address);
+    this.syncAddrs = [cfg.address, cfg.peer, cfg.group].filter((a) => a !== '').map(parseIpv4Text);
   }
 
   /** Opens the link, starts listening to the table and asks the peer for its table. */
@@ -173,7 +174,8 @@ export class SyncService {
     if (!syncsProto(proto)) return false;
     if (t[T_META] >>> 8 === 4) {
       if (t[T_SRC] >>> 24 === 127) return false;
-      if (proto === IPPROTO_UDP && (t[T_SRC] === this.localAddr || t[T_DST] === this.localAddr)) {
+      // the sync flows themselves, ours and the peer's (to us, to the group)
+      if (proto === IPPROTO_UDP && (this.syncAddrs.includes(t[T_SRC]) || this.syncAddrs.includes(t[T_DST]))) {
         const p = t[T_PORTS];
         if (p >>> 16 === this.cfg.port || (p & 0xffff) === this.cfg.port) return false;
       }
