@@ -12,6 +12,9 @@
  *  B. DNAT port forwarding from outside (the inside server sees the real client, the filter
  *     accepts the post-DNAT address), REDIRECT to a port on the gateway, MASQUERADE: every packet
  *     crosses at pre-routing.
+ *  C. FTP through MASQUERADE with the ftp helper (raw CT --helper ftp): vsftpd in srv (which
+ *     refuses a PORT that does not name the control connection's peer), curl in cli, passive
+ *     (PASV/227, EPSV/229) and active (PORT, EPRT): the file arrives intact through both gateways.
  * Needs root. Both labs are destroyed in after() even on failure.
  */
 import { after, before, describe, test } from 'node:test';
@@ -21,7 +24,9 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Lab, LAB_ADDR as A } from '../../src/lab/netns';
-import { NFQWALL, ROOT, parseCtList, warmNeighbours, watch } from '../helpers/kernel';
+import { NFQWALL, ROOT, parseCtList, sleep, warmNeighbours, watch } from '../helpers/kernel';
+import { createHash, randomBytes } from 'node:crypto';
+import { writeVsftpdConf } from '../helpers/vsftpd';
 
 const isRoot = process.getuid?.() === 0;
 const ADDON = path.join(ROOT, 'build', 'Release', 'nfqwall.node');
@@ -61,6 +66,20 @@ const RULES_B = [
   'COMMIT',
   ...FILTER,
   `-A FORWARD -d ${A.cli4} -p tcp --dport 8080 -j ACCEPT`,
+  'COMMIT',
+  '',
+].join('\n');
+
+const RULES_C = [
+  '*raw',
+  ':PREROUTING ACCEPT [0:0]',
+  ':OUTPUT ACCEPT [0:0]',
+  '-A PREROUTING -p tcp -m tcp --dport 21 -j CT --helper ftp',
+  'COMMIT',
+  ...HEAD,
+  '-A POSTROUTING -o g1 -j MASQUERADE',
+  'COMMIT',
+  ...FILTER,
   'COMMIT',
   '',
 ].join('\n');
@@ -200,5 +219,48 @@ describe('NAT differential: the kernel nat table vs nfqwall', { skip }, () => {
     assert.equal(k.dnat, `${A.srv4} 41000`, 'the inside server sees the real client');
     assert.equal(k.redirect, `${A.cli4} 41001`, 'the gateway port answered the redirected connection');
     assert.equal(k.masq, `${A.gwSrv4} 41002`);
+  });
+  test('C: FTP through MASQUERADE, passive and active: the file arrives through both gateways', T, async (t) => {
+    if (!fs.existsSync('/usr/sbin/vsftpd') || !fs.existsSync('/usr/bin/curl')) return t.skip('vsftpd/curl not installed');
+    const root = path.join(tmp, 'ftproot');
+    fs.mkdirSync(path.join(root, 'pub'), { recursive: true, mode: 0o755 });
+    fs.chmodSync(root, 0o755);
+    const data = randomBytes(200_000);
+    fs.writeFileSync(path.join(root, 'pub', 'down.bin'), data);
+    fs.chmodSync(path.join(root, 'pub', 'down.bin'), 0o644);
+    const conf = writeVsftpdConf(tmp, root, ['port_enable=YES', 'connect_timeout=5', 'data_connection_timeout=10', 'dirmessage_enable=NO']);
+    await load(RULES_C);
+    const servers = [kLab.spawn('srv', ['/usr/sbin/vsftpd', conf]), nLab.spawn('srv', ['/usr/sbin/vsftpd', conf])];
+    try {
+      for (const lab of [kLab, nLab]) {
+        for (let i = 0; !(await lab.exec('srv', ['ss', '-Hltn', 'sport = :21'])).stdout.trim(); i++) {
+          if (i > 200) throw new Error('vsftpd did not start listening');
+          await sleep(50);
+        }
+      }
+      const want = createHash('sha256').update(data).digest('hex');
+      const modes: [string, string[]][] = [
+        ['PASV', ['--disable-epsv']],
+        ['EPSV', []],
+        ['PORT', ['-P', '-', '--disable-eprt']],
+        ['EPRT', ['-P', '-']],
+      ];
+      const run = async (lab: Lab) => {
+        const out: Record<string, string> = {};
+        for (const [name, args] of modes) {
+          const file = path.join(tmp, `down-${lab === kLab ? 'k' : 'n'}-${name}.bin`);
+          const r = await lab.exec('cli', ['curl', '-sS', '--connect-timeout', '5', '--max-time', '25', ...args, `ftp://${A.srv4}/pub/down.bin`, '-o', file]);
+          const got = fs.existsSync(file) ? createHash('sha256').update(fs.readFileSync(file)).digest('hex') : '';
+          out[name] = r.code === 0 && got === want ? 'intact' : `failed (curl ${r.code}: ${r.stderr.trim()})`;
+        }
+        return out;
+      };
+      const [k, n] = [await run(kLab), await run(nLab)];
+      t.diagnostic(`kernel: ${JSON.stringify(k)} nfqwall: ${JSON.stringify(n)}`);
+      assert.deepEqual(k, { PASV: 'intact', EPSV: 'intact', PORT: 'intact', EPRT: 'intact' }, 'the kernel gateway');
+      assert.deepEqual(n, k, 'nfqwall as the kernel');
+    } finally {
+      await Promise.all([kLab.kill(servers[0]), nLab.kill(servers[1])]);
+    }
   });
 });
