@@ -3,9 +3,24 @@
  * plus the state file): listing, deletion, flush, tunables with their side effects, export and
  * import of entries, and the per-source counting behind nfqwall.per_source_max. Not hot path.
  */
-import { IPS_CONFIRMED, IPS_EXPECTED, IPS_HELPER, IPS_NAT_DONE_MASK, IPS_NAT_MASK } from './constants';
+import { IPS_CONFIRMED, IPS_DST_NAT, IPS_EXPECTED, IPS_HELPER, IPS_NAT_MASK, IPS_SRC_NAT } from './constants';
+import { IPS_SEQ_ADJUST } from './seqadj';
 import { ConntrackHost } from './host';
-import { TUPLE_WORDS, T_META, T_PORTS, T_SRC, nodeTuple, origTuple, recBase, recFamily, recProto, storeTuple } from './layout';
+import {
+  NAT_MASQ_WORD,
+  TUPLE_WORDS,
+  T_META,
+  T_PORTS,
+  T_SRC,
+  hasNatReply,
+  nodeTuple,
+  origTuple,
+  recBase,
+  recFamily,
+  recProto,
+  storeNatReply,
+  storeTuple,
+} from './layout';
 import type { TunableValues } from './sysctl';
 import { invertPorts } from './tuple';
 
@@ -23,6 +38,12 @@ export interface ConntrackEntryData {
   helper: string;
   /** tracker.save() */
   proto: number[];
+  /** a NATed entry (IPS_SRC_NAT / IPS_DST_NAT): its REPLY tuple (the binding), TUPLE_WORDS numbers */
+  reply?: number[];
+  /** with reply: the interface MASQUERADE took the address of (0 = none) */
+  masq?: number;
+  /** with IPS_SEQ_ADJUST: SeqAdjust.save() (correction_pos, offset_before, offset_after per direction) */
+  seqadj?: number[];
 }
 
 export class ConntrackOps extends ConntrackHost {
@@ -134,7 +155,15 @@ export class ConntrackOps extends ConntrackHost {
       mark: tb.mark[e],
       helper: this.helperName(e),
       proto: this.byProto[recProto(tb.rec, e)].save(e),
+      ...(hasNatReply(tb.rec, e) ? { reply: this.natReplyWords(e), masq: tb.nat[e * TUPLE_WORDS + NAT_MASQ_WORD] } : {}),
+      ...(tb.status(e) & IPS_SEQ_ADJUST ? { seqadj: this.seqadj.save(e) } : {}),
     };
+  }
+
+  private natReplyWords(e: number): number[] {
+    const rk = this.importReply;
+    nodeTuple(this.table.rec, this.table.nat, 2 * e + 1, rk, 0);
+    return Array.from(rk);
   }
 
   /**
@@ -173,8 +202,29 @@ export class ConntrackOps extends ConntrackHost {
       return -1;
     }
     storeTuple(tb.rec, e, key, rports);
-    // the reply tuple must not clash either
     const rk = this.importReply;
+    const natBits = (data.status >>> 0) & IPS_NAT_MASK;
+    // a hairpin entry (SNAT and DNAT) is found at the filter crossing through nat.ts's crossing
+    // index, which an import does not fill: such an entry is not restored
+    if (natBits === (IPS_SRC_NAT | IPS_DST_NAT)) {
+      tb.free(e);
+      if (sh !== undefined) Atomics.sub(sh, 0, 1);
+      return -1;
+    }
+    if (natBits !== 0) {
+      // the binding: the REPLY tuple as saved (restore-check.ts checked its shape)
+      const ok = Array.isArray(data.reply) && data.reply.length === TUPLE_WORDS && data.reply.every((w) => Number.isInteger(w) && w >= 0 && w <= 0xffffffff);
+      if (!ok || data.reply![T_META] !== key[T_META]) {
+        tb.free(e);
+        if (sh !== undefined) Atomics.sub(sh, 0, 1);
+        return -1;
+      }
+      for (let i = 0; i < TUPLE_WORDS; i++) rk[i] = data.reply![i];
+      storeNatReply(tb.rec, tb.nat, e, rk, 0);
+      tb.nat[e * TUPLE_WORDS + NAT_MASQ_WORD] = (data.masq ?? 0) >>> 0;
+    }
+    tb.setStatus(e, natBits);
+    // the reply tuple must not clash either
     nodeTuple(tb.rec, tb.nat, 2 * e + 1, rk, 0);
     const hr = this.hkey.hashTuple(rk, 0);
     if (this.find(rk, hr, now) >= 0) {
@@ -183,9 +233,7 @@ export class ConntrackOps extends ConntrackHost {
       this.tun.nf_conntrack_count = tb.count;
       return -1;
     }
-    // the state file has no NAT bindings (yet): an entry comes back un-NATed (its stored status bits would
-    // claim a REPLY tuple the NAT column does not hold)
-    tb.setStatus(e, ((data.status >>> 0) | IPS_CONFIRMED) & ~(IPS_EXPECTED | IPS_NAT_MASK | IPS_NAT_DONE_MASK));
+    tb.setStatus(e, ((data.status >>> 0) | IPS_CONFIRMED) & ~IPS_EXPECTED);
     tb.setTimeout(e, now + data.timeoutMs);
     tb.setCreated(e, now - (data.ageMs > 0 ? data.ageMs : 0));
     tb.mark[e] = data.mark >>> 0 || 0;
@@ -195,6 +243,10 @@ export class ConntrackOps extends ConntrackHost {
     if (hid !== 0 && this.helpers[hid]!.protonum === proto) this.attachHelper(e, hid);
     else tb.setStatus(e, tb.status(e) & ~IPS_HELPER);
     this.byProto[proto].restore(e, Array.isArray(data.proto) ? data.proto : []);
+    if (tb.status(e) & IPS_SEQ_ADJUST) {
+      if (Array.isArray(data.seqadj) && data.seqadj.length === 6) this.seqadj.restore(e, data.seqadj);
+      else tb.setStatus(e, tb.status(e) & ~IPS_SEQ_ADJUST);
+    }
     if (this.countingSources) this.perSource.inc(family, key, T_SRC);
     tb.insert(e, h, hr);
     this.tun.nf_conntrack_count = tb.count;

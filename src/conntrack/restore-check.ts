@@ -8,11 +8,13 @@
  */
 import type { Conntrack } from './core';
 import type { ConntrackEntryData } from './ops';
-import { IPS_ASSURED, IPS_CONFIRMED, IPS_EXPECTED, IPS_HELPER, IPS_SEEN_REPLY } from './constants';
+import { IPS_ASSURED, IPS_CONFIRMED, IPS_DST_NAT_DONE, IPS_EXPECTED, IPS_HELPER, IPS_NAT_MASK, IPS_SEEN_REPLY, IPS_SRC_NAT_DONE } from './constants';
+import { IPS_SEQ_ADJUST } from './seqadj';
 import { T_DST, T_META, T_SRC, TUPLE_WORDS } from './layout';
 
 /** the status bits an entry of this implementation can carry when it is saved */
-const SAVED_STATUS = IPS_EXPECTED | IPS_SEEN_REPLY | IPS_ASSURED | IPS_CONFIRMED | IPS_HELPER;
+const SAVED_STATUS =
+  IPS_EXPECTED | IPS_SEEN_REPLY | IPS_ASSURED | IPS_CONFIRMED | IPS_HELPER | IPS_NAT_MASK | IPS_SRC_NAT_DONE | IPS_DST_NAT_DONE | IPS_SEQ_ADJUST;
 
 const isU32 = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= 0xffffffff;
 
@@ -52,6 +54,22 @@ export function checkRestoredEntry(ct: Conntrack, d: unknown, elapsedMs: number)
     if (id === 0 || ct.helper(id)?.protonum !== l4) return `no helper ${JSON.stringify(helper).slice(0, 40)} for protocol ${l4}`;
   }
   if (!Array.isArray(proto)) return 'bad protocol state';
+  // a NAT binding: the REPLY tuple of the same family and protocol; seqadj offsets
+  let nat: { reply: number[]; masq: number } | undefined;
+  if (status & IPS_NAT_MASK) {
+    const rt = checkTuple(r.reply);
+    if (typeof rt === 'string') return `NAT reply: ${rt}`;
+    if (rt[T_META] !== t[T_META]) return 'the NAT reply tuple is of another family or protocol';
+    if (r.masq !== undefined && !isU32(r.masq)) return 'bad masquerade interface';
+    nat = { reply: Array.from(rt), masq: (r.masq as number | undefined) ?? 0 };
+  } else if (r.reply !== undefined) return 'a reply tuple without a NAT status';
+  let seqadj: number[] | undefined;
+  if (status & IPS_SEQ_ADJUST) {
+    const q = r.seqadj;
+    if (!Array.isArray(q) || q.length !== 6 || !q.every((v, i) => (i % 3 === 0 ? isU32(v) : Number.isInteger(v) && Math.abs(v as number) <= 0x7fffffff)))
+      return 'bad sequence adjustment';
+    seqadj = q as number[];
+  }
   const limitSec = ct.tracker(l4).restoreLimit(ct.tun, t, status, proto);
   if (limitSec < 0) return `a ${ct.tracker(l4).name} entry no packets could have produced`;
   return {
@@ -62,5 +80,7 @@ export function checkRestoredEntry(ct: Conntrack, d: unknown, elapsedMs: number)
     mark,
     helper,
     proto: proto as number[],
+    ...(nat ?? {}),
+    ...(seqadj ? { seqadj } : {}),
   };
 }
