@@ -15,6 +15,7 @@ import { formatAddr } from './addr';
 import type { NatToState } from './nat-action';
 import type { NetmapState } from './targets/NETMAP';
 import type { ParsedChain, RuleError, RuleSet } from './types';
+import type { MarkState } from './matches/mark';
 
 export interface PreroutingNeed {
   4: string[][];
@@ -77,8 +78,10 @@ export const CROSS_SHIFT = 28;
 export const CROSS_MASK = 3 << CROSS_SHIFT;
 
 /**
- * With a *nat table, rules that test (-m mark) or set (-j MARK) the crossing bits are refused:
- * nfqwall overwrites and clears them, so such a rule could not do what it says.
+ * With a *nat table, rules that test for the crossing bits being set (-m mark) or set them
+ * (-j MARK) are refused: nfqwall overwrites and clears them, so such a rule could not do what it
+ * says. A test that needs them clear (`--mark 0x7`, a full mask) is what the operator means: the
+ * rules see the packet mark with the crossing bits cleared.
  */
 export function reservedMarkErrors(set: RuleSet, file: string): RuleError[] {
   if (!set.tables.some((t) => t.name === 'nat')) return [];
@@ -88,12 +91,12 @@ export function reservedMarkErrors(set: RuleSet, file: string): RuleError[] {
     for (const c of t.chains)
       for (const r of c.rules) {
         for (const m of r.matches) {
-          if (m.name === 'mark' && ((m.state as { mask: number }).mask & CROSS_MASK) !== 0)
+          if (m.name === 'mark' && ((m.state as MarkState).value & (m.state as MarkState).mask & CROSS_MASK) !== 0)
             out.push({
               file,
               line: m.at.line,
               col: m.at.col,
-              message: `-m mark tests the packet-mark bits ${bits}, which nfqwall uses with a *nat table (mask them out)`,
+              message: `-m mark tests for the packet-mark bits ${bits}, which nfqwall uses with a *nat table: rules never see them set`,
             });
         }
         if (r.target.kind === 'ext' && r.target.name === 'MARK' && ((r.target.state as { value: number }).value & CROSS_MASK) !== 0)

@@ -111,9 +111,12 @@ test('with a *nat table, rules that test or set the crossing mark bits 0x3000000
   const withNat = (rule: string) => nat(['-A POSTROUTING -o eth0 -j MASQUERADE']) + filter(rule);
   assert.match(
     errorsOf(withNat('-A FORWARD -m mark --mark 0x10000000/0x10000000 -j ACCEPT'))[0],
-    /e\.rules:12:\d+: -m mark tests the packet-mark bits 0x30000000/,
+    /e\.rules:12:\d+: -m mark tests for the packet-mark bits 0x30000000/,
   );
   assert.match(errorsOf(withNat('-A FORWARD -j MARK --set-mark 0x20000001'))[0], /e\.rules:12:\d+: -j MARK sets the packet-mark bits 0x30000000/);
   assert.deepEqual(errorsOf(withNat('-A FORWARD -m mark --mark 0x1/0xff -j MARK --set-mark 0x2')), []);
+  // a full mask tests the bits for 0, which the rules always see: the common `--mark 0x7` loads
+  assert.deepEqual(errorsOf(withNat('-A FORWARD -m mark --mark 0x7 -j ACCEPT')), []);
+  assert.deepEqual(errorsOf(withNat('-A FORWARD -m mark ! --mark 0x0 -j ACCEPT')), []);
   assert.deepEqual(errorsOf(filter('-A FORWARD -m mark --mark 0x10000000 -j ACCEPT')), [], "without a nat table the bits are the rules' own");
 });
