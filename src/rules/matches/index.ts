@@ -12,6 +12,8 @@ import { icmpMatch } from './icmp';
 import { icmp6Match } from './icmp6';
 import { iprangeMatch } from './iprange';
 import { lengthMatch } from './length';
+import { statisticMatch } from './statistic';
+import { rtMatch } from './rt';
 import { limitMatch } from './limit';
 import { macMatch } from './mac';
 import { markMatch } from './mark';
@@ -47,6 +49,8 @@ export const MATCHES: Record<string, MatchModule> = {
   ttl: ttlMatch,
   hl: hlMatch,
   length: lengthMatch,
+  statistic: statisticMatch,
+  rt: rtMatch,
   addrtype: addrtypeMatch,
   connlimit: connlimitMatch,
   hashlimit: hashlimitMatch,
@@ -110,9 +114,7 @@ export const KNOWN_UNSUPPORTED_MATCHES = [
   'rateest',
   'realm',
   'rpfilter',
-  'rt',
   'socket',
-  'statistic',
   'tcpmss',
   'tos',
   'u32',

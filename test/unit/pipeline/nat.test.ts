@@ -247,3 +247,61 @@ test('MASQUERADE entries die when their address goes away or their interface goe
   forward(fw, ipv4({ src: CLI, dst: SRV }, udp({ sport: 5001, dport: 53 })), IN, OUT);
   assert.equal(fw.ct.masqueradeGone(OUT, null), 1);
 });
+
+test("MARK in nat (kube-proxy's masquerade mark): set in nat PREROUTING, seen by the filter and nat POSTROUTING, cleared there; only the first packet walks the nat chains", () => {
+  const fw = firewall(
+    [
+      ':KUBE-MARK-MASQ - [0:0]',
+      '-A PREROUTING -d 198.19.9.9/32 -p tcp --dport 80 -j KUBE-MARK-MASQ',
+      '-A PREROUTING -d 198.19.9.9/32 -p tcp --dport 80 -j DNAT --to-destination 198.19.2.1:8080',
+      '-A POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN',
+      '-A POSTROUTING -j MARK --xor-mark 0x4000',
+      '-A POSTROUTING -j MASQUERADE',
+      '-A KUBE-MARK-MASQ -j MARK --or-mark 0x4000',
+    ].join('\n'),
+    ':FORWARD DROP [0:0]\n-A FORWARD -m mark --mark 0x4000/0x4000 -j ACCEPT\n-A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT',
+  );
+  const syn = ipv4({ src: CLI, dst: '198.19.9.9' }, tcp({ sport: 40001, dport: 80, seq: 1, flags: 'S', window: 1000 }));
+  const pre = cross(fw, syn, NF_INET_PRE_ROUTING, { indev: IN, mark: 0x10 });
+  assert.equal(pre.verdict & VERDICT_MASK, NF_ACCEPT);
+  assert.equal(pre.mark & ~CROSS_MASK, 0x4010, 'the mark is in the pre-routing verdict, before routing');
+  const fwd = cross(fw, syn, NF_INET_FORWARD, { indev: IN, outdev: OUT, mark: pre.mark });
+  assert.equal(fwd.verdict & VERDICT_MASK, NF_ACCEPT, 'filter FORWARD accepted it by the mark');
+  assert.equal(fwd.mark, 0x10, 'nat POSTROUTING took the 0x4000 bit away again');
+  assert.equal(src(fwd), `${GW_OUT}:40001`, 'masqueraded because it was marked');
+  assert.equal(dst(fwd), '198.19.2.1:8080');
+
+  // MASQUERADE by the mark alone (an entry both DNATed and SNATed is nat's open hairpin case): later packets walk no nat chain
+  const fw3 = firewall(
+    [
+      ':KUBE-MARK-MASQ - [0:0]',
+      '-A PREROUTING -p tcp --dport 80 -j KUBE-MARK-MASQ',
+      '-A POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN',
+      '-A POSTROUTING -j MARK --xor-mark 0x4000',
+      '-A POSTROUTING -j MASQUERADE',
+      '-A KUBE-MARK-MASQ -j MARK --or-mark 0x4000',
+    ].join('\n'),
+    ':FORWARD DROP [0:0]\n-A FORWARD -m mark --mark 0x4000/0x4000 -j ACCEPT\n-A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT',
+  );
+  const syn3 = ipv4({ src: CLI, dst: SRV }, tcp({ sport: 40003, dport: 80, seq: 1, flags: 'S', window: 1000 }));
+  const first = forward(fw3, syn3, IN, OUT);
+  assert.equal(first.verdict & VERDICT_MASK, NF_ACCEPT);
+  assert.equal(first.mark, 0);
+  assert.equal(src(first), `${GW_OUT}:40003`);
+  const synack = ipv4({ src: SRV, dst: GW_OUT }, tcp({ sport: 80, dport: 40003, seq: 100, ack: 2, flags: 'SA', window: 1000 }));
+  const back = forward(fw3, synack, OUT, IN);
+  assert.equal(back.verdict & VERDICT_MASK, NF_ACCEPT);
+  assert.equal(dst(back), `${CLI}:40003`);
+  const ack = ipv4({ src: CLI, dst: SRV }, tcp({ sport: 40003, dport: 80, seq: 2, ack: 101, flags: 'A', window: 1000 }));
+  const pre2 = cross(fw3, ack, NF_INET_PRE_ROUTING, { indev: IN });
+  assert.equal(pre2.mark & ~CROSS_MASK, 0, 'a later packet does not walk nat PREROUTING');
+  const later = cross(fw3, ack, NF_INET_FORWARD, { indev: IN, outdev: OUT, mark: pre2.mark });
+  assert.equal(later.verdict & VERDICT_MASK, NF_ACCEPT, 'ESTABLISHED');
+  assert.equal(src(later), `${GW_OUT}:40003`);
+
+  // an unmarked connection is not masqueraded
+  const other = ipv4({ src: CLI, dst: SRV }, tcp({ sport: 40002, dport: 80, seq: 1, flags: 'S', window: 1000 }));
+  const fw2 = firewall('-A POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN\n-A POSTROUTING -j MASQUERADE');
+  const o = forward(fw2, other, IN, OUT);
+  assert.equal(src(o), `${CLI}:40002`);
+});

@@ -47,7 +47,7 @@ test('the per-packet path allocates nothing (1 M packets, 1 MB new space: at mos
   );
 });
 
-test('nor do the matches of issue 17 (mark, connmark, recent, mac, ttl, length, addrtype, connlimit, hashlimit, string, time, sctp, and -j NFLOG without a reader: test/unit/pipeline/matches.rules) and SCTP associations (tracker, CRC32c)', () => {
+test('nor do the matches of issue 17 (mark, connmark, recent, mac, ttl, length, addrtype, connlimit, hashlimit, string, time, sctp, statistic, rt, and -j NFLOG without a reader: test/unit/pipeline/matches.rules) and SCTP associations (tracker, CRC32c)', () => {
   const res = scavenges(path.join(__dirname, 'matches.rules'), true);
   assert.ok(res.minor <= MAX_SCAVENGES, `${res.minor} scavenges (and ${res.major} other collections) during ${res.packets} packets: a match allocates`);
 });

@@ -202,7 +202,7 @@ COMMIT
 
 test('errors: unknown match / option / missing argument / bad values, with the offending column', () => {
   expectRuleError('-m foo -j ACCEPT', 'foo', 'unknown match "foo" (iptables has no match of that name)');
-  expectRuleError('-m statistic --mode nth --every 2 -j ACCEPT', 'statistic', 'match "statistic" is not supported');
+  expectRuleError('-m quota --quota 1000 -j ACCEPT', 'quota', 'match "quota" is not supported');
   expectRuleError('-p tcp -m tcp --bogus 1 -j ACCEPT', '--bogus', 'unknown option "--bogus" (matches loaded: tcp)');
   expectRuleError('-m conntrack --ctexpire 10 -j ACCEPT', '--ctexpire', 'option "--ctexpire" of match conntrack is not supported');
   expectRuleError('-p tcp --dport', '--dport', 'option "--dport" requires an argument');
