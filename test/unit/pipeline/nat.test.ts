@@ -249,17 +249,22 @@ test('MASQUERADE entries die when their address goes away or their interface goe
 });
 
 test("MARK in nat (kube-proxy's masquerade mark): set in nat PREROUTING, seen by the filter and nat POSTROUTING, cleared there; only the first packet walks the nat chains", () => {
-  const fw = firewall(
-    [
-      ':KUBE-MARK-MASQ - [0:0]',
-      '-A PREROUTING -d 198.19.9.9/32 -p tcp --dport 80 -j KUBE-MARK-MASQ',
-      '-A PREROUTING -d 198.19.9.9/32 -p tcp --dport 80 -j DNAT --to-destination 198.19.2.1:8080',
-      '-A POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN',
-      '-A POSTROUTING -j MARK --xor-mark 0x4000',
-      '-A POSTROUTING -j MASQUERADE',
-      '-A KUBE-MARK-MASQ -j MARK --or-mark 0x4000',
-    ].join('\n'),
-    ':FORWARD DROP [0:0]\n-A FORWARD -m mark --mark 0x4000/0x4000 -j ACCEPT\n-A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT',
+  /** kube-proxy's KUBE-MARK-MASQ / KUBE-POSTROUTING / KUBE-FORWARD, behind these nat PREROUTING rules */
+  const kube = (...prerouting: string[]) =>
+    firewall(
+      [
+        ':KUBE-MARK-MASQ - [0:0]',
+        ...prerouting,
+        '-A POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN',
+        '-A POSTROUTING -j MARK --xor-mark 0x4000',
+        '-A POSTROUTING -j MASQUERADE',
+        '-A KUBE-MARK-MASQ -j MARK --or-mark 0x4000',
+      ].join('\n'),
+      ':FORWARD DROP [0:0]\n-A FORWARD -m mark --mark 0x4000/0x4000 -j ACCEPT\n-A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT',
+    );
+  const fw = kube(
+    '-A PREROUTING -d 198.19.9.9/32 -p tcp --dport 80 -j KUBE-MARK-MASQ',
+    '-A PREROUTING -d 198.19.9.9/32 -p tcp --dport 80 -j DNAT --to-destination 198.19.2.1:8080',
   );
   const syn = ipv4({ src: CLI, dst: '198.19.9.9' }, tcp({ sport: 40001, dport: 80, seq: 1, flags: 'S', window: 1000 }));
   const pre = cross(fw, syn, NF_INET_PRE_ROUTING, { indev: IN, mark: 0x10 });
@@ -272,17 +277,7 @@ test("MARK in nat (kube-proxy's masquerade mark): set in nat PREROUTING, seen by
   assert.equal(dst(fwd), '198.19.2.1:8080');
 
   // MASQUERADE by the mark alone (an entry both DNATed and SNATed is nat's open hairpin case): later packets walk no nat chain
-  const fw3 = firewall(
-    [
-      ':KUBE-MARK-MASQ - [0:0]',
-      '-A PREROUTING -p tcp --dport 80 -j KUBE-MARK-MASQ',
-      '-A POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN',
-      '-A POSTROUTING -j MARK --xor-mark 0x4000',
-      '-A POSTROUTING -j MASQUERADE',
-      '-A KUBE-MARK-MASQ -j MARK --or-mark 0x4000',
-    ].join('\n'),
-    ':FORWARD DROP [0:0]\n-A FORWARD -m mark --mark 0x4000/0x4000 -j ACCEPT\n-A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT',
-  );
+  const fw3 = kube('-A PREROUTING -p tcp --dport 80 -j KUBE-MARK-MASQ');
   const syn3 = ipv4({ src: CLI, dst: SRV }, tcp({ sport: 40003, dport: 80, seq: 1, flags: 'S', window: 1000 }));
   const first = forward(fw3, syn3, IN, OUT);
   assert.equal(first.verdict & VERDICT_MASK, NF_ACCEPT);
