@@ -52,7 +52,7 @@ const FLAG_OPTS: Record<string, number> = {
 
 export const logTarget: TargetModule<LogState> = {
   name: 'LOG',
-  tables: ['raw', 'mangle', 'filter'],
+  tables: ['raw', 'mangle', 'nat', 'filter'],
   options: [
     { name: 'log-level', invertible: false, args: 1 },
     { name: 'log-prefix', invertible: false, args: 1 },

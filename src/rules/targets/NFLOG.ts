@@ -36,7 +36,7 @@ function uint(t: string, max: number): number {
 
 export const nflogTarget: TargetModule<NflogState> = {
   name: 'NFLOG',
-  tables: ['raw', 'mangle', 'filter'],
+  tables: ['raw', 'mangle', 'nat', 'filter'],
   options: [
     { name: 'nflog-group', invertible: false, args: 1 },
     { name: 'nflog-prefix', invertible: false, args: 1 },

@@ -300,3 +300,39 @@ test("MARK in nat (kube-proxy's masquerade mark): set in nat PREROUTING, seen by
   const o = forward(fw2, other, IN, OUT);
   assert.equal(src(o), `${CLI}:40002`);
 });
+
+test('LOG in a nat chain (xt_LOG has no table restriction): it sees only a connection first packet, as the nat chains do', () => {
+  const lines: string[] = [];
+  const text = [
+    '*nat',
+    ':PREROUTING ACCEPT [0:0]',
+    ':INPUT ACCEPT [0:0]',
+    ':OUTPUT ACCEPT [0:0]',
+    ':POSTROUTING ACCEPT [0:0]',
+    '-A POSTROUTING -o out0 -j LOG --log-prefix "masq: "',
+    '-A POSTROUTING -o out0 -j MASQUERADE',
+    'COMMIT',
+    '',
+  ].join('\n');
+  const r = loadRuleText(text, 'nat-log.rules', {
+    log: (line) => lines.push(line),
+    reject: () => {},
+    ifname: (i) => ({ 1: 'lo', 2: 'in0', 3: 'out0' })[i],
+    natAddress: (ifindex, _family, _dst, out) => {
+      const a = ADDRS[ifindex]?.[0];
+      if (!a) return false;
+      out.set(a);
+      return true;
+    },
+  });
+  assert.deepEqual(r.errors, []);
+  const tun = { ...defaultTunables(16 * 1024 ** 3), nf_conntrack_buckets: 1024, nf_conntrack_max: 1024 };
+  const fw = new Firewall({ tun, rules: r.rules! });
+  for (let i = 0; i < 3; i++) {
+    const o = forward(fw, ipv4({ src: CLI, dst: SRV }, udp({ sport: 5000, dport: 53, payload: new Uint8Array(4) })), IN, OUT);
+    assert.equal(o.verdict & VERDICT_MASK, NF_ACCEPT);
+    assert.equal(src(o), `${GW_OUT}:5000`);
+  }
+  assert.equal(lines.length, 1, lines.join('\n'));
+  assert.match(lines[0], /^masq: IN=in0 OUT=out0 .*SRC=198\.18\.1\.1 DST=198\.19\.2\.1 /);
+});
