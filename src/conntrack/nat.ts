@@ -12,6 +12,7 @@
  * A layer of the Conntrack object (see entries.ts): ConntrackOps → ConntrackNat → Conntrack.
  * Everything here is integers and typed arrays: no allocation per packet.
  */
+import { bswap32, jhashAddr, reciprocalScale } from './jhash';
 import { IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE } from '../packet/view';
 import { rewriteEndpoint } from '../packet/rewrite';
 import { PKTF_TRUNCATED, VERDICT_SET_PAYLOAD } from '../queue/layout';
@@ -77,68 +78,6 @@ export class NatRange {
  */
 function natPorts(proto: number): boolean {
   return proto === IPPROTO_TCP || proto === IPPROTO_UDP || proto === IPPROTO_UDPLITE;
-}
-
-function rol32(x: number, k: number): number {
-  return (x << k) | (x >>> (32 - k));
-}
-
-function bswap32(x: number): number {
-  return ((x >>> 24) | ((x >>> 8) & 0xff00) | ((x << 8) & 0xff0000) | (x << 24)) >>> 0;
-}
-
-/**
- * jhash2 over the 4 words of an address as the kernel sees them in memory (network order
- * words read as little-endian u32, so each of our big-endian words byte-swapped).
- */
-export function jhashAddr(words: Uint32Array, o: number, initval: number): number {
-  let a = (0xdeadbeef + (4 << 2) + initval) | 0;
-  let b = a;
-  let c = a;
-  a = (a + bswap32(words[o])) | 0;
-  b = (b + bswap32(words[o + 1])) | 0;
-  c = (c + bswap32(words[o + 2])) | 0;
-  // __jhash_mix
-  a = (a - c) | 0;
-  a ^= rol32(c, 4);
-  c = (c + b) | 0;
-  b = (b - a) | 0;
-  b ^= rol32(a, 6);
-  a = (a + c) | 0;
-  c = (c - b) | 0;
-  c ^= rol32(b, 8);
-  b = (b + a) | 0;
-  a = (a - c) | 0;
-  a ^= rol32(c, 16);
-  c = (c + b) | 0;
-  b = (b - a) | 0;
-  b ^= rol32(a, 19);
-  a = (a + c) | 0;
-  c = (c - b) | 0;
-  c ^= rol32(b, 4);
-  b = (b + a) | 0;
-  a = (a + bswap32(words[o + 3])) | 0;
-  // __jhash_final
-  c ^= b;
-  c = (c - rol32(b, 14)) | 0;
-  a ^= c;
-  a = (a - rol32(c, 11)) | 0;
-  b ^= a;
-  b = (b - rol32(a, 25)) | 0;
-  c ^= b;
-  c = (c - rol32(b, 16)) | 0;
-  a ^= c;
-  a = (a - rol32(c, 4)) | 0;
-  b ^= a;
-  b = (b - rol32(a, 14)) | 0;
-  c ^= b;
-  c = (c - rol32(b, 24)) | 0;
-  return c >>> 0;
-}
-
-/** reciprocal_scale(val, ep_ro): val * ep_ro >> 32, exact in doubles */
-function reciprocalScale(val: number, n: number): number {
-  return Math.floor(((val >>> 0) * (n >>> 0)) / 4294967296);
 }
 
 /** The port (manip SRC: source, DST: destination) or ICMP id of tuple t@o. */

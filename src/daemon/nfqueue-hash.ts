@@ -15,47 +15,22 @@
  * target is checked (init_hashrandom) and never exported. Restored state is therefore handed out
  * by claim (src/daemon/restore-store.ts), not by computing the queue.
  */
+import { bswap32, jhash3words, reciprocalScale } from '../conntrack/jhash';
 
-const JHASH_INITVAL = 0xdeadbeef;
-
-const rol32 = (w: number, s: number) => ((w << s) | (w >>> (32 - s))) >>> 0;
-
-/** include/linux/jhash.h jhash_3words (u32 arithmetic). */
-export function jhash3words(a: number, b: number, c: number, initval: number): number {
-  const iv = (initval + JHASH_INITVAL + (3 << 2)) >>> 0;
-  a = (a + iv) >>> 0;
-  b = (b + iv) >>> 0;
-  c = (c + iv) >>> 0;
-  // __jhash_final
-  c = ((c ^ b) - rol32(b, 14)) >>> 0;
-  a = ((a ^ c) - rol32(c, 11)) >>> 0;
-  b = ((b ^ a) - rol32(a, 25)) >>> 0;
-  c = ((c ^ b) - rol32(b, 16)) >>> 0;
-  a = ((a ^ c) - rol32(c, 4)) >>> 0;
-  b = ((b ^ a) - rol32(a, 14)) >>> 0;
-  c = ((c ^ b) - rol32(b, 24)) >>> 0;
-  return c;
-}
-
-/** include/linux/kernel.h reciprocal_scale: val * n >> 32. */
-export function reciprocalScale(val: number, n: number): number {
-  return Number((BigInt(val >>> 0) * BigInt(n >>> 0)) >> 32n);
-}
-
-/** A network-order word (0xc612010a for 198.18.1.10) as a little-endian CPU loads it. */
-const load = (w: number) => (((w & 0xff) << 24) | ((w & 0xff00) << 8) | ((w >>> 8) & 0xff00) | (w >>> 24)) >>> 0;
+/** The kernel's jhash_3words and reciprocal_scale (src/conntrack/jhash.ts), re-exported for the tests. */
+export { jhash3words, reciprocalScale };
 
 /** hash_v4 / hash_v6. src, dst: address words in network order (1 for IPv4, 4 for IPv6). */
 export function nfqueueFlowHash(family: 4 | 6, src: ArrayLike<number>, dst: ArrayLike<number>, proto: number, initval: number): number {
   if (family === 4) {
-    const s = load(src[0]);
-    const d = load(dst[0]);
+    const s = bswap32(src[0]);
+    const d = bswap32(dst[0]);
     return s < d ? jhash3words(s, d, proto & 0xff, initval) : jhash3words(d, s, proto & 0xff, initval);
   }
-  const s3 = load(src[3]);
-  const d3 = load(dst[3]);
-  const s1 = load(src[1]);
-  const d1 = load(dst[1]);
+  const s3 = bswap32(src[3]);
+  const d3 = bswap32(dst[3]);
+  const s1 = bswap32(src[1]);
+  const d1 = bswap32(dst[1]);
   const [a, b] = s3 < d3 ? [s3, d3] : [d3, s3];
   return jhash3words(a, b, s1 < d1 ? s1 : d1, initval);
 }

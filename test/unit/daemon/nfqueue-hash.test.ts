@@ -38,6 +38,22 @@ describe('nfqueue_hash (xt_NFQUEUE --queue-balance)', () => {
     assert.equal(jhash3words(0, 0, 0, 0) >>> 0, jhash3words(0, 0, 0, 0));
   });
 
+  test('reciprocal_scale is exact where val * n passes 2^53 (the u64 product of the kernel)', () => {
+    const exact = (v: number, n: number) => Number((BigInt(v) * BigInt(n)) >> 32n);
+    const edges = [0, 1, 0xffff, 0x10000, 0x7fffffff, 0x80000000, 0xfffeffff, 0xffffffff];
+    for (const v of edges) for (const n of edges) assert.equal(reciprocalScale(v, n), exact(v, n), `${v} * ${n}`);
+    let x = 0x9e3779b9;
+    for (let i = 0; i < 20000; i++) {
+      x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
+      const n = (Math.imul(x, 22695477) + 1) >>> 0;
+      assert.equal(reciprocalScale(x, n), exact(x, n), `${x} * ${n}`);
+    }
+    // products one below a multiple of 2^32 and past 2^54, which a double rounds up (floor(v * n / 2^32) was one too many)
+    assert.equal(reciprocalScale(0xbfffffff, 0xc0000001), 2415919103);
+    assert.equal(reciprocalScale(0xcccccccd, 0xfffffffb), 3435973832);
+    assert.equal(reciprocalScale(0x7fffffff, 0x80000001), 1073741823);
+  });
+
   test('both directions and every flow between two addresses (FTP control + data) land on one queue, whatever the seed', () => {
     const c = words('198.18.1.10');
     const s = words('198.19.2.1');
